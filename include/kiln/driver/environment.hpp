@@ -1,0 +1,82 @@
+// A full picture of the GPU software stack on this machine, with every problem found and what to
+// do about it. `kiln doctor` prints it; the service's readiness check uses it.
+//
+// Thread safety: probe_environment() may be called from any thread; it returns a fresh value.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace kiln::driver {
+
+struct LibraryReport {
+  bool found = false;
+  std::string path;
+  std::string version;
+  std::string failure;
+  std::vector<std::string> tried;
+  std::vector<std::string> copies;
+};
+
+struct GpuReport {
+  int ordinal = 0;
+  std::string name;
+  std::string uuid;        // "GPU-xxxxxxxx-xxxx-xxxx-xxxx-xxxxxxxxxxxx", as nvidia-smi prints it
+  std::string pci_bus_id;  // "0000:00:05.0"
+  int cc_major = 0;
+  int cc_minor = 0;
+  std::uint64_t memory_total = 0;
+  std::uint64_t memory_free = 0;  // 0 when the primary context could not be made
+  int multiprocessors = 0;
+  bool nvrtc_can_compile = false;  // NVRTC lists sm_<cc> among its real architectures
+};
+
+struct Problem {
+  std::string id;       // stable identifier: "no_driver", "nvrtc_newer_than_driver", ...
+  std::string message;  // what is wrong, with the facts
+  std::string hint;     // what to do
+};
+
+struct EnvironmentReport {
+  std::string kiln_version;
+  int built_cuda_version = 0;
+  std::string os;    // "Linux 6.1.0-18-amd64"
+  std::string arch;  // "x86_64"
+
+  LibraryReport driver;
+  int driver_cuda_version = 0;  // cuDriverGetVersion; 0 when no driver
+  std::string driver_init;      // cuInit's result name ("CUDA_SUCCESS") or empty
+
+  LibraryReport nvrtc;
+  std::vector<int> nvrtc_archs;
+
+  LibraryReport nvml;
+
+  std::string toolkit_root;
+  bool toolkit_include = false;
+  bool toolkit_cccl = false;
+
+  std::vector<GpuReport> gpus;
+  std::vector<Problem> problems;
+
+  bool healthy() const { return problems.empty(); }
+};
+
+EnvironmentReport probe_environment();
+
+// The checks behind the report, exposed so they can be tested with any versions.
+// NVRTC newer than the driver: its PTX names a PTX ISA the driver's JIT does not know.
+std::optional<Problem> check_version_alignment(int driver_cuda_version, int nvrtc_cuda_version);
+
+// The folders the dynamic loader searches: $LD_LIBRARY_PATH, /etc/ld.so.conf (with its includes),
+// then the system defaults. `ld_library_path` and `ld_so_conf` are parameters for tests.
+std::vector<std::string> loader_search_dirs(const std::string& ld_library_path,
+                                            const std::string& ld_so_conf = "/etc/ld.so.conf");
+
+// Distinct real paths of files in `dirs` whose name is one of `file_names`.
+std::vector<std::string> find_library_copies(const std::vector<std::string>& dirs,
+                                             const std::vector<std::string>& file_names);
+
+}  // namespace kiln::driver

@@ -1,0 +1,111 @@
+// The kiln CLI, run as a real child process.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/driver/cuda_api.hpp"
+#include "support/process.hpp"
+
+namespace {
+
+using kiln::testing::cli_path;
+using kiln::testing::run_process;
+
+bool driver_present() { return kiln::driver::driver_state().api != nullptr; }
+
+TEST(CliDoctor, JsonDescribesThisMachine) {
+  auto r = run_process({cli_path(), "doctor", "--json"});
+  nlohmann::json j;
+  ASSERT_NO_THROW(j = nlohmann::json::parse(r.out)) << r.out << r.err;
+  for (const char* key : {"kiln", "system", "driver", "nvrtc", "nvml", "toolkit", "gpus", "problems", "healthy"})
+    EXPECT_TRUE(j.contains(key)) << key;
+  EXPECT_EQ(j["kiln"]["built_cuda_version"], kiln::driver::format_cuda_version(CUDA_VERSION));
+  EXPECT_TRUE(j["nvrtc"]["found"].get<bool>());
+  EXPECT_EQ(j["nvrtc"]["version"].get<std::string>().substr(0, 3),
+            kiln::driver::format_cuda_version(CUDA_VERSION).substr(0, 3));
+  EXPECT_TRUE(j["toolkit"]["include"].get<bool>());
+  EXPECT_TRUE(j["toolkit"]["cccl"].get<bool>());
+  EXPECT_EQ(r.exit_code, j["healthy"].get<bool>() ? 0 : 1);
+  EXPECT_EQ(j["healthy"].get<bool>(), j["problems"].empty());
+  for (const auto& p : j["problems"]) {
+    EXPECT_FALSE(p["id"].get<std::string>().empty());
+    EXPECT_FALSE(p["message"].get<std::string>().empty());
+    EXPECT_FALSE(p["hint"].get<std::string>().empty()) << p["id"];
+  }
+  if (!driver_present()) {
+    EXPECT_FALSE(j["driver"]["found"].get<bool>());
+    EXPECT_TRUE(j["driver"]["path"].is_null());
+    EXPECT_NE(j["driver"]["error"].get<std::string>().find("libcuda.so.1"), std::string::npos);
+    EXPECT_TRUE(j["gpus"].empty());
+    EXPECT_EQ(r.exit_code, 1);
+    bool no_driver = false;
+    for (const auto& p : j["problems"]) no_driver |= p["id"] == "no_driver";
+    EXPECT_TRUE(no_driver);
+  }
+}
+
+TEST(CliDoctor, TextReportNamesTheSections) {
+  auto r = run_process({cli_path(), "doctor"});
+  for (const char* s : {"Driver", "NVRTC", "NVML", "Toolkit", "GPUs"})
+    EXPECT_NE(r.out.find(s), std::string::npos) << s << "\n" << r.out;
+  if (!driver_present()) {
+    EXPECT_EQ(r.exit_code, 1);
+    EXPECT_NE(r.out.find("No NVIDIA driver"), std::string::npos) << r.out;
+  }
+}
+
+TEST(CliDoctor, BogusNvrtcPathIsNamed) {
+  auto r = run_process({cli_path(), "doctor", "--json"}, {{{"KILN_NVRTC_PATH", "/bogus/libnvrtc.so"}}, {}});
+  EXPECT_EQ(r.exit_code, 1);
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_FALSE(j["nvrtc"]["found"].get<bool>());
+  EXPECT_NE(j["nvrtc"]["error"].get<std::string>().find("KILN_NVRTC_PATH=/bogus/libnvrtc.so"), std::string::npos)
+      << j["nvrtc"].dump();
+  bool reported = false;
+  for (const auto& p : j["problems"])
+    if (p["id"] == "no_nvrtc") reported = p["message"].get<std::string>().find("/bogus/libnvrtc.so") != std::string::npos;
+  EXPECT_TRUE(reported) << j["problems"].dump();
+}
+
+TEST(CliExplain, ByName) {
+  auto r = run_process({cli_path(), "explain", "CUDA_ERROR_ILLEGAL_ADDRESS"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("CUDA_ERROR_ILLEGAL_ADDRESS (driver error 700)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("hint:"), std::string::npos);
+  EXPECT_NE(r.out.find("sticky:  yes"), std::string::npos);
+}
+
+TEST(CliExplain, ByNumber) {
+  auto r = run_process({cli_path(), "explain", "2"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("CUDA_ERROR_OUT_OF_MEMORY"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("sticky:  no"), std::string::npos);
+}
+
+TEST(CliExplain, ByDomainAndNumber) {
+  auto r = run_process({cli_path(), "explain", "nvrtc:6"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("NVRTC_ERROR_COMPILATION"), std::string::npos) << r.out;
+  EXPECT_EQ(r.out.find("CUDA_ERROR"), std::string::npos) << r.out;
+}
+
+TEST(CliExplain, UnknownCodeExitsOne) {
+  auto r = run_process({cli_path(), "explain", "CUDA_ERROR_MADE_UP"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("CUDA_ERROR_MADE_UP"), std::string::npos) << r.err;
+}
+
+TEST(CliUsage, BadUsageExitsTwo) {
+  EXPECT_EQ(run_process({cli_path(), "explain"}).exit_code, 2);
+  EXPECT_EQ(run_process({cli_path(), "no-such-command"}).exit_code, 2);
+  EXPECT_EQ(run_process({cli_path()}).exit_code, 2);
+  EXPECT_EQ(run_process({cli_path(), "doctor", "--bogus"}).exit_code, 2);
+}
+
+TEST(CliUsage, HelpDocumentsExitCodes) {
+  auto r = run_process({cli_path(), "doctor", "--help"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("Exit codes: 0 healthy; 1 problems found"), std::string::npos) << r.out;
+}
+
+}  // namespace

@@ -1,0 +1,127 @@
+// `kiln doctor`: the GPU software stack of this machine, every problem found and its hint.
+#include <cstdio>
+#include <iostream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "commands.hpp"
+#include "kiln/driver/cuda_api.hpp"
+#include "kiln/driver/environment.hpp"
+
+namespace kiln::cli {
+namespace {
+
+using driver::EnvironmentReport;
+using driver::LibraryReport;
+
+nlohmann::json to_json(const LibraryReport& lib) {
+  nlohmann::json j{{"found", lib.found}, {"copies", lib.copies}};
+  j["path"] = lib.found ? nlohmann::json(lib.path) : nlohmann::json(nullptr);
+  j["version"] = lib.version.empty() ? nlohmann::json(nullptr) : nlohmann::json(lib.version);
+  if (!lib.found) j["error"] = lib.failure;
+  if (!lib.tried.empty()) j["tried"] = lib.tried;
+  return j;
+}
+
+std::string arch_name(int arch) { return "sm_" + std::to_string(arch); }
+
+nlohmann::json to_json(const EnvironmentReport& r) {
+  nlohmann::json j;
+  j["kiln"] = {{"version", r.kiln_version},
+               {"built_cuda_version", driver::format_cuda_version(r.built_cuda_version)}};
+  j["system"] = {{"os", r.os}, {"arch", r.arch}};
+  j["driver"] = to_json(r.driver);
+  j["driver"]["cuda_version"] = r.driver_cuda_version
+                                    ? nlohmann::json(driver::format_cuda_version(r.driver_cuda_version))
+                                    : nlohmann::json(nullptr);
+  if (!r.driver_init.empty()) j["driver"]["init"] = r.driver_init;
+  j["nvrtc"] = to_json(r.nvrtc);
+  j["nvrtc"]["supported_archs"] = nlohmann::json::array();
+  for (int a : r.nvrtc_archs) j["nvrtc"]["supported_archs"].push_back(arch_name(a));
+  j["nvml"] = to_json(r.nvml);
+  j["toolkit"] = {{"root", r.toolkit_root}, {"include", r.toolkit_include}, {"cccl", r.toolkit_cccl}};
+  j["gpus"] = nlohmann::json::array();
+  for (const auto& g : r.gpus)
+    j["gpus"].push_back({{"ordinal", g.ordinal},
+                         {"name", g.name},
+                         {"uuid", g.uuid},
+                         {"pci_bus_id", g.pci_bus_id},
+                         {"compute_capability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor)},
+                         {"memory_total", g.memory_total},
+                         {"memory_free", g.memory_free},
+                         {"multiprocessors", g.multiprocessors},
+                         {"nvrtc_can_compile", g.nvrtc_can_compile}});
+  j["problems"] = nlohmann::json::array();
+  for (const auto& p : r.problems) j["problems"].push_back({{"id", p.id}, {"message", p.message}, {"hint", p.hint}});
+  j["healthy"] = r.healthy();
+  return j;
+}
+
+std::string gib(std::uint64_t bytes) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024 * 1024));
+  return buf;
+}
+
+void print_library(std::ostream& out, const char* label, const LibraryReport& lib, const std::string& extra = {}) {
+  out << label;
+  if (lib.found)
+    out << (lib.version.empty() ? "(version unknown)" : lib.version) << "  " << lib.path << extra << "\n";
+  else
+    out << "not found: " << lib.failure << "\n";
+}
+
+void print_text(std::ostream& out, const EnvironmentReport& r) {
+  out << "kiln " << r.kiln_version << " (built for CUDA " << driver::format_cuda_version(r.built_cuda_version)
+      << ") on " << r.os << " " << r.arch << "\n\n";
+  print_library(out, "Driver   ", r.driver,
+                r.driver_cuda_version ? "  (supports CUDA " + driver::format_cuda_version(r.driver_cuda_version) + ")"
+                                      : std::string());
+  print_library(out, "NVRTC    ", r.nvrtc);
+  if (!r.nvrtc_archs.empty()) {
+    out << "         architectures:";
+    for (int a : r.nvrtc_archs) out << " " << arch_name(a);
+    out << "\n";
+  }
+  print_library(out, "NVML     ", r.nvml);
+  out << "Toolkit  " << (r.toolkit_root.empty() ? "(none)" : r.toolkit_root)
+      << "  include: " << (r.toolkit_include ? "yes" : "no") << "  include/cccl: " << (r.toolkit_cccl ? "yes" : "no")
+      << "\n\n";
+  out << "GPUs (" << r.gpus.size() << ")\n";
+  for (const auto& g : r.gpus)
+    out << "  " << g.ordinal << "  " << g.name << "  sm_" << g.cc_major << g.cc_minor << "  " << g.uuid << "  "
+        << g.pci_bus_id << "  " << g.multiprocessors << " SMs  " << gib(g.memory_total) << " total, "
+        << gib(g.memory_free) << " free  NVRTC can compile for it: " << (g.nvrtc_can_compile ? "yes" : "no")
+        << "\n";
+  if (r.gpus.empty()) out << "  none\n";
+  out << "\n";
+  if (r.problems.empty()) {
+    out << "No problems found.\n";
+    return;
+  }
+  out << "Problems (" << r.problems.size() << ")\n";
+  for (const auto& p : r.problems) {
+    out << "  [" << p.id << "] " << p.message << "\n";
+    if (!p.hint.empty()) out << "    hint: " << p.hint << "\n";
+  }
+}
+
+}  // namespace
+
+void add_doctor_command(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("doctor", "Check the driver, NVRTC, NVML, the toolkit and every GPU");
+  cmd->footer(
+      "Exit codes: 0 healthy; 1 problems found (no driver or no GPU counts as a problem); 2 bad usage.");
+  auto json = std::make_shared<bool>(false);
+  cmd->add_flag("--json", *json, "print the report as JSON");
+  cmd->callback([json, &exit_code] {
+    const EnvironmentReport report = driver::probe_environment();
+    if (*json)
+      std::cout << to_json(report).dump(2) << "\n";
+    else
+      print_text(std::cout, report);
+    exit_code = report.healthy() ? kExitOk : kExitProblems;
+  });
+}
+
+}  // namespace kiln::cli
