@@ -106,6 +106,18 @@ const CudaApi& cuda() {
   return *s.api;
 }
 
+std::string format_uuid(const CUuuid& uuid) {
+  static constexpr char hex[] = "0123456789abcdef";
+  std::string s = "GPU-";
+  for (int i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
+    auto b = static_cast<unsigned char>(uuid.bytes[i]);
+    s += hex[b >> 4];
+    s += hex[b & 15];
+  }
+  return s;
+}
+
 std::string format_cuda_version(int version) {
   return std::to_string(version / 1000) + "." + std::to_string(version % 1000 / 10);
 }

@@ -25,19 +25,6 @@ std::string hint_of(Domain domain, int code) {
   return e ? std::string(e->hint) : std::string();
 }
 
-std::string uuid_string(const CUuuid& u) {
-  // nvidia-smi's form: GPU-8-4-4-4-12 hex digits.
-  static const char* hex = "0123456789abcdef";
-  std::string s = "GPU-";
-  for (int i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s += '-';
-    auto b = static_cast<unsigned char>(u.bytes[i]);
-    s += hex[b >> 4];
-    s += hex[b & 15];
-  }
-  return s;
-}
-
 GpuReport probe_gpu(const CudaApi& cu, int ordinal, const std::vector<int>& archs) {
   GpuReport g;
   g.ordinal = ordinal;
@@ -47,7 +34,7 @@ GpuReport probe_gpu(const CudaApi& cu, int ordinal, const std::vector<int>& arch
   cu.cuDeviceGetName(name, sizeof name, dev);
   g.name = name;
   CUuuid uuid{};
-  if (cu.cuDeviceGetUuid(&uuid, dev) == CUDA_SUCCESS) g.uuid = uuid_string(uuid);
+  if (cu.cuDeviceGetUuid(&uuid, dev) == CUDA_SUCCESS) g.uuid = format_uuid(uuid);
   char bus[32] = {};
   if (cu.cuDeviceGetPCIBusId(bus, sizeof bus, dev) == CUDA_SUCCESS) g.pci_bus_id = bus;
   cu.cuDeviceGetAttribute(&g.cc_major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, dev);

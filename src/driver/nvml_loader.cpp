@@ -36,6 +36,20 @@ NvmlState load_nvml() {
   bind(api.nvmlDeviceGetUUID, "nvmlDeviceGetUUID");
   bind(api.nvmlDeviceGetName, "nvmlDeviceGetName");
   bind(api.nvmlDeviceGetIndex, "nvmlDeviceGetIndex");
+  // Topology entry points are optional: an NVML without them still gives the driver version.
+  auto bind_optional = [&](auto& fn, const char* name) {
+    fn = reinterpret_cast<std::remove_reference_t<decltype(fn)>>(detail::find_symbol(lib.handle, name));
+  };
+  bind_optional(api.nvmlDeviceGetPciInfo_v3, "nvmlDeviceGetPciInfo_v3");
+  bind_optional(api.nvmlDeviceGetMemoryInfo, "nvmlDeviceGetMemoryInfo");
+  bind_optional(api.nvmlDeviceGetNvLinkState, "nvmlDeviceGetNvLinkState");
+  bind_optional(api.nvmlDeviceGetNvLinkRemotePciInfo_v2, "nvmlDeviceGetNvLinkRemotePciInfo_v2");
+  bind_optional(api.nvmlDeviceGetNvLinkRemoteDeviceType, "nvmlDeviceGetNvLinkRemoteDeviceType");
+  bind_optional(api.nvmlDeviceGetMigMode, "nvmlDeviceGetMigMode");
+  bind_optional(api.nvmlDeviceGetMaxMigDeviceCount, "nvmlDeviceGetMaxMigDeviceCount");
+  bind_optional(api.nvmlDeviceGetMigDeviceHandleByIndex, "nvmlDeviceGetMigDeviceHandleByIndex");
+  bind_optional(api.nvmlDeviceGetGpuInstanceId, "nvmlDeviceGetGpuInstanceId");
+  bind_optional(api.nvmlDeviceGetComputeInstanceId, "nvmlDeviceGetComputeInstanceId");
   if (!complete) {
     state.library.failure = state.library.path + " lacks NVML entry points kiln needs";
     return state;

@@ -50,4 +50,7 @@ constexpr int built_cuda_version() noexcept { return CUDA_VERSION; }
 // "13.0" from 13000.
 std::string format_cuda_version(int version);
 
+// "GPU-8-4-4-4-12 hex digits", the form nvidia-smi and CUDA_VISIBLE_DEVICES use.
+std::string format_uuid(const CUuuid& uuid);
+
 }  // namespace kiln::driver

@@ -1,0 +1,101 @@
+// jit::KernelCache: the facade. compile(program, target) answers from the memory tier, else the
+// disk tier, else NVRTC, and stores what it compiled in both. When several threads ask for the
+// same key that is not cached yet, one compiles and all receive its result (or its exception).
+//
+// Thread safety: every member may be called from any thread. The memory tier has its own mutex;
+// in-flight compiles are tracked under a second one, held only to find or register a flight.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <future>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kiln/jit/artifact.hpp"
+#include "kiln/jit/cache_key.hpp"
+#include "kiln/jit/compiler.hpp"
+#include "kiln/jit/disk_cache.hpp"
+#include "kiln/jit/memory_cache.hpp"
+#include "kiln/jit/source_policy.hpp"
+
+namespace kiln::jit {
+
+struct KernelCacheOptions {
+  std::size_t memory_bytes = 256u << 20;  // memory tier capacity
+  bool use_disk = true;
+  DiskCacheOptions disk;
+  // NVRTC automatic precompiled headers, kept in the disk cache's pch/ folder (counted against its
+  // cap). A PCH file speeds up later compiles in this process; another process ignores it unless it
+  // runs with address-space randomisation off (NVRTC warning 20282), see docs/JIT.md.
+  bool precompiled_headers = false;
+  // When set, every program is checked before compiling and every compiled or disk-loaded image is
+  // checked after (PTX; for a CUBIN target a PTX twin is compiled only to be checked).
+  std::optional<SourcePolicy> policy;
+};
+
+struct CacheStats {
+  std::uint64_t memory_hits = 0;
+  std::uint64_t memory_misses = 0;
+  std::uint64_t disk_hits = 0;
+  std::uint64_t disk_misses = 0;
+  std::uint64_t compiles = 0;          // NVRTC runs that produced an image
+  std::uint64_t compile_failures = 0;  // NVRTC runs that rejected the program
+  std::uint64_t shared_waits = 0;      // callers that waited for another thread's compile
+  std::uint64_t corrupt_entries = 0;   // disk entries found damaged (removed, rebuilt)
+  std::uint64_t memory_bytes = 0;
+  std::uint64_t memory_entries = 0;
+  std::uint64_t memory_evictions = 0;
+  std::uint64_t disk_writes = 0;
+  std::uint64_t disk_evictions = 0;
+  std::chrono::nanoseconds compile_time_spent{0};  // in NVRTC, this process
+  std::chrono::nanoseconds compile_time_saved{0};  // original compile time of every hit
+  std::vector<std::string> warnings;               // disk fallback, corrupt entries, write failures
+};
+
+class KernelCache {
+ public:
+  explicit KernelCache(KernelCacheOptions options = {});
+  KernelCache(const KernelCache&) = delete;
+  KernelCache& operator=(const KernelCache&) = delete;
+  ~KernelCache();
+
+  // The artifact, or kiln::Error (Errc::compile_failed with compiler-style diagnostics, or what
+  // the policy or NVRTC threw).
+  Artifact compile(const Program& program, const Target& target);
+  // Same, but a program NVRTC rejects is returned (with its diagnostics) instead of thrown.
+  CompileResult try_compile(const Program& program, const Target& target);
+
+  // The memory tier alone, for callers that computed the key once: the fastest lookup.
+  std::optional<Artifact> find(const CacheKey& key);
+  CacheKey key_for(const Program& program, const Target& target) const;
+
+  CacheStats stats() const;
+  MemoryCache& memory() noexcept { return memory_; }
+  DiskCache* disk() noexcept { return disk_.get(); }  // null when use_disk is false
+
+ private:
+  CompileResult produce(const Program& program, const Target& target, const CacheKey& key);
+  void check_artifact(const Artifact& artifact, const Program& program) const;
+
+  const KernelCacheOptions options_;
+  const KeyContext key_context_;
+  MemoryCache memory_;
+  std::unique_ptr<DiskCache> disk_;
+  std::vector<std::string> startup_warnings_;  // written only by the constructor
+
+  std::mutex flights_mutex_;
+  std::unordered_map<CacheKey, std::shared_future<CompileResult>> flights_;
+
+  std::atomic<std::uint64_t> memory_hits_{0}, memory_misses_{0}, compiles_{0}, compile_failures_{0},
+      shared_waits_{0};
+  std::atomic<std::int64_t> spent_ns_{0}, saved_ns_{0};
+};
+
+}  // namespace kiln::jit

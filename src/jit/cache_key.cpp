@@ -1,0 +1,105 @@
+#include "kiln/jit/cache_key.hpp"
+
+#include <algorithm>
+
+#include "jit/detail/sha256.hpp"
+#include "kiln/driver/error.hpp"
+#include "kiln/driver/nvrtc_api.hpp"
+#include "kiln/jit/compiler.hpp"
+
+namespace kiln::jit {
+namespace {
+
+// Each field is tagged and length-prefixed, so no two different inputs serialise alike.
+class KeyWriter {
+ public:
+  void field(char tag, std::string_view bytes) {
+    std::uint64_t size = bytes.size();
+    hash_.update(&tag, 1);
+    hash_.update(&size, sizeof size);
+    hash_.update(bytes);
+  }
+  void number(char tag, std::int64_t value) { field(tag, std::to_string(value)); }
+  CacheKey finish() { return CacheKey{hash_.finish()}; }
+
+ private:
+  detail::Sha256 hash_;
+};
+
+std::string_view define_name(std::string_view define) { return define.substr(0, define.find('=')); }
+
+}  // namespace
+
+std::string CacheKey::hex() const {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string s(64, '0');
+  for (std::size_t i = 0; i < bytes.size(); ++i) {
+    s[2 * i] = kDigits[bytes[i] >> 4];
+    s[2 * i + 1] = kDigits[bytes[i] & 15];
+  }
+  return s;
+}
+
+CacheKey CacheKey::from_hex(std::string_view text) {
+  auto nibble = [](char c) -> int {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+  };
+  CacheKey key;
+  bool ok = text.size() == 64;
+  for (std::size_t i = 0; ok && i < 32; ++i) {
+    int hi = nibble(text[2 * i]), lo = nibble(text[2 * i + 1]);
+    ok = hi >= 0 && lo >= 0;
+    key.bytes[i] = static_cast<std::uint8_t>(hi << 4 | lo);
+  }
+  if (!ok) throw Error(Errc::invalid_argument, "'" + std::string(text) + "' is not a cache key (64 hex digits)");
+  return key;
+}
+
+KeyContext KeyContext::current() {
+  return KeyContext{driver::nvrtc_library().version.as_cuda_version(), toolkit_include_dirs()};
+}
+
+CacheKey cache_key(const Program& program, const Target& target) {
+  return cache_key(program, target, KeyContext::current());
+}
+
+CacheKey cache_key(const Program& program, const Target& target, const KeyContext& context) {
+  KeyWriter w;
+  w.number('F', kCacheFormatVersion);
+  w.number('V', context.nvrtc_cuda_version);
+  for (const auto& dir : context.toolkit_dirs) w.field('T', dir);
+  w.field('K', to_string(target.kind));
+  w.number('A', target.arch);
+  w.field('N', program.name);  // __FILE__ and diagnostics name it
+  w.field('S', program.source);
+  for (const auto& [name, text] : program.headers) {  // std::map: sorted by name
+    w.field('h', name);
+    w.field('H', text);
+  }
+  for (const auto& dir : program.include_dirs) w.field('I', dir);  // search order matters
+
+  const CompileOptions& o = program.options;
+  w.field('s', o.standard);
+  // Defines commute except for one name defined twice: sort by name, keep same-name order.
+  std::vector<std::string_view> defines(o.defines.begin(), o.defines.end());
+  std::stable_sort(defines.begin(), defines.end(),
+                   [](std::string_view a, std::string_view b) { return define_name(a) < define_name(b); });
+  for (auto d : defines) w.field('D', d);
+  w.number('l', o.line_info);
+  w.number('f', o.fast_math);
+  w.number('r', o.max_registers);
+  w.number('R', o.relocatable_device_code);
+  for (const auto& e : o.extra) w.field('X', e);  // raw options: order may matter
+
+  // Lowered names do not depend on the order the expressions were added in.
+  std::vector<std::string_view> names(program.name_expressions.begin(), program.name_expressions.end());
+  std::sort(names.begin(), names.end());
+  names.erase(std::unique(names.begin(), names.end()), names.end());
+  for (auto n : names) w.field('E', n);
+  return w.finish();
+}
+
+}  // namespace kiln::jit

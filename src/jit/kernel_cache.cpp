@@ -1,0 +1,142 @@
+#include "kiln/jit/kernel_cache.hpp"
+
+#include <utility>
+
+namespace kiln::jit {
+namespace {
+
+std::int64_t ns(std::chrono::nanoseconds d) { return d.count(); }
+
+}  // namespace
+
+KernelCache::KernelCache(KernelCacheOptions options)
+    : options_(std::move(options)), key_context_(KeyContext::current()), memory_(options_.memory_bytes) {
+  if (!options_.use_disk) return;
+  try {
+    disk_ = std::make_unique<DiskCache>(options_.disk);
+  } catch (const Error& e) {
+    // The cache is an optimisation: without a usable folder, compile on with the memory tier.
+    startup_warnings_.push_back("disk tier disabled: " + e.detail());
+  }
+}
+
+KernelCache::~KernelCache() = default;
+
+CacheKey KernelCache::key_for(const Program& program, const Target& target) const {
+  return cache_key(program, target, key_context_);
+}
+
+std::optional<Artifact> KernelCache::find(const CacheKey& key) {
+  auto hit = memory_.find(key);
+  if (hit) {
+    memory_hits_.fetch_add(1, std::memory_order_relaxed);
+    saved_ns_.fetch_add(ns(hit->compile_time()), std::memory_order_relaxed);
+  } else {
+    memory_misses_.fetch_add(1, std::memory_order_relaxed);
+  }
+  return hit;
+}
+
+Artifact KernelCache::compile(const Program& program, const Target& target) {
+  CompileResult result = try_compile(program, target);
+  if (!result.ok()) throw result.error();
+  return std::move(*result.artifact);
+}
+
+CompileResult KernelCache::try_compile(const Program& program, const Target& target) {
+  if (options_.policy) options_.policy->check(program);
+  const CacheKey key = key_for(program, target);
+  if (auto hit = find(key)) return CompileResult{std::move(*hit), {}, {}, program.name, target};
+
+  // Single flight: the first caller for a key compiles; the others wait for its result.
+  std::promise<CompileResult> promise;
+  std::shared_future<CompileResult> flight;
+  bool leader = false;
+  {
+    std::lock_guard lock(flights_mutex_);
+    auto [it, inserted] = flights_.try_emplace(key);
+    if (inserted) {
+      it->second = promise.get_future().share();
+      leader = true;
+    }
+    flight = it->second;
+  }
+  if (!leader) {
+    shared_waits_.fetch_add(1, std::memory_order_relaxed);
+    return flight.get();  // rethrows the leader's exception
+  }
+  try {
+    promise.set_value(produce(program, target, key));
+  } catch (...) {
+    promise.set_exception(std::current_exception());
+  }
+  {
+    std::lock_guard lock(flights_mutex_);
+    flights_.erase(key);
+  }
+  return flight.get();
+}
+
+CompileResult KernelCache::produce(const Program& program, const Target& target, const CacheKey& key) {
+  // A flight that finished between our memory miss and registering this one left its result here.
+  if (auto hit = memory_.find(key)) return CompileResult{std::move(*hit), {}, {}, program.name, target};
+  if (disk_) {
+    if (auto hit = disk_->load(key)) {
+      check_artifact(*hit, program);  // written by another process, perhaps under another policy
+      saved_ns_.fetch_add(ns(hit->compile_time()), std::memory_order_relaxed);
+      memory_.insert(*hit);
+      return CompileResult{std::move(*hit), {}, {}, program.name, target};
+    }
+  }
+  CompileSettings settings;
+  settings.key = key;
+  if (options_.precompiled_headers && disk_) settings.pch_dir = disk_->pch_directory().string();
+  CompileResult result = jit::compile(program, target, settings);
+  if (!result.ok()) {
+    compile_failures_.fetch_add(1, std::memory_order_relaxed);
+    return result;
+  }
+  compiles_.fetch_add(1, std::memory_order_relaxed);
+  spent_ns_.fetch_add(ns(result.artifact->compile_time()), std::memory_order_relaxed);
+  check_artifact(*result.artifact, program);
+  memory_.insert(*result.artifact);
+  if (disk_) disk_->store(*result.artifact);
+  return result;
+}
+
+void KernelCache::check_artifact(const Artifact& artifact, const Program& program) const {
+  if (!options_.policy || options_.policy->forbidden_ptx_instructions.empty()) return;
+  if (artifact.kind() == ImageKind::ptx) {
+    options_.policy->check_ptx(artifact.image(), program.name);
+    return;
+  }
+  // NVRTC keeps no PTX when it builds a CUBIN: compile the PTX twin only to inspect it.
+  CompileResult twin = jit::compile(program, Target::for_arch(artifact.arch(), ImageKind::ptx));
+  options_.policy->check_ptx(twin.value().image(), program.name);
+}
+
+CacheStats KernelCache::stats() const {
+  CacheStats s;
+  s.memory_hits = memory_hits_.load(std::memory_order_relaxed);
+  s.memory_misses = memory_misses_.load(std::memory_order_relaxed);
+  s.compiles = compiles_.load(std::memory_order_relaxed);
+  s.compile_failures = compile_failures_.load(std::memory_order_relaxed);
+  s.shared_waits = shared_waits_.load(std::memory_order_relaxed);
+  s.memory_bytes = memory_.bytes();
+  s.memory_entries = memory_.entries();
+  s.memory_evictions = memory_.evictions();
+  s.compile_time_spent = std::chrono::nanoseconds(spent_ns_.load(std::memory_order_relaxed));
+  s.compile_time_saved = std::chrono::nanoseconds(saved_ns_.load(std::memory_order_relaxed));
+  if (disk_) {
+    s.disk_hits = disk_->hits();
+    s.disk_misses = disk_->misses();
+    s.corrupt_entries = disk_->corrupt_entries();
+    s.disk_writes = disk_->writes();
+    s.disk_evictions = disk_->evictions();
+    s.warnings = disk_->warnings();
+  }
+  s.warnings.insert(s.warnings.begin(), startup_warnings_.begin(), startup_warnings_.end());
+  return s;
+}
+
+}  // namespace kiln::jit
