@@ -100,10 +100,12 @@ TEST(DoctorGpu, DriverCallsWorkThroughTheTable) {
   EXPECT_EQ(cu.cuMemFree(p), CUDA_SUCCESS);
   // A real driver error maps to kiln::Error with its name.
   try {
-    kiln::driver::check(cu.cuMemFree(p), "cuMemFree");
-    ADD_FAILURE() << "double free was accepted";
+    CUdevice none{};
+    kiln::driver::check(cu.cuDeviceGet(&none, 9999), "cuDeviceGet");
+    ADD_FAILURE() << "device 9999 was accepted";
   } catch (const kiln::Error& e) {
     EXPECT_EQ(e.domain(), kiln::Domain::driver);
+    EXPECT_EQ(e.name(), "CUDA_ERROR_INVALID_DEVICE");
     EXPECT_FALSE(e.sticky());
   }
   cu.cuCtxSetCurrent(nullptr);
