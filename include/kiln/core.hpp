@@ -1,6 +1,7 @@
 // Everything in kiln's core layer.
 #pragma once
 
+#include "kiln/core/allocation_tracker.hpp"
 #include "kiln/core/context.hpp"
 #include "kiln/core/device.hpp"
 #include "kiln/core/event.hpp"

@@ -1,6 +1,7 @@
 #include "kiln/core/memory.hpp"
 
 #include "core/detail/current.hpp"
+#include "kiln/core/allocation_tracker.hpp"
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
@@ -30,21 +31,30 @@ void move_assign(Owner& self, Owner&& other) {
 
 CUdeviceptr address(const void* p) { return reinterpret_cast<CUdeviceptr>(p); }
 
+void track(std::uintptr_t address, std::size_t bytes, AllocationKind kind, ContextRef context, std::string_view tag,
+           const std::source_location& where) {
+  AllocationTracker::instance().add(address, bytes, kind, static_cast<int>(context.device()), tag, where);
+}
+void untrack(std::uintptr_t address) noexcept { AllocationTracker::instance().remove(address); }
+
 }  // namespace
 
 // ---- DeviceBuffer
 
-DeviceBuffer DeviceBuffer::allocate(ContextRef context, std::size_t bytes) {
+DeviceBuffer DeviceBuffer::allocate(ContextRef context, std::size_t bytes, std::string_view tag,
+                                    std::source_location where) {
   if (bytes == 0) throw Error(Errc::invalid_argument, "DeviceBuffer::allocate of 0 bytes");
   context.make_current();
   DeviceBuffer b;
   check(cuda().cuMemAlloc(&b.ptr_, bytes), "cuMemAlloc");
   b.bytes_ = bytes;
   b.context_ = context;
+  track(b.ptr_, bytes, AllocationKind::device, context, tag, where);
   return b;
 }
 
-DeviceBuffer DeviceBuffer::allocate_async(const StreamRef& stream, std::size_t bytes) {
+DeviceBuffer DeviceBuffer::allocate_async(const StreamRef& stream, std::size_t bytes, std::string_view tag,
+                                          std::source_location where) {
   if (bytes == 0) throw Error(Errc::invalid_argument, "DeviceBuffer::allocate_async of 0 bytes");
   stream.context().make_current();
   DeviceBuffer b;
@@ -52,11 +62,13 @@ DeviceBuffer DeviceBuffer::allocate_async(const StreamRef& stream, std::size_t b
   b.bytes_ = bytes;
   b.context_ = stream.context();
   b.stream_ = stream;
+  track(b.ptr_, bytes, AllocationKind::device_async, b.context_, tag, where);
   return b;
 }
 
 DeviceBuffer::~DeviceBuffer() {
   if (!ptr_) return;
+  untrack(ptr_);
   detail::DestructorContext in_context(context_.handle());
   const auto* api = driver::driver_state().api;
   if (stream_.handle() || stream_.context())
@@ -72,7 +84,8 @@ DeviceBuffer& DeviceBuffer::operator=(DeviceBuffer&& other) noexcept {
 
 // ---- PinnedBuffer
 
-PinnedBuffer PinnedBuffer::allocate(ContextRef context, std::size_t bytes, PinnedOptions options) {
+PinnedBuffer PinnedBuffer::allocate(ContextRef context, std::size_t bytes, PinnedOptions options,
+                                    std::string_view tag, std::source_location where) {
   if (bytes == 0) throw Error(Errc::invalid_argument, "PinnedBuffer::allocate of 0 bytes");
   context.make_current();
   PinnedBuffer b;
@@ -87,11 +100,13 @@ PinnedBuffer PinnedBuffer::allocate(ContextRef context, std::size_t bytes, Pinne
       check(r, "cuMemHostGetDevicePointer");
     }
   }
+  track(reinterpret_cast<std::uintptr_t>(b.ptr_), bytes, AllocationKind::pinned, context, tag, where);
   return b;
 }
 
 PinnedBuffer::~PinnedBuffer() {
   if (!ptr_) return;
+  untrack(reinterpret_cast<std::uintptr_t>(ptr_));
   detail::DestructorContext in_context(context_.handle());
   driver::driver_state().api->cuMemFreeHost(ptr_);
 }
@@ -104,7 +119,8 @@ PinnedBuffer& PinnedBuffer::operator=(PinnedBuffer&& other) noexcept {
 // ---- HostRegistration
 
 HostRegistration HostRegistration::register_memory(ContextRef context, void* data, std::size_t bytes,
-                                                   PinnedOptions options) {
+                                                   PinnedOptions options, std::string_view tag,
+                                                   std::source_location where) {
   if (!data || bytes == 0) throw Error(Errc::invalid_argument, "HostRegistration of an empty range");
   context.make_current();
   unsigned flags = 0;
@@ -116,11 +132,13 @@ HostRegistration HostRegistration::register_memory(ContextRef context, void* dat
   h.bytes_ = bytes;
   h.context_ = context;
   if (options.mapped) check(cuda().cuMemHostGetDevicePointer(&h.device_ptr_, data, 0), "cuMemHostGetDevicePointer");
+  track(reinterpret_cast<std::uintptr_t>(data), bytes, AllocationKind::registered, context, tag, where);
   return h;
 }
 
 HostRegistration::~HostRegistration() {
   if (!ptr_) return;
+  untrack(reinterpret_cast<std::uintptr_t>(ptr_));
   detail::DestructorContext in_context(context_.handle());
   driver::driver_state().api->cuMemHostUnregister(ptr_);
 }
@@ -132,7 +150,8 @@ HostRegistration& HostRegistration::operator=(HostRegistration&& other) noexcept
 
 // ---- ManagedBuffer
 
-ManagedBuffer ManagedBuffer::allocate(ContextRef context, std::size_t bytes, bool attach_global) {
+ManagedBuffer ManagedBuffer::allocate(ContextRef context, std::size_t bytes, bool attach_global,
+                                      std::string_view tag, std::source_location where) {
   if (bytes == 0) throw Error(Errc::invalid_argument, "ManagedBuffer::allocate of 0 bytes");
   context.make_current();
   ManagedBuffer b;
@@ -140,11 +159,13 @@ ManagedBuffer ManagedBuffer::allocate(ContextRef context, std::size_t bytes, boo
         "cuMemAllocManaged");
   b.bytes_ = bytes;
   b.context_ = context;
+  track(b.ptr_, bytes, AllocationKind::managed, context, tag, where);
   return b;
 }
 
 ManagedBuffer::~ManagedBuffer() {
   if (!ptr_) return;
+  untrack(ptr_);
   detail::DestructorContext in_context(context_.handle());
   driver::driver_state().api->cuMemFree(ptr_);
 }

@@ -1,5 +1,6 @@
 // Every memory kind the driver offers, with ownership in the type: move-only owners that release
-// exactly once (destructors never throw), and non-owning typed views.
+// exactly once (destructors never throw), and non-owning typed views. Every allocation is
+// registered with the AllocationTracker under the caller's tag and call site.
 //
 // Thread safety: owners are like unique_ptr: one thread moves or destroys one, any number may read
 // through it or its views. Copies and memsets on different streams may run from any threads.
@@ -10,8 +11,10 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <source_location>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 
 #include "kiln/core/context.hpp"
@@ -46,8 +49,10 @@ class DeviceSpan {
 class DeviceBuffer {
  public:
   DeviceBuffer() = default;
-  static DeviceBuffer allocate(ContextRef context, std::size_t bytes);
-  static DeviceBuffer allocate_async(const StreamRef& stream, std::size_t bytes);
+  static DeviceBuffer allocate(ContextRef context, std::size_t bytes, std::string_view tag = {},
+                               std::source_location where = std::source_location::current());
+  static DeviceBuffer allocate_async(const StreamRef& stream, std::size_t bytes, std::string_view tag = {},
+                                     std::source_location where = std::source_location::current());
   ~DeviceBuffer();
   DeviceBuffer(DeviceBuffer&& other) noexcept
       : ptr_(std::exchange(other.ptr_, 0)), bytes_(std::exchange(other.bytes_, 0)),
@@ -81,7 +86,9 @@ struct PinnedOptions {
 class PinnedBuffer {
  public:
   PinnedBuffer() = default;
-  static PinnedBuffer allocate(ContextRef context, std::size_t bytes, PinnedOptions options = {});
+  static PinnedBuffer allocate(ContextRef context, std::size_t bytes, PinnedOptions options = {},
+                               std::string_view tag = {},
+                               std::source_location where = std::source_location::current());
   ~PinnedBuffer();
   PinnedBuffer(PinnedBuffer&& other) noexcept
       : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)),
@@ -110,7 +117,9 @@ class PinnedBuffer {
 class HostRegistration {
  public:
   HostRegistration() = default;
-  static HostRegistration register_memory(ContextRef context, void* data, std::size_t bytes, PinnedOptions options = {});
+  static HostRegistration register_memory(ContextRef context, void* data, std::size_t bytes,
+                                          PinnedOptions options = {}, std::string_view tag = {},
+                                          std::source_location where = std::source_location::current());
   ~HostRegistration();
   HostRegistration(HostRegistration&& other) noexcept
       : ptr_(std::exchange(other.ptr_, nullptr)), bytes_(std::exchange(other.bytes_, 0)),
@@ -145,7 +154,9 @@ enum class Advice { read_mostly, preferred_location, accessed_by };
 class ManagedBuffer {
  public:
   ManagedBuffer() = default;
-  static ManagedBuffer allocate(ContextRef context, std::size_t bytes, bool attach_global = true);
+  static ManagedBuffer allocate(ContextRef context, std::size_t bytes, bool attach_global = true,
+                                std::string_view tag = {},
+                                std::source_location where = std::source_location::current());
   ~ManagedBuffer();
   ManagedBuffer(ManagedBuffer&& other) noexcept
       : ptr_(std::exchange(other.ptr_, 0)), bytes_(std::exchange(other.bytes_, 0)),

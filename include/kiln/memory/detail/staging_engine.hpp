@@ -1,0 +1,175 @@
+// The algorithm behind pageable copies at pinned speed, independent of the driver so that its
+// chunking can be tested on plain memory. A copy is cut into chunks; worker threads each own a ring
+// of staging buffers; for host-to-device a worker waits until its next staging buffer is free
+// (the DMA that last used it has finished), copies a chunk of the caller's memory into it and
+// enqueues the DMA from it; device-to-host runs the other way round. Several workers copy on the
+// CPU while the copy engine drains the chunks before, so both run at once.
+//
+// Backend requirements (a type with these members, all callable from worker threads):
+//   struct Slot;                                  one staging buffer + its completion marker
+//   Slot make_slot(std::size_t bytes);            called once per slot at start-up
+//   void* staging(Slot&);
+//   void bind_thread();                           per worker, before its first chunk
+//   void to_device(Stream, std::uint64_t dst, const void* staging, std::size_t n);   async
+//   void to_host(Stream, void* staging, std::uint64_t src, std::size_t n);           async
+//   void mark(Slot&, Stream);                     completion marker after the last enqueued op
+//   void wait(Slot&);                             blocks until the marker has passed
+//
+// Thread safety: one copy at a time per engine (copy() serialises callers); the workers are
+// internal.
+#pragma once
+
+#include <algorithm>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+namespace kiln::memory::detail {
+
+struct ChunkPlan {
+  std::size_t chunk_bytes;
+  std::size_t count;
+  std::size_t offset(std::size_t i) const { return i * chunk_bytes; }
+  std::size_t length(std::size_t i, std::size_t total) const { return std::min(chunk_bytes, total - offset(i)); }
+};
+
+inline ChunkPlan plan_chunks(std::size_t bytes, std::size_t chunk_bytes) {
+  return {chunk_bytes, bytes == 0 ? 0 : (bytes + chunk_bytes - 1) / chunk_bytes};
+}
+
+enum class Direction { to_device, to_host };
+
+template <typename Backend, typename Stream>
+class StagingEngine {
+ public:
+  StagingEngine(Backend backend, unsigned workers, unsigned slots_per_worker, std::size_t chunk_bytes)
+      : backend_(std::move(backend)), chunk_bytes_(chunk_bytes) {
+    workers = std::max(1u, workers);
+    slots_per_worker = std::max(1u, slots_per_worker);
+    rings_.resize(workers);
+    for (auto& ring : rings_)
+      for (unsigned s = 0; s < slots_per_worker; ++s) ring.slots.push_back(backend_.make_slot(chunk_bytes));
+    for (unsigned w = 0; w < workers; ++w) threads_.emplace_back([this, w] { worker(w); });
+  }
+
+  ~StagingEngine() {
+    {
+      std::lock_guard lock(mutex_);
+      stopping_ = true;
+    }
+    wake_.notify_all();
+    for (auto& t : threads_) t.join();
+    // Staging buffers may still feed a DMA: let them finish before the backend frees them.
+    for (auto& ring : rings_)
+      for (auto& slot : ring.slots) backend_.wait(slot);
+  }
+
+  StagingEngine(const StagingEngine&) = delete;
+  StagingEngine& operator=(const StagingEngine&) = delete;
+
+  // Returns when every byte of `host` has been read (to_device: copies are enqueued on `stream`,
+  // the caller may reuse its memory) or written (to_host: the data is in `host`).
+  void copy(Direction direction, void* host, std::uint64_t device, std::size_t bytes, Stream stream) {
+    std::lock_guard one_at_a_time(copy_mutex_);
+    {
+      std::lock_guard lock(mutex_);
+      job_ = Job{direction, static_cast<char*>(host), device, bytes, stream, plan_chunks(bytes, chunk_bytes_)};
+      next_chunk_ = 0;
+      chunks_done_ = 0;
+      failure_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    std::unique_lock lock(mutex_);
+    done_.wait(lock, [&] { return chunks_done_ == job_.plan.count; });
+    if (failure_) std::rethrow_exception(failure_);
+  }
+
+  const Backend& backend() const { return backend_; }
+  std::size_t chunk_bytes() const { return chunk_bytes_; }
+  std::size_t workers() const { return threads_.size(); }
+
+ private:
+  struct Job {
+    Direction direction{};
+    char* host = nullptr;
+    std::uint64_t device = 0;
+    std::size_t bytes = 0;
+    Stream stream{};
+    ChunkPlan plan{1, 0};
+  };
+  struct Ring {
+    std::vector<typename Backend::Slot> slots;
+    std::size_t next = 0;
+  };
+
+  void worker(unsigned index) {
+    backend_.bind_thread();
+    Ring& ring = rings_[index];
+    std::uint64_t seen = 0;
+    for (;;) {
+      Job job;
+      {
+        std::unique_lock lock(mutex_);
+        wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
+        if (stopping_) return;
+        seen = generation_;
+        job = job_;
+      }
+      for (;;) {
+        std::size_t i;
+        {
+          std::lock_guard lock(mutex_);
+          // A worker that woke late for a finished job must not take chunks of the next one.
+          if (generation_ != seen || next_chunk_ >= job.plan.count) break;
+          i = next_chunk_++;
+        }
+        try {
+          run_chunk(job, ring, i);
+        } catch (...) {
+          std::lock_guard lock(mutex_);
+          if (!failure_) failure_ = std::current_exception();
+        }
+        std::lock_guard lock(mutex_);
+        if (++chunks_done_ == job.plan.count) done_.notify_all();
+      }
+    }
+  }
+
+  void run_chunk(const Job& job, Ring& ring, std::size_t i) {
+    auto& slot = ring.slots[ring.next];
+    ring.next = (ring.next + 1) % ring.slots.size();
+    const std::size_t offset = job.plan.offset(i), n = job.plan.length(i, job.bytes);
+    backend_.wait(slot);  // the DMA that last used this buffer is over
+    if (job.direction == Direction::to_device) {
+      std::memcpy(backend_.staging(slot), job.host + offset, n);
+      backend_.to_device(job.stream, job.device + offset, backend_.staging(slot), n);
+      backend_.mark(slot, job.stream);
+    } else {
+      backend_.to_host(job.stream, backend_.staging(slot), job.device + offset, n);
+      backend_.mark(slot, job.stream);
+      backend_.wait(slot);
+      std::memcpy(job.host + offset, backend_.staging(slot), n);
+    }
+  }
+
+  Backend backend_;
+  std::size_t chunk_bytes_;
+  std::vector<Ring> rings_;
+  std::vector<std::thread> threads_;
+  std::mutex copy_mutex_;
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  Job job_;
+  std::uint64_t generation_ = 0;
+  std::size_t next_chunk_ = 0, chunks_done_ = 0;
+  std::exception_ptr failure_;
+  bool stopping_ = false;
+};
+
+}  // namespace kiln::memory::detail

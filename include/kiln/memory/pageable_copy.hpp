@@ -1,0 +1,53 @@
+// Copies between ordinary (pageable) host memory and the device at close to pinned speed. The
+// driver copies pageable memory at 5.9 GB/s host-to-device and 10.2 GB/s device-to-host on the H100
+// machine, against 53 GB/s from pinned memory: kiln stages the data through a ring of pinned
+// buffers filled by several threads while the copy engine drains the previous chunks.
+//
+// Semantics match a normal copy on the stream: to_device() is ordered after earlier work on
+// `stream` and later work sees the data; it returns once the host memory has been read, so the
+// caller may free or reuse it at once. to_host() returns once the data is in host memory. Copies
+// smaller than `direct_below` go straight to the driver, which is as fast for them.
+//
+// Thread safety: any number of threads may call a PageableCopier; large copies take turns (the
+// staging engine runs one at a time, with all its threads).
+#pragma once
+
+#include <cuda.h>
+
+#include <cstddef>
+#include <memory>
+
+#include "kiln/core/context.hpp"
+#include "kiln/core/stream.hpp"
+
+namespace kiln::memory {
+
+struct StagingOptions {
+  std::size_t chunk_bytes = 4u << 20;
+  unsigned workers = 8;
+  unsigned slots_per_worker = 2;
+  std::size_t direct_below = 1u << 20;
+};
+
+class PageableCopier {
+ public:
+  explicit PageableCopier(core::ContextRef context, StagingOptions options = {});
+  ~PageableCopier();
+  PageableCopier(const PageableCopier&) = delete;
+  PageableCopier& operator=(const PageableCopier&) = delete;
+
+  void to_device(CUdeviceptr dst, const void* src, std::size_t bytes, const core::StreamRef& stream);
+  void to_host(void* dst, CUdeviceptr src, std::size_t bytes, const core::StreamRef& stream);
+
+  const StagingOptions& options() const noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+// The same, with the copier of the stream's context made on first use (one per context, shared).
+void copy(CUdeviceptr dst, const void* src, std::size_t bytes, const core::StreamRef& stream);
+void copy(void* dst, CUdeviceptr src, std::size_t bytes, const core::StreamRef& stream);
+
+}  // namespace kiln::memory

@@ -1,0 +1,107 @@
+#include "kiln/memory/pool_resource.hpp"
+
+#include "core/detail/current.hpp"
+#include "kiln/driver/check.hpp"
+#include "kiln/driver/cuda_api.hpp"
+#include "kiln/memory/out_of_memory.hpp"
+#include "memory/detail/counters.hpp"
+
+namespace kiln::memory {
+
+using driver::check;
+using driver::cuda;
+
+struct PoolResource::State {
+  State(const core::Device& d, bool t) : device(d), context(d.primary_context()), track(t) {}
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  core::Device device;
+  core::ContextRef context;
+  CUmemoryPool pool = nullptr;
+  bool track = true;
+  detail::Counters counters;
+
+  ~State() {
+    if (!pool) return;
+    // Memory still handed out keeps the pool alive in the driver until it is freed.
+    core::detail::DestructorContext in_context(context.handle());
+    driver::driver_state().api->cuMemPoolDestroy(pool);
+  }
+};
+
+PoolResource::PoolResource(const core::Device& device, PoolOptions options) {
+  const auto& cu = cuda();
+  auto state = std::make_shared<State>(device, options.track);
+  state->context.make_current();
+  CUmemPoolProps props{};
+  props.allocType = CU_MEM_ALLOCATION_TYPE_PINNED;
+  props.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  props.location.id = device.ordinal();
+  check(cu.cuMemPoolCreate(&state->pool, &props), "cuMemPoolCreate");
+  cuuint64_t threshold = options.release_threshold;
+  check(cu.cuMemPoolSetAttribute(state->pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &threshold), "cuMemPoolSetAttribute");
+  state_ = std::move(state);
+}
+
+CUdeviceptr PoolResource::allocate(std::size_t bytes, const core::StreamRef& stream, std::string_view tag,
+                                   std::source_location where) {
+  if (!state_) throw Error(Errc::invalid_handle, "allocate() on an empty PoolResource");
+  State& s = *state_;
+  const auto& cu = cuda();
+  CUcontext now = nullptr;
+  cu.cuCtxGetCurrent(&now);
+  if (now != s.context.handle()) check(cu.cuCtxSetCurrent(s.context.handle()), "cuCtxSetCurrent");
+  CUdeviceptr p = 0;
+  CUresult r = cu.cuMemAllocFromPoolAsync(&p, bytes, s.pool, stream.handle());
+  if (r != CUDA_SUCCESS) [[unlikely]] {
+    if (bytes == 0) throw Error(Errc::invalid_argument, "PoolResource::allocate of 0 bytes");
+    if (r == CUDA_ERROR_OUT_OF_MEMORY) {
+      cuuint64_t reserved = 0;
+      cu.cuMemPoolGetAttribute(s.pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved);
+      throw OutOfMemoryError(picture_of(s.device, bytes, reserved), "cuMemAllocFromPoolAsync", where);
+    }
+    check(r, "cuMemAllocFromPoolAsync", where);
+  }
+  s.counters.on_allocate(bytes);
+  if (s.track) core::AllocationTracker::instance().add(p, bytes, core::AllocationKind::pooled, s.device.ordinal(), tag, where);
+  return p;
+}
+
+void PoolResource::deallocate(CUdeviceptr ptr, std::size_t bytes, const core::StreamRef& stream) noexcept {
+  if (!state_ || !ptr) return;
+  State& s = *state_;
+  if (s.track) core::AllocationTracker::instance().remove(ptr);
+  core::detail::DestructorContext in_context(s.context.handle());
+  driver::driver_state().api->cuMemFreeAsync(ptr, stream.handle());
+  s.counters.on_deallocate(bytes);
+}
+
+int PoolResource::device_ordinal() const noexcept { return state_ ? state_->device.ordinal() : -1; }
+
+ResourceStats PoolResource::stats() const {
+  if (!state_) return {};
+  ResourceStats st = state_->counters.snapshot();
+  cuuint64_t reserved = 0;
+  check(cuda().cuMemPoolGetAttribute(state_->pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved),
+        "cuMemPoolGetAttribute");
+  st.reserved = reserved;
+  for (auto& t : core::AllocationTracker::instance().usage_by_tag(state_->device.ordinal()))
+    if (t.tag != "(untagged)") st.by_tag.push_back(t);
+  return st;
+}
+
+void PoolResource::trim(std::size_t keep_bytes) {
+  if (!state_) throw Error(Errc::invalid_handle, "trim() on an empty PoolResource");
+  state_->context.make_current();
+  check(cuda().cuMemPoolTrimTo(state_->pool, keep_bytes), "cuMemPoolTrimTo");
+}
+
+void PoolResource::set_release_threshold(std::uint64_t bytes) {
+  if (!state_) throw Error(Errc::invalid_handle, "set_release_threshold() on an empty PoolResource");
+  cuuint64_t v = bytes;
+  check(cuda().cuMemPoolSetAttribute(state_->pool, CU_MEMPOOL_ATTR_RELEASE_THRESHOLD, &v), "cuMemPoolSetAttribute");
+}
+
+CUmemoryPool PoolResource::handle() const noexcept { return state_ ? state_->pool : nullptr; }
+
+}  // namespace kiln::memory
