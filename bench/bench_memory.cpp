@@ -1,0 +1,146 @@
+// Memory layer against the raw driver in the same process on the same GPU: pool allocation,
+// pinned pool, pageable copies through staging, and the cost of allocation tracking.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "kiln/core.hpp"
+#include "kiln/driver/check.hpp"
+#include "kiln/driver/cuda_api.hpp"
+#include "kiln/memory/pageable_copy.hpp"
+#include "kiln/memory/pinned_pool.hpp"
+#include "kiln/memory/pool_resource.hpp"
+
+using namespace kiln;
+using clk = std::chrono::steady_clock;
+using driver::check;
+
+namespace {
+
+double us_since(clk::time_point t) { return std::chrono::duration<double, std::micro>(clk::now() - t).count(); }
+double median(std::vector<double> v) {
+  std::sort(v.begin(), v.end());
+  return v[v.size() / 2];
+}
+
+// Median over `reps` of the mean time per iteration of `body` run `n` times.
+template <typename F>
+double per_op_us(int reps, int n, F&& body) {
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    auto start = clk::now();
+    for (int i = 0; i < n; ++i) body();
+    t.push_back(us_since(start) / n);
+  }
+  return median(t);
+}
+
+void row(const char* what, double raw, double kiln_v, const char* unit, const char* bound) {
+  std::printf("| %s | %.3f %s | %.3f %s | %.3f | %s |\n", what, raw, unit, kiln_v, unit, kiln_v / raw, bound);
+  std::fflush(stdout);
+}
+
+}  // namespace
+
+int main() {
+  const auto& cu = driver::cuda();
+  core::Device dev = core::Device::get(0);
+  core::ContextRef ctx = dev.primary_context();
+  ctx.make_current();
+  core::Stream stream = core::Stream::create(ctx);
+  CUstream s = stream.handle();
+  std::printf("device: %s\n\n| measurement | raw | kiln | kiln/raw | bound |\n| --- | --- | --- | --- | --- |\n",
+              dev.name().c_str());
+
+  // Device pool, 1 MiB allocate + free, stream-ordered.
+  {
+    const std::size_t mib = 1 << 20;
+    memory::PoolResource untracked(dev, {.track = false}), tracked(dev, {.track = true});
+    auto raw_body = [&] {
+      CUdeviceptr p;
+      check(cu.cuMemAllocAsync(&p, mib, s), "cuMemAllocAsync");
+      check(cu.cuMemFreeAsync(p, s), "cuMemFreeAsync");
+    };
+    auto pool_body = [&](memory::PoolResource& pool) {
+      return [&] { pool.deallocate(pool.allocate(mib, stream), mib, stream); };
+    };
+    for (int i = 0; i < 10000; ++i) raw_body(), pool_body(untracked)(), pool_body(tracked)();
+    stream.synchronize();
+    std::vector<double> raw, off, on;
+    for (int r = 0; r < 7; ++r) {
+      raw.push_back(per_op_us(1, 20000, raw_body));
+      off.push_back(per_op_us(1, 20000, pool_body(untracked)));
+      on.push_back(per_op_us(1, 20000, pool_body(tracked)));
+    }
+    stream.synchronize();
+    row("device pool alloc+free 1 MiB (tracking off) vs cuMemAllocAsync+cuMemFreeAsync", median(raw), median(off), "us", "<= 1.0");
+    row("device pool alloc+free 1 MiB (tracking on)", median(raw), median(on), "us", "-");
+    std::printf("| tracking cost per allocation + free | | %.3f us | | |\n", median(on) - median(off));
+  }
+
+  // Pinned pool, 1 MiB allocate + free.
+  {
+    memory::PinnedPool pool(memory::HostAllocator::pinned(ctx), {.track = false});
+    memory::PinnedPool tracked_pool(memory::HostAllocator::pinned(ctx), {.track = true});
+    { auto warm = pool.allocate(1 << 20); auto warm2 = tracked_pool.allocate(1 << 20); }
+    const double raw = per_op_us(3, 20, [&] {
+      void* p;
+      check(cu.cuMemHostAlloc(&p, 1 << 20, CU_MEMHOSTALLOC_PORTABLE), "cuMemHostAlloc");
+      check(cu.cuMemFreeHost(p), "cuMemFreeHost");
+    });
+    const double off = per_op_us(7, 200000, [&] { auto b = pool.allocate(1 << 20); });
+    const double on = per_op_us(7, 200000, [&] { auto b = tracked_pool.allocate(1 << 20); });
+    row("pinned pool alloc+free 1 MiB (tracking off) vs cuMemHostAlloc+cuMemFreeHost", raw, off, "us", "<= 0.2 us");
+    row("pinned pool alloc+free 1 MiB (tracking on)", raw, on, "us", "-");
+  }
+
+  // Pageable copies, 256 MiB and 4 KiB.
+  {
+    const std::size_t big = 256u << 20;
+    std::vector<unsigned char> host(big, 1), back(big);
+    core::DeviceBuffer d = core::DeviceBuffer::allocate(ctx, big);
+    memory::PageableCopier copier(ctx);
+    auto gbps = [&](double us) { return big / us / 1e3; };
+    std::vector<double> raw_h2d, raw_d2h, k_h2d, k_d2h;
+    for (int r = 0; r < 5; ++r) {
+      auto t = clk::now();
+      check(cu.cuMemcpyHtoD(d.data(), host.data(), big), "cuMemcpyHtoD");
+      raw_h2d.push_back(gbps(us_since(t)));
+      t = clk::now();
+      copier.to_device(d.data(), host.data(), big, stream);
+      stream.synchronize();
+      k_h2d.push_back(gbps(us_since(t)));
+      t = clk::now();
+      check(cu.cuMemcpyDtoH(back.data(), d.data(), big), "cuMemcpyDtoH");
+      raw_d2h.push_back(gbps(us_since(t)));
+      t = clk::now();
+      copier.to_host(back.data(), d.data(), big, stream);
+      k_d2h.push_back(gbps(us_since(t)));
+    }
+    row("256 MiB pageable -> device (GB/s)", median(raw_h2d), median(k_h2d), "GB/s", ">= 35 GB/s");
+    row("256 MiB device -> pageable (GB/s)", median(raw_d2h), median(k_d2h), "GB/s", ">= 35 GB/s");
+    memory::PinnedPool pinned(memory::HostAllocator::pinned(ctx), {.track = false});
+    auto pb = pinned.allocate(big);
+    auto t = clk::now();
+    check(cu.cuMemcpyHtoD(d.data(), pb.data(), big), "cuMemcpyHtoD");
+    std::printf("| reference: 256 MiB pinned -> device | %.1f GB/s | | | |\n", gbps(us_since(t)));
+
+    const std::size_t small = 4096;
+    const double raw4 = per_op_us(7, 5000, [&] {
+      check(cu.cuMemcpyHtoDAsync(d.data(), host.data(), small, s), "cuMemcpyHtoDAsync");
+      check(cu.cuStreamSynchronize(s), "sync");
+    });
+    const double k4 = per_op_us(7, 5000, [&] {
+      copier.to_device(d.data(), host.data(), small, stream);
+      stream.synchronize();
+    });
+    row("4 KiB pageable -> device + sync", raw4, k4, "us", "no slower than raw");
+    const double raw4b = per_op_us(7, 5000, [&] { check(cu.cuMemcpyDtoH(back.data(), d.data(), small), "cuMemcpyDtoH"); });
+    const double k4b = per_op_us(7, 5000, [&] { copier.to_host(back.data(), d.data(), small, stream); });
+    row("4 KiB device -> pageable", raw4b, k4b, "us", "no slower than raw");
+  }
+  return 0;
+}
