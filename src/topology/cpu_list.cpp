@@ -9,8 +9,9 @@ namespace kiln::topology {
 namespace {
 
 [[noreturn]] void bad(std::string_view text, std::string_view why) {
-  throw Error(Errc::invalid_argument,
-              "\"" + std::string(text) + "\" is not a CPU list (" + std::string(why) + ")");
+  std::string message = "\"";
+  message.append(text).append("\" is not a CPU list (").append(why).append(")");
+  throw Error(Errc::invalid_argument, std::move(message));
 }
 
 std::string_view trim(std::string_view s) {
@@ -22,7 +23,11 @@ std::string_view trim(std::string_view s) {
 int parse_number(std::string_view whole, std::string_view s) {
   int v = 0;
   auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
-  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v < 0) bad(whole, "\"" + std::string(s) + "\" is not a number");
+  if (s.empty() || ec != std::errc{} || end != s.data() + s.size() || v < 0) {
+    std::string why(s);
+    why.append(" is not a number");
+    bad(whole, why);
+  }
   return v;
 }
 
@@ -44,8 +49,8 @@ CpuList CpuList::parse(std::string_view text) {
     if (auto dash = item.find('-'); dash != std::string_view::npos) {
       const int first = parse_number(text, item.substr(0, dash));
       const int last = parse_number(text, item.substr(dash + 1));
-      if (last < first) bad(text, "range " + std::string(item) + " runs backwards");
-      if (last - first > 1 << 20) bad(text, "range " + std::string(item) + " is implausibly large");
+      if (last < first) bad(text, std::string("range ").append(item).append(" runs backwards"));
+      if (last - first > 1 << 20) bad(text, std::string("range ").append(item).append(" is implausibly large"));
       for (int i = first; i <= last; ++i) ids.push_back(i);
     } else {
       ids.push_back(parse_number(text, item));

@@ -8,7 +8,7 @@
 namespace kiln::topology {
 namespace {
 
-// Parses exactly `digits` hex digits (or 1..digits when `exact` is false) into `out`.
+// Parses `text` as min_digits..max_digits hex digits, nothing else, into `out`.
 bool parse_hex(std::string_view text, std::size_t min_digits, std::size_t max_digits, std::uint32_t& out) {
   if (text.size() < min_digits || text.size() > max_digits) return false;
   auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), out, 16);

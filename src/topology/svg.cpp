@@ -110,7 +110,10 @@ std::string render_svg(const Topology& topology) {
     std::string numa_key = "numa:" + (g.numa_affinity.empty() ? std::string("?") : g.numa_affinity.to_string());
     std::string cpus;
     for (const auto& n : topology.numa_nodes())
-      if (g.numa_affinity.contains(n.id)) cpus += (cpus.empty() ? "" : ",") + n.cpus.to_string();
+      if (g.numa_affinity.contains(n.id)) {
+        if (!cpus.empty()) cpus += ',';
+        cpus += n.cpus.to_string();
+      }
     std::size_t parent = tree.child(
         0, numa_key,
         {g.numa_affinity.empty() ? "NUMA node ?" : "NUMA node " + g.numa_affinity.to_string(),
@@ -165,7 +168,8 @@ std::string render_svg(const Topology& topology) {
           std::find(switches.begin(), switches.end(), l.remote_pci_bus_id) == switches.end())
         switches.push_back(l.remote_pci_bus_id);
   std::sort(switches.begin(), switches.end());
-  const double width = std::max(next_x - kColumn / 2 + kMargin, 2 * kMargin + kColumn);
+  // Wide enough for the title line even with one GPU.
+  const double width = std::max(next_x - kColumn / 2 + kMargin, 720.0);
   const double gpu_bottom = kMargin + 30 + max_depth * kRow + kBoxH;
   const double switch_y = gpu_bottom + 150;
   double height = (switches.empty() ? gpu_bottom : switch_y + kBoxH) + 40;

@@ -1,7 +1,7 @@
 // Small kernels shared by the JIT tests.
 #pragma once
 
-namespace kiln::jit::testing {
+namespace kiln::jit::test_kernels {
 
 inline constexpr const char* kSaxpy = R"(
 extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
@@ -24,4 +24,4 @@ extern "C" __global__ void block_sum(const int* in, int* out) {
 }
 )";
 
-}  // namespace kiln::jit::testing
+}  // namespace kiln::jit::test_kernels

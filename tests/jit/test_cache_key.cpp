@@ -13,7 +13,7 @@ const KeyContext kContext{13000, {"/cuda/include", "/cuda/include/cccl"}};
 
 Program base() {
   Program p;
-  p.source = testing::kTemplated;
+  p.source = test_kernels::kTemplated;
   p.headers = {{"a.h", "#define A 1\n"}, {"b.h", "#define B 2\n"}};
   p.include_dirs = {"/x", "/y"};
   p.options.defines = {"ALPHA=1", "BETA", "GAMMA=3"};

@@ -22,7 +22,7 @@ Program program_of(std::string source, std::string name = "kernel.cu") {
 }
 
 TEST(Compile, SaxpyToCubinIsAnElfImage) {
-  CompileResult r = compile(program_of(testing::kSaxpy), Target::for_arch(90));
+  CompileResult r = compile(program_of(test_kernels::kSaxpy), Target::for_arch(90));
   ASSERT_TRUE(r.ok()) << r.log;
   const Artifact& a = r.value();
   EXPECT_EQ(a.kind(), ImageKind::cubin);
@@ -31,12 +31,12 @@ TEST(Compile, SaxpyToCubinIsAnElfImage) {
   EXPECT_EQ(a.image().substr(0, 4), "\x7f" "ELF");
   EXPECT_EQ(a.origin(), Origin::compiled);
   EXPECT_GT(a.compile_time().count(), 0);
-  EXPECT_EQ(a.key(), cache_key(program_of(testing::kSaxpy), Target::for_arch(90)));
+  EXPECT_EQ(a.key(), cache_key(program_of(test_kernels::kSaxpy), Target::for_arch(90)));
   EXPECT_TRUE(a.diagnostics().empty()) << a.log();
 }
 
 TEST(Compile, PtxIsNulTerminatedText) {
-  const Artifact a = compile(program_of(testing::kSaxpy), Target::for_arch(80, ImageKind::ptx)).value();
+  const Artifact a = compile(program_of(test_kernels::kSaxpy), Target::for_arch(80, ImageKind::ptx)).value();
   EXPECT_EQ(a.kind(), ImageKind::ptx);
   EXPECT_NE(a.image().find(".target sm_80"), std::string_view::npos);
   EXPECT_NE(a.image().find(".entry saxpy"), std::string_view::npos);
@@ -68,7 +68,7 @@ TEST(Compile, ErrorNamesFileLineAndColumnWithTheSourceLine) {
   } catch (const kiln::Error& err) {
     EXPECT_TRUE(err.is(Errc::compile_failed));
     const std::string text = err.what();
-    EXPECT_NE(text.find("broken.cu:3:10: error: identifier \"z\" is undefined\n  x[0] = z;\n           ^"),
+    EXPECT_NE(text.find("broken.cu:3:10: error: identifier \"z\" is undefined\n    x[0] = z;\n           ^"),
               std::string::npos)
         << text;
     EXPECT_NE(text.find("broken.cu:2:7: warning: variable \"unused\""), std::string::npos) << text;
@@ -86,7 +86,7 @@ TEST(Compile, WarningsOfASuccessfulCompileAreKept) {
 }
 
 TEST(Compile, NameExpressionsGiveLoweredNames) {
-  Program p = program_of(testing::kTemplated);
+  Program p = program_of(test_kernels::kTemplated);
   p.name_expressions = {"fill<3>", "fill<-1>"};
   const Artifact a = compile(p, Target::for_arch(90)).value();
   EXPECT_EQ(a.lowered_name("fill<3>"), "_Z4fillILi3EEvPi");
@@ -104,7 +104,7 @@ TEST(Compile, NameExpressionsGiveLoweredNames) {
 TEST(Compile, CubIncludeNeedsNoFlags) {
   ASSERT_FALSE(toolkit_include_dirs().empty());
   EXPECT_TRUE(fs::exists(fs::path(toolkit_include_dirs()[0]) / "cuda.h"));
-  CompileResult r = compile(program_of(testing::kCubReduce), Target::for_arch(90));
+  CompileResult r = compile(program_of(test_kernels::kCubReduce), Target::for_arch(90));
   EXPECT_TRUE(r.ok()) << r.log;
 }
 
@@ -175,7 +175,7 @@ TEST(Compile, MalformedOptionsAreRefusedByName) {
 }
 
 TEST(Compile, UnknownNvrtcOptionIsADiagnostic) {
-  Program p = program_of(testing::kSaxpy);
+  Program p = program_of(test_kernels::kSaxpy);
   p.options.extra = {"--no-such-option"};
   CompileResult r = compile(p, Target::for_arch(90));
   ASSERT_FALSE(r.ok());
@@ -195,17 +195,17 @@ TEST(Compile, NulBytesAreRefused) {
     EXPECT_NE(std::string(e.what()).find("'nul.cu'"), std::string::npos) << e.what();
     EXPECT_NE(std::string(e.what()).find("NUL byte at offset 23"), std::string::npos) << e.what();
   }
-  Program p = program_of(testing::kSaxpy);
+  Program p = program_of(test_kernels::kSaxpy);
   p.headers["h.h"] = std::string("int a;\0int b;", 13);
   EXPECT_THROW(compile(p, Target::for_arch(90)), kiln::Error);
 }
 
 TEST(Compile, FromFileReadsAndNamesTheFile) {
   fs::path file = fs::temp_directory_path() / ("kiln-jit-" + std::to_string(::getpid()) + ".cu");
-  std::ofstream(file) << testing::kSaxpy;
+  std::ofstream(file) << test_kernels::kSaxpy;
   Program p = Program::from_file(file);
   EXPECT_EQ(p.name, file.filename().string());
-  EXPECT_EQ(p.source, testing::kSaxpy);
+  EXPECT_EQ(p.source, test_kernels::kSaxpy);
   fs::remove(file);
   try {
     Program::from_file(file);

@@ -26,7 +26,7 @@ TEST(Diagnostics, ParsesInstantiationContext) {
   EXPECT_EQ(d[0].format(),
             "k.cu:2:14: error: no operator \"+\" matches these operands\n"
             "      return a + b;\n"
-            "                 ^\n"
+            "               ^\n"
             "  detected during instantiation of \"T add(T, T) [with T=S]\" at line 5\n");
 }
 
@@ -57,8 +57,8 @@ TEST(Diagnostics, DropsSummaryLinesAndKeepsWarningCodes) {
   EXPECT_FALSE(has_errors(d));
   EXPECT_EQ(d[0].format(),
             "a.cu:3:7: warning: variable \"y\" was declared but never referenced [#177-D]\n"
-            "  int y = 1;\n"
-            "      ^\n");
+            "    int y = 1;\n"
+            "        ^\n");
 }
 
 TEST(Diagnostics, NonDiagnosticTextYieldsNothing) {

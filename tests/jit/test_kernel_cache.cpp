@@ -15,7 +15,7 @@ using kiln::Errc;
 Program saxpy(std::string suffix = "") {
   Program p;
   p.name = "saxpy.cu";
-  p.source = std::string(testing::kSaxpy) + suffix;
+  p.source = std::string(test_kernels::kSaxpy) + suffix;
   return p;
 }
 

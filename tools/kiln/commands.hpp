@@ -13,5 +13,8 @@ inline constexpr int kExitUsage = 2;
 // Each returns the exit code of its subcommand through `exit_code`.
 void add_doctor_command(CLI::App& app, int& exit_code);
 void add_explain_command(CLI::App& app, int& exit_code);
+void add_compile_command(CLI::App& app, int& exit_code);
+void add_cache_command(CLI::App& app, int& exit_code);
+void add_topo_command(CLI::App& app, int& exit_code);
 
 }  // namespace kiln::cli

@@ -13,6 +13,9 @@ int main(int argc, char** argv) {
   int exit_code = kiln::cli::kExitOk;
   kiln::cli::add_doctor_command(app, exit_code);
   kiln::cli::add_explain_command(app, exit_code);
+  kiln::cli::add_compile_command(app, exit_code);
+  kiln::cli::add_cache_command(app, exit_code);
+  kiln::cli::add_topo_command(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,0 +1,165 @@
+// `kiln compile` and `kiln cache`, run as real child processes on a private cache folder.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+
+#include "kernels.hpp"
+#include "support/process.hpp"
+
+namespace {
+
+using kiln::testing::cli_path;
+using kiln::testing::ProcessResult;
+using kiln::testing::run_process;
+namespace fs = std::filesystem;
+
+// "w3.cu" (built step by step: GCC 12 warns falsely on "w" + std::to_string(i)).
+std::string numbered(std::string stem, int i) {
+  stem += std::to_string(i);
+  stem += ".cu";
+  return stem;
+}
+
+class CliCompile : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("kiln-jit-cli-" + std::to_string(::getpid()) + "-" +
+                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
+    fs::remove_all(dir_);
+    fs::create_directories(dir_ / "src");
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  fs::path write(const std::string& name, const std::string& text) {
+    fs::path p = dir_ / "src" / name;
+    std::ofstream(p) << text;
+    return p;
+  }
+  ProcessResult kiln(std::vector<std::string> args) {
+    args.insert(args.begin(), cli_path());
+    return run_process(args, {{{"KILN_CACHE_DIR", (dir_ / "cache").string()}}, {}});
+  }
+  fs::path dir_;
+};
+
+TEST_F(CliCompile, CompilesThenHitsTheDiskInANewProcess) {
+  fs::path file = write("fill.cu", kiln::jit::test_kernels::kTemplated);
+  fs::path out = dir_ / "fill.cubin";
+  ProcessResult r = kiln({"compile", file.string(), "--arch", "sm_90", "--name-expr", "fill<3>", "-o", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("fill.cu: sm_90 cubin"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("from:    NVRTC"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("lowered: fill<3> -> _Z4fillILi3EEvPi"), std::string::npos) << r.out;
+  ASSERT_TRUE(fs::exists(out));
+  std::ifstream in(out, std::ios::binary);
+  char magic[4]{};
+  in.read(magic, 4);
+  EXPECT_EQ(std::string(magic, 4), "\x7f" "ELF");
+
+  r = kiln({"compile", file.string(), "--arch", "sm_90", "--name-expr", "fill<3>"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("from:    disk cache " + (dir_ / "cache").string()), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("lowered: fill<3> -> _Z4fillILi3EEvPi"), std::string::npos) << r.out;
+}
+
+TEST_F(CliCompile, PtxAndDefines) {
+  fs::path file = write("d.cu", "#ifndef N\n#error N missing\n#endif\n__global__ void f(int* o) { *o = N; }\n");
+  fs::path out = dir_ / "d.ptx";
+  ProcessResult r = kiln({"compile", file.string(), "--arch", "sm_80", "--ptx", "-D", "N=5", "-o", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("compute_80 ptx"), std::string::npos) << r.out;
+  std::ifstream in(out);
+  std::string ptx((std::istreambuf_iterator<char>(in)), {});
+  EXPECT_NE(ptx.find(".target sm_80"), std::string::npos);
+  r = kiln({"compile", file.string(), "--arch", "sm_80"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("d.cu:2:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("N missing"), std::string::npos) << r.err;
+}
+
+TEST_F(CliCompile, ErrorsPrintLikeACompilerAndExitOne) {
+  fs::path file = write("bad.cu", "__global__ void f(float* x) {\n  x[0] = z;\n}\n");
+  ProcessResult r = kiln({"compile", file.string(), "--arch", "sm_90"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("bad.cu:2:10: error: identifier \"z\" is undefined\n    x[0] = z;\n           ^\n"),
+            std::string::npos)
+      << r.err;
+  EXPECT_TRUE(r.out.empty()) << r.out;
+}
+
+TEST_F(CliCompile, BadInputsAreNamed) {
+  ProcessResult r = kiln({"compile", (dir_ / "missing.cu").string(), "--arch", "sm_90"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("missing.cu"), std::string::npos) << r.err;
+  fs::path file = write("ok.cu", kiln::jit::test_kernels::kSaxpy);
+  r = kiln({"compile", file.string(), "--arch", "banana"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("'banana'"), std::string::npos) << r.err;
+  r = kiln({"compile", file.string(), "--ptx", "--cubin", "--arch", "sm_90"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  r = kiln({"compile"});
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+}
+
+TEST_F(CliCompile, CacheStatsClearAndPrune) {
+  for (int i = 0; i < 3; ++i) {
+    std::string source = kiln::jit::test_kernels::kSaxpy;
+    source.append("// ").append(std::to_string(i)).append("\n");
+    fs::path file = write(numbered("k", i), source);
+    ASSERT_EQ(kiln({"compile", file.string(), "--arch", "sm_90"}).exit_code, 0);
+  }
+  ProcessResult r = kiln({"cache", "stats", "--json", "--verify"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto j = nlohmann::json::parse(r.out);
+  EXPECT_EQ(j["directory"], (dir_ / "cache").string());
+  EXPECT_EQ(j["entries"], 3);
+  EXPECT_GT(j["entry_bytes"].get<std::uint64_t>(), 0u);
+  EXPECT_EQ(j["corrupt_removed"], 0);
+  EXPECT_FALSE(j["fell_back"].get<bool>());
+
+  r = kiln({"cache", "prune", "--max-bytes", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("evicted 3 files"), std::string::npos) << r.out;
+
+  ASSERT_EQ(kiln({"compile", write("again.cu", kiln::jit::test_kernels::kSaxpy).string(), "--arch", "sm_90"}).exit_code, 0);
+  r = kiln({"cache", "clear"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_NE(r.out.find("removed 1 files"), std::string::npos) << r.out;
+  r = kiln({"cache", "stats"});
+  EXPECT_NE(r.out.find("entries:     0"), std::string::npos) << r.out;
+}
+
+TEST_F(CliCompile, UnwritableCacheFolderWarns) {
+  std::ofstream(dir_ / "file") << "x";
+  fs::path file = write("ok.cu", kiln::jit::test_kernels::kSaxpy);
+  ProcessResult r = run_process({cli_path(), "compile", file.string(), "--arch", "sm_90"},
+                                {{{"KILN_CACHE_DIR", (dir_ / "file" / "cache").string()},
+                                  {"TMPDIR", dir_.string()}},
+                                 {}});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.err.find("kiln: warning: kernel cache folder '" + (dir_ / "file" / "cache").string() +
+                       "' is not writable"),
+            std::string::npos)
+      << r.err;
+}
+
+TEST_F(CliCompile, WarmCompilesAFolderInParallel) {
+  for (int i = 0; i < 4; ++i) {
+    std::string source = kiln::jit::test_kernels::kSaxpy;
+    source.append("// w").append(std::to_string(i)).append("\n");
+    write(numbered("w", i), source);
+  }
+  write("broken.cu", "__global__ void f() { nope; }\n");
+  ProcessResult r = kiln({"compile", "--warm", (dir_ / "src").string(), "--arch", "sm_90", "-j", "2"});
+  EXPECT_EQ(r.exit_code, 1);  // one file does not compile
+  EXPECT_NE(r.out.find("warmed 5 kernel files for sm_90 with 2 threads"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("4 compiled, 0 already on disk, 1 failed"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find("broken.cu:1:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("5/5"), std::string::npos) << r.err;
+  r = kiln({"compile", "--warm", (dir_ / "src").string(), "--arch", "sm_90"});
+  EXPECT_NE(r.out.find("0 compiled, 4 already on disk, 1 failed"), std::string::npos) << r.out;
+}
+
+}  // namespace

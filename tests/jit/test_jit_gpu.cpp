@@ -1,0 +1,89 @@
+// On a GPU: an artifact from the cache (CUBIN, then PTX) loads with the raw driver table and runs.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <vector>
+
+#include "kernels.hpp"
+#include "kiln/driver/check.hpp"
+#include "kiln/driver/cuda_api.hpp"
+#include "kiln/jit/kernel_cache.hpp"
+#include "support/gpu.hpp"
+
+namespace {
+
+using namespace kiln::jit;
+using kiln::driver::check;
+using kiln::driver::cuda;
+namespace fs = std::filesystem;
+
+// Runs saxpy from `artifact` on device 0 and checks y = 2x + y for 1000 elements.
+void run_saxpy(const Artifact& artifact) {
+  const auto& cu = cuda();
+  CUdevice dev;
+  check(cu.cuDeviceGet(&dev, 0), "cuDeviceGet");
+  CUcontext ctx;
+  check(cu.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  check(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+  CUmodule module;
+  check(cu.cuModuleLoadData(&module, artifact.data()), "cuModuleLoadData");
+  CUfunction fn;
+  check(cu.cuModuleGetFunction(&fn, module, "saxpy"), "cuModuleGetFunction");
+  constexpr int n = 1000;
+  std::vector<float> x(n), y(n);
+  for (int i = 0; i < n; ++i) x[i] = float(i), y[i] = 1.0f;
+  CUdeviceptr dx, dy;
+  check(cu.cuMemAlloc(&dx, n * sizeof(float)), "cuMemAlloc");
+  check(cu.cuMemAlloc(&dy, n * sizeof(float)), "cuMemAlloc");
+  check(cu.cuMemcpyHtoD(dx, x.data(), n * sizeof(float)), "cuMemcpyHtoD");
+  check(cu.cuMemcpyHtoD(dy, y.data(), n * sizeof(float)), "cuMemcpyHtoD");
+  float a = 2.0f;
+  int count = n;
+  void* args[] = {&a, &dx, &dy, &count};
+  check(cu.cuLaunchKernel(fn, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr), "cuLaunchKernel");
+  check(cu.cuCtxSynchronize(ctx), "cuCtxSynchronize");
+  check(cu.cuMemcpyDtoH(y.data(), dy, n * sizeof(float)), "cuMemcpyDtoH");
+  for (int i = 0; i < n; ++i) ASSERT_EQ(y[i], 2.0f * float(i) + 1.0f) << i;
+  cu.cuMemFree(dx);
+  cu.cuMemFree(dy);
+  cu.cuModuleUnload(module);
+  cu.cuDevicePrimaryCtxRelease(dev);
+}
+
+class JitGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("kiln-jit-gpu-" + std::to_string(::getpid()));
+    fs::remove_all(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+  // Compiles once (filling the disk), then returns the copy a fresh cache loads from disk.
+  Artifact from_disk(const Target& target) {
+    KernelCacheOptions o;
+    o.disk.directory = dir_;
+    Program p;
+    p.source = test_kernels::kSaxpy;
+    EXPECT_EQ(KernelCache(o).compile(p, target).origin(), Origin::compiled);
+    Artifact a = KernelCache(o).compile(p, target);
+    EXPECT_EQ(a.origin(), Origin::disk);
+    return a;
+  }
+  fs::path dir_;
+};
+
+TEST_F(JitGpu, CachedCubinForThisDeviceLoadsAndRuns) {
+  KILN_REQUIRE_GPU();
+  Target t = Target::for_device(0);
+  ASSERT_EQ(t.kind, ImageKind::cubin) << t.reason;
+  run_saxpy(from_disk(t));
+}
+
+TEST_F(JitGpu, CachedPtxLoadsAndRuns) {
+  KILN_REQUIRE_GPU();
+  Target t = Target::for_device(0);
+  t.kind = ImageKind::ptx;
+  run_saxpy(from_disk(t));
+}
+
+}  // namespace
