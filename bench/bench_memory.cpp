@@ -78,6 +78,15 @@ int main() {
     stream.synchronize();
     row("device pool alloc+free 1 MiB (tracking off) vs cuMemAllocAsync+cuMemFreeAsync", median(raw), median(off), "us", "<= 1.0");
     row("device pool alloc+free 1 MiB (tracking on)", median(raw), median(on), "us", "-");
+    // The same driver calls on kiln's own pool, without kiln: what the wrapper itself adds.
+    CUmemoryPool own = untracked.handle();
+    const double raw_own = per_op_us(7, 20000, [&] {
+      CUdeviceptr p;
+      check(cu.cuMemAllocFromPoolAsync(&p, mib, own, s), "cuMemAllocFromPoolAsync");
+      check(cu.cuMemFreeAsync(p, s), "cuMemFreeAsync");
+    });
+    stream.synchronize();
+    row("raw cuMemAllocFromPoolAsync on kiln's pool vs kiln (tracking off)", raw_own, median(off), "us", "-");
     std::printf("| tracking cost per allocation + free | | %.3f us | | |\n", median(on) - median(off));
   }
 
@@ -127,6 +136,26 @@ int main() {
     auto t = clk::now();
     check(cu.cuMemcpyHtoD(d.data(), pb.data(), big), "cuMemcpyHtoD");
     std::printf("| reference: 256 MiB pinned -> device | %.1f GB/s | | | |\n", gbps(us_since(t)));
+
+    // Staging configurations, to choose the defaults on this machine.
+    std::printf("\n| chunk | workers | slots | H2D GB/s | D2H GB/s |\n| --- | --- | --- | --- | --- |\n");
+    for (std::size_t chunk : {1u << 20, 2u << 20, 4u << 20, 8u << 20})
+      for (unsigned workers : {4u, 8u, 12u, 16u}) {
+        memory::PageableCopier c(ctx, {.chunk_bytes = chunk, .workers = workers, .slots_per_worker = 2});
+        std::vector<double> h, d2;
+        for (int r = 0; r < 3; ++r) {
+          auto t0 = clk::now();
+          c.to_device(d.data(), host.data(), big, stream);
+          stream.synchronize();
+          h.push_back(gbps(us_since(t0)));
+          t0 = clk::now();
+          c.to_host(back.data(), d.data(), big, stream);
+          d2.push_back(gbps(us_since(t0)));
+        }
+        std::printf("| %zu MiB | %u | 2 | %.1f | %.1f |\n", chunk >> 20, workers, median(h), median(d2));
+        std::fflush(stdout);
+      }
+    std::printf("\n");
 
     const std::size_t small = 4096;
     const double raw4 = per_op_us(7, 5000, [&] {

@@ -1,6 +1,8 @@
 #include "kiln/memory/pageable_copy.hpp"
 
+#include <algorithm>
 #include <map>
+#include <thread>
 #include <mutex>
 
 #include "kiln/core/event.hpp"
@@ -50,6 +52,7 @@ struct PageableCopier::Impl {
 
 PageableCopier::PageableCopier(core::ContextRef context, StagingOptions options) {
   if (options.chunk_bytes == 0) throw Error(Errc::invalid_argument, "StagingOptions::chunk_bytes must be > 0");
+  if (options.workers == 0) options.workers = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
   impl_.reset(new Impl{context, options,
                        {DriverBackend{context}, options.workers, options.slots_per_worker, options.chunk_bytes}});
 }

@@ -4,7 +4,7 @@
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/memory/out_of_memory.hpp"
-#include "memory/detail/counters.hpp"
+#include <atomic>
 
 namespace kiln::memory {
 
@@ -19,7 +19,9 @@ struct PoolResource::State {
   core::ContextRef context;
   CUmemoryPool pool = nullptr;
   bool track = true;
-  detail::Counters counters;
+  // Bytes in use and their peak come from the driver (CU_MEMPOOL_ATTR_USED_MEM_*), so the hot path
+  // pays only for the two counts.
+  std::atomic<std::size_t> allocations{0}, deallocations{0};
 
   ~State() {
     if (!pool) return;
@@ -48,11 +50,14 @@ CUdeviceptr PoolResource::allocate(std::size_t bytes, const core::StreamRef& str
   if (!state_) throw Error(Errc::invalid_handle, "allocate() on an empty PoolResource");
   State& s = *state_;
   const auto& cu = cuda();
-  CUcontext now = nullptr;
-  cu.cuCtxGetCurrent(&now);
-  if (now != s.context.handle()) check(cu.cuCtxSetCurrent(s.context.handle()), "cuCtxSetCurrent");
   CUdeviceptr p = 0;
+  // The pool names its device and the stream its context, so the driver needs no current context;
+  // only when it answers that one is missing (no context at all on this thread) is one set.
   CUresult r = cu.cuMemAllocFromPoolAsync(&p, bytes, s.pool, stream.handle());
+  if (r == CUDA_ERROR_INVALID_CONTEXT) {
+    s.context.make_current();
+    r = cu.cuMemAllocFromPoolAsync(&p, bytes, s.pool, stream.handle());
+  }
   if (r != CUDA_SUCCESS) [[unlikely]] {
     if (bytes == 0) throw Error(Errc::invalid_argument, "PoolResource::allocate of 0 bytes");
     if (r == CUDA_ERROR_OUT_OF_MEMORY) {
@@ -62,29 +67,38 @@ CUdeviceptr PoolResource::allocate(std::size_t bytes, const core::StreamRef& str
     }
     check(r, "cuMemAllocFromPoolAsync", where);
   }
-  s.counters.on_allocate(bytes);
+  s.allocations.fetch_add(1, std::memory_order_relaxed);
   if (s.track) core::AllocationTracker::instance().add(p, bytes, core::AllocationKind::pooled, s.device.ordinal(), tag, where);
   return p;
 }
 
-void PoolResource::deallocate(CUdeviceptr ptr, std::size_t bytes, const core::StreamRef& stream) noexcept {
+void PoolResource::deallocate(CUdeviceptr ptr, std::size_t /*bytes: the pool knows*/, const core::StreamRef& stream) noexcept {
   if (!state_ || !ptr) return;
   State& s = *state_;
   if (s.track) core::AllocationTracker::instance().remove(ptr);
-  core::detail::DestructorContext in_context(s.context.handle());
-  driver::driver_state().api->cuMemFreeAsync(ptr, stream.handle());
-  s.counters.on_deallocate(bytes);
+  const auto* api = driver::driver_state().api;
+  if (api->cuMemFreeAsync(ptr, stream.handle()) == CUDA_ERROR_INVALID_CONTEXT) {
+    core::detail::DestructorContext in_context(s.context.handle());
+    api->cuMemFreeAsync(ptr, stream.handle());
+  }
+  s.deallocations.fetch_add(1, std::memory_order_relaxed);
 }
 
 int PoolResource::device_ordinal() const noexcept { return state_ ? state_->device.ordinal() : -1; }
 
 ResourceStats PoolResource::stats() const {
   if (!state_) return {};
-  ResourceStats st = state_->counters.snapshot();
-  cuuint64_t reserved = 0;
-  check(cuda().cuMemPoolGetAttribute(state_->pool, CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT, &reserved),
-        "cuMemPoolGetAttribute");
-  st.reserved = reserved;
+  ResourceStats st;
+  auto attribute = [&](CUmemPool_attribute a) {
+    cuuint64_t v = 0;
+    check(cuda().cuMemPoolGetAttribute(state_->pool, a, &v), "cuMemPoolGetAttribute");
+    return static_cast<std::size_t>(v);
+  };
+  st.reserved = attribute(CU_MEMPOOL_ATTR_RESERVED_MEM_CURRENT);
+  st.in_use = attribute(CU_MEMPOOL_ATTR_USED_MEM_CURRENT);
+  st.peak = attribute(CU_MEMPOOL_ATTR_USED_MEM_HIGH);
+  st.allocations = state_->allocations.load(std::memory_order_relaxed);
+  st.deallocations = state_->deallocations.load(std::memory_order_relaxed);
   for (auto& t : core::AllocationTracker::instance().usage_by_tag(state_->device.ordinal()))
     if (t.tag != "(untagged)") st.by_tag.push_back(t);
   return st;

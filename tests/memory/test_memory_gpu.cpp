@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "kiln/core.hpp"
+#include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/memory/direct_resource.hpp"
 #include "kiln/memory/out_of_memory.hpp"
@@ -135,11 +136,37 @@ TEST_F(MemoryGpu, ResourcesWorkWhileAnotherContextIsCurrent) {
   core::CurrentContextGuard foreign(other);
   CUdeviceptr p = pool.allocate(4096, s), q = direct.allocate(4096, s);
   auto ap = core::pointer_attributes(p), aq = core::pointer_attributes(q);
-  EXPECT_EQ(ap.context, ctx_.handle()) << "pool memory landed in the foreign context";
+  // Pool memory belongs to the device, not to a context; direct memory to the primary context.
+  EXPECT_EQ(ap.device_ordinal, device_->ordinal());
+  EXPECT_EQ(ap.memory_type, CU_MEMORYTYPE_DEVICE);
   EXPECT_EQ(aq.context, ctx_.handle()) << "direct memory landed in the foreign context";
+  // Both are usable by a kernel of the primary context.
+  core::DeviceBuffer bad = core::DeviceBuffer::allocate(ctx_, sizeof(unsigned));
+  core::memset32_async(bad.data(), 0, 1, s);
+  for (CUdeviceptr m : {p, q}) {
+    core::launch(s, module_.kernel("fill"), core::LaunchConfig::of(4, 256), m, 5u, 1024ull);
+    core::launch(s, module_.kernel("check_fill"), core::LaunchConfig::of(4, 256), m, 5u, 1024ull, bad);
+  }
+  unsigned bad_count = 1;
+  core::copy_async(&bad_count, bad.data(), sizeof bad_count, s);
+  s.synchronize();
+  EXPECT_EQ(bad_count, 0u);
   pool.deallocate(p, 4096, s);
   direct.deallocate(q, 4096, s);
   s.synchronize();
+}
+
+TEST_F(MemoryGpu, PoolWorksOnAThreadWithNoContext) {
+  PoolResource pool(*device_);
+  core::Stream s = core::Stream::create(ctx_);
+  std::thread([&] {
+    kiln::driver::cuda().cuCtxSetCurrent(nullptr);
+    CUdeviceptr p = pool.allocate(1 << 20, s);
+    EXPECT_NE(p, 0u);
+    pool.deallocate(p, 1 << 20, s);
+  }).join();
+  s.synchronize();
+  EXPECT_EQ(pool.stats().in_use, 0u);
 }
 
 TEST_F(MemoryGpu, DeliberateLeakIsReportedWithTagAndCallSite) {

@@ -9,7 +9,7 @@
 // SHA-256 of the payload) and the payload; every read checks all of it. A corrupt, truncated or
 // foreign entry is counted, reported in warnings(), removed, and reported as a miss: never loaded.
 //
-// Writes go to a temporary file in the entry's own folder, are fsync'd and renamed into place, so
+// Writes go to a temporary file in the entry's own folder and are renamed into place, so
 // a reader sees a whole entry or none, whatever other processes do. Size cap: least recently used
 // files (entries and PCH files alike; a hit touches the entry's mtime) are removed until the folder
 // fits; a file that vanishes meanwhile (another process pruned it) is simply skipped.
