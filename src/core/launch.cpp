@@ -1,5 +1,7 @@
 #include "kiln/core/launch.hpp"
 
+#include "kiln/driver/check.hpp"
+#include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
 
 namespace kiln::core {
@@ -7,8 +9,16 @@ namespace kiln::core {
 using driver::check;
 using driver::cuda;
 
-namespace detail {
+namespace {
 
+inline void make_current_for_launch(const driver::CudaApi& cu, CUcontext context) {
+  CUcontext now = nullptr;
+  cu.cuCtxGetCurrent(&now);
+  if (now != context) check(cu.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+}
+
+// The context a launch runs in: the stream's, or for a module kernel on the default stream, the
+// module's. Refuses a module kernel on another context's stream.
 CUcontext launch_context(const StreamRef& stream, const Kernel& kernel) {
   if (!kernel.handle()) throw Error(Errc::invalid_handle, "launch() of an empty Kernel");
   CUcontext stream_context = stream.context().handle();
@@ -46,7 +56,22 @@ void launch_with_cluster(const StreamRef& stream, const Kernel& kernel, const La
   check(cuda().cuLaunchKernelEx(&c, kernel.handle(), args, nullptr), "cuLaunchKernelEx");
 }
 
-}  // namespace detail
+}  // namespace
+
+void launch_packed(const StreamRef& stream, const Kernel& kernel, const LaunchConfig& config, void** arguments,
+                   const std::size_t* sizes, std::size_t count) {
+  kernel.check_arguments(sizes, count);
+  const auto& cu = cuda();
+  make_current_for_launch(cu, launch_context(stream, kernel));
+  if (config.cluster.x * config.cluster.y * config.cluster.z != 1) {
+    launch_with_cluster(stream, kernel, config, arguments);
+    return;
+  }
+  check(cu.cuLaunchKernel(kernel.handle(), config.grid.x, config.grid.y, config.grid.z, config.block.x,
+                          config.block.y, config.block.z, config.dynamic_shared_bytes, stream.handle(), arguments,
+                          nullptr),
+        "cuLaunchKernel");
+}
 
 OccupancySuggestion suggest_block_size(const Kernel& kernel, ContextRef context, std::size_t dynamic_shared_bytes,
                                        int block_size_limit) {

@@ -18,8 +18,6 @@
 
 #include "kiln/core/module.hpp"
 #include "kiln/core/stream.hpp"
-#include "kiln/driver/check.hpp"
-#include "kiln/driver/cuda_api.hpp"
 
 namespace kiln::core {
 
@@ -72,42 +70,22 @@ struct OccupancySuggestion {
 OccupancySuggestion suggest_block_size(const Kernel& kernel, ContextRef context,
                                        std::size_t dynamic_shared_bytes = 0, int block_size_limit = 0);
 
-namespace detail {
-// The context a launch runs in: the stream's, or for a module kernel on the default stream, the
-// module's. Refuses a module kernel on another context's stream.
-CUcontext launch_context(const StreamRef& stream, const Kernel& kernel);
-void launch_with_cluster(const StreamRef& stream, const Kernel& kernel, const LaunchConfig& config, void** args);
-
-inline void make_current_for_launch(const driver::CudaApi& cu, CUcontext context) {
-  CUcontext now = nullptr;
-  cu.cuCtxGetCurrent(&now);
-  if (now != context) driver::check(cu.cuCtxSetCurrent(context), "cuCtxSetCurrent");
-}
-}  // namespace detail
+// A launch whose argument list is known only at run time (a service's request): `arguments[i]`
+// points at `sizes[i]` bytes. Checked against the kernel's parameters exactly as launch() is.
+void launch_packed(const StreamRef& stream, const Kernel& kernel, const LaunchConfig& config, void** arguments,
+                   const std::size_t* sizes, std::size_t count);
 
 template <typename... Args>
 void launch(const StreamRef& stream, const Kernel& kernel, const LaunchConfig& config, const Args&... args) {
   auto values = std::tuple<decltype(kernel_argument(args))...>(kernel_argument(args)...);
   constexpr std::size_t n = sizeof...(Args);
-  static constexpr std::array<std::size_t, n> sizes = {sizeof(decltype(kernel_argument(args)))...};
-  kernel.check_arguments(sizes.data(), n);
-
+  static constexpr std::array<std::size_t, (n > 0 ? n : 1)> sizes = {sizeof(decltype(kernel_argument(args)))...};
   std::array<void*, (n > 0 ? n : 1)> pointers{};
   std::apply([&pointers](auto&... v) {
     std::size_t i = 0;
     ((pointers[i++] = static_cast<void*>(&v)), ...);
   }, values);
-
-  const auto& cu = driver::cuda();
-  detail::make_current_for_launch(cu, detail::launch_context(stream, kernel));
-  if (config.cluster.x * config.cluster.y * config.cluster.z != 1) {
-    detail::launch_with_cluster(stream, kernel, config, pointers.data());
-    return;
-  }
-  driver::check(cu.cuLaunchKernel(kernel.handle(), config.grid.x, config.grid.y, config.grid.z, config.block.x,
-                                  config.block.y, config.block.z, config.dynamic_shared_bytes, stream.handle(),
-                                  pointers.data(), nullptr),
-                "cuLaunchKernel");
+  launch_packed(stream, kernel, config, pointers.data(), sizes.data(), n);
 }
 
 }  // namespace kiln::core

@@ -1,0 +1,56 @@
+// ServiceConfig: everything kilnd can be told, with embedded defaults that need no file: loopback,
+// the default kernel cache folder, a generated token. A JSON file sets any subset of the keys
+// (docs/SERVICE.md lists them); command-line flags override the file.
+//
+// Thread safety: a plain value; the loaders are free functions without shared state.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <filesystem>
+#include <string>
+#include <string_view>
+
+#include "kiln/jit/source_policy.hpp"
+
+namespace kiln::service {
+
+struct ServiceConfig {
+  std::string listen_address = "127.0.0.1";  // loopback unless told otherwise
+  int port = 8470;                           // 0: an ephemeral port (Server::port() says which)
+  std::filesystem::path tokens_file;         // "tenant token" lines; empty: one generated token
+  int http_threads = 16;                     // long polls hold one each
+
+  std::size_t max_body_bytes = 64u << 20;       // any request, binary uploads included (413 above)
+  std::size_t max_json_bytes = 4u << 20;        // a JSON request body (413 above)
+  std::size_t max_buffer_bytes = 16ull << 30;   // one buffer (413 above)
+  std::size_t max_kernels_per_tenant = 1024;
+  std::size_t max_launch_arguments = 256;
+
+  std::filesystem::path cache_dir;              // empty: the JIT's default folder
+  std::size_t cache_memory_bytes = 256u << 20;  // the in-memory tier
+  int fallback_arch = 90;  // the architecture kernels are checked for when there is no GPU
+
+  std::size_t max_queued_jobs = 10000;            // all tenants together (429 above)
+  std::size_t max_queued_jobs_per_tenant = 1000;  // one tenant (429 above)
+  std::chrono::milliseconds aging_step{2000};     // a waiting job rises one priority level per step
+  int dispatchers_per_device = 2;                 // threads calling GpuBackend::launch per GPU
+  std::chrono::milliseconds default_deadline{60000};
+  std::chrono::milliseconds max_deadline{600000};
+  std::chrono::milliseconds max_wait{30000};       // longest synchronous launch or long poll
+  std::chrono::milliseconds drain_timeout{10000};  // graceful shutdown: running work gets this long
+  std::chrono::seconds job_retention{600};         // finished jobs stay readable this long
+
+  jit::SourcePolicy source_policy;  // applied to every registered kernel
+};
+
+// Applies the keys of a JSON object (text) on top of `config`. Throws kiln::Error
+// (Errc::invalid_argument) naming `origin` and the key for malformed JSON, an unknown key, a value
+// of the wrong type or out of range.
+void apply_config_json(ServiceConfig& config, std::string_view json_text, std::string_view origin);
+// The defaults with the file's keys applied. Throws kiln::Error naming the file when unreadable.
+ServiceConfig load_config_file(const std::filesystem::path& file);
+// Refuses settings that cannot work together (port range, zero limits); the message names the key.
+void validate(const ServiceConfig& config);
+
+}  // namespace kiln::service

@@ -1,0 +1,64 @@
+// Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, HTTP answers), and the
+// Prometheus text rendering of those plus the gauges read at scrape time (queue depth, GPUs, memory,
+// compile cache). Counters are atomics: recording costs no lock.
+//
+// Thread safety: every member may be called from any thread at once.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "kiln/jit/kernel_cache.hpp"
+#include "kiln/service/gpu_backend.hpp"
+#include "kiln/service/priority.hpp"
+
+namespace kiln::service {
+
+// How a launch job ended, as the API and the metrics name it.
+enum class JobOutcome : std::uint8_t { completed, failed, timed_out, device_unavailable, cancelled };
+inline constexpr std::size_t kJobOutcomeCount = 5;
+std::string_view to_string(JobOutcome outcome) noexcept;
+
+// The facts gathered at scrape time.
+struct MetricsInputs {
+  std::array<std::size_t, kPriorityCount> queue_depth{};
+  std::size_t jobs_running = 0;
+  std::vector<DeviceStatus> devices;
+  std::map<int, std::uint64_t> buffer_bytes_by_device;
+  std::map<std::string, std::uint64_t> buffer_bytes_by_tenant;
+  std::size_t kernels = 0;
+  jit::CacheStats cache;
+  bool ready = false;
+};
+
+class Metrics {
+ public:
+  // Upper bounds of the launch latency buckets, seconds (from acceptance to completion).
+  static constexpr std::array<double, 14> kLatencyBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                                             0.1,    0.25,  0.5,    1,     2.5,   5,    10};
+
+  void job_finished(JobOutcome outcome, double seconds) noexcept;
+  void http_answered(int status) noexcept;
+
+  std::uint64_t jobs(JobOutcome outcome) const noexcept;
+  // Prometheus text exposition format 0.0.4.
+  std::string render(const MetricsInputs& inputs) const;
+
+ private:
+  std::array<std::atomic<std::uint64_t>, kJobOutcomeCount> jobs_{};
+  std::array<std::atomic<std::uint64_t>, kLatencyBuckets.size()> latency_buckets_{};  // not cumulative
+  std::atomic<std::uint64_t> latency_count_{0};
+  std::atomic<std::uint64_t> latency_sum_us_{0};
+  // HTTP status classes 1xx..5xx and the statuses worth telling apart.
+  std::array<std::atomic<std::uint64_t>, 600> http_{};
+};
+
+// Prometheus label value escaping: backslash, double quote and line feed.
+std::string escape_label_value(std::string_view value);
+
+}  // namespace kiln::service

@@ -1,0 +1,57 @@
+// The supervisor's side of kilnd's isolation: one worker process per GPU, buffers that survive a
+// worker's death, a watchdog for deadlines, and a circuit breaker for a GPU that keeps failing.
+//
+//   - Buffers are made here with cuMemCreate (POSIX fd handles) and mapped here too, so uploads and
+//     downloads never touch a worker. A worker imports a buffer (descriptor over SCM_RIGHTS) the
+//     first time a launch uses it.
+//   - A sticky error kills only the worker's context: it reports the failed launch, exits, and a
+//     new worker is started; other buffers are untouched, and those the failed launch could write
+//     are named as suspect in its result.
+//   - A launch past its deadline is stopped the only reliable way, by ending its worker.
+//   - `circuit_failures` worker deaths within `circuit_window` open the circuit for `cooldown`:
+//     launches on that GPU are refused (device_unavailable) and devices() says why.
+//
+// Thread safety: every member may be called from any thread; launches on one GPU take turns.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "kiln/service/gpu_backend.hpp"
+
+namespace kiln::service {
+
+struct WorkerPoolOptions {
+  // The kiln-worker binary. Empty: $KILN_WORKER_PATH, then kiln-worker next to the running
+  // program, then the one built with kiln.
+  std::string worker_path;
+  int circuit_failures = 3;
+  std::chrono::seconds circuit_window{60};
+  std::chrono::seconds cooldown{30};
+  std::chrono::milliseconds start_timeout{30000};
+};
+
+class WorkerPool final : public GpuBackend {
+ public:
+  // Opens every GPU the driver lists and starts its worker. Throws kiln::Error without a driver.
+  explicit WorkerPool(WorkerPoolOptions options = {});
+  ~WorkerPool() override;
+
+  std::vector<DeviceStatus> devices() override;
+  BufferId create_buffer(int device, std::size_t bytes, std::string_view tag) override;
+  std::size_t buffer_size(BufferId id) override;
+  void write_buffer(BufferId id, std::size_t offset, std::span<const std::byte> data) override;
+  std::vector<std::byte> read_buffer(BufferId id, std::size_t offset, std::size_t bytes) override;
+  void free_buffer(BufferId id) override;
+  LaunchResult launch(const LaunchSpec& spec) override;
+
+  // The worker's process id for a GPU (-1 when none runs): for tests and metrics.
+  int worker_pid(int device);
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::service

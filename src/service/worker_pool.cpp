@@ -1,0 +1,459 @@
+#include "kiln/service/worker_pool.hpp"
+
+#include <signal.h>
+#include <spawn.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <filesystem>
+#include <mutex>
+#include <set>
+#include <thread>
+#include <unordered_map>
+
+#include "kiln/core/allocation_tracker.hpp"
+#include "kiln/core/device.hpp"
+#include "kiln/driver/check.hpp"
+#include "kiln/driver/cuda_api.hpp"
+#include "kiln/driver/error.hpp"
+#include "kiln/service/vmm_buffer.hpp"
+#include "kiln/service/worker.hpp"
+#include "kiln/version.hpp"
+
+extern char** environ;
+
+namespace kiln::service {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+namespace {
+
+std::string find_worker(const std::string& configured) {
+  if (!configured.empty()) return configured;
+  if (const char* env = std::getenv("KILN_WORKER_PATH"); env && *env) return env;
+  std::error_code ec;
+  const fs::path self = fs::read_symlink("/proc/self/exe", ec);
+  if (!ec && fs::exists(self.parent_path() / "kiln-worker")) return (self.parent_path() / "kiln-worker").string();
+  return KILN_BUILT_WORKER_PATH;
+}
+
+std::string describe_exit(int status) {
+  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
+  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
+  return "ended";
+}
+
+struct Buffer {
+  VmmAllocation memory;
+  std::size_t requested = 0;
+};
+
+struct Worker {
+  pid_t pid = -1;
+  Channel channel;
+  std::set<BufferId> imported;
+};
+
+struct Slot {
+  int ordinal = 0;
+  DeviceStatus info;
+  std::mutex mutex;  // one launch (and one worker start) at a time on this GPU
+  Worker worker;
+  std::deque<Clock::time_point> failures;
+  Clock::time_point circuit_until{};
+  std::mutex releases_mutex;
+  std::vector<BufferId> pending_releases;  // buffers freed while a launch ran
+  std::atomic<bool> up{false};
+  bool ever_started = false;
+  std::atomic<std::uint64_t> restarts{0}, kills{0};
+  std::mutex failure_text_mutex;
+  std::string last_failure;
+};
+
+}  // namespace
+
+struct WorkerPool::Impl {
+  WorkerPoolOptions options;
+  std::string worker_path;
+  std::vector<std::unique_ptr<Slot>> slots;
+  std::mutex buffers_mutex;
+  std::unordered_map<BufferId, std::shared_ptr<Buffer>> buffers;
+  std::atomic<BufferId> next_buffer{1};
+
+  Slot& slot(int device) {
+    if (device < 0 || device >= static_cast<int>(slots.size()))
+      throw Error(Errc::invalid_argument, "no GPU " + std::to_string(device) + " (this machine has " +
+                                              std::to_string(slots.size()) + ")");
+    return *slots[static_cast<std::size_t>(device)];
+  }
+
+  std::shared_ptr<Buffer> buffer(BufferId id) {
+    std::lock_guard lock(buffers_mutex);
+    auto it = buffers.find(id);
+    if (it == buffers.end()) throw Error(Errc::invalid_argument, "no buffer " + std::to_string(id));
+    return it->second;
+  }
+
+  void note_failure(Slot& s, const std::string& why) {
+    {
+      std::lock_guard lock(s.failure_text_mutex);
+      s.last_failure = why;
+    }
+    const auto now = Clock::now();
+    s.failures.push_back(now);
+    while (!s.failures.empty() && now - s.failures.front() > options.circuit_window) s.failures.pop_front();
+    if (static_cast<int>(s.failures.size()) >= options.circuit_failures) {
+      s.circuit_until = now + options.cooldown;
+      s.failures.clear();
+    }
+  }
+
+  // Ends the worker (politely if it is alive and `polite`), reaps it, forgets what it had mapped.
+  void stop_worker(Slot& s, bool polite) {
+    Worker& w = s.worker;
+    if (w.pid > 0) {
+      if (polite && w.channel) {
+        try {
+          w.channel.send(FrameType::shutdown, {});
+        } catch (const Error&) {
+        }
+        for (int i = 0; i < 200; ++i) {
+          int status = 0;
+          if (::waitpid(w.pid, &status, WNOHANG) == w.pid) {
+            w.pid = -1;
+            break;
+          }
+          std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        }
+      }
+      if (w.pid > 0) {
+        ::kill(w.pid, SIGKILL);
+        int status = 0;
+        ::waitpid(w.pid, &status, 0);
+      }
+    }
+    w = Worker{};
+    s.up = false;
+  }
+
+  // Reaps a worker that is exiting on its own (after a sticky error or a crash); kills it if slow.
+  std::string reap_worker(Slot& s) {
+    Worker& w = s.worker;
+    std::string how = "ended";
+    if (w.pid > 0) {
+      int status = 0;
+      pid_t r = 0;
+      for (int i = 0; i < 500 && (r = ::waitpid(w.pid, &status, WNOHANG)) == 0; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(2));
+      if (r == 0) {
+        ::kill(w.pid, SIGKILL);
+        ::waitpid(w.pid, &status, 0);
+      }
+      how = describe_exit(status);
+    }
+    w = Worker{};
+    s.up = false;
+    return how;
+  }
+
+  void start_worker(Slot& s) {
+    auto [mine, theirs] = Channel::pair();
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init(&actions);
+    posix_spawn_file_actions_adddup2(&actions, theirs.fd(), 3);  // the worker finds its socket at fd 3
+    const std::string device = std::to_string(s.ordinal);
+    std::vector<std::string> args = {worker_path, "--socket", "3", "--device", device};
+    std::vector<char*> argv;
+    for (auto& a : args) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    pid_t pid = -1;
+    const int rc = ::posix_spawn(&pid, worker_path.c_str(), &actions, nullptr, argv.data(), environ);
+    posix_spawn_file_actions_destroy(&actions);
+    theirs = Channel();
+    if (rc != 0)
+      throw Error(Errc::internal, "cannot start the worker '" + worker_path + "': " + std::strerror(rc) +
+                                      " (set KILN_WORKER_PATH to the kiln-worker binary)");
+    s.worker.pid = pid;
+    s.worker.channel = std::move(mine);
+    std::optional<Frame> hello;
+    try {
+      hello = s.worker.channel.receive(options.start_timeout);
+    } catch (const Error&) {
+      const std::string how = reap_worker(s);
+      throw Error(Errc::internal, "the worker for GPU " + device + " " + how + " while starting");
+    }
+    if (!hello || hello->type != FrameType::ready) {
+      std::string why = !hello ? "did not report ready in time" : "reported an error";
+      if (hello && hello->type == FrameType::error) {
+        FrameReader r(hello->payload);
+        r.bytes();
+        why += ": " + r.bytes();
+      }
+      stop_worker(s, false);
+      throw Error(Errc::internal, "the worker for GPU " + device + " " + why);
+    }
+    s.up = true;
+  }
+
+  // Brings the worker up and maps every buffer the launch names that it has not mapped yet.
+  void prepare(Slot& s, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used) {
+    if (!s.up) {
+      if (s.worker.pid > 0) reap_worker(s);
+      start_worker(s);
+      if (s.ever_started) s.restarts.fetch_add(1);
+      s.ever_started = true;
+    }
+    std::vector<BufferId> releases;
+    {
+      std::lock_guard lock(s.releases_mutex);
+      releases.swap(s.pending_releases);
+    }
+    for (BufferId id : releases)
+      if (s.worker.imported.erase(id)) s.worker.channel.send(FrameType::release_buffer, FrameWriter().u64(id).take());
+    for (const auto& [id, buf] : used) {
+      if (s.worker.imported.count(id)) continue;
+      const int fd = buf->memory.export_fd();
+      try {
+        s.worker.channel.send(FrameType::import_buffer, FrameWriter().u64(id).u64(buf->memory.size()).take(), fd);
+      } catch (...) {
+        ::close(fd);
+        throw;
+      }
+      ::close(fd);
+      s.worker.imported.insert(id);
+    }
+  }
+};
+
+WorkerPool::WorkerPool(WorkerPoolOptions options) : impl_(std::make_unique<Impl>()) {
+  impl_->options = options;
+  impl_->worker_path = find_worker(options.worker_path);
+  const int n = core::Device::count();
+  for (int i = 0; i < n; ++i) {
+    auto s = std::make_unique<Slot>();
+    s->ordinal = i;
+    core::Device d = core::Device::get(i);
+    s->info.ordinal = i;
+    s->info.name = d.name();
+    s->info.uuid = d.uuid();
+    s->info.pci_bus_id = d.pci_bus_id();
+    s->info.arch = d.compute_capability_major() * 10 + d.compute_capability_minor();
+    s->info.memory_total = d.total_memory();
+    d.primary_context();  // the supervisor's own context, for buffers
+    impl_->slots.push_back(std::move(s));
+  }
+  for (auto& s : impl_->slots) {
+    std::lock_guard lock(s->mutex);
+    try {
+      impl_->start_worker(*s);
+      s->ever_started = true;
+    } catch (const Error& e) {
+      impl_->note_failure(*s, e.what());
+    }
+  }
+}
+
+WorkerPool::~WorkerPool() {
+  for (auto& s : impl_->slots) {
+    std::lock_guard lock(s->mutex);
+    impl_->stop_worker(*s, true);
+  }
+  std::lock_guard lock(impl_->buffers_mutex);
+  for (auto& [id, _] : impl_->buffers) core::AllocationTracker::instance().remove(id);
+  impl_->buffers.clear();
+}
+
+std::vector<DeviceStatus> WorkerPool::devices() {
+  std::vector<DeviceStatus> out;
+  for (auto& s : impl_->slots) {
+    DeviceStatus d = s->info;
+    d.worker_up = s->up.load();
+    d.worker_restarts = s->restarts.load();
+    d.watchdog_kills = s->kills.load();
+    {
+      std::lock_guard lock(s->failure_text_mutex);
+      d.last_failure = s->last_failure;
+    }
+    d.circuit_open = Clock::now() < s->circuit_until;
+    try {
+      d.memory_free = core::Device::get(s->ordinal).memory_info().first;
+    } catch (const Error&) {
+    }
+    out.push_back(std::move(d));
+  }
+  return out;
+}
+
+BufferId WorkerPool::create_buffer(int device, std::size_t bytes, std::string_view tag) {
+  impl_->slot(device);  // validates the ordinal
+  auto b = std::make_shared<Buffer>();
+  b->memory = VmmAllocation::create(device, bytes);
+  b->requested = bytes;
+  const BufferId id = impl_->next_buffer.fetch_add(1);
+  // Keyed by id, not address: the tracker sees kilnd's buffers under their tags.
+  core::AllocationTracker::instance().add(id, b->memory.size(), core::AllocationKind::device, device, tag,
+                                          std::source_location::current());
+  std::lock_guard lock(impl_->buffers_mutex);
+  impl_->buffers.emplace(id, std::move(b));
+  return id;
+}
+
+std::size_t WorkerPool::buffer_size(BufferId id) { return impl_->buffer(id)->requested; }
+
+namespace {
+void check_range(BufferId id, std::size_t size, std::size_t offset, std::size_t bytes) {
+  if (offset > size || bytes > size - offset)
+    throw Error(Errc::invalid_argument, "bytes [" + std::to_string(offset) + ", " + std::to_string(offset + bytes) +
+                                            ") are outside buffer " + std::to_string(id) + " of " +
+                                            std::to_string(size) + " bytes");
+}
+}  // namespace
+
+void WorkerPool::write_buffer(BufferId id, std::size_t offset, std::span<const std::byte> data) {
+  auto b = impl_->buffer(id);
+  check_range(id, b->requested, offset, data.size());
+  if (data.empty()) return;
+  core::Device::get(b->memory.device()).primary_context().make_current();
+  driver::check(driver::cuda().cuMemcpyHtoD(b->memory.address() + offset, data.data(), data.size()), "cuMemcpyHtoD");
+}
+
+std::vector<std::byte> WorkerPool::read_buffer(BufferId id, std::size_t offset, std::size_t bytes) {
+  auto b = impl_->buffer(id);
+  check_range(id, b->requested, offset, bytes);
+  std::vector<std::byte> out(bytes);
+  if (bytes == 0) return out;
+  core::Device::get(b->memory.device()).primary_context().make_current();
+  driver::check(driver::cuda().cuMemcpyDtoH(out.data(), b->memory.address() + offset, bytes), "cuMemcpyDtoH");
+  return out;
+}
+
+void WorkerPool::free_buffer(BufferId id) {
+  std::shared_ptr<Buffer> b;
+  {
+    std::lock_guard lock(impl_->buffers_mutex);
+    auto it = impl_->buffers.find(id);
+    if (it == impl_->buffers.end()) throw Error(Errc::invalid_argument, "no buffer " + std::to_string(id));
+    b = std::move(it->second);
+    impl_->buffers.erase(it);
+  }
+  core::AllocationTracker::instance().remove(id);
+  Slot& s = impl_->slot(b->memory.device());
+  std::lock_guard lock(s.releases_mutex);
+  s.pending_releases.push_back(id);  // the worker unmaps it before its next launch
+}
+
+int WorkerPool::worker_pid(int device) {
+  Slot& s = impl_->slot(device);
+  std::lock_guard lock(s.mutex);
+  return s.up ? s.worker.pid : -1;
+}
+
+LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
+  LaunchResult result;
+  Slot& s = impl_->slot(spec.device);
+  std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>> used;
+  for (const KernelArgument& a : spec.arguments)
+    if (const auto* b = std::get_if<BufferArgument>(&a)) {
+      auto buf = impl_->buffer(b->buffer);
+      if (buf->memory.device() != spec.device)
+        throw Error(Errc::invalid_argument, "buffer " + std::to_string(b->buffer) + " is on GPU " +
+                                                std::to_string(buf->memory.device()) + ", the launch on GPU " +
+                                                std::to_string(spec.device));
+      used.emplace_back(b->buffer, std::move(buf));
+    }
+  auto suspects = [&] {
+    std::vector<BufferId> ids;
+    for (auto& [id, _] : used) ids.push_back(id);
+    return ids;
+  };
+
+  std::lock_guard lock(s.mutex);
+  if (Clock::now() < s.circuit_until) {
+    result.status = LaunchStatus::device_unavailable;
+    std::lock_guard text(s.failure_text_mutex);
+    result.message = "GPU " + std::to_string(spec.device) + " is not scheduled (circuit open) after repeated "
+                     "worker failures; last: " + s.last_failure;
+    return result;
+  }
+  const auto start = Clock::now();
+  try {
+    impl_->prepare(s, used);
+    s.worker.channel.send(FrameType::launch, encode_launch(spec));
+  } catch (const Error& e) {
+    impl_->note_failure(s, e.what());
+    impl_->reap_worker(s);
+    result.status = LaunchStatus::device_unavailable;
+    result.message = e.what();
+    return result;
+  }
+  for (;;) {
+    const auto now = Clock::now();
+    const auto left = spec.deadline == Clock::time_point::max()
+                          ? std::chrono::milliseconds(std::chrono::hours(24 * 365))
+                          : std::chrono::ceil<std::chrono::milliseconds>(spec.deadline - now);
+    std::optional<Frame> reply;
+    try {
+      reply = s.worker.channel.receive(std::max(left, std::chrono::milliseconds(0)));
+    } catch (const Error&) {
+      const std::string how = impl_->reap_worker(s);
+      const std::string why = "the worker process for GPU " + std::to_string(spec.device) + " " + how +
+                              " during the launch";
+      impl_->note_failure(s, why);
+      result.status = LaunchStatus::failed;
+      result.message = why;
+      result.suspect_buffers = suspects();
+      break;
+    }
+    if (!reply) {
+      // Past the deadline: the kernel cannot be stopped, its process can.
+      impl_->stop_worker(s, false);
+      s.kills.fetch_add(1);
+      const std::string why = "job " + std::to_string(spec.job_id) + " ran past its deadline; its worker process "
+                              "was ended to stop the kernel (nothing else can stop a running kernel)";
+      impl_->note_failure(s, why);
+      result.status = LaunchStatus::timed_out;
+      result.error_name = "KILN_ERROR_TIMEOUT";
+      result.message = why;
+      result.suspect_buffers = suspects();
+      break;
+    }
+    if (reply->type == FrameType::error) {
+      FrameReader r(reply->payload);
+      result.status = LaunchStatus::failed;
+      result.error_name = r.bytes();
+      result.message = r.bytes();
+      break;
+    }
+    if (reply->type != FrameType::launch_done) continue;
+    LaunchOutcome o = decode_outcome(reply->payload);
+    result.status = o.status;
+    result.error_name = o.error_name;
+    result.message = o.message;
+    result.sticky = o.sticky;
+    if (o.status != LaunchStatus::completed) result.suspect_buffers = suspects();
+    if (o.sticky) {
+      impl_->reap_worker(s);
+      impl_->note_failure(s, o.error_name + " on GPU " + std::to_string(spec.device) + " (job " +
+                                 std::to_string(spec.job_id) + ")");
+    }
+    break;
+  }
+  result.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  // A dead worker is replaced at once, so the GPU is ready again before the next request.
+  if (!s.up && Clock::now() >= s.circuit_until) {
+    try {
+      impl_->prepare(s, {});
+    } catch (const Error& e) {
+      impl_->note_failure(s, e.what());
+    }
+  }
+  return result;
+}
+
+}  // namespace kiln::service
