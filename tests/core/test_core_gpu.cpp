@@ -12,6 +12,7 @@
 
 #include "core/kernels.hpp"
 #include "kiln/core.hpp"
+#include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
 #include "support/gpu.hpp"
 #include "support/nvrtc_compile.hpp"

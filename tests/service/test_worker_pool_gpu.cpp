@@ -25,6 +25,10 @@ extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
   int i = blockIdx.x * blockDim.x + threadIdx.x;
   if (i < n) y[i] = a * x[i] + y[i];
 }
+extern "C" __global__ void twice(int* p, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) p[i] *= 2;
+}
 extern "C" __global__ void fault(int* p) { *(volatile int*)(0x10) = *p; }
 extern "C" __global__ void forever(int* flag) { while (*(volatile int*)flag == 0) {} }
 )";
@@ -122,10 +126,12 @@ TEST_F(WorkerPoolGpu, StickyFaultKillsOnlyItsWorkerAndEveryBufferSurvives) {
   EXPECT_EQ(read<int>(pool, keep, n), pattern);
   // A new worker serves the GPU and sees the same memory.
   const auto recovered = Clock::now();
-  LaunchResult again = pool.launch(spec("saxpy", {f32(1.f), BufferArgument{keep, 0}, BufferArgument{keep, 0}, i32(4)}, 1, 32));
+  LaunchResult again = pool.launch(spec("twice", {BufferArgument{keep, 0}, i32(4)}, 1, 32));
   ASSERT_EQ(again.status, LaunchStatus::completed) << again.message;
-  std::printf("recovery: next launch completed %.1f ms after the fault was reported\n",
-              std::chrono::duration<double, std::milli>(Clock::now() - recovered).count());
+  const double next_ms = std::chrono::duration<double, std::milli>(Clock::now() - recovered).count();
+  std::printf("recovery: the faulting request took %.1f ms (fault, report, replacement worker started); the next "
+              "launch completed %.1f ms later\n", r.elapsed_ms, next_ms);
+  EXPECT_LT(r.elapsed_ms + next_ms, 2000.0) << "recovery goal: 2 s";
   EXPECT_NE(pool.worker_pid(0), before);
   auto head = read<int>(pool, keep, 8);
   for (int i = 0; i < 4; ++i) EXPECT_EQ(head[i], 2 * pattern[i]);
