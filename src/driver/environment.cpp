@@ -3,6 +3,7 @@
 #include <sys/utsname.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <filesystem>
 
 #include "kiln/driver/cuda_api.hpp"
@@ -55,6 +56,12 @@ GpuReport probe_gpu(const CudaApi& cu, int ordinal, const std::vector<int>& arch
   }
   g.nvrtc_can_compile =
       std::find(archs.begin(), archs.end(), g.cc_major * 10 + g.cc_minor) != archs.end();
+  if (const NvmlApi* nvml = nvml_state().api; nvml && !g.uuid.empty()) {
+    nvml_device handle = nullptr;
+    unsigned index = 0;
+    if (nvml->nvmlDeviceGetHandleByUUID(g.uuid.c_str(), &handle) == 0 && nvml->nvmlDeviceGetIndex(handle, &index) == 0)
+      g.nvml_index = static_cast<int>(index);
+  }
   return g;
 }
 
@@ -90,6 +97,11 @@ EnvironmentReport probe_environment() {
   EnvironmentReport r;
   r.kiln_version = KILN_VERSION;
   r.built_cuda_version = built_cuda_version();
+  if (const char* v = std::getenv("CUDA_DEVICE_ORDER")) r.cuda_device_order = v;
+  if (const char* v = std::getenv("CUDA_VISIBLE_DEVICES")) {
+    r.cuda_visible_devices = v;
+    r.cuda_visible_devices_set = true;
+  }
   utsname u{};
   if (uname(&u) == 0) {
     r.os = std::string(u.sysname) + " " + u.release;

@@ -37,7 +37,7 @@ TEST(DoctorGpu, ListsEveryGpuAsNvidiaSmiDoes) {
   KILN_REQUIRE_GPU();
   auto r = run_process({kiln::testing::cli_path(), "doctor", "--json"});
   auto j = nlohmann::json::parse(r.out);
-  auto smi = nvidia_smi("uuid,pci.bus_id,compute_cap,memory.total,name");
+  auto smi = nvidia_smi("uuid,pci.bus_id,compute_cap,memory.total,name,index");
   ASSERT_EQ(j["gpus"].size(), smi.size()) << r.out;
   // CUDA ordinals may follow another order than nvidia-smi's: match by UUID.
   for (const auto& row : smi) {
@@ -55,6 +55,7 @@ TEST(DoctorGpu, ListsEveryGpuAsNvidiaSmiDoes) {
     EXPECT_GT((*gpu)["memory_free"].get<double>(), 0);
     EXPECT_LE((*gpu)["memory_free"].get<double>(), (*gpu)["memory_total"].get<double>());
     EXPECT_EQ((*gpu)["name"], row[4]);
+    EXPECT_EQ((*gpu)["nvml_index"], std::stoi(row[5])) << "CUDA ordinal vs nvidia-smi index mapping";
     EXPECT_TRUE((*gpu)["nvrtc_can_compile"].get<bool>());
   }
 }

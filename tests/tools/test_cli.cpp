@@ -44,6 +44,15 @@ TEST(CliDoctor, JsonDescribesThisMachine) {
   }
 }
 
+TEST(CliDoctor, ReportsHowCudaNumbersGpus) {
+  auto plain = nlohmann::json::parse(run_process({cli_path(), "doctor", "--json"}, {{}, {"CUDA_VISIBLE_DEVICES", "CUDA_DEVICE_ORDER"}}).out);
+  EXPECT_EQ(plain["cuda_device_order"], "FASTEST_FIRST (default)");
+  EXPECT_TRUE(plain["cuda_visible_devices"].is_null());
+  auto set = run_process({cli_path(), "doctor"}, {{{"CUDA_VISIBLE_DEVICES", "GPU-1234"}, {"CUDA_DEVICE_ORDER", "PCI_BUS_ID"}}, {}});
+  EXPECT_NE(set.out.find("CUDA_DEVICE_ORDER=PCI_BUS_ID"), std::string::npos) << set.out;
+  EXPECT_NE(set.out.find("CUDA_VISIBLE_DEVICES=GPU-1234"), std::string::npos) << set.out;
+}
+
 TEST(CliDoctor, TextReportNamesTheSections) {
   auto r = run_process({cli_path(), "doctor"});
   for (const char* s : {"Driver", "NVRTC", "NVML", "Toolkit", "GPUs"})

@@ -50,7 +50,11 @@ nlohmann::json to_json(const EnvironmentReport& r) {
                          {"memory_total", g.memory_total},
                          {"memory_free", g.memory_free},
                          {"multiprocessors", g.multiprocessors},
-                         {"nvrtc_can_compile", g.nvrtc_can_compile}});
+                         {"nvrtc_can_compile", g.nvrtc_can_compile},
+                         {"nvml_index", g.nvml_index >= 0 ? nlohmann::json(g.nvml_index) : nlohmann::json(nullptr)}});
+  j["cuda_device_order"] = r.cuda_device_order.empty() ? "FASTEST_FIRST (default)" : r.cuda_device_order;
+  j["cuda_visible_devices"] =
+      r.cuda_visible_devices_set ? nlohmann::json(r.cuda_visible_devices) : nlohmann::json(nullptr);
   j["problems"] = nlohmann::json::array();
   for (const auto& p : r.problems) j["problems"].push_back({{"id", p.id}, {"message", p.message}, {"hint", p.hint}});
   j["healthy"] = r.healthy();
@@ -87,9 +91,12 @@ void print_text(std::ostream& out, const EnvironmentReport& r) {
   out << "Toolkit  " << (r.toolkit_root.empty() ? "(none)" : r.toolkit_root)
       << "  include: " << (r.toolkit_include ? "yes" : "no") << "  include/cccl: " << (r.toolkit_cccl ? "yes" : "no")
       << "\n\n";
-  out << "GPUs (" << r.gpus.size() << ")\n";
+  out << "GPUs (" << r.gpus.size() << ")  CUDA_DEVICE_ORDER="
+      << (r.cuda_device_order.empty() ? "FASTEST_FIRST (default)" : r.cuda_device_order)
+      << "  CUDA_VISIBLE_DEVICES=" << (r.cuda_visible_devices_set ? r.cuda_visible_devices : "(unset)") << "\n";
   for (const auto& g : r.gpus)
-    out << "  " << g.ordinal << "  " << g.name << "  sm_" << g.cc_major << g.cc_minor << "  " << g.uuid << "  "
+    out << "  cuda " << g.ordinal << " / nvidia-smi "
+        << (g.nvml_index >= 0 ? std::to_string(g.nvml_index) : std::string("?")) << "  " << g.name << "  sm_" << g.cc_major << g.cc_minor << "  " << g.uuid << "  "
         << g.pci_bus_id << "  " << g.multiprocessors << " SMs  " << gib(g.memory_total) << " total, "
         << gib(g.memory_free) << " free  NVRTC can compile for it: " << (g.nvrtc_can_compile ? "yes" : "no")
         << "\n";

@@ -31,6 +31,7 @@ struct GpuReport {
   std::uint64_t memory_free = 0;  // 0 when the primary context could not be made
   int multiprocessors = 0;
   bool nvrtc_can_compile = false;  // NVRTC lists sm_<cc> among its real architectures
+  int nvml_index = -1;             // nvidia-smi's number for this GPU; -1 without NVML
 };
 
 struct Problem {
@@ -57,6 +58,12 @@ struct EnvironmentReport {
   std::string toolkit_root;
   bool toolkit_include = false;
   bool toolkit_cccl = false;
+
+  // How CUDA numbers GPUs here: CUDA ordinals follow CUDA_DEVICE_ORDER (fastest first unless
+  // PCI_BUS_ID) within CUDA_VISIBLE_DEVICES; nvidia-smi numbers them by bus id.
+  std::string cuda_device_order;    // the variable's value, empty when unset
+  std::string cuda_visible_devices;  // the variable's value, empty when unset
+  bool cuda_visible_devices_set = false;
 
   std::vector<GpuReport> gpus;
   std::vector<Problem> problems;
