@@ -15,6 +15,7 @@
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/memory/detail/staging_engine.hpp"
+#include "kiln/memory/managed_monitor.hpp"
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/memory/pinned_pool.hpp"
 
@@ -236,6 +237,16 @@ TEST(OutOfMemory, MessageStatesTheFacts) {
   EXPECT_EQ(e.picture().requested, 100ull << 30);
   const kiln::Error& base = e;  // catchable as kiln::Error
   EXPECT_EQ(base.name(), "CUDA_ERROR_OUT_OF_MEMORY");
+}
+
+TEST(MemoryNoDriver, ManagedMonitorSaysWhyItCannotCount) {
+  if (kiln::driver::driver_state().api) GTEST_SKIP() << "a driver is installed here";
+  ManagedMemoryMonitor monitor;
+  EXPECT_FALSE(monitor.start());
+  auto c = monitor.stop();
+  EXPECT_FALSE(c.supported);
+  EXPECT_NE(c.reason.find("CUPTI"), std::string::npos) << c.reason;
+  EXPECT_EQ(c.records, 0u);
 }
 
 TEST(MemoryNoDriver, PinnedAllocatorFailsClearly) {

@@ -17,6 +17,7 @@
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/memory/direct_resource.hpp"
+#include "kiln/memory/managed_monitor.hpp"
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/memory/pageable_copy.hpp"
 #include "kiln/memory/pinned_pool.hpp"
@@ -58,6 +59,37 @@ class MemoryGpu : public ::testing::Test {
   core::ContextRef ctx_;
   core::Module module_;
 };
+
+// Not a fixture test: CUPTI's counters are set up before the first context exists (ctest runs each
+// test in its own process).
+TEST(ManagedMemoryGpu, MonitorCountsMigrationsOrSaysWhyNot) {
+  KILN_REQUIRE_GPU();
+  ManagedMemoryMonitor monitor;
+  const bool started = monitor.start();
+  core::ContextRef ctx = core::Device::get(0).primary_context();
+  const std::size_t bytes = 64u << 20;
+  core::ManagedBuffer m = core::ManagedBuffer::allocate(ctx, bytes);
+  std::memset(m.host_data(), 1, bytes);  // pages on the host
+  static const std::string cubin = kiln::testing::compile_for_test(kKernels, kiln::testing::device0_arch());
+  core::Module module = core::Module::load(ctx, cubin);
+  core::Stream s = core::Stream::create(ctx);
+  core::launch(s, module.kernel("fill"), core::LaunchConfig::of(132, 256), m, 2u, static_cast<unsigned long long>(bytes / 4));
+  s.synchronize();  // pages migrated to the GPU
+  EXPECT_EQ(m.as_host<unsigned>()[12345], 2u);  // and back to the host
+  auto c = monitor.stop();
+  if (!started) {
+    EXPECT_FALSE(c.supported);
+    EXPECT_FALSE(c.reason.empty());
+    std::printf("unified memory counters unavailable on this platform: %s\n", c.reason.c_str());
+    return;
+  }
+  EXPECT_TRUE(c.supported);
+  EXPECT_GT(c.records, 0u);
+  EXPECT_GT(c.bytes_host_to_device + c.bytes_device_to_host, 0u);
+  std::printf("managed 64 MiB round trip: %llu B host->device, %llu B device->host, %llu CPU faults, %llu GPU fault groups\n",
+              static_cast<unsigned long long>(c.bytes_host_to_device), static_cast<unsigned long long>(c.bytes_device_to_host),
+              static_cast<unsigned long long>(c.cpu_page_faults), static_cast<unsigned long long>(c.gpu_page_fault_groups));
+}
 
 TEST_F(MemoryGpu, ManyThreadsAllocateAndFreeOnManyStreams) {
   PoolResource pool(*device_);
