@@ -9,35 +9,18 @@
 #include "kiln/driver/error.hpp"
 #include "kiln/driver/nvml_api.hpp"
 #include "support/gpu.hpp"
+#include "support/nvidia_smi.hpp"
 #include "support/process.hpp"
 
 namespace {
 
 using kiln::testing::run_process;
 
-std::vector<std::vector<std::string>> nvidia_smi(const std::string& fields) {
-  auto r = run_process({"nvidia-smi", "--query-gpu=" + fields, "--format=csv,noheader,nounits"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) {
-    std::vector<std::string> cells;
-    std::istringstream parts(line);
-    for (std::string c; std::getline(parts, c, ',');) {
-      c.erase(0, c.find_first_not_of(' '));
-      c.erase(c.find_last_not_of(' ') + 1);
-      cells.push_back(c);
-    }
-    rows.push_back(cells);
-  }
-  return rows;
-}
-
 TEST(DoctorGpu, ListsEveryGpuAsNvidiaSmiDoes) {
   KILN_REQUIRE_GPU();
   auto r = run_process({kiln::testing::cli_path(), "doctor", "--json"});
   auto j = nlohmann::json::parse(r.out);
-  auto smi = nvidia_smi("uuid,pci.bus_id,compute_cap,memory.total,name,index");
+  auto smi = kiln::testing::query_nvidia_smi("uuid,pci.bus_id,compute_cap,memory.total,name,index");
   ASSERT_EQ(j["gpus"].size(), smi.size()) << r.out;
   // CUDA ordinals may follow another order than nvidia-smi's: match by UUID.
   for (const auto& row : smi) {
@@ -62,7 +45,7 @@ TEST(DoctorGpu, ListsEveryGpuAsNvidiaSmiDoes) {
 
 TEST(DoctorGpu, DriverVersionMatchesNvidiaSmi) {
   KILN_REQUIRE_GPU();
-  auto smi = nvidia_smi("driver_version");
+  auto smi = kiln::testing::query_nvidia_smi("driver_version");
   ASSERT_FALSE(smi.empty());
   auto r = run_process({kiln::testing::cli_path(), "doctor", "--json"});
   auto j = nlohmann::json::parse(r.out);

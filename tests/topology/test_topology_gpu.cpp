@@ -10,6 +10,7 @@
 #include "kiln/topology/matrix.hpp"
 #include "kiln/topology/topology.hpp"
 #include "support/gpu.hpp"
+#include "support/nvidia_smi.hpp"
 #include "support/process.hpp"
 #include "support/smi_matrix.hpp"
 
@@ -17,24 +18,6 @@ namespace {
 
 using kiln::testing::run_process;
 using namespace kiln::topology;
-
-std::vector<std::vector<std::string>> query(const std::string& fields) {
-  const auto r = run_process({"nvidia-smi", "--query-gpu=" + fields, "--format=csv,noheader"});
-  EXPECT_EQ(r.exit_code, 0) << r.err;
-  std::vector<std::vector<std::string>> rows;
-  std::istringstream lines(r.out);
-  for (std::string line; std::getline(lines, line);) {
-    std::vector<std::string> cells;
-    std::istringstream parts(line);
-    for (std::string c; std::getline(parts, c, ',');) {
-      c.erase(0, c.find_first_not_of(' '));
-      c.erase(c.find_last_not_of(' ') + 1);
-      cells.push_back(c);
-    }
-    rows.push_back(cells);
-  }
-  return rows;
-}
 
 TEST(TopologyGpu, MatrixEqualsNvidiaSmi) {
   KILN_REQUIRE_GPU();
@@ -47,7 +30,7 @@ TEST(TopologyGpu, MatrixEqualsNvidiaSmi) {
 TEST(TopologyGpu, BusIdsAndNumaNodesAgree) {
   KILN_REQUIRE_GPU();
   const Topology t = discover();
-  const auto rows = query("index,uuid,pci.bus_id");
+  const auto rows = kiln::testing::query_nvidia_smi("index,uuid,pci.bus_id");
   ASSERT_EQ(rows.size(), t.gpus().size());
   for (const auto& row : rows) {
     const Gpu* g = t.find(row[1]);
