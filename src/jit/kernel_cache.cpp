@@ -1,5 +1,6 @@
 #include "kiln/jit/kernel_cache.hpp"
 
+#include <filesystem>
 #include <utility>
 
 namespace kiln::jit {
@@ -11,9 +12,23 @@ std::int64_t ns(std::chrono::nanoseconds d) { return d.count(); }
 
 KernelCache::KernelCache(KernelCacheOptions options)
     : options_(std::move(options)), key_context_(KeyContext::current()), memory_(options_.memory_bytes) {
+  if (options_.policy && options_.policy->max_compile_time.count() < 0)
+    throw Error(Errc::invalid_argument, "source policy rule 'max_compile_time': the limit is negative (" +
+                                            std::to_string(options_.policy->max_compile_time.count()) + " ms)");
+  if (options_.policy && options_.policy->max_compile_time.count() > 0 && !options_.compile_worker)
+    throw Error(Errc::invalid_argument,
+                "source policy rule 'max_compile_time' (" + std::to_string(options_.policy->max_compile_time.count()) +
+                    " ms) needs KernelCacheOptions::compile_worker: NVRTC cannot be cancelled in this process");
+  if (options_.compile_worker)
+    workers_ = std::make_unique<CompileWorkerPool>(*options_.compile_worker, options_.compile_worker_processes);
   if (!options_.use_disk) return;
   try {
     disk_ = std::make_unique<DiskCache>(options_.disk);
+    // NVRTC writes no PCH file, silently, into a folder that does not exist.
+    std::error_code ec;
+    if (options_.precompiled_headers) std::filesystem::create_directories(pch_directory(), ec);
+    if (ec) startup_warnings_.push_back("precompiled headers: cannot create '" + pch_directory().string() +
+                                        "': " + ec.message());
   } catch (const Error& e) {
     // The cache is an optimisation: without a usable folder, compile on with the memory tier.
     startup_warnings_.push_back("disk tier disabled: " + e.detail());
@@ -90,8 +105,8 @@ CompileResult KernelCache::produce(const Program& program, const Target& target,
   }
   CompileSettings settings;
   settings.key = key;
-  if (options_.precompiled_headers && disk_) settings.pch_dir = disk_->pch_directory().string();
-  CompileResult result = jit::compile(program, target, settings);
+  if (options_.precompiled_headers && disk_) settings.pch_dir = pch_directory().string();
+  CompileResult result = run_nvrtc(program, target, settings);
   if (!result.ok()) {
     compile_failures_.fetch_add(1, std::memory_order_relaxed);
     return result;
@@ -111,8 +126,30 @@ void KernelCache::check_artifact(const Artifact& artifact, const Program& progra
     return;
   }
   // NVRTC keeps no PTX when it builds a CUBIN: compile the PTX twin only to inspect it.
-  CompileResult twin = jit::compile(program, Target::for_arch(artifact.arch(), ImageKind::ptx));
+  CompileResult twin = run_nvrtc(program, Target::for_arch(artifact.arch(), ImageKind::ptx), {});
   options_.policy->check_ptx(twin.value().image(), program.name);
+}
+
+CompileResult KernelCache::run_nvrtc(const Program& program, const Target& target,
+                                     const CompileSettings& settings) const {
+  if (!workers_) return jit::compile(program, target, settings);
+  std::optional<std::chrono::milliseconds> limit;
+  if (options_.policy && options_.policy->max_compile_time.count() > 0) limit = options_.policy->max_compile_time;
+  try {
+    return workers_->compile(program, target, settings, limit);
+  } catch (const Error& e) {
+    if (!limit || !e.is(Errc::timeout)) throw;
+    throw Error(Errc::timeout, "source policy rule 'max_compile_time' (" + std::to_string(limit->count()) +
+                                   " ms): " + e.detail());
+  }
+}
+
+std::filesystem::path KernelCache::pch_directory() const {
+  if (!disk_) return {};
+  // A process with a randomised heap refuses a no-ASLR worker's PCH file and overwrites it with
+  // its own, useless to the next worker: the two kinds never share a folder.
+  const bool fixed_address = options_.compile_worker && options_.compile_worker->disable_aslr;
+  return fixed_address ? disk_->pch_directory() / "fixed-address" : disk_->pch_directory();
 }
 
 CacheStats KernelCache::stats() const {
@@ -127,6 +164,7 @@ CacheStats KernelCache::stats() const {
   s.memory_evictions = memory_.evictions();
   s.compile_time_spent = std::chrono::nanoseconds(spent_ns_.load(std::memory_order_relaxed));
   s.compile_time_saved = std::chrono::nanoseconds(saved_ns_.load(std::memory_order_relaxed));
+  if (workers_) s.workers = workers_->stats();
   if (disk_) {
     s.disk_hits = disk_->hits();
     s.disk_misses = disk_->misses();

@@ -1,6 +1,8 @@
 #include "kiln/service/in_process_queue.hpp"
 
 #include <algorithm>
+#include <string>
+#include <vector>
 
 namespace kiln::service {
 
@@ -136,6 +138,14 @@ std::optional<Claim> InProcessQueue::try_claim(int device, std::string_view cons
   }
   if (!job) return std::nullopt;
   return lease_out(std::move(*job), consumer, lease);
+}
+
+bool InProcessQueue::extend(JobId id, std::chrono::milliseconds lease) {
+  std::lock_guard lock(leases_mutex_);
+  auto it = leases_.find(id);
+  if (it == leases_.end()) return false;
+  it->second.lease_expires = Clock::now() + lease;
+  return true;
 }
 
 bool InProcessQueue::ack(JobId id) {

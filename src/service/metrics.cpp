@@ -116,8 +116,8 @@ std::string Metrics::render(const MetricsInputs& in) const {
   w.family("kiln_compile_cache_hits_total", "counter", "Kernel compiles answered from a cache tier.");
   w.sample("kiln_compile_cache_hits_total", "tier=\"memory\"", in.cache.memory_hits);
   w.sample("kiln_compile_cache_hits_total", "tier=\"disk\"", in.cache.disk_hits);
-  w.family("kiln_compile_cache_misses_total", "counter", "Kernel compiles no cache tier could answer.");
-  w.sample("kiln_compile_cache_misses_total", "", in.cache.disk_misses);
+  w.family("kiln_compile_cache_misses_total", "counter", "Kernel compiles no cache tier could answer (NVRTC ran).");
+  w.sample("kiln_compile_cache_misses_total", "", in.cache.compiles + in.cache.compile_failures);
   w.family("kiln_compiles_total", "counter", "NVRTC runs, by result.");
   w.sample("kiln_compiles_total", "result=\"ok\"", in.cache.compiles);
   w.sample("kiln_compiles_total", "result=\"rejected\"", in.cache.compile_failures);

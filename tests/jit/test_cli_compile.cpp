@@ -163,3 +163,32 @@ TEST_F(CliCompile, WarmCompilesAFolderInParallel) {
 }
 
 }  // namespace
+
+namespace {
+
+// --worker compiles in a kiln-compile-worker process: same key and image as an in-process compile;
+// errors still print like a compiler's; --worker-no-aslr keeps its PCH files in their own folder.
+TEST_F(CliCompile, WorkerFlagsCompileInAChildProcess) {
+  fs::path file = write("saxpy.cu", kiln::jit::test_kernels::kSaxpy);
+  ProcessResult local = kiln({"compile", file.string(), "--arch", "sm_90", "--no-disk-cache", "-o", (dir_ / "a").string()});
+  ProcessResult remote = kiln({"compile", file.string(), "--arch", "sm_90", "--no-disk-cache", "--worker", "-o",
+                               (dir_ / "b").string()});
+  ASSERT_EQ(local.exit_code, 0) << local.err;
+  ASSERT_EQ(remote.exit_code, 0) << remote.err;
+  EXPECT_NE(remote.out.find("from:    NVRTC"), std::string::npos) << remote.out;
+  auto key_line = [](const std::string& out) { return out.substr(out.find("key:"), 70); };
+  EXPECT_EQ(key_line(local.out), key_line(remote.out));
+  auto slurp = [](const fs::path& p) { return std::string(std::istreambuf_iterator<char>(std::ifstream(p, std::ios::binary).rdbuf()), {}); };
+  EXPECT_EQ(slurp(dir_ / "a"), slurp(dir_ / "b"));
+
+  fs::path broken = write("broken.cu", "\n__global__ void k() { nope = 1; }\n");
+  ProcessResult r = kiln({"compile", broken.string(), "--arch", "sm_90", "--worker-no-aslr", "--pch"});
+  EXPECT_EQ(r.exit_code, 1);
+  EXPECT_NE(r.err.find("broken.cu:2:"), std::string::npos) << r.err;
+  EXPECT_TRUE(fs::is_directory(dir_ / "cache" / "pch" / "fixed-address"));
+
+  r = kiln({"compile", file.string(), "--arch", "sm_90", "--worker", "--worker-no-aslr"});
+  EXPECT_EQ(r.exit_code, 2) << r.out << r.err;  // mutually exclusive: bad usage
+}
+
+}  // namespace

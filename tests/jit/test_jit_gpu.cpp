@@ -86,4 +86,18 @@ TEST_F(JitGpu, CachedPtxLoadsAndRuns) {
   run_saxpy(from_disk(t));
 }
 
+// A CUBIN made in a compile worker process (no ASLR, as a service would run it) loads and runs here.
+TEST_F(JitGpu, CubinFromACompileWorkerLoadsAndRuns) {
+  KILN_REQUIRE_GPU();
+  KernelCacheOptions o;
+  o.use_disk = false;
+  o.compile_worker = CompileWorkerOptions{};
+  o.compile_worker->disable_aslr = true;
+  Program p;
+  p.source = test_kernels::kSaxpy;
+  const Artifact a = KernelCache(o).compile(p, Target::for_device(0));
+  EXPECT_EQ(a.origin(), Origin::compiled);
+  run_saxpy(a);
+}
+
 }  // namespace

@@ -33,6 +33,8 @@ struct CompileArgs {
   std::string cache_dir;
   bool no_disk = false;
   bool pch = false;
+  bool worker = false;
+  bool worker_no_aslr = false;
   std::string warm;
   unsigned jobs = 0;
 };
@@ -65,6 +67,10 @@ jit::KernelCacheOptions cache_options(const CompileArgs& a) {
   o.use_disk = !a.no_disk;
   o.disk.directory = a.cache_dir;
   o.precompiled_headers = a.pch;
+  if (a.worker || a.worker_no_aslr) {
+    o.compile_worker.emplace();
+    o.compile_worker->disable_aslr = a.worker_no_aslr;
+  }
   return o;
 }
 
@@ -129,9 +135,11 @@ int warm(const CompileArgs& a) {
     if (e.is_regular_file() && is_kernel_file(e.path())) files.push_back(e.path());
   std::sort(files.begin(), files.end());
   const jit::Target target = choose_target(a);
-  jit::KernelCache cache(cache_options(a));
   const unsigned jobs = std::max(1u, std::min<unsigned>(a.jobs ? a.jobs : std::thread::hardware_concurrency(),
                                                         static_cast<unsigned>(files.size())));
+  jit::KernelCacheOptions options = cache_options(a);
+  options.compile_worker_processes = jobs;  // one worker per thread when workers are asked for
+  jit::KernelCache cache(options);
   const bool tty = ::isatty(STDERR_FILENO);
   std::atomic<std::size_t> next{0}, done{0}, failed{0};
   std::mutex print;
@@ -188,6 +196,11 @@ void add_compile_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--cache-dir", a->cache_dir, "cache folder (default: $KILN_CACHE_DIR, ~/.cache/kiln)");
   cmd->add_flag("--no-disk-cache", a->no_disk, "use only this process's memory");
   cmd->add_flag("--pch", a->pch, "use NVRTC's automatic precompiled headers, kept in the cache folder");
+  auto* worker = cmd->add_flag("--worker", a->worker, "compile in a kiln-compile-worker child process");
+  cmd->add_flag("--worker-no-aslr", a->worker_no_aslr,
+                "compile in a worker started without address-space randomisation, so PCH files made by "
+                "earlier such workers load (weakens that process's exploit protection: docs/JIT.md)")
+      ->excludes(worker);
   cmd->add_option("-j,--jobs", a->jobs, "threads for --warm (default: one per core)");
   cmd->callback([a, &exit_code] {
     if (a->file.empty() && a->warm.empty()) throw CLI::RequiredError("file or --warm");

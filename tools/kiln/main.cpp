@@ -9,13 +9,17 @@ int main(int argc, char** argv) {
   app.set_version_flag("--version", std::string("kiln ") + KILN_VERSION);
   app.require_subcommand(1);
   app.footer(
-      "Exit codes: 0 success; 1 the command ran and found problems (or failed); 2 bad usage.");
+      "Exit codes: 0 success; 1 the command ran and found problems (or failed); 2 bad usage; 3 no GPU "
+      "(kiln topo). Each subcommand's --help says more.");
   int exit_code = kiln::cli::kExitOk;
   kiln::cli::add_doctor_command(app, exit_code);
   kiln::cli::add_explain_command(app, exit_code);
   kiln::cli::add_compile_command(app, exit_code);
   kiln::cli::add_cache_command(app, exit_code);
   kiln::cli::add_topo_command(app, exit_code);
+#ifdef KILN_HAVE_SERVICE
+  kiln::cli::add_serve_command(app, exit_code);
+#endif
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <filesystem>
 #include <future>
 #include <memory>
 #include <mutex>
@@ -20,6 +21,7 @@
 
 #include "kiln/jit/artifact.hpp"
 #include "kiln/jit/cache_key.hpp"
+#include "kiln/jit/compile_worker_pool.hpp"
 #include "kiln/jit/compiler.hpp"
 #include "kiln/jit/disk_cache.hpp"
 #include "kiln/jit/memory_cache.hpp"
@@ -31,13 +33,19 @@ struct KernelCacheOptions {
   std::size_t memory_bytes = 256u << 20;  // memory tier capacity
   bool use_disk = true;
   DiskCacheOptions disk;
-  // NVRTC automatic precompiled headers, kept in the disk cache's pch/ folder (counted against its
-  // cap). A PCH file speeds up later compiles in this process; another process ignores it unless it
-  // runs with address-space randomisation off (NVRTC warning 20282), see docs/JIT.md.
+  // NVRTC automatic precompiled headers, kept in pch_directory() (counted against the disk cap). A
+  // PCH file speeds up later compiles in the process that made it (NVRTC deletes it when that
+  // process exits). Only no-ASLR compile workers share them across processes: see docs/JIT.md.
   bool precompiled_headers = false;
   // When set, every program is checked before compiling and every compiled or disk-loaded image is
-  // checked after (PTX; for a CUBIN target a PTX twin is compiled only to be checked).
+  // checked after (PTX; for a CUBIN target a PTX twin is compiled only to be checked). A policy
+  // with max_compile_time needs compile_worker.
   std::optional<SourcePolicy> policy;
+  // When set, NVRTC runs in up to compile_worker_processes child processes instead of this one
+  // (CompileWorkerPool): compiles can be killed, NVRTC's PCH heap lives as long as the worker and,
+  // with disable_aslr, PCH files written by earlier workers load in new ones.
+  std::optional<CompileWorkerOptions> compile_worker;
+  unsigned compile_worker_processes = 1;
 };
 
 struct CacheStats {
@@ -56,6 +64,7 @@ struct CacheStats {
   std::uint64_t disk_evictions = 0;
   std::chrono::nanoseconds compile_time_spent{0};  // in NVRTC, this process
   std::chrono::nanoseconds compile_time_saved{0};  // original compile time of every hit
+  CompileWorkerPoolStats workers;                  // all zero without compile workers
   std::vector<std::string> warnings;               // disk fallback, corrupt entries, write failures
 };
 
@@ -79,15 +88,21 @@ class KernelCache {
   CacheStats stats() const;
   MemoryCache& memory() noexcept { return memory_; }
   DiskCache* disk() noexcept { return disk_.get(); }  // null when use_disk is false
+  // Where NVRTC keeps precompiled headers for this cache: <disk>/pch, or <disk>/pch/fixed-address
+  // for no-ASLR compile workers (whose files other processes cannot use). Empty without a disk tier.
+  std::filesystem::path pch_directory() const;
 
  private:
   CompileResult produce(const Program& program, const Target& target, const CacheKey& key);
+  // One NVRTC run, in this process or in a compile worker under the policy's time limit.
+  CompileResult run_nvrtc(const Program& program, const Target& target, const CompileSettings& settings) const;
   void check_artifact(const Artifact& artifact, const Program& program) const;
 
   const KernelCacheOptions options_;
   const KeyContext key_context_;
   MemoryCache memory_;
   std::unique_ptr<DiskCache> disk_;
+  std::unique_ptr<CompileWorkerPool> workers_;  // null: compile in this process
   std::vector<std::string> startup_warnings_;  // written only by the constructor
 
   std::mutex flights_mutex_;

@@ -9,12 +9,13 @@
 //
 // The identifier check is a first line (macros can paste tokens together); the authoritative
 // check is on the compiled PTX (check_ptx), which sees every instruction, inline asm included.
-// Compile time cannot be limited in-process: NVRTC cannot be cancelled, so a compile that must be
-// killable has to run in a child process (not provided by this class).
+// Compile time cannot be limited in-process: NVRTC cannot be cancelled, so max_compile_time is
+// enforced by KernelCache through a compile worker process, which is killed when the limit passes.
 //
 // Thread safety: a plain value; check() and check_ptx() are const and may run on any thread.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -34,6 +35,9 @@ struct SourcePolicy {
   std::vector<std::string> forbidden_identifiers = {"asm", "__asm", "__asm__"};
   // rule "forbidden_ptx_instruction": opcodes (before the first '.') in the compiled PTX.
   std::vector<std::string> forbidden_ptx_instructions = {"brkpt", "pmevent"};
+  // rule "max_compile_time": 0 means no limit. Enforced by KernelCache, which then needs
+  // KernelCacheOptions::compile_worker; a compile past it fails with Errc::timeout.
+  std::chrono::milliseconds max_compile_time{0};
   // Rules that always apply: "control_characters" (NUL and other control bytes except tab, line
   // feed, carriage return and form feed), "include" (absolute paths, "..", computed includes,
   // names that are neither registered headers nor files under the toolkit's include folders).

@@ -42,6 +42,7 @@ class InProcessQueue final : public JobQueue {
   std::optional<Claim> claim(int device, std::string_view consumer, std::chrono::milliseconds lease,
                              std::stop_token stop) override;
   std::optional<Claim> try_claim(int device, std::string_view consumer, std::chrono::milliseconds lease) override;
+  bool extend(JobId id, std::chrono::milliseconds lease) override;
   bool ack(JobId id) override;
   bool remove(JobId id) override;
   std::size_t reclaim_expired(Clock::time_point now) override;

@@ -53,6 +53,8 @@ class JobQueue {
                                      std::stop_token stop) = 0;
   // The same without waiting.
   virtual std::optional<Claim> try_claim(int device, std::string_view consumer, std::chrono::milliseconds lease) = 0;
+  // Renews a claimed job's lease to `lease` from now (a long launch). False when the lease was lost.
+  virtual bool extend(JobId id, std::chrono::milliseconds lease) = 0;
   // The job is finished. False when its lease had expired and it was handed out again.
   virtual bool ack(JobId id) = 0;
   // Removes a job that has not been claimed (its deadline passed, or shutdown). False if absent.

@@ -1,59 +1,11 @@
 #include "jit/detail/entry_format.hpp"
 
-#include <bit>
 #include <cstring>
 
+#include "jit/detail/byte_io.hpp"
 #include "jit/detail/sha256.hpp"
 
 namespace kiln::jit::detail {
-namespace {
-
-static_assert(std::endian::native == std::endian::little, "entries are written little-endian");
-
-template <class T>
-void put(std::string& out, T value) {
-  out.append(reinterpret_cast<const char*>(&value), sizeof value);
-}
-
-void put_string(std::string& out, std::string_view s) {
-  put<std::uint64_t>(out, s.size());
-  out.append(s);
-}
-
-// Reads fields from a payload; any read past the end marks it bad, and later reads return zeros.
-class Reader {
- public:
-  explicit Reader(std::string_view bytes) : rest_(bytes) {}
-  template <class T>
-  T get() {
-    T value{};
-    if (rest_.size() < sizeof value) {
-      bad_ = true;
-      return value;
-    }
-    std::memcpy(&value, rest_.data(), sizeof value);
-    rest_.remove_prefix(sizeof value);
-    return value;
-  }
-  std::string get_string() {
-    auto size = get<std::uint64_t>();
-    if (bad_ || rest_.size() < size) {
-      bad_ = true;
-      return {};
-    }
-    std::string s(rest_.substr(0, size));
-    rest_.remove_prefix(size);
-    return s;
-  }
-  bool ok_and_done() const { return !bad_ && rest_.empty(); }
-  bool bad() const { return bad_; }
-
- private:
-  std::string_view rest_;
-  bool bad_ = false;
-};
-
-}  // namespace
 
 std::string encode_entry(const Artifact& artifact) {
   std::string payload;
@@ -91,7 +43,7 @@ std::optional<ArtifactContents> decode_entry(std::string_view bytes, const Cache
     why = "wrong magic: not a kiln cache entry";
     return std::nullopt;
   }
-  Reader header(bytes.substr(8, kEntryHeaderSize - 8));
+  ByteReader header(bytes.substr(8, kEntryHeaderSize - 8));
   auto version = header.get<std::uint32_t>();
   auto header_size = header.get<std::uint32_t>();
   if (version != kCacheFormatVersion || header_size != kEntryHeaderSize) {
@@ -116,7 +68,7 @@ std::optional<ArtifactContents> decode_entry(std::string_view bytes, const Cache
     return std::nullopt;
   }
 
-  Reader r(payload);
+  ByteReader r(payload);
   ArtifactContents c;
   auto kind = r.get<std::uint8_t>();
   c.kind = kind == 0 ? ImageKind::cubin : ImageKind::ptx;
@@ -124,7 +76,7 @@ std::optional<ArtifactContents> decode_entry(std::string_view bytes, const Cache
   c.compile_time = std::chrono::nanoseconds(r.get<std::int64_t>());
   c.program_name = r.get_string();
   c.image = r.get_string();
-  auto names = r.get<std::uint64_t>();
+  auto names = r.get_count(16);  // two length-prefixed strings each
   for (std::uint64_t i = 0; i < names && !r.bad(); ++i) {
     std::string expr = r.get_string();
     c.lowered_names.emplace(std::move(expr), r.get_string());

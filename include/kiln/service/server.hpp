@@ -1,0 +1,57 @@
+// Server: kilnd's gateway. HTTP/JSON on cpp-httplib: bearer-token auth per tenant, request limits,
+// kernel registration through the JIT cache under the source policy, buffers and launches through a
+// GpuBackend (503 with the reason when there is no GPU), the scheduler, health, readiness and
+// Prometheus metrics. docs/SERVICE.md describes the API; docs/openapi.json is its contract (a test
+// checks that the two list the same routes).
+//
+// Thread safety: start() and stop() from one controlling thread; requests are served on the
+// server's own thread pool, and every other member may be called from any thread.
+#pragma once
+
+#include <memory>
+#include <span>
+#include <string_view>
+
+#include "kiln/service/config.hpp"
+#include "kiln/service/gpu_backend.hpp"
+#include "kiln/service/token_store.hpp"
+
+namespace kiln::topology {
+class Topology;
+}
+
+namespace kiln::service {
+
+// One route the server registers, spelled as the OpenAPI document spells it.
+struct Route {
+  std::string_view method;  // "GET", "POST", "PUT", "DELETE"
+  std::string_view path;    // "/v1/kernels/{id}"
+};
+
+class Server {
+ public:
+  // The backend must outlive the server. `topology` (optional) guides placement on several GPUs.
+  // Throws kiln::Error for an invalid configuration.
+  Server(ServiceConfig config, TokenStore tokens, GpuBackend& backend,
+         std::shared_ptr<const topology::Topology> topology = {});
+  ~Server();  // stop()
+  Server(const Server&) = delete;
+  Server& operator=(const Server&) = delete;
+
+  // Binds the configured address and port and serves on background threads. Throws kiln::Error
+  // naming the address and port when they cannot be bound.
+  void start();
+  // The bound port (the chosen one when the configuration says 0); 0 before start().
+  int port() const noexcept;
+  // Graceful: new requests get 503, queued and running launches get the configured drain time,
+  // what is still queued is cancelled, the listener stops, every buffer is freed. Idempotent.
+  void stop() noexcept;
+
+  static std::span<const Route> routes() noexcept;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace kiln::service

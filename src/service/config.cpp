@@ -1,0 +1,146 @@
+#include "kiln/service/config.hpp"
+
+#include <fstream>
+#include <limits>
+#include <sstream>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/driver/error.hpp"
+
+namespace kiln::service {
+
+namespace {
+
+using nlohmann::json;
+
+class Reader {
+ public:
+  Reader(const json& object, std::string_view origin) : object_(object), origin_(origin) {}
+
+  [[noreturn]] void fail(std::string_view key, std::string_view what) const {
+    throw Error(Errc::invalid_argument, std::string(origin_) + ": key '" + std::string(key) + "': " + std::string(what));
+  }
+
+  template <class Int>
+  void integer(std::string_view key, const json& value, Int& out, long long min, long long max) const {
+    if (!value.is_number_integer()) fail(key, "expected an integer, got " + value.dump());
+    const long long v = value.is_number_unsigned() && value.get<unsigned long long>() > static_cast<unsigned long long>(
+                                                                                              std::numeric_limits<long long>::max())
+                            ? std::numeric_limits<long long>::max()
+                            : value.get<long long>();
+    if (v < min || v > max)
+      fail(key, "must be between " + std::to_string(min) + " and " + std::to_string(max) + ", got " + value.dump());
+    out = static_cast<Int>(v);
+  }
+  void ms(std::string_view key, const json& value, std::chrono::milliseconds& out) const {
+    long long v = 0;
+    integer(key, value, v, 0, std::numeric_limits<int>::max());
+    out = std::chrono::milliseconds(v);
+  }
+  void text(std::string_view key, const json& value, std::string& out) const {
+    if (!value.is_string()) fail(key, "expected a string, got " + value.dump());
+    out = value.get<std::string>();
+  }
+  void flag(std::string_view key, const json& value, bool& out) const {
+    if (!value.is_boolean()) fail(key, "expected true or false, got " + value.dump());
+    out = value.get<bool>();
+  }
+  void strings(std::string_view key, const json& value, std::vector<std::string>& out) const {
+    if (!value.is_array()) fail(key, "expected an array of strings, got " + value.dump());
+    out.clear();
+    for (const json& v : value) {
+      if (!v.is_string()) fail(key, "expected an array of strings, found " + v.dump());
+      out.push_back(v.get<std::string>());
+    }
+  }
+
+ private:
+  const json& object_;
+  std::string_view origin_;
+};
+
+constexpr long long kMaxBytes = std::numeric_limits<long long>::max();
+
+void apply_policy(jit::SourcePolicy& policy, const json& object, const Reader& r) {
+  if (!object.is_object()) r.fail("source_policy", "expected an object, got " + object.dump());
+  for (const auto& [key, value] : object.items()) {
+    const std::string k = "source_policy." + key;
+    if (key == "max_source_bytes") r.integer(k, value, policy.max_source_bytes, 1, kMaxBytes);
+    else if (key == "max_headers") r.integer(k, value, policy.max_headers, 0, 1 << 20);
+    else if (key == "max_header_bytes") r.integer(k, value, policy.max_header_bytes, 1, kMaxBytes);
+    else if (key == "allow_include_dirs") r.flag(k, value, policy.allow_include_dirs);
+    else if (key == "allow_extra_options") r.flag(k, value, policy.allow_extra_options);
+    else if (key == "forbidden_identifiers") r.strings(k, value, policy.forbidden_identifiers);
+    else if (key == "forbidden_ptx_instructions") r.strings(k, value, policy.forbidden_ptx_instructions);
+    else r.fail(k, "unknown key");
+  }
+}
+
+}  // namespace
+
+void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string_view origin) {
+  json object;
+  try {
+    object = json::parse(json_text);
+  } catch (const json::parse_error& e) {
+    throw Error(Errc::invalid_argument, std::string(origin) + ": not valid JSON: " + e.what());
+  }
+  if (!object.is_object())
+    throw Error(Errc::invalid_argument, std::string(origin) + ": expected a JSON object of settings");
+  const Reader r(object, origin);
+  for (const auto& [key, value] : object.items()) {
+    std::string path;
+    if (key == "listen_address") r.text(key, value, c.listen_address);
+    else if (key == "port") r.integer(key, value, c.port, 0, 65535);
+    else if (key == "tokens_file") (r.text(key, value, path), c.tokens_file = path);
+    else if (key == "http_threads") r.integer(key, value, c.http_threads, 1, 1024);
+    else if (key == "max_body_bytes") r.integer(key, value, c.max_body_bytes, 1, kMaxBytes);
+    else if (key == "max_json_bytes") r.integer(key, value, c.max_json_bytes, 1, kMaxBytes);
+    else if (key == "max_buffer_bytes") r.integer(key, value, c.max_buffer_bytes, 1, kMaxBytes);
+    else if (key == "max_kernels_per_tenant") r.integer(key, value, c.max_kernels_per_tenant, 1, kMaxBytes);
+    else if (key == "max_launch_arguments") r.integer(key, value, c.max_launch_arguments, 0, 4096);
+    else if (key == "cache_dir") (r.text(key, value, path), c.cache_dir = path);
+    else if (key == "cache_memory_bytes") r.integer(key, value, c.cache_memory_bytes, 0, kMaxBytes);
+    else if (key == "fallback_arch") r.integer(key, value, c.fallback_arch, 30, 1000);
+    else if (key == "max_queued_jobs") r.integer(key, value, c.max_queued_jobs, 1, kMaxBytes);
+    else if (key == "max_queued_jobs_per_tenant") r.integer(key, value, c.max_queued_jobs_per_tenant, 1, kMaxBytes);
+    else if (key == "aging_step_ms") r.ms(key, value, c.aging_step);
+    else if (key == "dispatchers_per_device") r.integer(key, value, c.dispatchers_per_device, 1, 256);
+    else if (key == "default_deadline_ms") r.ms(key, value, c.default_deadline);
+    else if (key == "max_deadline_ms") r.ms(key, value, c.max_deadline);
+    else if (key == "max_wait_ms") r.ms(key, value, c.max_wait);
+    else if (key == "drain_timeout_ms") r.ms(key, value, c.drain_timeout);
+    else if (key == "job_retention_s") {
+      long long s = 0;
+      r.integer(key, value, s, 0, std::numeric_limits<int>::max());
+      c.job_retention = std::chrono::seconds(s);
+    } else if (key == "source_policy") apply_policy(c.source_policy, value, r);
+    else r.fail(key, "unknown key (docs/SERVICE.md lists the settings)");
+  }
+}
+
+ServiceConfig load_config_file(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(Errc::invalid_argument, "cannot read the config file " + file.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  ServiceConfig config;
+  apply_config_json(config, text.str(), file.string());
+  return config;
+}
+
+void validate(const ServiceConfig& c) {
+  auto fail = [](std::string what) { throw Error(Errc::invalid_argument, "invalid setting: " + std::move(what)); };
+  if (c.listen_address.empty()) fail("listen_address is empty");
+  if (c.port < 0 || c.port > 65535) fail("port " + std::to_string(c.port) + " is outside 0-65535");
+  if (c.http_threads < 1) fail("http_threads must be at least 1");
+  if (c.dispatchers_per_device < 1) fail("dispatchers_per_device must be at least 1");
+  if (c.max_json_bytes > c.max_body_bytes)
+    fail("max_json_bytes (" + std::to_string(c.max_json_bytes) + ") exceeds max_body_bytes (" +
+         std::to_string(c.max_body_bytes) + ")");
+  if (c.default_deadline > c.max_deadline) fail("default_deadline_ms exceeds max_deadline_ms");
+  if (c.max_queued_jobs_per_tenant > c.max_queued_jobs) fail("max_queued_jobs_per_tenant exceeds max_queued_jobs");
+}
+
+}  // namespace kiln::service

@@ -1,0 +1,79 @@
+// The kernels tenants registered: id -> owner, program and compiled images (one per architecture).
+// A tenant sees only its own: find() and remove() answer "absent" for another tenant's id.
+//
+// Thread safety: every member may be called from any thread; a shared_mutex lets lookups (every
+// launch) run side by side, registration and removal take it alone for a map insert or erase.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+#include <string>
+#include <unordered_map>
+
+#include "kiln/jit/artifact.hpp"
+#include "kiln/jit/program.hpp"
+
+namespace kiln::service::detail {
+
+// One compiled image, and its bytes as the backend takes them (PTX with its terminating NUL),
+// made once so a launch copies a pointer, not the image.
+struct CompiledImage {
+  jit::Artifact artifact;
+  std::shared_ptr<const std::string> bytes;
+};
+
+struct RegisteredKernel {
+  std::uint64_t id = 0;
+  std::string tenant;
+  jit::Program program;
+  std::map<int, CompiledImage> images;  // by the device architecture they serve
+};
+
+class KernelRegistry {
+ public:
+  // nullptr when the tenant holds `limit` kernels already.
+  std::shared_ptr<const RegisteredKernel> add(RegisteredKernel kernel, std::size_t limit) {
+    std::unique_lock lock(mutex_);
+    auto& count = per_tenant_[kernel.tenant];
+    if (count >= limit) return nullptr;
+    ++count;
+    kernel.id = next_id_++;
+    auto shared = std::make_shared<const RegisteredKernel>(std::move(kernel));
+    kernels_.emplace(shared->id, shared);
+    return shared;
+  }
+  std::shared_ptr<const RegisteredKernel> find(std::uint64_t id, std::string_view tenant) const {
+    std::shared_lock lock(mutex_);
+    auto it = kernels_.find(id);
+    if (it == kernels_.end() || it->second->tenant != tenant) return nullptr;
+    return it->second;
+  }
+  // Replaces a kernel's record (an image for a new architecture was added).
+  void update(std::shared_ptr<const RegisteredKernel> kernel) {
+    std::unique_lock lock(mutex_);
+    if (auto it = kernels_.find(kernel->id); it != kernels_.end()) it->second = std::move(kernel);
+  }
+  bool remove(std::uint64_t id, std::string_view tenant) {
+    std::unique_lock lock(mutex_);
+    auto it = kernels_.find(id);
+    if (it == kernels_.end() || it->second->tenant != tenant) return false;
+    if (--per_tenant_[it->second->tenant] == 0) per_tenant_.erase(it->second->tenant);
+    kernels_.erase(it);
+    return true;
+  }
+  std::size_t size() const {
+    std::shared_lock lock(mutex_);
+    return kernels_.size();
+  }
+
+ private:
+  mutable std::shared_mutex mutex_;
+  std::uint64_t next_id_ = 1;
+  std::unordered_map<std::uint64_t, std::shared_ptr<const RegisteredKernel>> kernels_;
+  std::unordered_map<std::string, std::size_t> per_tenant_;
+};
+
+}  // namespace kiln::service::detail

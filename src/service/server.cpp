@@ -1,0 +1,655 @@
+#include "kiln/service/server.hpp"
+
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <charconv>
+#include <set>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "detail/buffer_registry.hpp"
+#include "detail/kernel_registry.hpp"
+#include "kiln/driver/error.hpp"
+#include "kiln/driver/nvrtc_api.hpp"
+#include "kiln/jit/kernel_cache.hpp"
+#include "kiln/memory/out_of_memory.hpp"
+#include "kiln/service/in_process_queue.hpp"
+#include "kiln/service/metrics.hpp"
+#include "kiln/service/no_gpu_backend.hpp"
+#include "kiln/service/requests.hpp"
+#include "kiln/service/scheduler.hpp"
+
+namespace kiln::service {
+
+namespace {
+
+using nlohmann::json;
+using httplib::Request;
+using httplib::Response;
+
+constexpr std::array<Route, 13> kRoutes = {{
+    {"GET", "/healthz"},
+    {"GET", "/readyz"},
+    {"GET", "/metrics"},
+    {"POST", "/v1/kernels"},
+    {"GET", "/v1/kernels/{id}"},
+    {"DELETE", "/v1/kernels/{id}"},
+    {"POST", "/v1/buffers"},
+    {"GET", "/v1/buffers/{id}"},
+    {"DELETE", "/v1/buffers/{id}"},
+    {"PUT", "/v1/buffers/{id}/data"},
+    {"GET", "/v1/buffers/{id}/data"},
+    {"POST", "/v1/launches"},
+    {"GET", "/v1/jobs/{id}"},
+}};
+
+// The route's path as httplib's regular expression: {id} is a decimal number.
+std::string pattern_of(std::string_view path) {
+  std::string out;
+  for (std::size_t i = 0; i < path.size(); ++i) {
+    if (path.substr(i, 4) == "{id}") {
+      out += "(\\d{1,20})";
+      i += 3;
+    } else {
+      out += path[i];
+    }
+  }
+  return out;
+}
+
+void send_json(Response& res, int status, const json& body) {
+  res.status = status;
+  res.set_content(body.dump(), "application/json");
+}
+
+void send_error(Response& res, int status, std::string_view code, std::string_view message, json extra = json::object()) {
+  json error = {{"code", code}, {"message", message}};
+  for (auto& [k, v] : extra.items()) error[k] = v;
+  send_json(res, status, json{{"error", error}});
+}
+
+std::string_view reason_text(int status) {
+  switch (status) {
+    case 400: return "bad_request";
+    case 401: return "unauthorized";
+    case 404: return "not_found";
+    case 405: return "method_not_allowed";
+    case 413: return "payload_too_large";
+    case 429: return "too_many_requests";
+    case 503: return "unavailable";
+    default: return status >= 500 ? "internal" : "error";
+  }
+}
+
+// A query parameter as an unsigned number, or nullopt (and a 400 sent) when malformed.
+std::optional<std::uint64_t> query_number(const Request& req, Response& res, const char* name, std::uint64_t fallback) {
+  if (!req.has_param(name)) return fallback;
+  const std::string text = req.get_param_value(name);
+  std::uint64_t value = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
+  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
+    send_error(res, 400, "bad_request", std::string("query parameter '") + name + "': expected a non-negative integer, got '" +
+                                            text.substr(0, 40) + "'");
+    return std::nullopt;
+  }
+  return value;
+}
+
+std::uint64_t path_id(const Request& req) { return std::stoull(req.matches[1].str()); }
+
+json diagnostic_json(const jit::Diagnostic& d) {
+  return {{"file", d.file},       {"line", d.line},       {"column", d.column},
+          {"severity", std::string(jit::to_string(d.severity))}, {"code", d.code}, {"message", d.message}};
+}
+
+json device_json(const DeviceStatus& d) {
+  return {{"ordinal", d.ordinal},           {"name", d.name},
+          {"uuid", d.uuid},                 {"pci_bus_id", d.pci_bus_id},
+          {"arch", d.arch},                 {"memory_total", d.memory_total},
+          {"memory_free", d.memory_free},   {"worker_up", d.worker_up},
+          {"circuit_open", d.circuit_open}, {"worker_restarts", d.worker_restarts},
+          {"watchdog_kills", d.watchdog_kills}, {"last_failure", d.last_failure}};
+}
+
+std::string_view to_string(JobState state) {
+  switch (state) {
+    case JobState::queued: return "queued";
+    case JobState::running: return "running";
+    case JobState::finished: return "finished";
+  }
+  return "unknown";
+}
+
+json job_json(const JobSnapshot& s) {
+  json j = {{"id", s.id},
+            {"state", to_string(s.state)},
+            {"device", s.device},
+            {"priority", std::string(to_string(s.priority))},
+            {"queued_ms", s.queued_ms},
+            {"total_ms", s.total_ms}};
+  if (s.state == JobState::finished) {
+    j["status"] = std::string(to_string(s.outcome));
+    j["elapsed_ms"] = s.result.elapsed_ms;
+    if (s.outcome != JobOutcome::completed) {
+      j["error"] = {{"name", s.result.error_name}, {"message", s.result.message}, {"sticky", s.result.sticky}};
+      j["suspect_buffers"] = s.result.suspect_buffers;
+    }
+  }
+  return j;
+}
+
+int status_of(const JobSnapshot& s) {
+  if (s.state != JobState::finished) return 202;
+  switch (s.outcome) {
+    case JobOutcome::completed: return 200;
+    case JobOutcome::failed: return 422;
+    case JobOutcome::timed_out: return 504;
+    case JobOutcome::device_unavailable:
+    case JobOutcome::cancelled: return 503;
+  }
+  return 500;
+}
+
+// The rule name inside a SourcePolicy refusal ("source policy rule '<rule>' ..."), or empty.
+std::string policy_rule(const Error& e) {
+  static constexpr std::string_view kPrefix = "source policy rule '";
+  const std::string& d = e.detail();
+  const auto at = d.find(kPrefix);
+  if (at == std::string::npos) return {};
+  const auto end = d.find('\'', at + kPrefix.size());
+  return end == std::string::npos ? std::string{} : d.substr(at + kPrefix.size(), end - at - kPrefix.size());
+}
+
+jit::KernelCacheOptions cache_options(const ServiceConfig& config) {
+  jit::KernelCacheOptions o;
+  o.memory_bytes = config.cache_memory_bytes;
+  o.disk.directory = config.cache_dir;
+  o.policy = config.source_policy;
+  return o;
+}
+
+InProcessQueueOptions queue_options(const ServiceConfig& config) {
+  return {config.max_queued_jobs, config.max_queued_jobs_per_tenant, config.aging_step};
+}
+
+}  // namespace
+
+using detail::CompiledImage;
+
+struct Server::Impl {
+  using Handler = void (Impl::*)(const Request&, Response&, const std::string& tenant);
+
+  Impl(ServiceConfig c, TokenStore t, GpuBackend& b, std::shared_ptr<const topology::Topology> topo)
+      : config((validate(c), std::move(c))),
+        tokens(std::move(t)),
+        backend(b),
+        cache(cache_options(config)),
+        queue(queue_options(config)),
+        scheduler(backend, queue, metrics,
+                  SchedulerOptions{config.dispatchers_per_device, std::chrono::milliseconds(5000), config.job_retention},
+                  std::move(topo)) {
+    configure();
+  }
+
+  ServiceConfig config;
+  TokenStore tokens;
+  GpuBackend& backend;
+  Metrics metrics;
+  jit::KernelCache cache;
+  InProcessQueue queue;
+  Scheduler scheduler;
+  detail::KernelRegistry kernels;
+  detail::BufferRegistry buffers;
+  httplib::Server http;
+  std::thread listener;
+  std::atomic<int> bound_port{0};
+  std::atomic<bool> draining{false};
+  std::mutex stop_mutex;
+  bool stopped = false;
+
+  void configure();
+  void route(std::string_view method, std::string_view path, Handler handler, bool needs_tenant);
+  void serve(const Request& req, Response& res, Handler handler, bool needs_tenant);
+  std::optional<std::string> authenticate(const Request& req, Response& res);
+  bool json_size_ok(const Request& req, Response& res);
+  std::string why_not_ready(const std::vector<DeviceStatus>& devices);
+  const CompiledImage* image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch);
+  jit::Target target_for(int arch) const;
+
+  void healthz(const Request&, Response&, const std::string&);
+  void readyz(const Request&, Response&, const std::string&);
+  void metrics_text(const Request&, Response&, const std::string&);
+  void create_kernel(const Request&, Response&, const std::string&);
+  void get_kernel(const Request&, Response&, const std::string&);
+  void delete_kernel(const Request&, Response&, const std::string&);
+  void create_buffer(const Request&, Response&, const std::string&);
+  void get_buffer(const Request&, Response&, const std::string&);
+  void delete_buffer(const Request&, Response&, const std::string&);
+  void upload(const Request&, Response&, const std::string&);
+  void download(const Request&, Response&, const std::string&);
+  void launch(const Request&, Response&, const std::string&);
+  void get_job(const Request&, Response&, const std::string&);
+};
+
+void Server::Impl::configure() {
+  http.new_task_queue = [n = config.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
+  http.set_payload_max_length(config.max_body_bytes);
+  http.set_keep_alive_timeout(2);
+  http.set_read_timeout(std::chrono::seconds(30));
+  http.set_logger([this](const Request&, const Response& res) { metrics.http_answered(res.status); });
+  // Answers httplib produced itself (unknown route, body over the limit) get the JSON error shape.
+  http.set_error_handler([](const Request& req, Response& res) {
+    if (!res.body.empty()) return;
+    std::string message;
+    if (res.status == 404) message = "no route for " + req.method + " " + req.path;
+    else if (res.status == 413) message = "the request body exceeds the service's limit (max_body_bytes)";
+    else message = "the request could not be served";
+    send_error(res, res.status, reason_text(res.status), message);
+  });
+  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
+    std::string what = "unknown exception";
+    try {
+      std::rethrow_exception(ep);
+    } catch (const std::exception& e) {
+      what = e.what();
+    } catch (...) {
+    }
+    send_error(res, 500, "internal", "internal error: " + what);
+  });
+  static constexpr std::array<std::pair<Handler, bool>, kRoutes.size()> kHandlers = {{
+      {&Impl::healthz, false},       {&Impl::readyz, false},        {&Impl::metrics_text, false},
+      {&Impl::create_kernel, true},  {&Impl::get_kernel, true},     {&Impl::delete_kernel, true},
+      {&Impl::create_buffer, true},  {&Impl::get_buffer, true},     {&Impl::delete_buffer, true},
+      {&Impl::upload, true},         {&Impl::download, true},       {&Impl::launch, true},
+      {&Impl::get_job, true},
+  }};
+  for (std::size_t i = 0; i < kRoutes.size(); ++i)
+    route(kRoutes[i].method, kRoutes[i].path, kHandlers[i].first, kHandlers[i].second);
+}
+
+void Server::Impl::route(std::string_view method, std::string_view path, Handler handler, bool needs_tenant) {
+  auto fn = [this, handler, needs_tenant](const Request& req, Response& res) { serve(req, res, handler, needs_tenant); };
+  const std::string pattern = pattern_of(path);
+  if (method == "GET") http.Get(pattern, fn);
+  else if (method == "POST") http.Post(pattern, fn);
+  else if (method == "PUT") http.Put(pattern, fn);
+  else if (method == "DELETE") http.Delete(pattern, fn);
+}
+
+std::optional<std::string> Server::Impl::authenticate(const Request& req, Response& res) {
+  res.set_header("WWW-Authenticate", "Bearer realm=\"kilnd\"");
+  const std::string header = req.get_header_value("Authorization");
+  static constexpr std::string_view kScheme = "Bearer ";
+  if (header.empty()) {
+    send_error(res, 401, "unauthorized", "missing 'Authorization: Bearer <token>' header");
+    return std::nullopt;
+  }
+  if (header.size() <= kScheme.size() || header.compare(0, kScheme.size(), kScheme) != 0) {
+    send_error(res, 401, "unauthorized", "the Authorization header must use the Bearer scheme");
+    return std::nullopt;
+  }
+  auto tenant = tokens.tenant_for(std::string_view(header).substr(kScheme.size()));
+  if (!tenant) send_error(res, 401, "unauthorized", "unknown bearer token");
+  return tenant;
+}
+
+void Server::Impl::serve(const Request& req, Response& res, Handler handler, bool needs_tenant) {
+  std::string tenant;
+  if (needs_tenant) {
+    auto who = authenticate(req, res);
+    if (!who) return;
+    tenant = std::move(*who);
+    if (draining.load(std::memory_order_acquire)) {
+      send_error(res, 503, "shutting_down", "the service is shutting down");
+      return;
+    }
+  }
+  try {
+    (this->*handler)(req, res, tenant);
+  } catch (const memory::OutOfMemoryError& e) {
+    const memory::MemoryPicture& p = e.picture();
+    send_error(res, 507, "out_of_memory", e.detail(),
+               {{"device", p.device}, {"requested", p.requested}, {"free", p.free}, {"total", p.total},
+                {"in_use", p.in_use}, {"reserved", p.reserved}});
+  } catch (const Error& e) {
+    if (e.is(Errc::driver_not_found) || e.is(Errc::nvrtc_not_found))
+      send_error(res, 503, "no_gpu", e.detail().empty() ? e.what() : e.detail());
+    else if (e.is(Errc::invalid_argument))
+      send_error(res, 400, "bad_request", e.detail());
+    else
+      send_error(res, 500, "internal", e.what(), {{"name", std::string(e.name())}});
+  }
+}
+
+bool Server::Impl::json_size_ok(const Request& req, Response& res) {
+  if (req.body.size() <= config.max_json_bytes) return true;
+  send_error(res, 413, "payload_too_large",
+             "the JSON body has " + std::to_string(req.body.size()) + " bytes; the limit (max_json_bytes) is " +
+                 std::to_string(config.max_json_bytes));
+  return false;
+}
+
+std::string Server::Impl::why_not_ready(const std::vector<DeviceStatus>& devices) {
+  if (devices.empty()) {
+    if (auto* none = dynamic_cast<NoGpuBackend*>(&backend)) return "no GPU on this machine: " + none->reason();
+    return "no GPU on this machine: the GPU backend reports no devices";
+  }
+  std::string why;
+  for (const DeviceStatus& d : devices) {
+    if (d.worker_up && !d.circuit_open) return {};
+    why += (why.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(d.ordinal) + ": " +
+           (!d.worker_up ? "no worker" : "circuit breaker open") + (d.last_failure.empty() ? "" : " (" + d.last_failure + ")");
+  }
+  return "no GPU can take work: " + why;
+}
+
+void Server::Impl::healthz(const Request&, Response& res, const std::string&) {
+  send_json(res, 200, {{"status", draining ? "draining" : "ok"}});
+}
+
+void Server::Impl::readyz(const Request&, Response& res, const std::string&) {
+  const std::vector<DeviceStatus> devices = backend.devices();
+  std::string why = draining ? "the service is shutting down" : why_not_ready(devices);
+  json body = {{"ready", why.empty()}, {"devices", json::array()}};
+  for (const DeviceStatus& d : devices) body["devices"].push_back(device_json(d));
+  if (!why.empty()) body["reason"] = why;
+  send_json(res, why.empty() ? 200 : 503, body);
+}
+
+void Server::Impl::metrics_text(const Request&, Response& res, const std::string&) {
+  MetricsInputs in;
+  in.queue_depth = queue.depth();
+  in.jobs_running = scheduler.running();
+  in.devices = backend.devices();
+  in.buffer_bytes_by_device = buffers.bytes_by_device();
+  in.buffer_bytes_by_tenant = buffers.bytes_by_tenant();
+  in.kernels = kernels.size();
+  in.cache = cache.stats();
+  in.ready = !draining && why_not_ready(in.devices).empty();
+  res.status = 200;
+  res.set_content(metrics.render(in), "text/plain; version=0.0.4; charset=utf-8");
+}
+
+jit::Target Server::Impl::target_for(int arch) const {
+  const driver::NvrtcLibrary& nvrtc = driver::nvrtc_library();
+  // The driver's version is the worker's business; 0 (unknown) skips the PTX alignment check here.
+  return jit::Target::choose(arch, nvrtc.supported_archs, 0, nvrtc.version.as_cuda_version());
+}
+
+void Server::Impl::create_kernel(const Request& req, Response& res, const std::string& tenant) {
+  if (!json_size_ok(req, res)) return;
+  Parsed<KernelRequest> parsed = parse_kernel_request(req.body);
+  if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
+
+  std::set<int> archs;
+  for (const DeviceStatus& d : backend.devices()) archs.insert(d.arch);
+  if (archs.empty()) archs.insert(config.fallback_arch);
+
+  detail::RegisteredKernel kernel;
+  kernel.tenant = tenant;
+  kernel.program = std::move(parsed.value().program);
+  json warnings = json::array();
+  json targets = json::array();
+  for (int arch : archs) {
+    jit::CompileResult result;
+    try {
+      result = cache.try_compile(kernel.program, target_for(arch));
+    } catch (const Error& e) {
+      if (std::string rule = policy_rule(e); !rule.empty())
+        return send_error(res, 422, "source_policy", e.detail(), {{"rule", rule}});
+      throw;
+    }
+    if (!result.ok()) {
+      json diagnostics = json::array();
+      for (const jit::Diagnostic& d : result.diagnostics) diagnostics.push_back(diagnostic_json(d));
+      return send_error(res, 422, "compile_failed", jit::format_diagnostics(result.diagnostics),
+                        {{"diagnostics", diagnostics}, {"target", result.target.arch_name()}});
+    }
+    const jit::Artifact& artifact = *result.artifact;
+    std::string bytes(artifact.image());
+    if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
+    kernel.images[arch] = CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
+    targets.push_back({{"arch", artifact.target().arch_name()},
+                       {"kind", std::string(jit::to_string(artifact.kind()))},
+                       {"origin", std::string(jit::to_string(artifact.origin()))},
+                       {"compile_ms", std::chrono::duration<double, std::milli>(artifact.compile_time()).count()}});
+    if (warnings.empty())
+      for (const jit::Diagnostic& d : artifact.diagnostics()) warnings.push_back(diagnostic_json(d));
+  }
+  const json lowered = kernel.images.begin()->second.artifact.lowered_names();
+  const std::string name = kernel.program.name;
+  auto added = kernels.add(std::move(kernel), config.max_kernels_per_tenant);
+  if (!added)
+    return send_error(res, 429, "too_many_kernels",
+                      "tenant '" + tenant + "' holds " + std::to_string(config.max_kernels_per_tenant) +
+                          " kernels (max_kernels_per_tenant); delete some first");
+  res.set_header("Location", "/v1/kernels/" + std::to_string(added->id));
+  send_json(res, 201, {{"id", added->id}, {"name", name}, {"lowered_names", lowered}, {"targets", targets},
+                       {"warnings", warnings}});
+}
+
+void Server::Impl::get_kernel(const Request& req, Response& res, const std::string& tenant) {
+  auto kernel = kernels.find(path_id(req), tenant);
+  if (!kernel) return send_error(res, 404, "not_found", "kernel " + req.matches[1].str() + " not found");
+  json targets = json::array();
+  for (const auto& [arch, image] : kernel->images)
+    targets.push_back({{"arch", image.artifact.target().arch_name()}, {"kind", std::string(jit::to_string(image.artifact.kind()))}});
+  send_json(res, 200, {{"id", kernel->id}, {"name", kernel->program.name},
+                       {"lowered_names", kernel->images.begin()->second.artifact.lowered_names()}, {"targets", targets}});
+}
+
+void Server::Impl::delete_kernel(const Request& req, Response& res, const std::string& tenant) {
+  if (!kernels.remove(path_id(req), tenant))
+    return send_error(res, 404, "not_found", "kernel " + req.matches[1].str() + " not found");
+  res.status = 204;
+}
+
+void Server::Impl::create_buffer(const Request& req, Response& res, const std::string& tenant) {
+  if (!json_size_ok(req, res)) return;
+  Parsed<BufferRequest> parsed = parse_buffer_request(req.body);
+  if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
+  const BufferRequest& r = parsed.value();
+  if (r.bytes > config.max_buffer_bytes)
+    return send_error(res, 413, "payload_too_large",
+                      "bytes: " + std::to_string(r.bytes) + " exceeds the largest buffer allowed (max_buffer_bytes = " +
+                          std::to_string(config.max_buffer_bytes) + ")");
+  const std::vector<DeviceStatus> devices = backend.devices();
+  if (devices.empty()) throw Error(Errc::driver_not_found, why_not_ready(devices) + "; buffers need a GPU");
+  auto device = std::find_if(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == r.device; });
+  if (device == devices.end())
+    return send_error(res, 400, "bad_request",
+                      "device: " + std::to_string(r.device) + " does not exist (this machine has " +
+                          std::to_string(devices.size()) + " GPU(s))", {{"field", "device"}});
+  admit_buffer(*device, r.bytes, buffers.bytes_on(r.device));
+  const BufferId id = backend.create_buffer(r.device, r.bytes, tenant + (r.tag.empty() ? "" : ":" + r.tag));
+  buffers.add({id, tenant, r.device, r.bytes, r.tag});
+  res.set_header("Location", "/v1/buffers/" + std::to_string(id));
+  send_json(res, 201, {{"id", id}, {"device", r.device}, {"bytes", r.bytes}, {"tag", r.tag}});
+}
+
+void Server::Impl::get_buffer(const Request& req, Response& res, const std::string& tenant) {
+  auto b = buffers.find(path_id(req), tenant);
+  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  send_json(res, 200, {{"id", b->id}, {"device", b->device}, {"bytes", b->bytes}, {"tag", b->tag}});
+}
+
+void Server::Impl::delete_buffer(const Request& req, Response& res, const std::string& tenant) {
+  auto b = buffers.remove(path_id(req), tenant);
+  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  backend.free_buffer(b->id);
+  res.status = 204;
+}
+
+void Server::Impl::upload(const Request& req, Response& res, const std::string& tenant) {
+  auto b = buffers.find(path_id(req), tenant);
+  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  auto offset = query_number(req, res, "offset", 0);
+  if (!offset) return;
+  if (*offset > b->bytes || req.body.size() > b->bytes - *offset)
+    return send_error(res, 400, "bad_request",
+                      "writing " + std::to_string(req.body.size()) + " bytes at offset " + std::to_string(*offset) +
+                          " overruns buffer " + std::to_string(b->id) + " of " + std::to_string(b->bytes) + " bytes");
+  backend.write_buffer(b->id, *offset, std::as_bytes(std::span(req.body.data(), req.body.size())));
+  send_json(res, 200, {{"written", req.body.size()}, {"offset", *offset}});
+}
+
+void Server::Impl::download(const Request& req, Response& res, const std::string& tenant) {
+  auto b = buffers.find(path_id(req), tenant);
+  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  auto offset = query_number(req, res, "offset", 0);
+  if (!offset) return;
+  if (*offset > b->bytes)
+    return send_error(res, 400, "bad_request", "offset " + std::to_string(*offset) + " is past the end of buffer " +
+                                                   std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)");
+  auto bytes = query_number(req, res, "bytes", b->bytes - *offset);
+  if (!bytes) return;
+  if (*bytes > b->bytes - *offset)
+    return send_error(res, 400, "bad_request", "reading " + std::to_string(*bytes) + " bytes at offset " +
+                                                   std::to_string(*offset) + " overruns buffer " + std::to_string(b->id) +
+                                                   " of " + std::to_string(b->bytes) + " bytes");
+  if (*bytes > config.max_body_bytes)
+    return send_error(res, 413, "payload_too_large", "reading " + std::to_string(*bytes) +
+                                                         " bytes exceeds max_body_bytes (" + std::to_string(config.max_body_bytes) +
+                                                         "); read in ranges with offset and bytes");
+  const std::vector<std::byte> data = backend.read_buffer(b->id, *offset, *bytes);
+  res.status = 200;
+  res.set_content(std::string(reinterpret_cast<const char*>(data.data()), data.size()), "application/octet-stream");
+}
+
+const CompiledImage* Server::Impl::image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch) {
+  if (auto it = kernel->images.find(arch); it != kernel->images.end()) return &it->second;
+  // A GPU of an architecture the kernel was not compiled for (one came up since): compile now.
+  jit::Artifact artifact = cache.compile(kernel->program, target_for(arch));
+  std::string bytes(artifact.image());
+  if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
+  auto updated = std::make_shared<detail::RegisteredKernel>(*kernel);
+  updated->images[arch] = CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
+  kernels.update(updated);
+  kernel = updated;
+  return &kernel->images.at(arch);
+}
+
+void Server::Impl::launch(const Request& req, Response& res, const std::string& tenant) {
+  if (!json_size_ok(req, res)) return;
+  Parsed<LaunchRequest> parsed = parse_launch_request(req.body, {config.max_launch_arguments});
+  if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
+  LaunchRequest& r = parsed.value();
+  auto kernel = kernels.find(r.kernel, tenant);
+  if (!kernel) return send_error(res, 404, "not_found", "kernel " + std::to_string(r.kernel) + " not found");
+
+  // A name expression maps to its lowered name; anything else must be a symbol of the image.
+  const auto& lowered = kernel->images.begin()->second.artifact.lowered_names();
+  std::string symbol = r.function;
+  if (auto it = lowered.find(r.function); it != lowered.end()) symbol = it->second;
+  if (kernel->images.begin()->second.bytes->find(symbol) == std::string::npos) {
+    std::string known;
+    for (const auto& [expr, name] : lowered) known += (known.empty() ? "" : ", ") + expr;
+    return send_error(res, 400, "bad_request",
+                      "function: kernel " + std::to_string(r.kernel) + " has no function '" + r.function + "'" +
+                          (known.empty() ? "" : " (its name expressions: " + known + ")"), {{"field", "function"}});
+  }
+
+  // Buffers: the tenant's own, offsets inside them, all on one GPU, which is the launch's GPU.
+  std::optional<int> device = r.device;
+  for (std::size_t i = 0; i < r.arguments.size(); ++i) {
+    const auto* arg = std::get_if<BufferArgument>(&r.arguments[i]);
+    if (!arg) continue;
+    const std::string field = "arguments[" + std::to_string(i) + "]";
+    auto b = buffers.find(arg->buffer, tenant);
+    if (!b) return send_error(res, 404, "not_found", field + ": buffer " + std::to_string(arg->buffer) + " not found");
+    if (arg->offset >= b->bytes)
+      return send_error(res, 400, "bad_request", field + ": offset " + std::to_string(arg->offset) + " is outside buffer " +
+                                                     std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)");
+    if (device && *device != b->device)
+      return send_error(res, 400, "bad_request", field + ": buffer " + std::to_string(b->id) + " is on device " +
+                                                     std::to_string(b->device) + ", the launch is on device " +
+                                                     std::to_string(*device));
+    device = b->device;
+  }
+  if (r.deadline && *r.deadline > config.max_deadline)
+    return send_error(res, 400, "bad_request", "deadline_ms: " + std::to_string(r.deadline->count()) +
+                                                   " exceeds the service's max_deadline_ms (" +
+                                                   std::to_string(config.max_deadline.count()) + ")");
+
+  LaunchSpec spec;
+  spec.device = scheduler.place(device);
+  int arch = config.fallback_arch;
+  for (const DeviceStatus& d : backend.devices())
+    if (d.ordinal == spec.device) arch = d.arch;
+  const CompiledImage* image = image_for(kernel, arch);
+  spec.tenant = tenant;
+  spec.image = image->bytes;
+  spec.image_key = image->artifact.key().hex();
+  spec.kernel = symbol;
+  spec.grid = r.grid;
+  spec.block = r.block;
+  spec.shared_bytes = r.shared_bytes;
+  spec.arguments = std::move(r.arguments);
+  spec.deadline = Clock::now() + r.deadline.value_or(config.default_deadline);
+
+  const SubmitResult submitted = scheduler.submit(std::move(spec), r.priority);
+  switch (submitted.status) {
+    case SubmitStatus::accepted: break;
+    case SubmitStatus::queue_full:
+    case SubmitStatus::tenant_full: return send_error(res, 429, "queue_full", submitted.message);
+    case SubmitStatus::shutting_down: return send_error(res, 503, "shutting_down", submitted.message);
+  }
+  res.set_header("Location", "/v1/jobs/" + std::to_string(submitted.id));
+  const auto snapshot = scheduler.wait(submitted.id, tenant, r.wait ? config.max_wait : std::chrono::milliseconds(0));
+  send_json(res, r.wait ? status_of(*snapshot) : 202, job_json(*snapshot));
+}
+
+void Server::Impl::get_job(const Request& req, Response& res, const std::string& tenant) {
+  auto wait_ms = query_number(req, res, "wait_ms", 0);
+  if (!wait_ms) return;
+  const auto wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(std::min<std::uint64_t>(*wait_ms, 1u << 30)),
+                                                        config.max_wait);
+  auto snapshot = scheduler.wait(path_id(req), tenant, wait);
+  if (!snapshot) return send_error(res, 404, "not_found", "job " + req.matches[1].str() + " not found");
+  send_json(res, 200, job_json(*snapshot));
+}
+
+Server::Server(ServiceConfig config, TokenStore tokens, GpuBackend& backend,
+               std::shared_ptr<const topology::Topology> topology)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(tokens), backend, std::move(topology))) {}
+
+Server::~Server() { stop(); }
+
+void Server::start() {
+  Impl& s = *impl_;
+  int port = s.config.port;
+  const bool bound = port == 0 ? (port = s.http.bind_to_any_port(s.config.listen_address)) > 0
+                               : s.http.bind_to_port(s.config.listen_address, port);
+  if (!bound)
+    throw Error(Errc::invalid_argument, "cannot listen on " + s.config.listen_address + ":" + std::to_string(s.config.port) +
+                                            " (address in use, or not an address of this machine)");
+  s.bound_port = port;
+  s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+}
+
+int Server::port() const noexcept { return impl_->bound_port.load(); }
+
+void Server::stop() noexcept {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.stop_mutex);
+  if (s.stopped) return;
+  s.stopped = true;
+  s.draining.store(true, std::memory_order_release);
+  s.scheduler.shutdown(s.config.drain_timeout);
+  s.http.stop();
+  if (s.listener.joinable()) s.listener.join();
+  for (const detail::BufferRecord& b : s.buffers.take_all()) {
+    try {
+      s.backend.free_buffer(b.id);
+    } catch (const std::exception&) {
+      // The backend is going away too (its worker died); nothing more can be freed from here.
+    }
+  }
+}
+
+std::span<const Route> Server::routes() noexcept { return kRoutes; }
+
+}  // namespace kiln::service

@@ -1,0 +1,117 @@
+#include "kiln/service/token_store.hpp"
+
+#include <openssl/rand.h>
+#include <openssl/sha.h>
+
+#include <algorithm>
+#include <fstream>
+#include <set>
+#include <sstream>
+
+#include "kiln/driver/error.hpp"
+
+namespace kiln::service {
+
+namespace {
+
+std::string digest(std::string_view token) {
+  unsigned char out[SHA256_DIGEST_LENGTH];
+  SHA256(reinterpret_cast<const unsigned char*>(token.data()), token.size(), out);
+  return std::string(reinterpret_cast<const char*>(out), sizeof out);
+}
+
+bool valid_token(std::string_view token) noexcept {
+  if (token.size() < 16 || token.size() > 512) return false;
+  return std::all_of(token.begin(), token.end(), [](char c) { return c > ' ' && c < 127; });
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t' || s.front() == '\r')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+}  // namespace
+
+bool valid_tenant_name(std::string_view name) noexcept {
+  if (name.empty() || name.size() > 64) return false;
+  return std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' || c == '.' || c == '-';
+  });
+}
+
+void TokenStore::add(std::string tenant, std::string_view token, std::string_view where) {
+  if (!valid_tenant_name(tenant))
+    throw Error(Errc::invalid_argument, std::string(where) + ": tenant name '" + tenant +
+                                            "' must be 1-64 characters of A-Z a-z 0-9 _ . -");
+  if (!valid_token(token))
+    throw Error(Errc::invalid_argument, std::string(where) + ": the token of tenant '" + tenant +
+                                            "' must be 16-512 printable characters without spaces");
+  if (!tenants_.emplace(digest(token), std::move(tenant)).second)
+    throw Error(Errc::invalid_argument, std::string(where) + ": this token is already listed (each token names one tenant)");
+}
+
+TokenStore TokenStore::parse(std::string_view text, std::string_view origin) {
+  TokenStore store;
+  std::size_t line_number = 0;
+  while (!text.empty()) {
+    const std::size_t end = text.find('\n');
+    std::string_view line = text.substr(0, end);
+    text = end == std::string_view::npos ? std::string_view{} : text.substr(end + 1);
+    ++line_number;
+    if (auto hash = line.find('#'); hash != std::string_view::npos) line = line.substr(0, hash);
+    line = trim(line);
+    if (line.empty()) continue;
+    const std::string where = std::string(origin) + ":" + std::to_string(line_number);
+    const std::size_t space = line.find_first_of(" \t");
+    if (space == std::string_view::npos)
+      throw Error(Errc::invalid_argument, where + ": expected 'tenant token', found one word");
+    const std::string_view tenant = line.substr(0, space);
+    const std::string_view token = trim(line.substr(space));
+    if (token.find_first_of(" \t") != std::string_view::npos)
+      throw Error(Errc::invalid_argument, where + ": expected 'tenant token', found more than two words");
+    store.add(std::string(tenant), token, where);
+  }
+  if (store.tenants_.empty()) throw Error(Errc::invalid_argument, std::string(origin) + ": no tokens listed");
+  return store;
+}
+
+TokenStore TokenStore::load(const std::filesystem::path& file) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw Error(Errc::invalid_argument, "cannot read the tokens file " + file.string());
+  std::ostringstream text;
+  text << in.rdbuf();
+  return parse(text.str(), file.string());
+}
+
+TokenStore TokenStore::single(std::string tenant, std::string_view token) {
+  TokenStore store;
+  store.add(std::move(tenant), token, "token");
+  return store;
+}
+
+std::optional<std::string> TokenStore::tenant_for(std::string_view token) const {
+  if (auto it = tenants_.find(digest(token)); it != tenants_.end()) return it->second;
+  return std::nullopt;
+}
+
+std::vector<std::string> TokenStore::tenants() const {
+  std::set<std::string> names;
+  for (const auto& [d, tenant] : tenants_) names.insert(tenant);
+  return {names.begin(), names.end()};
+}
+
+std::string generate_token() {
+  unsigned char bytes[32];
+  if (RAND_bytes(bytes, sizeof bytes) != 1)
+    throw Error(Errc::internal, "the system's random source failed; cannot generate a token");
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char b : bytes) {
+    out += kHex[b >> 4];
+    out += kHex[b & 15];
+  }
+  return out;
+}
+
+}  // namespace kiln::service

@@ -1,0 +1,86 @@
+#include <gtest/gtest.h>
+
+#include <fstream>
+
+#include "kiln/driver/error.hpp"
+#include "kiln/service/config.hpp"
+#include "support/http_fixture.hpp"
+
+namespace kiln::service {
+namespace {
+
+std::string message_of(auto&& fn) {
+  try {
+    fn();
+  } catch (const Error& e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+TEST(ServiceConfig, DefaultsListenOnLoopback) {
+  ServiceConfig c;
+  EXPECT_EQ(c.listen_address, "127.0.0.1");
+  EXPECT_TRUE(c.tokens_file.empty());
+  EXPECT_NO_THROW(validate(c));
+}
+
+TEST(ServiceConfig, JsonKeysApply) {
+  ServiceConfig c;
+  apply_config_json(c, R"({"listen_address": "0.0.0.0", "port": 9000, "tokens_file": "/etc/kiln/tokens",
+      "max_body_bytes": 1048576, "max_json_bytes": 65536, "aging_step_ms": 250, "dispatchers_per_device": 4,
+      "job_retention_s": 30, "source_policy": {"max_source_bytes": 100, "allow_include_dirs": true,
+      "forbidden_identifiers": ["asm", "printf"]}})",
+                    "test.json");
+  EXPECT_EQ(c.listen_address, "0.0.0.0");
+  EXPECT_EQ(c.port, 9000);
+  EXPECT_EQ(c.tokens_file, "/etc/kiln/tokens");
+  EXPECT_EQ(c.max_body_bytes, 1048576u);
+  EXPECT_EQ(c.aging_step, std::chrono::milliseconds(250));
+  EXPECT_EQ(c.dispatchers_per_device, 4);
+  EXPECT_EQ(c.job_retention, std::chrono::seconds(30));
+  EXPECT_EQ(c.source_policy.max_source_bytes, 100u);
+  EXPECT_TRUE(c.source_policy.allow_include_dirs);
+  EXPECT_EQ(c.source_policy.forbidden_identifiers, (std::vector<std::string>{"asm", "printf"}));
+}
+
+TEST(ServiceConfig, ErrorsNameOriginAndKey) {
+  ServiceConfig c;
+  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"prot": 1})", "a.json"); }).find("a.json: key 'prot': unknown key"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"port": "80"})", "a.json"); }).find("key 'port': expected an integer"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"port": 70000})", "a.json"); }).find("between 0 and 65535"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"source_policy": {"nope": 1}})", "a.json"); })
+                .find("key 'source_policy.nope'"),
+            std::string::npos);
+  EXPECT_NE(message_of([&] { apply_config_json(c, "{", "a.json"); }).find("a.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(message_of([&] { apply_config_json(c, "[]", "a.json"); }).find("expected a JSON object"), std::string::npos);
+}
+
+TEST(ServiceConfig, FileLoadsAndMissingFileIsNamed) {
+  testing::TempDir dir;
+  const auto file = dir.path() / "kilnd.json";
+  std::ofstream(file) << R"({"port": 0, "max_queued_jobs": 5, "max_queued_jobs_per_tenant": 2})";
+  const ServiceConfig c = load_config_file(file);
+  EXPECT_EQ(c.port, 0);
+  EXPECT_EQ(c.max_queued_jobs, 5u);
+  EXPECT_NE(message_of([&] { load_config_file(dir.path() / "absent.json"); }).find("absent.json"), std::string::npos);
+}
+
+TEST(ServiceConfig, ValidateRefusesContradictions) {
+  ServiceConfig c;
+  c.max_json_bytes = c.max_body_bytes + 1;
+  EXPECT_NE(message_of([&] { validate(c); }).find("max_json_bytes"), std::string::npos);
+  c = {};
+  c.max_queued_jobs = 10;
+  c.max_queued_jobs_per_tenant = 11;
+  EXPECT_NE(message_of([&] { validate(c); }).find("max_queued_jobs_per_tenant"), std::string::npos);
+  c = {};
+  c.default_deadline = c.max_deadline + std::chrono::milliseconds(1);
+  EXPECT_NE(message_of([&] { validate(c); }).find("default_deadline_ms"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kiln::service

@@ -1,0 +1,152 @@
+// kilnd and `kiln serve` as real processes: start, print the generated token once, serve with it,
+// stop cleanly on SIGTERM; bad settings fail with the reason.
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <regex>
+
+#include "support/http_fixture.hpp"
+#include "support/process.hpp"
+
+namespace kiln::testing {
+namespace {
+
+// A child process whose stdout is read line by line; killed if the test leaves it running.
+class Child {
+ public:
+  explicit Child(const std::vector<std::string>& argv) {
+    int fds[2];
+    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
+    pid_ = fork();
+    if (pid_ == 0) {
+      dup2(fds[1], STDOUT_FILENO);
+      close(fds[0]);
+      close(fds[1]);
+      std::vector<char*> args;
+      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+      args.push_back(nullptr);
+      execv(args[0], args.data());
+      _exit(127);
+    }
+    close(fds[1]);
+    out_ = fdopen(fds[0], "r");
+  }
+  ~Child() {
+    if (pid_ > 0) {
+      kill(pid_, SIGKILL);
+      waitpid(pid_, nullptr, 0);
+    }
+    if (out_) fclose(out_);
+  }
+  // The next line of output, or nullopt at end of output.
+  std::optional<std::string> line() {
+    char buffer[4096];
+    if (!fgets(buffer, sizeof buffer, out_)) return std::nullopt;
+    std::string text(buffer);
+    if (!text.empty() && text.back() == '\n') text.pop_back();
+    return text;
+  }
+  // Reads lines until one matches; returns its first group.
+  std::string wait_for(const std::regex& pattern, std::string& transcript) {
+    while (auto text = line()) {
+      transcript += *text + "\n";
+      std::smatch m;
+      if (std::regex_search(*text, m, pattern)) return m.size() > 1 ? m[1].str() : m[0].str();
+    }
+    return {};
+  }
+  int terminate() {
+    kill(pid_, SIGTERM);
+    int status = 0;
+    waitpid(pid_, &status, 0);
+    pid_ = -1;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  }
+
+ private:
+  pid_t pid_ = -1;
+  FILE* out_ = nullptr;
+};
+
+void serve_and_stop(const std::vector<std::string>& argv) {
+  TempDir dir;
+  std::vector<std::string> full = argv;
+  for (const char* a : {"--port", "0", "--cache-dir"}) full.emplace_back(a);
+  full.push_back((dir.path() / "cache").string());
+  Child child(full);
+  std::string transcript;
+  const std::string token = child.wait_for(std::regex("^  ([0-9a-f]{64})$"), transcript);
+  ASSERT_EQ(token.size(), 64u) << transcript;
+  const std::string port = child.wait_for(std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"), transcript);
+  ASSERT_FALSE(port.empty()) << transcript;
+
+  httplib::Client client("127.0.0.1", std::stoi(port));
+  auto ok = client.Post("/v1/kernels", {{"Authorization", "Bearer " + token}}, R"({"source": "__global__ void k() {}"})",
+                        "application/json");
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 201) << ok->body;
+  auto denied = client.Get("/v1/kernels/1", {{"Authorization", "Bearer 0000000000000000000000"}});
+  ASSERT_TRUE(denied);
+  EXPECT_EQ(denied->status, 401);
+  auto ready = client.Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 503);  // no GPU here
+
+  EXPECT_EQ(child.terminate(), 0);
+  // The token was printed once: nowhere else in the output.
+  while (auto text = child.line()) transcript += *text + "\n";
+  EXPECT_EQ(transcript.find(token), transcript.rfind(token)) << transcript;
+  EXPECT_NE(transcript.find("stopped"), std::string::npos) << transcript;
+}
+
+TEST(Kilnd, ServesWithGeneratedTokenAndStopsOnSigterm) { serve_and_stop({KILND_PATH}); }
+
+TEST(KilnServe, RunsTheSameServer) { serve_and_stop({cli_path(), "serve"}); }
+
+TEST(Kilnd, TokensFileIsUsedAndNoTokenPrinted) {
+  TempDir dir;
+  std::ofstream(dir.path() / "tokens") << "team-a aaaaaaaaaaaaaaaaaaaa\n";
+  Child child({KILND_PATH, "--port", "0", "--tokens", (dir.path() / "tokens").string(), "--cache-dir",
+               (dir.path() / "cache").string()});
+  std::string transcript;
+  const std::string port = child.wait_for(std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"), transcript);
+  ASSERT_FALSE(port.empty()) << transcript;
+  EXPECT_EQ(transcript.find("token (shown once"), std::string::npos) << transcript;
+  httplib::Client client("127.0.0.1", std::stoi(port));
+  auto r = client.Get("/v1/jobs/1", {{"Authorization", "Bearer aaaaaaaaaaaaaaaaaaaa"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);  // authenticated; the job does not exist
+  EXPECT_EQ(child.terminate(), 0);
+}
+
+TEST(Kilnd, BadSettingsFailWithTheReason) {
+  TempDir dir;
+  std::ofstream(dir.path() / "bad.json") << R"({"port": 0, "colour": "blue"})";
+  auto bad_key = run_process({KILND_PATH, "--config", (dir.path() / "bad.json").string()});
+  EXPECT_EQ(bad_key.exit_code, 1);
+  EXPECT_NE(bad_key.err.find("key 'colour': unknown key"), std::string::npos) << bad_key.err;
+
+  std::ofstream(dir.path() / "tokens") << "only-one-word\n";
+  auto bad_tokens = run_process({KILND_PATH, "--port", "0", "--tokens", (dir.path() / "tokens").string()});
+  EXPECT_EQ(bad_tokens.exit_code, 1);
+  EXPECT_NE(bad_tokens.err.find("tokens:1: expected 'tenant token'"), std::string::npos) << bad_tokens.err;
+
+  auto bad_flag = run_process({KILND_PATH, "--port", "99999"});
+  EXPECT_EQ(bad_flag.exit_code, 2);
+}
+
+TEST(Kilnd, HelpListsTheFlags) {
+  for (auto argv : {std::vector<std::string>{KILND_PATH, "--help"}, std::vector<std::string>{cli_path(), "serve", "--help"}}) {
+    auto r = run_process(argv);
+    EXPECT_EQ(r.exit_code, 0) << r.err;
+    for (const char* flag : {"--config", "--listen", "--port", "--tokens", "--cache-dir", "--max-body-bytes"})
+      EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from\n" << r.out;
+  }
+}
+
+}  // namespace
+}  // namespace kiln::testing

@@ -1,0 +1,147 @@
+// The scheduler's CPU-side behaviour: placement without GPUs, job records and tenant isolation,
+// shutdown cancelling what waits, memory admission. (Launches on GPUs are the worker tests'.)
+#include <gtest/gtest.h>
+
+#include "kiln/memory/out_of_memory.hpp"
+#include "kiln/service/in_process_queue.hpp"
+#include "kiln/service/no_gpu_backend.hpp"
+#include "kiln/service/scheduler.hpp"
+
+namespace kiln::service {
+namespace {
+
+using namespace std::chrono_literals;
+
+LaunchSpec spec_for(std::string tenant) {
+  LaunchSpec spec;
+  spec.tenant = std::move(tenant);
+  spec.kernel = "k";
+  spec.deadline = Clock::now() + 1min;
+  return spec;
+}
+
+TEST(Scheduler, PlacementWithoutGpuSaysWhy) {
+  NoGpuBackend backend("no driver here");
+  InProcessQueue queue;
+  Metrics metrics;
+  Scheduler scheduler(backend, queue, metrics);
+  try {
+    scheduler.place(std::nullopt);
+    FAIL();
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.is(Errc::driver_not_found));
+    EXPECT_NE(std::string(e.what()).find("no GPU on this machine"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Scheduler, JobsAreRecordedPerTenantAndCancelledAtShutdown) {
+  NoGpuBackend backend("none");
+  InProcessQueue queue;
+  Metrics metrics;
+  Scheduler scheduler(backend, queue, metrics);  // no GPU: no dispatchers, jobs stay queued
+  const SubmitResult a = scheduler.submit(spec_for("alice"), Priority::low);
+  ASSERT_EQ(a.status, SubmitStatus::accepted);
+  EXPECT_EQ(queue.depth()[static_cast<std::size_t>(Priority::low)], 1u);
+
+  auto seen = scheduler.wait(a.id, "alice", 10ms);
+  ASSERT_TRUE(seen);
+  EXPECT_EQ(seen->state, JobState::queued);
+  EXPECT_EQ(seen->priority, Priority::low);
+  EXPECT_GE(seen->total_ms, 10.0);
+  EXPECT_FALSE(scheduler.find(a.id, "bob")) << "another tenant's job must look absent";
+  EXPECT_FALSE(scheduler.find(a.id + 1000, "alice"));
+
+  scheduler.shutdown(20ms);
+  auto after = scheduler.find(a.id, "alice");
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->state, JobState::finished);
+  EXPECT_EQ(after->outcome, JobOutcome::cancelled);
+  EXPECT_NE(after->result.message.find("shut down"), std::string::npos);
+  EXPECT_EQ(metrics.jobs(JobOutcome::cancelled), 1u);
+  EXPECT_EQ(queue.depth()[static_cast<std::size_t>(Priority::low)], 0u);
+
+  const SubmitResult late = scheduler.submit(spec_for("alice"), Priority::normal);
+  EXPECT_EQ(late.status, SubmitStatus::shutting_down);
+  EXPECT_NE(late.message.find("shutting down"), std::string::npos);
+}
+
+TEST(Scheduler, QueueLimitsComeBackAsRefusals) {
+  NoGpuBackend backend("none");
+  InProcessQueue queue({2, 1, 0ms});
+  Metrics metrics;
+  Scheduler scheduler(backend, queue, metrics);
+  EXPECT_EQ(scheduler.submit(spec_for("alice"), Priority::normal).status, SubmitStatus::accepted);
+  const SubmitResult second = scheduler.submit(spec_for("alice"), Priority::normal);
+  EXPECT_EQ(second.status, SubmitStatus::tenant_full);
+  EXPECT_NE(second.message.find("alice"), std::string::npos);
+  EXPECT_EQ(scheduler.submit(spec_for("bob"), Priority::normal).status, SubmitStatus::accepted);
+  EXPECT_EQ(scheduler.submit(spec_for("carol"), Priority::normal).status, SubmitStatus::queue_full);
+}
+
+TEST(Scheduler, FinishedJobsAreForgottenAfterRetention) {
+  NoGpuBackend backend("none");
+  InProcessQueue queue;
+  Metrics metrics;
+  Scheduler scheduler(backend, queue, metrics, SchedulerOptions{1, 5000ms, std::chrono::seconds(0)});
+  const SubmitResult a = scheduler.submit(spec_for("alice"), Priority::normal);
+  scheduler.shutdown(0ms);  // cancels it: finished now
+  ASSERT_TRUE(scheduler.find(a.id, "alice"));
+  scheduler.submit(spec_for("alice"), Priority::normal);  // refused (shut down), but prunes first
+  EXPECT_FALSE(scheduler.find(a.id, "alice"));
+}
+
+TEST(MemoryAdmission, RefusesWithTheDevicePicture) {
+  DeviceStatus d;
+  d.ordinal = 1;
+  d.name = "NVIDIA H100 80GB HBM3";
+  d.memory_total = 80ull << 30;
+  d.memory_free = 1ull << 30;
+  EXPECT_NO_THROW(admit_buffer(d, 512u << 20, 0));
+  try {
+    admit_buffer(d, 2ull << 30, 10ull << 30);
+    FAIL();
+  } catch (const memory::OutOfMemoryError& e) {
+    EXPECT_EQ(e.picture().device, 1);
+    EXPECT_EQ(e.picture().requested, 2ull << 30);
+    EXPECT_EQ(e.picture().free, 1ull << 30);
+    EXPECT_EQ(e.picture().total, 80ull << 30);
+    EXPECT_EQ(e.picture().in_use, 10ull << 30);
+    EXPECT_EQ(e.name(), "CUDA_ERROR_OUT_OF_MEMORY");
+  }
+}
+
+TEST(NoGpuBackend, EveryGpuCallSaysNoGpu) {
+  NoGpuBackend backend("the NVIDIA driver is not installed");
+  EXPECT_TRUE(backend.devices().empty());
+  auto expect_refusal = [](auto&& call, const char* what) {
+    try {
+      call();
+      ADD_FAILURE() << what << " did not throw";
+    } catch (const Error& e) {
+      EXPECT_TRUE(e.is(Errc::driver_not_found));
+      const std::string text = e.what();
+      EXPECT_NE(text.find("no GPU on this machine"), std::string::npos) << text;
+      EXPECT_NE(text.find("the NVIDIA driver is not installed"), std::string::npos) << text;
+      EXPECT_NE(text.find(what), std::string::npos) << text;
+    }
+  };
+  expect_refusal([&] { backend.create_buffer(0, 64, "t"); }, "create a buffer of 64 bytes");
+  expect_refusal([&] { backend.buffer_size(3); }, "buffer 3");
+  expect_refusal([&] { backend.write_buffer(4, 0, {}); }, "write buffer 4");
+  expect_refusal([&] { backend.read_buffer(5, 0, 1); }, "read buffer 5");
+  expect_refusal([&] { backend.free_buffer(6); }, "free buffer 6");
+  expect_refusal([&] { backend.launch(spec_for("a")); }, "launch 'k'");
+}
+
+TEST(NoGpuBackend, MachineWithoutDriverGetsOne) {
+  // This CPU machine has no driver: the factory must explain it.
+  const std::string why = why_no_gpu();
+  if (why.empty()) GTEST_SKIP() << "this machine has a GPU";
+  auto backend = make_no_gpu_backend();
+  auto* none = dynamic_cast<NoGpuBackend*>(backend.get());
+  ASSERT_NE(none, nullptr);
+  EXPECT_EQ(none->reason(), why);
+}
+
+}  // namespace
+}  // namespace kiln::service

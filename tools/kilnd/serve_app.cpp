@@ -1,0 +1,79 @@
+#include "serve_app.hpp"
+
+#include <csignal>
+#include <iostream>
+
+#include "kiln/driver/error.hpp"
+#include "kiln/service/config.hpp"
+#include "kiln/service/no_gpu_backend.hpp"
+#include "kiln/service/server.hpp"
+#include "kiln/service/token_store.hpp"
+
+namespace kiln::cli {
+
+void add_serve_options(CLI::App& app, ServeFlags& flags) {
+  app.add_option("--config", flags.config_file, "JSON settings file (docs/SERVICE.md lists the keys)")
+      ->check(CLI::ExistingFile);
+  app.add_option("--listen", flags.listen, "address to listen on (default 127.0.0.1: loopback only)");
+  app.add_option("--port", flags.port, "TCP port (default 8470; 0 picks a free one)")->check(CLI::Range(0, 65535));
+  app.add_option("--tokens", flags.tokens_file,
+                 "tokens file, one 'tenant token' pair per line (default: one generated token, printed once)");
+  app.add_option("--cache-dir", flags.cache_dir, "kernel cache folder (default $KILN_CACHE_DIR or ~/.cache/kiln)");
+  app.add_option("--max-body-bytes", flags.max_body_bytes, "largest request body accepted (default 64 MiB)");
+  app.add_option("--http-threads", flags.http_threads, "threads serving HTTP requests (default 16)");
+}
+
+int run_serve(const ServeFlags& flags, const std::string& program) {
+  // Block the stop signals before any thread starts, so every thread inherits the mask and only
+  // sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  try {
+    service::ServiceConfig config = flags.config_file.empty() ? service::ServiceConfig{}
+                                                              : service::load_config_file(flags.config_file);
+    if (flags.listen) config.listen_address = *flags.listen;
+    if (flags.port) config.port = *flags.port;
+    if (flags.tokens_file) config.tokens_file = *flags.tokens_file;
+    if (flags.cache_dir) config.cache_dir = *flags.cache_dir;
+    if (flags.max_body_bytes) config.max_body_bytes = *flags.max_body_bytes;
+    if (flags.http_threads) config.http_threads = *flags.http_threads;
+    service::validate(config);
+
+    service::TokenStore tokens;
+    if (config.tokens_file.empty()) {
+      const std::string token = service::generate_token();
+      tokens = service::TokenStore::single("default", token);
+      std::cout << program << ": no tokens file given; tenant 'default' may use this token (shown once, not stored):\n"
+                << "  " << token << "\n";
+    } else {
+      tokens = service::TokenStore::load(config.tokens_file);
+    }
+
+    // The lead wires WorkerPool here: make_gpu_backend(config) when a driver and a GPU are present,
+    // with the topology from kiln::topology::discover() for placement.
+    std::unique_ptr<service::GpuBackend> backend = service::make_no_gpu_backend();
+    if (auto* none = dynamic_cast<service::NoGpuBackend*>(backend.get()))
+      std::cout << program << ": no GPU work possible (" << none->reason()
+                << "); kernels can be registered, buffers and launches answer 503\n";
+
+    service::Server server(config, std::move(tokens), *backend);
+    server.start();
+    std::cout << program << ": listening on http://" << config.listen_address << ":" << server.port() << std::endl;
+
+    int signal = 0;
+    sigwait(&stop_signals, &signal);
+    std::cout << program << ": " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
+              << ": draining (up to " << config.drain_timeout.count() << " ms) and stopping" << std::endl;
+    server.stop();
+    std::cout << program << ": stopped" << std::endl;
+    return 0;
+  } catch (const Error& e) {
+    std::cerr << program << ": " << e.what() << "\n";
+    return 1;
+  }
+}
+
+}  // namespace kiln::cli

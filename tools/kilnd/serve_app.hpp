@@ -1,0 +1,31 @@
+// The one way to start kilnd's server from a command line, shared by `kilnd` and `kiln serve`:
+// the same flags, the same configuration rules (file first, flags over it), the same start-up
+// messages, and a clean stop on SIGINT or SIGTERM.
+//
+// Thread safety: run_serve() is called once, from main's thread.
+#pragma once
+
+#include <CLI/CLI.hpp>
+
+#include <optional>
+#include <string>
+
+namespace kiln::cli {
+
+struct ServeFlags {
+  std::string config_file;
+  std::optional<std::string> listen;
+  std::optional<int> port;
+  std::optional<std::string> tokens_file;
+  std::optional<std::string> cache_dir;
+  std::optional<std::size_t> max_body_bytes;
+  std::optional<int> http_threads;
+};
+
+void add_serve_options(CLI::App& app, ServeFlags& flags);
+
+// Serves until SIGINT or SIGTERM, then shuts down gracefully. Returns the process exit code: 0
+// after a clean stop, 1 when the server cannot start (the reason is printed).
+int run_serve(const ServeFlags& flags, const std::string& program);
+
+}  // namespace kiln::cli
