@@ -8,6 +8,8 @@
 #include "kiln/service/no_gpu_backend.hpp"
 #include "kiln/service/server.hpp"
 #include "kiln/service/token_store.hpp"
+#include "kiln/service/worker_pool.hpp"
+#include "kiln/topology/topology.hpp"
 
 namespace kiln::cli {
 
@@ -52,14 +54,26 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
       tokens = service::TokenStore::load(config.tokens_file);
     }
 
-    // The lead wires WorkerPool here: make_gpu_backend(config) when a driver and a GPU are present,
-    // with the topology from kiln::topology::discover() for placement.
-    std::unique_ptr<service::GpuBackend> backend = service::make_no_gpu_backend();
-    if (auto* none = dynamic_cast<service::NoGpuBackend*>(backend.get()))
-      std::cout << program << ": no GPU work possible (" << none->reason()
+    // With a driver and a GPU: a worker process per GPU, and the machine's topology for placement.
+    std::unique_ptr<service::GpuBackend> backend;
+    std::shared_ptr<const topology::Topology> topology;
+    if (const std::string why = service::why_no_gpu(); why.empty()) {
+      backend = std::make_unique<service::WorkerPool>();
+      for (const auto& d : backend->devices())
+        std::cout << program << ": GPU " << d.ordinal << " " << d.name << " (" << d.uuid << ", " << d.pci_bus_id
+                  << "): worker " << (d.worker_up ? "up" : "DOWN: " + d.last_failure) << "\n";
+      try {
+        topology = std::make_shared<const topology::Topology>(topology::discover());
+      } catch (const Error& e) {
+        std::cout << program << ": placing work without the topology: " << e.what() << "\n";
+      }
+    } else {
+      backend = service::make_no_gpu_backend();
+      std::cout << program << ": no GPU work possible (" << why
                 << "); kernels can be registered, buffers and launches answer 503\n";
+    }
 
-    service::Server server(config, std::move(tokens), *backend);
+    service::Server server(config, std::move(tokens), *backend, topology);
     server.start();
     std::cout << program << ": listening on http://" << config.listen_address << ":" << server.port() << std::endl;
 

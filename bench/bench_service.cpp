@@ -1,0 +1,160 @@
+// kilnd's costs on a GPU: one launch request over loopback HTTP against the same launch in-process
+// (through the WorkerPool, and through core::launch directly), requests per second with 64
+// concurrent clients, and recovery after a sticky fault.
+#include <httplib.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/core.hpp"
+#include "kiln/driver/check.hpp"
+#include "kiln/driver/nvrtc_api.hpp"
+#include "kiln/service/server.hpp"
+#include "kiln/service/token_store.hpp"
+#include "kiln/service/worker_pool.hpp"
+
+using namespace kiln;
+using clk = std::chrono::steady_clock;
+using nlohmann::json;
+
+namespace {
+
+double us_since(clk::time_point t) { return std::chrono::duration<double, std::micro>(clk::now() - t).count(); }
+double pct(std::vector<double> v, double p) {
+  std::sort(v.begin(), v.end());
+  return v[static_cast<std::size_t>(p * (v.size() - 1))];
+}
+
+const char* kSource = R"(
+extern "C" __global__ void empty(int* p) {}
+extern "C" __global__ void fault(int* p) { *(volatile int*)(0x10) = *p; }
+)";
+
+std::string cubin(int arch) {
+  const auto& nv = driver::nvrtc();
+  nvrtcProgram p = nullptr;
+  driver::check(nv.nvrtcCreateProgram(&p, kSource, "bench.cu", 0, nullptr, nullptr), "nvrtcCreateProgram");
+  const std::string a = "--gpu-architecture=sm_" + std::to_string(arch);
+  const char* opts[] = {a.c_str()};
+  driver::check(nv.nvrtcCompileProgram(p, 1, opts), "nvrtcCompileProgram");
+  size_t n = 0;
+  nv.nvrtcGetCUBINSize(p, &n);
+  std::string out(n, '\0');
+  nv.nvrtcGetCUBIN(p, out.data());
+  nv.nvrtcDestroyProgram(&p);
+  return out;
+}
+
+}  // namespace
+
+int main() {
+  core::Device dev = core::Device::get(0);
+  const int arch = dev.compute_capability_major() * 10 + dev.compute_capability_minor();
+  const int reps = 2000;
+  std::printf("device: %s\n", dev.name().c_str());
+
+  // In-process, no isolation: core::launch + synchronize.
+  std::vector<double> direct;
+  {
+    core::ContextRef ctx = dev.primary_context();
+    core::Module m = core::Module::load(ctx, cubin(arch));
+    core::Kernel k = m.kernel("empty");
+    core::Stream s = core::Stream::create(ctx);
+    core::DeviceBuffer b = core::DeviceBuffer::allocate(ctx, 4);
+    for (int i = 0; i < reps; ++i) {
+      auto t = clk::now();
+      core::launch(s, k, core::LaunchConfig{}, b);
+      s.synchronize();
+      direct.push_back(us_since(t));
+    }
+  }
+
+  service::WorkerPool pool;
+  const service::BufferId buffer = pool.create_buffer(0, 4, "bench");
+  service::LaunchSpec spec;
+  spec.image = std::make_shared<const std::string>(cubin(arch));
+  spec.image_key = "bench-service";
+  spec.kernel = "empty";
+  spec.arguments = {service::BufferArgument{buffer, 0}};
+  std::vector<double> in_pool;
+  for (int i = 0; i < reps; ++i) {
+    auto t = clk::now();
+    pool.launch(spec);
+    in_pool.push_back(us_since(t));
+  }
+
+  const std::filesystem::path cache = std::filesystem::temp_directory_path() / "kiln-bench-service-cache";
+  service::ServiceConfig config;
+  config.port = 0;
+  config.cache_dir = cache;
+  config.http_threads = 72;
+  config.max_queued_jobs_per_tenant = 10000;
+  const std::string token = "bench-token-0123456789abcdef0123";
+  service::Server server(config, service::TokenStore::single("bench", token), pool);
+  server.start();
+  const httplib::Headers auth = {{"Authorization", "Bearer " + token}};
+  httplib::Client c("127.0.0.1", server.port());
+  auto k = c.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", kSource}}.dump(), "application/json");
+  const std::uint64_t kernel = json::parse(k->body)["id"];
+  auto b = c.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
+  const std::uint64_t hbuf = json::parse(b->body)["id"];
+  const std::string launch = json{{"kernel", kernel}, {"function", "empty"}, {"wait", true}, {"arguments", {{{"buffer", hbuf}}}}}.dump();
+  std::vector<double> http;
+  for (int i = 0; i < reps; ++i) {
+    auto t = clk::now();
+    auto r = c.Post("/v1/launches", auth, launch, "application/json");
+    http.push_back(us_since(t));
+    if (!r || r->status != 200) {
+      std::printf("launch failed: %s\n", r ? r->body.c_str() : "no response");
+      return 1;
+    }
+  }
+  std::printf("\n| one empty launch, wait for completion | p50 | p99 |\n| --- | --- | --- |\n");
+  std::printf("| in-process core::launch + synchronize | %.1f us | %.1f us |\n", pct(direct, .5), pct(direct, .99));
+  std::printf("| in-process WorkerPool::launch (worker process, IPC) | %.1f us | %.1f us |\n", pct(in_pool, .5), pct(in_pool, .99));
+  std::printf("| HTTP POST /v1/launches over loopback | %.1f us | %.1f us |\n", pct(http, .5), pct(http, .99));
+  std::printf("HTTP overhead over in-process (WorkerPool): p50 %.1f us (goal <= 100 us), p99 %.1f us\n",
+              pct(http, .5) - pct(in_pool, .5), pct(http, .99) - pct(in_pool, .99));
+
+  // 64 concurrent clients for 3 seconds.
+  std::atomic<bool> go{false}, stop{false};
+  std::atomic<long> done{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 64; ++t)
+    clients.emplace_back([&] {
+      httplib::Client mine("127.0.0.1", server.port());
+      while (!go) std::this_thread::yield();
+      while (!stop) {
+        auto r = mine.Post("/v1/launches", auth, launch, "application/json");
+        (r && r->status == 200 ? done : failed)++;
+      }
+    });
+  go = true;
+  const auto t0 = clk::now();
+  std::this_thread::sleep_for(std::chrono::seconds(3));
+  stop = true;
+  for (auto& t : clients) t.join();
+  const double seconds = us_since(t0) / 1e6;
+  std::printf("64 concurrent clients: %.0f launch requests/s (%ld completed, %ld failed)\n", done / seconds, done.load(),
+              failed.load());
+  server.stop();
+
+  // Recovery after a sticky fault: from the faulting request to the next completed launch.
+  service::LaunchSpec fault = spec;
+  fault.kernel = "fault";
+  auto t = clk::now();
+  auto r = pool.launch(fault);
+  const double fault_ms = us_since(t) / 1e3;
+  pool.launch(spec);
+  std::printf("sticky fault (%s): faulting request %.1f ms, next launch completed %.1f ms after the fault was "
+              "requested (goal <= 2000 ms)\n", r.error_name.c_str(), fault_ms, us_since(t) / 1e3);
+  std::filesystem::remove_all(cache);
+  return 0;
+}

@@ -1,0 +1,171 @@
+// kilnd end to end on a real GPU, over HTTP on loopback: the gateway, the scheduler and the
+// WorkerPool together. A faulting kernel from one client fails only its own request while other
+// clients' launches go on, and every buffer reads back byte-identical; a kernel past its deadline
+// gets a timeout and the GPU serves the next request.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <cstring>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/service/server.hpp"
+#include "kiln/service/token_store.hpp"
+#include "kiln/service/worker_pool.hpp"
+#include "support/gpu.hpp"
+#include "support/http_fixture.hpp"
+
+namespace {
+
+using nlohmann::json;
+using namespace std::chrono_literals;
+
+constexpr const char* kSource = R"(
+extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) y[i] = a * x[i] + y[i];
+}
+extern "C" __global__ void fault(int* p) { *(volatile int*)(0x10) = *p; }
+extern "C" __global__ void forever(int* flag) { while (*(volatile int*)flag == 0) {} }
+)";
+
+class KilndGpu : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    KILN_REQUIRE_GPU();
+    config_.port = 0;
+    config_.cache_dir = dir_.path() / "cache";
+    config_.http_threads = 16;
+    pool_ = std::make_unique<kiln::service::WorkerPool>();
+    const std::string tokens = std::string("alice ") + kiln::testing::kAliceToken + "\nbob " + kiln::testing::kBobToken + "\n";
+    server_ = std::make_unique<kiln::service::Server>(config_, kiln::service::TokenStore::parse(tokens, "test"), *pool_);
+    server_->start();
+  }
+  void TearDown() override {
+    if (server_) server_->stop();
+    server_.reset();
+    pool_.reset();
+  }
+  std::unique_ptr<httplib::Client> client() {
+    auto c = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
+    c->set_read_timeout(std::chrono::seconds(60));
+    return c;
+  }
+  static httplib::Headers auth(const char* token) { return {{"Authorization", std::string("Bearer ") + token}}; }
+
+  json post(httplib::Client& c, const std::string& path, const json& body, int expect, const char* token = kiln::testing::kAliceToken) {
+    auto r = c.Post(path, auth(token), body.dump(), "application/json");
+    EXPECT_TRUE(r) << path;
+    if (!r) return {};
+    EXPECT_EQ(r->status, expect) << path << ": " << r->body;
+    return json::parse(r->body, nullptr, false);
+  }
+  std::uint64_t buffer(httplib::Client& c, const std::vector<float>& data) {
+    auto b = post(c, "/v1/buffers", {{"device", 0}, {"bytes", data.size() * 4}}, 201);
+    const std::uint64_t id = b["id"];
+    auto r = c.Put("/v1/buffers/" + std::to_string(id) + "/data", auth(kiln::testing::kAliceToken),
+                   std::string(reinterpret_cast<const char*>(data.data()), data.size() * 4), "application/octet-stream");
+    EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
+    return id;
+  }
+  std::vector<float> download(httplib::Client& c, std::uint64_t id) {
+    auto r = c.Get("/v1/buffers/" + std::to_string(id) + "/data", auth(kiln::testing::kAliceToken));
+    EXPECT_TRUE(r && r->status == 200);
+    std::vector<float> v(r ? r->body.size() / 4 : 0);
+    if (r) std::memcpy(v.data(), r->body.data(), v.size() * 4);
+    return v;
+  }
+  std::uint64_t kernel(httplib::Client& c) { return post(c, "/v1/kernels", {{"name", "k.cu"}, {"source", kSource}}, 201)["id"]; }
+
+  kiln::testing::TempDir dir_;
+  kiln::service::ServiceConfig config_;
+  std::unique_ptr<kiln::service::WorkerPool> pool_;
+  std::unique_ptr<kiln::service::Server> server_;
+};
+
+TEST_F(KilndGpu, LaunchEndToEnd) {
+  auto c = client();
+  auto ready = c->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << ready->body;
+  const std::uint64_t k = kernel(*c);
+  const int n = 1 << 16;
+  const std::uint64_t x = buffer(*c, std::vector<float>(n, 2.f)), y = buffer(*c, std::vector<float>(n, 1.f));
+  auto done = post(*c, "/v1/launches",
+                   {{"kernel", k}, {"function", "saxpy"}, {"grid", n / 256}, {"block", 256}, {"wait", true},
+                    {"arguments", {{{"type", "f32"}, {"value", 3.0}}, {{"buffer", x}}, {{"buffer", y}}, {{"type", "i32"}, {"value", n}}}}},
+                   200);
+  EXPECT_EQ(done["status"], "completed") << done.dump();
+  for (float v : download(*c, y)) ASSERT_EQ(v, 7.f);
+  auto metrics = c->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("kiln"), std::string::npos);
+}
+
+TEST_F(KilndGpu, FaultFailsOnlyItsRequestAndBuffersSurvive) {
+  auto c = client();
+  const std::uint64_t k = kernel(*c);
+  const int n = 1 << 20;
+  std::vector<float> pattern(n);
+  for (int i = 0; i < n; ++i) pattern[i] = static_cast<float>(i % 977) * 0.5f;
+  const std::uint64_t keep = buffer(*c, pattern), arg = buffer(*c, {1.f});
+  std::atomic<int> others_ok{0}, others_failed{0};
+  std::atomic<bool> stop{false};
+  std::vector<std::thread> clients;
+  for (int t = 0; t < 3; ++t)
+    clients.emplace_back([&] {
+      auto mine = client();
+      const std::uint64_t y = buffer(*mine, std::vector<float>(256, 0.f));
+      while (!stop) {
+        auto r = mine->Post("/v1/launches", auth(kiln::testing::kAliceToken),
+                            json{{"kernel", k}, {"function", "saxpy"}, {"block", 256}, {"wait", true},
+                                 {"arguments", {{{"type", "f32"}, {"value", 1.0}}, {{"buffer", y}}, {{"buffer", y}}, {{"type", "i32"}, {"value", 256}}}}}
+                                .dump(),
+                            "application/json");
+        if (r && r->status == 200) ++others_ok;
+        else ++others_failed;
+      }
+    });
+  std::this_thread::sleep_for(200ms);
+  auto fault = c->Post("/v1/launches", auth(kiln::testing::kAliceToken),
+                       json{{"kernel", k}, {"function", "fault"}, {"wait", true}, {"arguments", {{{"buffer", arg}}}}}.dump(),
+                       "application/json");
+  std::this_thread::sleep_for(500ms);
+  stop = true;
+  for (auto& t : clients) t.join();
+  ASSERT_TRUE(fault);
+  EXPECT_EQ(fault->status, 422) << fault->body;
+  auto f = json::parse(fault->body);
+  EXPECT_EQ(f["error"]["name"], "CUDA_ERROR_ILLEGAL_ADDRESS") << f.dump();
+  EXPECT_TRUE(f["error"]["sticky"].get<bool>());
+  EXPECT_EQ(f["suspect_buffers"], json::array({arg}));
+  // Requests queued behind the fault may see the worker being replaced; none may be lost for good.
+  EXPECT_GT(others_ok.load(), 10);
+  EXPECT_LE(others_failed.load(), 3) << "only requests caught in the fault's worker may fail";
+  EXPECT_EQ(download(*c, keep), pattern) << "a buffer changed across the worker's death";
+  auto ready = c->Get("/readyz");
+  ASSERT_TRUE(ready);
+  EXPECT_EQ(ready->status, 200) << "the worker came back: " << ready->body;
+}
+
+TEST_F(KilndGpu, DeadlineGivesATimeoutAndTheGpuServesTheNextRequest) {
+  auto c = client();
+  const std::uint64_t k = kernel(*c);
+  const std::uint64_t flag = buffer(*c, {0.f});
+  const auto start = std::chrono::steady_clock::now();
+  auto r = post(*c, "/v1/launches",
+                {{"kernel", k}, {"function", "forever"}, {"deadline_ms", 300}, {"wait", true}, {"arguments", {{{"buffer", flag}}}}},
+                504);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  EXPECT_EQ(r["status"], "timed_out") << r.dump();
+  const std::uint64_t y = buffer(*c, std::vector<float>(32, 1.f));
+  auto next = post(*c, "/v1/launches",
+                   {{"kernel", k}, {"function", "saxpy"}, {"block", 32}, {"wait", true},
+                    {"arguments", {{{"type", "f32"}, {"value", 1.0}}, {{"buffer", y}}, {{"buffer", y}}, {{"type", "i32"}, {"value", 32}}}}},
+                   200);
+  EXPECT_EQ(download(*c, y)[0], 2.f);
+}
+
+}  // namespace
