@@ -147,6 +147,29 @@ TEST_F(MemoryGpu, StreamOrderedReuseNeverHandsOutMemoryInUse) {
   EXPECT_EQ(bad_count, 0u) << "memory in use by pending work was handed out again";
 }
 
+TEST_F(MemoryGpu, SameStreamReuseComesFromThePerStreamCache) {
+  PoolResource pool(*device_);
+  core::Stream s = core::Stream::create(ctx_), t = core::Stream::create(ctx_);
+  CUdeviceptr p = pool.allocate(3 << 20, s);
+  pool.deallocate(p, 3 << 20, s);
+  EXPECT_EQ(pool.stats().in_use, 0u) << "a cached block is not in use";
+  CUdeviceptr q = pool.allocate(3 << 20, s);
+  EXPECT_EQ(q, p) << "the same size on the same stream should come back from the cache";
+  EXPECT_EQ(pool.stats().in_use, 3u << 20);
+  CUdeviceptr other = pool.allocate(3 << 20, t);  // another stream: never a cached block of s
+  EXPECT_NE(other, q);
+  pool.deallocate(q, 3 << 20, s);
+  pool.deallocate(other, 3 << 20, t);
+  s.synchronize();
+  t.synchronize();
+  pool.trim(0);
+  EXPECT_LT(pool.stats().reserved, 3u << 20) << "trim() gives cached blocks back too";
+  PoolResource uncached(*device_, {.stream_cache_bytes = 0});
+  CUdeviceptr a = uncached.allocate(1 << 20, s);
+  uncached.deallocate(a, 1 << 20, s);
+  EXPECT_EQ(uncached.stats().in_use, 0u);
+}
+
 TEST_F(MemoryGpu, ReleaseThresholdAndTrim) {
   PoolResource pool(*device_);
   core::Stream s = core::Stream::create(ctx_);
