@@ -92,9 +92,9 @@ int Scheduler::place(std::optional<int> wanted) {
 }
 
 SubmitResult Scheduler::submit(LaunchSpec spec, Priority priority) {
+  forget_old_jobs();
   if (!accepting_.load(std::memory_order_acquire))
     return {SubmitStatus::shutting_down, 0, "the service is shutting down and takes no new launches"};
-  forget_old_jobs();
   const JobId id = next_id_.fetch_add(1, std::memory_order_relaxed);
   auto job = std::make_shared<Job>();
   spec.job_id = id;

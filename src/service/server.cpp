@@ -207,6 +207,7 @@ struct Server::Impl {
   std::thread listener;
   std::atomic<int> bound_port{0};
   std::atomic<bool> draining{false};
+  std::atomic<bool> listener_done{false};
   std::mutex stop_mutex;
   bool stopped = false;
 
@@ -627,7 +628,14 @@ void Server::start() {
     throw Error(Errc::invalid_argument, "cannot listen on " + s.config.listen_address + ":" + std::to_string(s.config.port) +
                                             " (address in use, or not an address of this machine)");
   s.bound_port = port;
-  s.listener = std::thread([&s] { s.http.listen_after_bind(); });
+  s.listener = std::thread([&s] {
+    s.http.listen_after_bind();
+    s.listener_done.store(true, std::memory_order_release);
+  });
+  // httplib's stop() does nothing until the listener runs: return only once it does, so a stop()
+  // right after start() cannot be lost.
+  while (!s.http.is_running() && !s.listener_done.load(std::memory_order_acquire))
+    std::this_thread::sleep_for(std::chrono::microseconds(100));
 }
 
 int Server::port() const noexcept { return impl_->bound_port.load(); }

@@ -103,8 +103,12 @@ GpuFacts parse_gpu(const Reader& r, const json& g, const std::string& path) {
     const std::string lp = path + ".nvlinks[" + std::to_string(i) + "]";
     NvLinkFacts link;
     link.link = static_cast<int>(r.integer(links[i], lp, "link"));
-    link.remote_pci_bus_id = r.bus_id(links[i], lp, "remote_pci_bus_id");
     link.remote_type = parse_peer_type(r, lp + ".remote_type", r.string(links[i], lp, "remote_type"));
+    // A switch the machine does not expose (an NVSwitch outside a VM) has no address: "".
+    if (link.remote_type != NvLinkPeerType::gpu && r.string(links[i], lp, "remote_pci_bus_id").empty())
+      link.remote_pci_bus_id.clear();
+    else
+      link.remote_pci_bus_id = r.bus_id(links[i], lp, "remote_pci_bus_id");
     gpu.nvlinks.push_back(std::move(link));
   }
   if (auto mig = g.find("mig"); mig != g.end() && !mig->is_null()) {

@@ -83,11 +83,16 @@ void add_nvml_facts(const driver::NvmlApi& nvml, driver::nvml_device dev, unsign
       if (nvml.nvmlDeviceGetNvLinkRemotePciInfo_v2(dev, link, &remote) != driver::kNvmlSuccess) continue;
       NvLinkFacts f;
       f.link = static_cast<int>(link);
-      f.remote_pci_bus_id = canonical_bus_id(remote.busId);
+      // A far end with no PCI address here ("FFFFFFFF:FF:FF.0") is an NVSwitch the host keeps out
+      // of this (virtual) machine: the link is real, its switch is not addressable.
+      const auto remote_address = PciAddress::parse(remote.busId);
+      f.remote_pci_bus_id = remote_address ? remote_address->to_string() : std::string();
       auto type = driver::NvmlNvLinkDeviceType::unknown;
       if (nvml.nvmlDeviceGetNvLinkRemoteDeviceType &&
           nvml.nvmlDeviceGetNvLinkRemoteDeviceType(dev, link, &type) == driver::kNvmlSuccess)
         f.remote_type = peer_type(type);
+      if (!remote_address && f.remote_type == NvLinkPeerType::unknown) f.remote_type = NvLinkPeerType::switch_;
+      if (!remote_address && f.remote_type == NvLinkPeerType::gpu) continue;  // a GPU we cannot name
       g.nvlinks.push_back(std::move(f));
     }
   }
