@@ -46,6 +46,20 @@ TEST(FixtureMatrix, H100VmMatchesTheRecordedNvidiaSmi) {
   EXPECT_EQ(t.numa_nodes()[0].cpus.to_string(), "0-15");
 }
 
+// Recorded on the device tool's two-GPU VM: 18 NVLinks per GPU to NVSwitches the VM cannot see.
+TEST(FixtureMatrix, TwoGpuVmWithHiddenNvSwitchesIsNV18) {
+  const auto t = discover_fixture(fixture("h100-x2-vm"), kiln::topology::CudaEnvironment{});
+  const Rows expected{{"GPU0", "X", "NV18", "0-31", "0", "N/A"}, {"GPU1", "NV18", "X", "0-31", "0", "N/A"}};
+  EXPECT_EQ(kiln::topology::matrix_rows(t), expected);
+  EXPECT_EQ(kiln::testing::parse_topo_matrix(read(fixture("h100-x2-vm/nvidia-smi-topo-m.txt"))), expected);
+  ASSERT_EQ(t.gpus().size(), 2u);
+  EXPECT_EQ(t.gpus()[0].nvlinks.size(), 18u);
+  for (const auto& l : t.gpus()[0].nvlinks) {
+    EXPECT_EQ(l.remote_type, kiln::topology::NvLinkPeerType::switch_);
+    EXPECT_TRUE(l.remote_pci_bus_id.empty());
+  }
+}
+
 TEST(FixtureMatrix, PcieServerWithSwitches) {
   const auto t = discover_fixture(fixture("pcie-8gpu-2socket"), kiln::topology::CudaEnvironment{});
   const Rows expected{
