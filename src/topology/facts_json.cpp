@@ -2,6 +2,8 @@
 // file and the field's path, e.g. `facts.json: gpus[2].pci_bus_id: "zz" is not a PCI address`.
 #include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "topology/detail/facts_json_parts.hpp"
 #include <sstream>
 
 #include "kiln/driver/error.hpp"
@@ -221,17 +223,8 @@ std::string facts_to_json(const MachineFacts& facts) {
     j["memory_free"] = g.memory_free ? json(*g.memory_free) : json(nullptr);
     j["nvml_index"] = g.nvml_index ? json(*g.nvml_index) : json(nullptr);
     j["cuda_ordinal"] = g.cuda_ordinal ? json(*g.cuda_ordinal) : json(nullptr);
-    j["nvlinks"] = json::array();
-    for (const auto& l : g.nvlinks)
-      j["nvlinks"].push_back(
-          {{"link", l.link}, {"remote_pci_bus_id", l.remote_pci_bus_id}, {"remote_type", to_string(l.remote_type)}});
-    j["mig"] = {{"enabled", g.mig_enabled}, {"instances", json::array()}};
-    for (const auto& m : g.mig_instances)
-      j["mig"]["instances"].push_back({{"uuid", m.uuid},
-                                       {"gpu_instance", m.gpu_instance},
-                                       {"compute_instance", m.compute_instance},
-                                       {"name", m.name},
-                                       {"memory_total", m.memory_total}});
+    j["nvlinks"] = detail::nvlinks_json(g.nvlinks);
+    j["mig"] = detail::mig_json(g.mig_enabled, g.mig_instances);
     root["gpus"].push_back(std::move(j));
   }
   root["p2p"] = json::array();

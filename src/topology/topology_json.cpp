@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "topology/detail/facts_json_parts.hpp"
+
 #include "kiln/topology/matrix.hpp"
 
 namespace kiln::topology {
@@ -51,17 +53,8 @@ std::string topology_to_json(const Topology& topology, int indent) {
                                 {"vendor_id", b.vendor_id},
                                 {"device_id", b.device_id},
                                 {"link", link_json(b.link)}});
-    j["nvlinks"] = json::array();
-    for (const auto& l : g.nvlinks)
-      j["nvlinks"].push_back(
-          {{"link", l.link}, {"remote_pci_bus_id", l.remote_pci_bus_id}, {"remote_type", to_string(l.remote_type)}});
-    j["mig"] = {{"enabled", g.mig_enabled}, {"instances", json::array()}};
-    for (const auto& m : g.mig_instances)
-      j["mig"]["instances"].push_back({{"uuid", m.uuid},
-                                       {"gpu_instance", m.gpu_instance},
-                                       {"compute_instance", m.compute_instance},
-                                       {"name", m.name},
-                                       {"memory_total", m.memory_total}});
+    j["nvlinks"] = detail::nvlinks_json(g.nvlinks);
+    j["mig"] = detail::mig_json(g.mig_enabled, g.mig_instances);
     root["gpus"].push_back(std::move(j));
   }
   root["matrix"] = {{"header", matrix_header(topology)}, {"rows", matrix_rows(topology)}};

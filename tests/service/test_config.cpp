@@ -4,19 +4,13 @@
 
 #include "kiln/driver/error.hpp"
 #include "kiln/service/config.hpp"
+#include "support/error_message.hpp"
 #include "support/http_fixture.hpp"
 
 namespace kiln::service {
 namespace {
 
-std::string message_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using kiln::testing::error_message_of;
 
 TEST(ServiceConfig, DefaultsListenOnLoopback) {
   ServiceConfig c;
@@ -46,17 +40,17 @@ TEST(ServiceConfig, JsonKeysApply) {
 
 TEST(ServiceConfig, ErrorsNameOriginAndKey) {
   ServiceConfig c;
-  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"prot": 1})", "a.json"); }).find("a.json: key 'prot': unknown key"),
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"prot": 1})", "a.json"); }).find("a.json: key 'prot': unknown key"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"port": "80"})", "a.json"); }).find("key 'port': expected an integer"),
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"port": "80"})", "a.json"); }).find("key 'port': expected an integer"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"port": 70000})", "a.json"); }).find("between 0 and 65535"),
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"port": 70000})", "a.json"); }).find("between 0 and 65535"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { apply_config_json(c, R"({"source_policy": {"nope": 1}})", "a.json"); })
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"source_policy": {"nope": 1}})", "a.json"); })
                 .find("key 'source_policy.nope'"),
             std::string::npos);
-  EXPECT_NE(message_of([&] { apply_config_json(c, "{", "a.json"); }).find("a.json: not valid JSON"), std::string::npos);
-  EXPECT_NE(message_of([&] { apply_config_json(c, "[]", "a.json"); }).find("expected a JSON object"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, "{", "a.json"); }).find("a.json: not valid JSON"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, "[]", "a.json"); }).find("expected a JSON object"), std::string::npos);
 }
 
 TEST(ServiceConfig, FileLoadsAndMissingFileIsNamed) {
@@ -66,20 +60,20 @@ TEST(ServiceConfig, FileLoadsAndMissingFileIsNamed) {
   const ServiceConfig c = load_config_file(file);
   EXPECT_EQ(c.port, 0);
   EXPECT_EQ(c.max_queued_jobs, 5u);
-  EXPECT_NE(message_of([&] { load_config_file(dir.path() / "absent.json"); }).find("absent.json"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { load_config_file(dir.path() / "absent.json"); }).find("absent.json"), std::string::npos);
 }
 
 TEST(ServiceConfig, ValidateRefusesContradictions) {
   ServiceConfig c;
   c.max_json_bytes = c.max_body_bytes + 1;
-  EXPECT_NE(message_of([&] { validate(c); }).find("max_json_bytes"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { validate(c); }).find("max_json_bytes"), std::string::npos);
   c = {};
   c.max_queued_jobs = 10;
   c.max_queued_jobs_per_tenant = 11;
-  EXPECT_NE(message_of([&] { validate(c); }).find("max_queued_jobs_per_tenant"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { validate(c); }).find("max_queued_jobs_per_tenant"), std::string::npos);
   c = {};
   c.default_deadline = c.max_deadline + std::chrono::milliseconds(1);
-  EXPECT_NE(message_of([&] { validate(c); }).find("default_deadline_ms"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { validate(c); }).find("default_deadline_ms"), std::string::npos);
 }
 
 }  // namespace

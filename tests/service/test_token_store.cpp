@@ -5,19 +5,13 @@
 
 #include "kiln/driver/error.hpp"
 #include "kiln/service/token_store.hpp"
+#include "support/error_message.hpp"
 #include "support/http_fixture.hpp"
 
 namespace kiln::service {
 namespace {
 
-std::string message_of(auto&& fn) {
-  try {
-    fn();
-  } catch (const Error& e) {
-    return e.what();
-  }
-  return "(no error)";
-}
+using kiln::testing::error_message_of;
 
 TEST(TokenStore, ParsesTenantTokenLines) {
   const TokenStore store = TokenStore::parse(
@@ -37,25 +31,25 @@ TEST(TokenStore, ParsesTenantTokenLines) {
 }
 
 TEST(TokenStore, BadLinesAreNamedWithTheirLineNumber) {
-  EXPECT_NE(message_of([] { TokenStore::parse("alice aaaaaaaaaaaaaaaa1111\njustone\n", "t.txt"); })
+  EXPECT_NE(error_message_of([] { TokenStore::parse("alice aaaaaaaaaaaaaaaa1111\njustone\n", "t.txt"); })
                 .find("t.txt:2: expected 'tenant token', found one word"),
             std::string::npos);
-  EXPECT_NE(message_of([] { TokenStore::parse("a b c\n", "t.txt"); }).find("t.txt:1: expected 'tenant token', found more"),
+  EXPECT_NE(error_message_of([] { TokenStore::parse("a b c\n", "t.txt"); }).find("t.txt:1: expected 'tenant token', found more"),
             std::string::npos);
-  EXPECT_NE(message_of([] { TokenStore::parse("alice short\n", "t.txt"); }).find("16-512 printable"), std::string::npos);
-  EXPECT_NE(message_of([] { TokenStore::parse("al/ice aaaaaaaaaaaaaaaa1111\n", "t.txt"); }).find("tenant name 'al/ice'"),
+  EXPECT_NE(error_message_of([] { TokenStore::parse("alice short\n", "t.txt"); }).find("16-512 printable"), std::string::npos);
+  EXPECT_NE(error_message_of([] { TokenStore::parse("al/ice aaaaaaaaaaaaaaaa1111\n", "t.txt"); }).find("tenant name 'al/ice'"),
             std::string::npos);
-  EXPECT_NE(message_of([] { TokenStore::parse("a aaaaaaaaaaaaaaaa1111\nb aaaaaaaaaaaaaaaa1111\n", "t.txt"); })
+  EXPECT_NE(error_message_of([] { TokenStore::parse("a aaaaaaaaaaaaaaaa1111\nb aaaaaaaaaaaaaaaa1111\n", "t.txt"); })
                 .find("t.txt:2: this token is already listed"),
             std::string::npos);
-  EXPECT_NE(message_of([] { TokenStore::parse("# nothing\n\n", "t.txt"); }).find("t.txt: no tokens listed"), std::string::npos);
+  EXPECT_NE(error_message_of([] { TokenStore::parse("# nothing\n\n", "t.txt"); }).find("t.txt: no tokens listed"), std::string::npos);
 }
 
 TEST(TokenStore, LoadsFileAndNamesMissingOne) {
   testing::TempDir dir;
   std::ofstream(dir.path() / "tokens") << "ops 0123456789abcdef0123\n";
   EXPECT_EQ(TokenStore::load(dir.path() / "tokens").tenant_for("0123456789abcdef0123"), "ops");
-  EXPECT_NE(message_of([&] { TokenStore::load(dir.path() / "nope"); }).find("nope"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { TokenStore::load(dir.path() / "nope"); }).find("nope"), std::string::npos);
 }
 
 TEST(TokenStore, GeneratedTokensAreLongAndDistinct) {
