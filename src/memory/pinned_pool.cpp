@@ -49,7 +49,22 @@ struct PinnedBlock::PoolState {
   ~PoolState() {
     for (auto& shard : free_lists)
       for (int c = 0; c < kClasses; ++c)
-        for (void* p : shard[c].blocks) allocator.release(p, std::size_t{1} << c);
+        for (void* p : shard[c].blocks) release(p, std::size_t{1} << c);
+  }
+
+  // Memory obtained from and returned to the allocator, registered unless hand-outs are.
+  void* obtain(std::size_t bytes, const std::source_location& where) {
+    void* data = allocator.allocate(bytes);
+    allocator_bytes.fetch_add(bytes, std::memory_order_relaxed);
+    if (!options.track_hand_outs)
+      core::AllocationTracker::instance().add(reinterpret_cast<std::uintptr_t>(data), bytes, core::AllocationKind::pinned,
+                                              -1, "pinned pool", where);
+    return data;
+  }
+  void release(void* data, std::size_t bytes) noexcept {
+    if (!options.track_hand_outs) core::AllocationTracker::instance().remove(reinterpret_cast<std::uintptr_t>(data));
+    allocator_bytes.fetch_sub(bytes, std::memory_order_relaxed);
+    allocator.release(data, bytes);
   }
 
   int class_of(std::size_t bytes) const noexcept {
@@ -59,18 +74,16 @@ struct PinnedBlock::PoolState {
   }
 
   void give_back(void* data, std::size_t size, int size_class) noexcept {
-    if (options.track) core::AllocationTracker::instance().remove(reinterpret_cast<std::uintptr_t>(data));
+    if (options.track_hand_outs) core::AllocationTracker::instance().remove(reinterpret_cast<std::uintptr_t>(data));
     if (size_class < 0) {
       in_use.fetch_sub(size, std::memory_order_relaxed);
-      allocator_bytes.fetch_sub(size, std::memory_order_relaxed);
-      allocator.release(data, size);
+      release(data, size);
       return;
     }
     const std::size_t capacity = std::size_t{1} << size_class;
     in_use.fetch_sub(capacity, std::memory_order_relaxed);
     if (cached.load(std::memory_order_relaxed) + capacity > options.max_cached_bytes) {
-      allocator_bytes.fetch_sub(capacity, std::memory_order_relaxed);
-      allocator.release(data, capacity);
+      release(data, capacity);
       return;
     }
     FreeList& list = free_lists[my_shard()][size_class];
@@ -133,12 +146,11 @@ PinnedBlock PinnedPool::allocate(std::size_t bytes, std::string_view tag, std::s
     }
   }
   if (!data) {
-    data = s.allocator.allocate(capacity);
-    s.allocator_bytes.fetch_add(capacity, std::memory_order_relaxed);
+    data = s.obtain(capacity, where);
     s.misses.fetch_add(1, std::memory_order_relaxed);
   }
   s.in_use.fetch_add(capacity, std::memory_order_relaxed);
-  if (s.options.track)
+  if (s.options.track_hand_outs)
     core::AllocationTracker::instance().add(reinterpret_cast<std::uintptr_t>(data), capacity,
                                             core::AllocationKind::pinned, -1, tag, where);
   return PinnedBlock(state_, data, bytes, c);
@@ -155,9 +167,8 @@ void PinnedPool::trim() {
         blocks.swap(shard[c].blocks);
       }
       for (void* p : blocks) {
-        s.allocator.release(p, std::size_t{1} << c);
+        s.release(p, std::size_t{1} << c);
         s.cached.fetch_sub(std::size_t{1} << c, std::memory_order_relaxed);
-        s.allocator_bytes.fetch_sub(std::size_t{1} << c, std::memory_order_relaxed);
       }
     }
 }

@@ -26,7 +26,7 @@ using namespace kiln::memory;
 // ---------------------------------------------------------------- pinned pool bookkeeping
 
 TEST(PinnedPoolBookkeeping, SizeClassesAndReuse) {
-  PinnedPool pool(HostAllocator::plain(), {.min_block = 4096, .max_cached_block = 1 << 20, .track = false});
+  PinnedPool pool(HostAllocator::plain(), {.min_block = 4096, .max_cached_block = 1 << 20});
   EXPECT_EQ(pool.class_size(1), 4096u);
   EXPECT_EQ(pool.class_size(4096), 4096u);
   EXPECT_EQ(pool.class_size(4097), 8192u);
@@ -55,7 +55,7 @@ TEST(PinnedPoolBookkeeping, SizeClassesAndReuse) {
 
 TEST(PinnedPoolBookkeeping, ExactBlocksAndCacheCapAndTrim) {
   PinnedPool pool(HostAllocator::plain(), {.min_block = 4096, .max_cached_block = 64 << 10,
-                                           .max_cached_bytes = 128 << 10, .track = false});
+                                           .max_cached_bytes = 128 << 10});
   { PinnedBlock big = pool.allocate(100 << 10); EXPECT_EQ(big.capacity(), 100u << 10); }
   EXPECT_EQ(pool.stats().cached, 0u) << "exact blocks are not cached";
   EXPECT_EQ(pool.stats().allocator_bytes, 0u);
@@ -71,7 +71,7 @@ TEST(PinnedPoolBookkeeping, ExactBlocksAndCacheCapAndTrim) {
 }
 
 TEST(PinnedPoolBookkeeping, ManyThreadsKeepTheBooksStraight) {
-  PinnedPool pool(HostAllocator::plain(), {.track = false});
+  PinnedPool pool(HostAllocator::plain(), {});
   std::atomic<int> corrupt{0};
   std::vector<std::thread> threads;
   for (int t = 0; t < 8; ++t)
@@ -110,8 +110,25 @@ TEST(PinnedPoolBookkeeping, BadOptionsAndZeroBytes) {
   EXPECT_THROW(empty.allocate(16), kiln::Error);
 }
 
-TEST(PinnedPoolBookkeeping, TrackedHandOutsCarryTagAndCallSite) {
+TEST(PinnedPoolBookkeeping, BlocksAreTrackedWhenObtainedNotWhenReused) {
   PinnedPool pool(HostAllocator::plain());
+  auto& tracker = kiln::core::AllocationTracker::instance();
+  auto listed = [&](const void* p) {
+    for (const auto& r : tracker.live())
+      if (r.address == reinterpret_cast<std::uintptr_t>(p)) return r.tag;
+    return std::string("(not listed)");
+  };
+  PinnedBlock b = pool.allocate(1000, "ignored-tag");
+  const void* p = b.data();
+  EXPECT_EQ(listed(p), "pinned pool") << "the block obtained from the allocator is registered";
+  b.reset();
+  EXPECT_EQ(listed(p), "pinned pool") << "a cached block is still kiln's memory";
+  pool.trim();
+  EXPECT_EQ(listed(p), "(not listed)") << "released to the allocator: gone from the tracker";
+}
+
+TEST(PinnedPoolBookkeeping, TrackedHandOutsCarryTagAndCallSite) {
+  PinnedPool pool(HostAllocator::plain(), {.track_hand_outs = true});
   const int line = __LINE__ + 1;
   PinnedBlock b = pool.allocate(1000, "request-42");
   bool found = false;
@@ -252,7 +269,7 @@ TEST(MemoryNoDriver, ManagedMonitorSaysWhyItCannotCount) {
 TEST(MemoryNoDriver, PinnedAllocatorFailsClearly) {
   if (kiln::driver::driver_state().api) GTEST_SKIP() << "a driver is installed here";
   kiln::core::ContextRef fake(reinterpret_cast<CUcontext>(0x1), 0);
-  PinnedPool pool(HostAllocator::pinned(fake), {.track = false});
+  PinnedPool pool(HostAllocator::pinned(fake), {});
   try {
     pool.allocate(4096);
     FAIL();

@@ -39,7 +39,10 @@ struct PinnedPoolOptions {
   std::size_t min_block = 4096;                 // smallest size class
   std::size_t max_cached_block = 256u << 20;    // larger requests are allocated exactly, not cached
   std::size_t max_cached_bytes = 2ull << 30;    // cached (free) bytes above this go back at once
-  bool track = true;                            // register hand-outs with the AllocationTracker
+  // What the AllocationTracker sees. false: every block the pool obtains from its allocator (tagged
+  // "pinned pool", with the call site of the hand-out that needed it). true: every hand-out, with
+  // the caller's tag and call site (~0.1 µs more per hand-out and return).
+  bool track_hand_outs = false;
 };
 
 struct PinnedPoolStats {
