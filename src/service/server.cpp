@@ -18,7 +18,6 @@
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/service/in_process_queue.hpp"
 #include "kiln/service/metrics.hpp"
-#include "kiln/service/no_gpu_backend.hpp"
 #include "kiln/service/requests.hpp"
 #include "kiln/service/scheduler.hpp"
 
@@ -335,8 +334,8 @@ bool Server::Impl::json_size_ok(const Request& req, Response& res) {
 
 std::string Server::Impl::why_not_ready(const std::vector<DeviceStatus>& devices) {
   if (devices.empty()) {
-    if (auto* none = dynamic_cast<NoGpuBackend*>(&backend)) return "no GPU on this machine: " + none->reason();
-    return "no GPU on this machine: the GPU backend reports no devices";
+    const std::string reason = backend.unavailable_reason();
+    return "no GPU on this machine: " + (reason.empty() ? "the GPU backend reports no devices" : reason);
   }
   std::string why;
   for (const DeviceStatus& d : devices) {

@@ -86,6 +86,8 @@ class GpuBackend {
  public:
   virtual ~GpuBackend() = default;
   virtual std::vector<DeviceStatus> devices() = 0;
+  // Why this backend can run nothing at all (no driver, no GPU); empty when it has devices.
+  virtual std::string unavailable_reason() { return {}; }
   // Throws kiln::Error: invalid_argument (bad device, size 0), memory::OutOfMemoryError.
   virtual BufferId create_buffer(int device, std::size_t bytes, std::string_view tag) = 0;
   virtual std::size_t buffer_size(BufferId id) = 0;

@@ -17,6 +17,7 @@ class NoGpuBackend final : public GpuBackend {
   // `reason`: why there is no GPU (e.g. the driver loader's message).
   explicit NoGpuBackend(std::string reason);
   const std::string& reason() const noexcept { return reason_; }
+  std::string unavailable_reason() override { return reason_; }
 
   std::vector<DeviceStatus> devices() override { return {}; }
   BufferId create_buffer(int device, std::size_t bytes, std::string_view tag) override;
