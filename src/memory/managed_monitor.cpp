@@ -85,8 +85,10 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
     switch (um->counterKind) {
       case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_BYTES_TRANSFER_HTOD: g_totals.bytes_host_to_device += um->value; break;
       case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_BYTES_TRANSFER_DTOH: g_totals.bytes_device_to_host += um->value; break;
-      case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_CPU_PAGE_FAULT_COUNT: g_totals.cpu_page_faults += um->value; break;
-      case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_GPU_PAGE_FAULT: ++g_totals.gpu_page_fault_groups; break;
+      // One record per CPU fault (its value is the faulting instruction's address); a GPU fault
+      // record's value is the number of fault groups for its page.
+      case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_CPU_PAGE_FAULT_COUNT: ++g_totals.cpu_page_faults; break;
+      case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_GPU_PAGE_FAULT: g_totals.gpu_page_fault_groups += um->value; break;
       case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_THRASHING: ++g_totals.thrashing_events; break;
       case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_THROTTLING: ++g_totals.throttling_events; break;
       default: break;
