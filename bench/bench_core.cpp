@@ -13,21 +13,18 @@
 #include <vector>
 
 #include "kiln/core.hpp"
+#include "timing.hpp"
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
 
 using namespace kiln::core;
-using clk = std::chrono::steady_clock;
+using kiln::bench::clk;
+using kiln::bench::median;
+using kiln::bench::us_since;
 using kiln::driver::check;
 
 namespace {
-
-double us_since(clk::time_point t) { return std::chrono::duration<double, std::micro>(clk::now() - t).count(); }
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 const char* kSource = R"(
 extern "C" __global__ void empty() {}

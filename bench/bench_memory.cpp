@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "kiln/core.hpp"
+#include "timing.hpp"
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/memory/pageable_copy.hpp"
@@ -15,16 +16,12 @@
 #include "kiln/memory/pool_resource.hpp"
 
 using namespace kiln;
-using clk = std::chrono::steady_clock;
+using kiln::bench::clk;
+using kiln::bench::median;
+using kiln::bench::us_since;
 using driver::check;
 
 namespace {
-
-double us_since(clk::time_point t) { return std::chrono::duration<double, std::micro>(clk::now() - t).count(); }
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v[v.size() / 2];
-}
 
 // Median over `reps` of the mean time per iteration of `body` run `n` times.
 template <typename F>

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/core.hpp"
+#include "timing.hpp"
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
 #include "kiln/service/server.hpp"
@@ -21,16 +22,12 @@
 #include "kiln/service/worker_pool.hpp"
 
 using namespace kiln;
-using clk = std::chrono::steady_clock;
+using kiln::bench::clk;
+using kiln::bench::median;
+using kiln::bench::us_since;
 using nlohmann::json;
 
 namespace {
-
-double us_since(clk::time_point t) { return std::chrono::duration<double, std::micro>(clk::now() - t).count(); }
-double pct(std::vector<double> v, double p) {
-  std::sort(v.begin(), v.end());
-  return v[static_cast<std::size_t>(p * (v.size() - 1))];
-}
 
 const char* kSource = R"(
 extern "C" __global__ void empty(int* p) {}
@@ -117,11 +114,11 @@ int main() {
     }
   }
   std::printf("\n| one empty launch, wait for completion | p50 | p99 |\n| --- | --- | --- |\n");
-  std::printf("| in-process core::launch + synchronize | %.1f us | %.1f us |\n", pct(direct, .5), pct(direct, .99));
-  std::printf("| in-process WorkerPool::launch (worker process, IPC) | %.1f us | %.1f us |\n", pct(in_pool, .5), pct(in_pool, .99));
-  std::printf("| HTTP POST /v1/launches over loopback | %.1f us | %.1f us |\n", pct(http, .5), pct(http, .99));
+  std::printf("| in-process core::launch + synchronize | %.1f us | %.1f us |\n", kiln::bench::quantile(direct, .5), kiln::bench::quantile(direct, .99));
+  std::printf("| in-process WorkerPool::launch (worker process, IPC) | %.1f us | %.1f us |\n", kiln::bench::quantile(in_pool, .5), kiln::bench::quantile(in_pool, .99));
+  std::printf("| HTTP POST /v1/launches over loopback | %.1f us | %.1f us |\n", kiln::bench::quantile(http, .5), kiln::bench::quantile(http, .99));
   std::printf("HTTP overhead over in-process (WorkerPool): p50 %.1f us (goal <= 100 us), p99 %.1f us\n",
-              pct(http, .5) - pct(in_pool, .5), pct(http, .99) - pct(in_pool, .99));
+              kiln::bench::quantile(http, .5) - kiln::bench::quantile(in_pool, .5), kiln::bench::quantile(http, .99) - kiln::bench::quantile(in_pool, .99));
 
   // 64 concurrent clients for 3 seconds.
   std::atomic<bool> go{false}, stop{false};
