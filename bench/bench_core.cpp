@@ -16,7 +16,6 @@
 #include "timing.hpp"
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
-#include "kiln/driver/nvrtc_api.hpp"
 
 using namespace kiln::core;
 using kiln::bench::clk;
@@ -34,21 +33,6 @@ extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
 }
 extern "C" __global__ void add_scalar(float* y, float v) { y[threadIdx.x] += v; }
 )";
-
-std::string compile(int arch) {
-  const auto& nv = kiln::driver::nvrtc();
-  nvrtcProgram p = nullptr;
-  check(nv.nvrtcCreateProgram(&p, kSource, "bench.cu", 0, nullptr, nullptr), "nvrtcCreateProgram");
-  std::string a = "--gpu-architecture=sm_" + std::to_string(arch);
-  const char* opts[] = {a.c_str()};
-  check(nv.nvrtcCompileProgram(p, 1, opts), "nvrtcCompileProgram");
-  size_t n = 0;
-  nv.nvrtcGetCUBINSize(p, &n);
-  std::string out(n, '\0');
-  nv.nvrtcGetCUBIN(p, out.data());
-  nv.nvrtcDestroyProgram(&p);
-  return out;
-}
 
 struct Row {
   std::string what, unit;
@@ -74,9 +58,9 @@ int main(int argc, char** argv) {
   ctx.make_current();
   std::printf("device: %s, driver init + primary context %.1f ms\n", dev.name().c_str(), us_since(t_init) / 1000);
   const int arch = dev.compute_capability_major() * 10 + dev.compute_capability_minor();
-  Module module = Module::load(ctx, compile(arch));
+  Module module = Module::load(ctx, kiln::bench::cubin_for(kSource, arch));
   Kernel empty = module.kernel("empty"), saxpy = module.kernel("saxpy"), add = module.kernel("add_scalar");
-  CUfunction raw_empty = empty.handle(), raw_saxpy = saxpy.handle(), raw_add = add.handle();
+  CUfunction raw_empty = empty.handle(), raw_saxpy = saxpy.handle();
   Stream stream = Stream::create(ctx);
   CUstream s = stream.handle();
 
@@ -199,7 +183,6 @@ int main(int argc, char** argv) {
     }
     std::printf("%-52s 100 launches %8.1f us, graph replay %8.1f us (%.2fx)\n", "100 small kernels", median(eager),
                 median(graph), median(graph) / median(eager));
-    (void)raw_add;
   }
 
   // 6. Deadline wait: a 1 ms kernel, then wait. Driver's blocking synchronize vs kiln's wait_for.
@@ -208,18 +191,7 @@ int main(int argc, char** argv) {
     const char* spin_src = R"(extern "C" __global__ void spin(unsigned long long ns) {
       unsigned long long s, t; asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(s));
       do { asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t)); } while (t - s < ns); })";
-    const auto& nv = kiln::driver::nvrtc();
-    nvrtcProgram p = nullptr;
-    nv.nvrtcCreateProgram(&p, spin_src, "spin.cu", 0, nullptr, nullptr);
-    std::string a = "--gpu-architecture=sm_" + std::to_string(arch);
-    const char* opts[] = {a.c_str()};
-    check(nv.nvrtcCompileProgram(p, 1, opts), "nvrtcCompileProgram");
-    size_t n = 0;
-    nv.nvrtcGetCUBINSize(p, &n);
-    std::string cubin(n, '\0');
-    nv.nvrtcGetCUBIN(p, cubin.data());
-    nv.nvrtcDestroyProgram(&p);
-    Module spin_module = Module::load(ctx, cubin);
+    Module spin_module = Module::load(ctx, kiln::bench::cubin_for(spin_src, arch));
     Kernel spin = spin_module.kernel("spin");
     std::vector<double> sync_t, wait_t;
     for (int r = 0; r < reps; ++r) {

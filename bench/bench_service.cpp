@@ -16,7 +16,6 @@
 #include "kiln/core.hpp"
 #include "timing.hpp"
 #include "kiln/driver/check.hpp"
-#include "kiln/driver/nvrtc_api.hpp"
 #include "kiln/service/server.hpp"
 #include "kiln/service/token_store.hpp"
 #include "kiln/service/worker_pool.hpp"
@@ -34,21 +33,6 @@ extern "C" __global__ void empty(int* p) {}
 extern "C" __global__ void fault(int* p) { *(volatile int*)(0x10) = *p; }
 )";
 
-std::string cubin(int arch) {
-  const auto& nv = driver::nvrtc();
-  nvrtcProgram p = nullptr;
-  driver::check(nv.nvrtcCreateProgram(&p, kSource, "bench.cu", 0, nullptr, nullptr), "nvrtcCreateProgram");
-  const std::string a = "--gpu-architecture=sm_" + std::to_string(arch);
-  const char* opts[] = {a.c_str()};
-  driver::check(nv.nvrtcCompileProgram(p, 1, opts), "nvrtcCompileProgram");
-  size_t n = 0;
-  nv.nvrtcGetCUBINSize(p, &n);
-  std::string out(n, '\0');
-  nv.nvrtcGetCUBIN(p, out.data());
-  nv.nvrtcDestroyProgram(&p);
-  return out;
-}
-
 }  // namespace
 
 int main() {
@@ -61,7 +45,7 @@ int main() {
   std::vector<double> direct;
   {
     core::ContextRef ctx = dev.primary_context();
-    core::Module m = core::Module::load(ctx, cubin(arch));
+    core::Module m = core::Module::load(ctx, kiln::bench::cubin_for(kSource, arch));
     core::Kernel k = m.kernel("empty");
     core::Stream s = core::Stream::create(ctx);
     core::DeviceBuffer b = core::DeviceBuffer::allocate(ctx, 4);
@@ -76,7 +60,7 @@ int main() {
   service::WorkerPool pool;
   const service::BufferId buffer = pool.create_buffer(0, 4, "bench");
   service::LaunchSpec spec;
-  spec.image = std::make_shared<const std::string>(cubin(arch));
+  spec.image = std::make_shared<const std::string>(kiln::bench::cubin_for(kSource, arch));
   spec.image_key = "bench-service";
   spec.kernel = "empty";
   spec.arguments = {service::BufferArgument{buffer, 0}};

@@ -1,10 +1,13 @@
-// Small timing helpers shared by the plain-harness benchmarks.
+// Small helpers shared by the plain-harness benchmarks: timing, and kernels compiled through kiln.
 #pragma once
 
 #include <algorithm>
 #include <chrono>
 #include <cstddef>
+#include <string>
 #include <vector>
+
+#include "kiln/jit/compiler.hpp"
 
 namespace kiln::bench {
 
@@ -18,5 +21,13 @@ inline double quantile(std::vector<double> v, double p) {
   return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5)];
 }
 inline double median(std::vector<double> v) { return quantile(std::move(v), 0.5); }
+
+// A CUBIN for sm_<arch> of `source`, compiled by kiln's JIT (throws kiln::Error with diagnostics).
+inline std::string cubin_for(const char* source, int arch) {
+  jit::Program program;
+  program.name = "bench.cu";
+  program.source = source;
+  return std::string(jit::compile(program, jit::Target::for_arch(arch)).value().image());
+}
 
 }  // namespace kiln::bench
