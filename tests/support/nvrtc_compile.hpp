@@ -1,5 +1,5 @@
-// Compiles test kernels with the real NVRTC through kiln's loaded table (the JIT layer has its own
-// tests; GPU tests of other layers only need bytes to load).
+// Compiles test kernels with the real NVRTC through kiln's JIT (which has its own tests; GPU tests of
+// other layers only need bytes to load).
 #pragma once
 
 #include <string>
