@@ -943,6 +943,10 @@ constexpr ErrorInfo kTable[] = {
      "This is a kiln bug: please report it with the full message, including the source location, "
      "and the output of `kiln doctor`.",
      kNotSticky},
+    {Domain::kiln, 12, "KILN_ERROR_UNAVAILABLE", "A service kiln was told to use cannot be reached or refused a command.",
+     "Check that the service (Redis for kilnd's shared queue) runs at the address given, accepts this client and "
+     "is version 6.2 or newer (XAUTOCLAIM); the message names the address and the command.",
+     kNotSticky},
 };
 
 }  // namespace

@@ -1,5 +1,8 @@
 #include "kiln/jit/artifact.hpp"
 
+#include <algorithm>
+
+#include "jit/detail/entry_format.hpp"
 #include "kiln/driver/error.hpp"
 
 namespace kiln::jit {
@@ -42,6 +45,19 @@ std::size_t Artifact::footprint() const {
   for (const auto& [expr, lowered] : c.lowered_names) bytes += expr.size() + lowered.size() + 64;
   for (const auto& d : c.diagnostics) bytes += sizeof(Diagnostic) + d.message.size() + d.source_line.size();
   return bytes;
+}
+
+std::string serialize(const Artifact& artifact) { return detail::encode_entry(artifact); }
+
+Artifact deserialize_artifact(std::string_view bytes, Origin origin) {
+  constexpr std::size_t kKeyOffset = 16;  // the entry header's key (entry_format.hpp)
+  CacheKey key;
+  if (bytes.size() >= kKeyOffset + key.bytes.size())
+    std::copy_n(reinterpret_cast<const std::uint8_t*>(bytes.data()) + kKeyOffset, key.bytes.size(), key.bytes.begin());
+  std::string why;
+  std::optional<ArtifactContents> contents = detail::decode_entry(bytes, key, why);
+  if (!contents) throw Error(Errc::invalid_argument, "not a serialized jit::Artifact: " + why);
+  return Artifact(std::move(*contents), origin);
 }
 
 }  // namespace kiln::jit

@@ -116,6 +116,12 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
       r.integer(key, value, s, 0, std::numeric_limits<int>::max());
       c.job_retention = std::chrono::seconds(s);
     } else if (key == "source_policy") apply_policy(c.source_policy, value, r);
+    else if (key == "queue") r.text(key, value, c.queue_url);
+    else if (key == "node_name") r.text(key, value, c.node_name);
+    else if (key == "queue_prefix") r.text(key, value, c.queue_prefix);
+    else if (key == "cluster_compile_threads") r.integer(key, value, c.cluster_compile_threads, 0, 256);
+    else if (key == "cluster_lease_ms") r.ms(key, value, c.cluster_lease);
+    else if (key == "cluster_max_deliveries") r.integer(key, value, c.cluster_max_deliveries, 1, 1000);
     else r.fail(key, "unknown key (docs/SERVICE.md lists the settings)");
   }
 }
@@ -141,6 +147,10 @@ void validate(const ServiceConfig& c) {
          std::to_string(c.max_body_bytes) + ")");
   if (c.default_deadline > c.max_deadline) fail("default_deadline_ms exceeds max_deadline_ms");
   if (c.max_queued_jobs_per_tenant > c.max_queued_jobs) fail("max_queued_jobs_per_tenant exceeds max_queued_jobs");
+  if (!c.queue_url.empty() && c.queue_url != "memory") {
+    if (c.cluster_lease < std::chrono::milliseconds(100)) fail("cluster_lease_ms must be at least 100");
+    if (c.queue_prefix.empty()) fail("queue_prefix is empty");
+  }
 }
 
 }  // namespace kiln::service

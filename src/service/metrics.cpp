@@ -145,6 +145,19 @@ std::string Metrics::render(const MetricsInputs& in) const {
   w.family("kiln_watchdog_kills_total", "counter", "Workers ended because a kernel passed its deadline.");
   for (const auto& d : in.devices) w.sample("kiln_watchdog_kills_total", device_labels(d), d.watchdog_kills);
 
+  if (in.cluster) {
+    const ClusterMetrics& c = *in.cluster;
+    w.family("kiln_cluster_compile_jobs_total", "counter", "This node's part in the shared compile queue, by event.");
+    w.sample("kiln_cluster_compile_jobs_total", "event=\"enqueued\"", c.enqueued);
+    w.sample("kiln_cluster_compile_jobs_total", "event=\"completed\"", c.completed);
+    w.sample("kiln_cluster_compile_jobs_total", "event=\"reclaimed\"", c.reclaimed);
+    w.sample("kiln_cluster_compile_jobs_total", "event=\"superseded\"", c.superseded);
+    w.sample("kiln_cluster_compile_jobs_total", "event=\"abandoned\"", c.abandoned);
+    w.family("kiln_cluster_queue_depth", "gauge", "Compile jobs in the shared queue, all nodes.");
+    w.sample("kiln_cluster_queue_depth", "state=\"waiting\"", static_cast<std::uint64_t>(c.waiting));
+    w.sample("kiln_cluster_queue_depth", "state=\"claimed\"", static_cast<std::uint64_t>(c.claimed));
+  }
+
   w.family("kiln_http_responses_total", "counter", "HTTP answers, by status code.");
   for (std::size_t s = 100; s < http_.size(); ++s) {
     const auto n = http_[s].load(std::memory_order_relaxed);

@@ -11,9 +11,10 @@
 #include <nlohmann/json.hpp>
 
 #include "detail/buffer_registry.hpp"
+#include "detail/kernel_build.hpp"
+#include "detail/cluster_compiles.hpp"
 #include "detail/kernel_registry.hpp"
 #include "kiln/driver/error.hpp"
-#include "kiln/driver/nvrtc_api.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/service/in_process_queue.hpp"
@@ -99,11 +100,6 @@ std::optional<std::uint64_t> query_number(const Request& req, Response& res, con
 
 std::uint64_t path_id(const Request& req) { return std::stoull(req.matches[1].str()); }
 
-json diagnostic_json(const jit::Diagnostic& d) {
-  return {{"file", d.file},       {"line", d.line},       {"column", d.column},
-          {"severity", std::string(jit::to_string(d.severity))}, {"code", d.code}, {"message", d.message}};
-}
-
 json device_json(const DeviceStatus& d) {
   return {{"ordinal", d.ordinal},           {"name", d.name},
           {"uuid", d.uuid},                 {"pci_bus_id", d.pci_bus_id},
@@ -152,16 +148,6 @@ int status_of(const JobSnapshot& s) {
   return 500;
 }
 
-// The rule name inside a SourcePolicy refusal ("source policy rule '<rule>' ..."), or empty.
-std::string policy_rule(const Error& e) {
-  static constexpr std::string_view kPrefix = "source policy rule '";
-  const std::string& d = e.detail();
-  const auto at = d.find(kPrefix);
-  if (at == std::string::npos) return {};
-  const auto end = d.find('\'', at + kPrefix.size());
-  return end == std::string::npos ? std::string{} : d.substr(at + kPrefix.size(), end - at - kPrefix.size());
-}
-
 jit::KernelCacheOptions cache_options(const ServiceConfig& config) {
   jit::KernelCacheOptions o;
   o.memory_bytes = config.cache_memory_bytes;
@@ -177,6 +163,28 @@ InProcessQueueOptions queue_options(const ServiceConfig& config) {
 }  // namespace
 
 using detail::CompiledImage;
+using detail::diagnostic_json;
+
+namespace {
+
+bool uses_shared_queue(const ServiceConfig& config) { return !config.queue_url.empty() && config.queue_url != "memory"; }
+
+std::unique_ptr<RedisStreamQueue> shared_queue_for(const ServiceConfig& config) {
+  if (!uses_shared_queue(config)) return nullptr;
+#ifdef KILN_HAVE_HIREDIS
+  StreamQueueOptions o;
+  o.prefix = config.queue_prefix;
+  o.lease = config.cluster_lease;
+  o.retention = config.job_retention;
+  return std::make_unique<RedisStreamQueue>(parse_redis_url(config.queue_url), o);
+#else
+  throw Error(Errc::invalid_argument, "queue '" + config.queue_url +
+                                          "': this kilnd was built without hiredis, so only the in-process queue "
+                                          "exists; install libhiredis-dev and rebuild");
+#endif
+}
+
+}  // namespace
 
 struct Server::Impl {
   using Handler = void (Impl::*)(const Request&, Response&, const std::string& tenant);
@@ -190,6 +198,10 @@ struct Server::Impl {
         scheduler(backend, queue, metrics,
                   SchedulerOptions{config.dispatchers_per_device, std::chrono::milliseconds(5000), config.job_retention},
                   std::move(topo)) {
+    if (shared_queue)
+      cluster = std::make_unique<detail::ClusterCompiles>(
+          *shared_queue, config.node_name.empty() ? detail::default_node_name() : config.node_name,
+          config.cluster_compile_threads, config.cluster_max_deliveries, cache);
     configure();
   }
 
@@ -202,6 +214,8 @@ struct Server::Impl {
   Scheduler scheduler;
   detail::KernelRegistry kernels;
   detail::BufferRegistry buffers;
+  std::unique_ptr<RedisStreamQueue> shared_queue = shared_queue_for(config);  // scale-out only
+  std::unique_ptr<detail::ClusterCompiles> cluster;
   httplib::Server http;
   std::thread listener;
   std::atomic<int> bound_port{0};
@@ -217,7 +231,6 @@ struct Server::Impl {
   bool json_size_ok(const Request& req, Response& res);
   std::string why_not_ready(const std::vector<DeviceStatus>& devices);
   const CompiledImage* image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch);
-  jit::Target target_for(int arch) const;
 
   void healthz(const Request&, Response&, const std::string&);
   void readyz(const Request&, Response&, const std::string&);
@@ -369,14 +382,9 @@ void Server::Impl::metrics_text(const Request&, Response& res, const std::string
   in.kernels = kernels.size();
   in.cache = cache.stats();
   in.ready = !draining && why_not_ready(in.devices).empty();
+  if (cluster) in.cluster = cluster->counters();
   res.status = 200;
   res.set_content(metrics.render(in), "text/plain; version=0.0.4; charset=utf-8");
-}
-
-jit::Target Server::Impl::target_for(int arch) const {
-  const driver::NvrtcLibrary& nvrtc = driver::nvrtc_library();
-  // The driver's version is the worker's business; 0 (unknown) skips the PTX alignment check here.
-  return jit::Target::choose(arch, nvrtc.supported_archs, 0, nvrtc.version.as_cuda_version());
 }
 
 void Server::Impl::create_kernel(const Request& req, Response& res, const std::string& tenant) {
@@ -388,36 +396,36 @@ void Server::Impl::create_kernel(const Request& req, Response& res, const std::s
   for (const DeviceStatus& d : backend.devices()) archs.insert(d.arch);
   if (archs.empty()) archs.insert(config.fallback_arch);
 
+  detail::KernelBuild build;
+  std::string compiled_by;
+  if (cluster) {
+    // Any node may compile it; this one waits, holding the client's connection.
+    detail::ClusterCompiles::Outcome outcome = cluster->compile(tenant, req.body, archs, config.max_wait);
+    if (!outcome.build)
+      return send_error(res, 504, "compile_pending",
+                        "compile job " + std::to_string(outcome.job) + " did not finish within max_wait_ms (" +
+                            std::to_string(config.max_wait.count()) + "); the shared queue still holds it",
+                        {{"job", outcome.job}});
+    build = std::move(*outcome.build);
+    compiled_by = outcome.compiled_by;
+  } else {
+    build = detail::build_kernel(cache, parsed.value().program, archs);
+  }
+  if (!build.ok()) {
+    json extra = build.error;
+    const std::string code = extra.value("code", "compile_failed"), message = extra.value("message", "");
+    extra.erase("code");
+    extra.erase("message");
+    if (!compiled_by.empty()) extra["compiled_by"] = compiled_by;
+    return send_error(res, build.status, code, message, extra);
+  }
   detail::RegisteredKernel kernel;
   kernel.tenant = tenant;
   kernel.program = std::move(parsed.value().program);
-  json warnings = json::array();
-  json targets = json::array();
-  for (int arch : archs) {
-    jit::CompileResult result;
-    try {
-      result = cache.try_compile(kernel.program, target_for(arch));
-    } catch (const Error& e) {
-      if (std::string rule = policy_rule(e); !rule.empty())
-        return send_error(res, 422, "source_policy", e.detail(), {{"rule", rule}});
-      throw;
-    }
-    if (!result.ok()) {
-      json diagnostics = json::array();
-      for (const jit::Diagnostic& d : result.diagnostics) diagnostics.push_back(diagnostic_json(d));
-      return send_error(res, 422, "compile_failed", jit::format_diagnostics(result.diagnostics),
-                        {{"diagnostics", diagnostics}, {"target", result.target.arch_name()}});
-    }
-    const jit::Artifact& artifact = *result.artifact;
+  for (auto& [arch, artifact] : build.images) {
     std::string bytes(artifact.image());
     if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
     kernel.images[arch] = CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
-    targets.push_back({{"arch", artifact.target().arch_name()},
-                       {"kind", std::string(jit::to_string(artifact.kind()))},
-                       {"origin", std::string(jit::to_string(artifact.origin()))},
-                       {"compile_ms", std::chrono::duration<double, std::milli>(artifact.compile_time()).count()}});
-    if (warnings.empty())
-      for (const jit::Diagnostic& d : artifact.diagnostics()) warnings.push_back(diagnostic_json(d));
   }
   const json lowered = kernel.images.begin()->second.artifact.lowered_names();
   const std::string name = kernel.program.name;
@@ -427,8 +435,10 @@ void Server::Impl::create_kernel(const Request& req, Response& res, const std::s
                       "tenant '" + tenant + "' holds " + std::to_string(config.max_kernels_per_tenant) +
                           " kernels (max_kernels_per_tenant); delete some first");
   res.set_header("Location", "/v1/kernels/" + std::to_string(added->id));
-  send_json(res, 201, {{"id", added->id}, {"name", name}, {"lowered_names", lowered}, {"targets", targets},
-                       {"warnings", warnings}});
+  json answer = {{"id", added->id}, {"name", name}, {"lowered_names", lowered}, {"targets", build.targets},
+                 {"warnings", build.warnings}};
+  if (!compiled_by.empty()) answer["compiled_by"] = compiled_by;
+  send_json(res, 201, answer);
 }
 
 void Server::Impl::get_kernel(const Request& req, Response& res, const std::string& tenant) {
@@ -522,7 +532,7 @@ void Server::Impl::download(const Request& req, Response& res, const std::string
 const CompiledImage* Server::Impl::image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch) {
   if (auto it = kernel->images.find(arch); it != kernel->images.end()) return &it->second;
   // A GPU of an architecture the kernel was not compiled for (one came up since): compile now.
-  jit::Artifact artifact = cache.compile(kernel->program, target_for(arch));
+  jit::Artifact artifact = cache.compile(kernel->program, detail::target_for_arch(arch));
   std::string bytes(artifact.image());
   if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
   auto updated = std::make_shared<detail::RegisteredKernel>(*kernel);

@@ -10,68 +10,12 @@
 #include <regex>
 
 #include "kiln/service/no_gpu_backend.hpp"
+#include "support/child.hpp"
 #include "support/http_fixture.hpp"
 #include "support/process.hpp"
 
 namespace kiln::testing {
 namespace {
-
-// A child process whose stdout is read line by line; killed if the test leaves it running.
-class Child {
- public:
-  explicit Child(const std::vector<std::string>& argv) {
-    int fds[2];
-    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-    pid_ = fork();
-    if (pid_ == 0) {
-      dup2(fds[1], STDOUT_FILENO);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    out_ = fdopen(fds[0], "r");
-  }
-  ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-    if (out_) fclose(out_);
-  }
-  // The next line of output, or nullopt at end of output.
-  std::optional<std::string> line() {
-    char buffer[4096];
-    if (!fgets(buffer, sizeof buffer, out_)) return std::nullopt;
-    std::string text(buffer);
-    if (!text.empty() && text.back() == '\n') text.pop_back();
-    return text;
-  }
-  // Reads lines until one matches; returns its first group.
-  std::string wait_for(const std::regex& pattern, std::string& transcript) {
-    while (auto text = line()) {
-      transcript += *text + "\n";
-      std::smatch m;
-      if (std::regex_search(*text, m, pattern)) return m.size() > 1 ? m[1].str() : m[0].str();
-    }
-    return {};
-  }
-  int terminate() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  }
-
- private:
-  pid_t pid_ = -1;
-  FILE* out_ = nullptr;
-};
 
 void serve_and_stop(const std::vector<std::string>& argv) {
   TempDir dir;

@@ -23,6 +23,10 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
   app.add_option("--cache-dir", flags.cache_dir, "kernel cache folder (default $KILN_CACHE_DIR or ~/.cache/kiln)");
   app.add_option("--max-body-bytes", flags.max_body_bytes, "largest request body accepted (default 64 MiB)");
   app.add_option("--http-threads", flags.http_threads, "threads serving HTTP requests (default 16)");
+  app.add_option("--queue", flags.queue,
+                 "where compile jobs queue: 'memory' (default: this process) or redis://host[:port][/db] / "
+                 "unix:///socket, shared with other kilnd nodes");
+  app.add_option("--node-name", flags.node_name, "this node's name in the shared queue (default <hostname>-<pid>)");
 }
 
 int run_serve(const ServeFlags& flags, const std::string& program) {
@@ -42,6 +46,8 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (flags.cache_dir) config.cache_dir = *flags.cache_dir;
     if (flags.max_body_bytes) config.max_body_bytes = *flags.max_body_bytes;
     if (flags.http_threads) config.http_threads = *flags.http_threads;
+    if (flags.queue) config.queue_url = *flags.queue;
+    if (flags.node_name) config.node_name = *flags.node_name;
     service::validate(config);
 
     service::TokenStore tokens;
@@ -75,6 +81,8 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
 
     service::Server server(config, std::move(tokens), *backend, topology);
     server.start();
+    if (!config.queue_url.empty() && config.queue_url != "memory")
+      std::cout << program << ": compile jobs go through the shared queue at " << config.queue_url << "\n";
     std::cout << program << ": listening on http://" << config.listen_address << ":" << server.port() << std::endl;
 
     int signal = 0;

@@ -20,6 +20,8 @@ struct ServeFlags {
   std::optional<std::string> cache_dir;
   std::optional<std::size_t> max_body_bytes;
   std::optional<int> http_threads;
+  std::optional<std::string> queue;
+  std::optional<std::string> node_name;
 };
 
 void add_serve_options(CLI::App& app, ServeFlags& flags);

@@ -33,6 +33,7 @@ enum class Errc : int {
   invalid_handle = 9,     // use of a moved-from or empty kiln object
   timeout = 10,           // a deadline passed before the work finished
   internal = 11,          // a broken invariant inside kiln
+  unavailable = 12,       // a service kiln was told to use (Redis) cannot be reached or refused
 };
 
 // One entry of the code table. Text is static: string_views stay valid for the program's life.

@@ -75,4 +75,11 @@ class Artifact {
   Origin origin_ = Origin::compiled;
 };
 
+// The artifact as bytes that can travel (kilnd's shared queue carries compiled kernels between
+// nodes): the disk cache's entry format, with the key and a SHA-256 of the payload in its header.
+std::string serialize(const Artifact& artifact);
+// The artifact back, labelled `origin`. Throws kiln::Error (Errc::invalid_argument) saying what is
+// wrong with damaged bytes (truncated, wrong magic, checksum mismatch); nothing damaged is returned.
+Artifact deserialize_artifact(std::string_view bytes, Origin origin);
+
 }  // namespace kiln::jit

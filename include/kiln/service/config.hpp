@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <filesystem>
 #include <string>
 #include <string_view>
@@ -42,6 +43,15 @@ struct ServiceConfig {
   std::chrono::seconds job_retention{600};         // finished jobs stay readable this long
 
   jit::SourcePolicy source_policy;  // applied to every registered kernel
+
+  // Scale-out (docs/SERVICE.md): with a queue URL, kernel compiles go through a Redis Stream that
+  // every node sharing it consumes; launches stay with the node whose GPUs hold their buffers.
+  std::string queue_url;                      // empty: in-process; redis://host:port[/db] or unix:///path
+  std::string node_name;                      // empty: <hostname>-<pid>; unique among the nodes
+  std::string queue_prefix = "kiln";          // Redis keys start with it (several clusters, one Redis)
+  int cluster_compile_threads = 2;            // this node's consumers of the shared compile queue
+  std::chrono::milliseconds cluster_lease{10000};  // a node silent this long loses its compile job
+  std::uint32_t cluster_max_deliveries = 3;   // a job handed out this often is failed, not retried
 };
 
 // Applies the keys of a JSON object (text) on top of `config`. Throws kiln::Error

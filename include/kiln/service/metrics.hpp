@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -24,6 +25,17 @@ enum class JobOutcome : std::uint8_t { completed, failed, timed_out, device_unav
 inline constexpr std::size_t kJobOutcomeCount = 5;
 std::string_view to_string(JobOutcome outcome) noexcept;
 
+// The shared compile queue, from this node's side (only with ServiceConfig::queue_url).
+struct ClusterMetrics {
+  std::uint64_t enqueued = 0;    // compile jobs this node put on the queue
+  std::uint64_t completed = 0;   // jobs this node's consumers completed
+  std::uint64_t reclaimed = 0;   // jobs this node took over from a consumer whose lease ran out
+  std::uint64_t superseded = 0;  // results dropped: the lease had been lost to another node
+  std::uint64_t abandoned = 0;   // jobs failed after cluster_max_deliveries
+  std::size_t waiting = 0;       // in the shared queue, unclaimed
+  std::size_t claimed = 0;       // in the shared queue, under a lease
+};
+
 // The facts gathered at scrape time.
 struct MetricsInputs {
   std::array<std::size_t, kPriorityCount> queue_depth{};
@@ -34,6 +46,7 @@ struct MetricsInputs {
   std::size_t kernels = 0;
   jit::CacheStats cache;
   bool ready = false;
+  std::optional<ClusterMetrics> cluster;
 };
 
 class Metrics {

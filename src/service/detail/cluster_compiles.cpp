@@ -1,0 +1,146 @@
+#include "detail/cluster_compiles.hpp"
+
+#include <unistd.h>
+
+#include <iostream>
+
+#include "kiln/driver/error.hpp"
+#include "kiln/service/requests.hpp"
+
+namespace kiln::service::detail {
+
+using nlohmann::json;
+
+std::string default_node_name() {
+  char host[256] = {};
+  if (gethostname(host, sizeof host - 1) != 0) std::snprintf(host, sizeof host, "node");
+  return std::string(host) + "-" + std::to_string(getpid());
+}
+
+ClusterCompiles::ClusterCompiles(RedisStreamQueue& queue, std::string node, int threads, std::uint32_t max_deliveries,
+                                 jit::KernelCache& cache)
+    : queue_(queue), node_(std::move(node)), max_deliveries_(max_deliveries), cache_(cache) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this, i](std::stop_token stop) { consume(i, stop); });
+  if (threads > 0) threads_.emplace_back([this](std::stop_token stop) { heartbeat(stop); });
+}
+
+ClusterCompiles::~ClusterCompiles() {
+  for (auto& t : threads_) t.request_stop();
+  threads_.clear();
+}
+
+ClusterCompiles::Outcome ClusterCompiles::compile(std::string_view tenant, std::string_view request_body,
+                                                  const std::set<int>& archs, std::chrono::milliseconds timeout) {
+  const json payload = {{"tenant", tenant}, {"archs", archs}, {"request", request_body}};
+  Outcome outcome;
+  outcome.job = queue_.enqueue(payload.dump(), node_, tenant);
+  enqueued_.fetch_add(1, std::memory_order_relaxed);
+  std::optional<JobRecord> record = queue_.wait(outcome.job, timeout);
+  if (!record) return outcome;
+  outcome.compiled_by = (*record)["completed_by"];
+  outcome.build = from_record(*record);
+  return outcome;
+}
+
+KernelBuild ClusterCompiles::run(const StreamJob& job) {
+  KernelBuild build;
+  try {
+    const json payload = json::parse(job.payload);
+    Parsed<KernelRequest> parsed = parse_kernel_request(payload.at("request").get<std::string>());
+    if (!parsed.ok()) {
+      build.status = 400;
+      build.error = {{"code", "bad_request"}, {"message", parsed.error().text()}, {"field", parsed.error().field}};
+      return build;
+    }
+    return build_kernel(cache_, parsed.value().program, payload.at("archs").get<std::set<int>>());
+  } catch (const std::exception& e) {
+    build.status = 500;
+    build.error = {{"code", "internal"}, {"message", std::string("compile job ") + std::to_string(job.id) + ": " + e.what()}};
+    return build;
+  }
+}
+
+void ClusterCompiles::consume(int index, std::stop_token stop) {
+  const std::string consumer = node_ + "/" + std::to_string(index);
+  while (!stop.stop_requested()) {
+    std::optional<StreamJob> job;
+    try {
+      job = queue_.claim(consumer, std::chrono::milliseconds(500));
+    } catch (const Error& e) {
+      std::cerr << "kilnd " << consumer << ": shared queue: " << e.what() << " (retrying in 1 s)\n";
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      continue;
+    }
+    if (!job) continue;
+    if (job->reclaimed) reclaimed_.fetch_add(1, std::memory_order_relaxed);
+    {
+      std::lock_guard lock(in_hand_mutex_);
+      in_hand_.push_back({*job, consumer});
+    }
+    KernelBuild build;
+    if (job->deliveries > max_deliveries_) {
+      abandoned_.fetch_add(1, std::memory_order_relaxed);
+      build.status = 500;
+      build.error = {{"code", "compile_abandoned"},
+                     {"message", "compile job " + std::to_string(job->id) + " was handed out " +
+                                     std::to_string(job->deliveries) + " times and every node that took it stopped "
+                                     "before finishing (crashed or was killed); it is not tried again"}};
+    } else {
+      build = run(*job);
+    }
+    {
+      std::lock_guard lock(in_hand_mutex_);
+      std::erase_if(in_hand_, [&](const InHand& h) { return h.job.entry == job->entry && h.consumer == consumer; });
+    }
+    try {
+      if (queue_.complete(*job, consumer, to_record(build))) completed_.fetch_add(1, std::memory_order_relaxed);
+      else superseded_.fetch_add(1, std::memory_order_relaxed);
+    } catch (const Error& e) {
+      // The lease runs out and another node redoes the job: nothing is lost, only time.
+      std::cerr << "kilnd " << consumer << ": cannot complete compile job " << job->id << ": " << e.what() << "\n";
+    }
+  }
+}
+
+void ClusterCompiles::heartbeat(std::stop_token stop) {
+  std::mutex m;
+  std::condition_variable_any cv;
+  const auto period = std::max(std::chrono::milliseconds(20), queue_.options().lease / 3);
+  while (!stop.stop_requested()) {
+    {
+      std::unique_lock lock(m);
+      cv.wait_for(lock, stop, period, [] { return false; });
+    }
+    std::vector<InHand> jobs;
+    {
+      std::lock_guard lock(in_hand_mutex_);
+      jobs = in_hand_;
+    }
+    for (const InHand& h : jobs) {
+      try {
+        queue_.extend(h.job, h.consumer);
+      } catch (const Error& e) {
+        std::cerr << "kilnd " << h.consumer << ": cannot renew the lease of compile job " << h.job.id << ": " << e.what() << "\n";
+      }
+    }
+  }
+}
+
+ClusterMetrics ClusterCompiles::counters() {
+  ClusterMetrics c;
+  c.enqueued = enqueued_.load(std::memory_order_relaxed);
+  c.completed = completed_.load(std::memory_order_relaxed);
+  c.reclaimed = reclaimed_.load(std::memory_order_relaxed);
+  c.superseded = superseded_.load(std::memory_order_relaxed);
+  c.abandoned = abandoned_.load(std::memory_order_relaxed);
+  try {
+    const RedisStreamQueue::Depth d = queue_.depth();
+    c.waiting = d.waiting;
+    c.claimed = d.claimed;
+  } catch (const Error&) {
+    // Redis unreachable: the gauges stay 0; the consumers log it.
+  }
+  return c;
+}
+
+}  // namespace kiln::service::detail

@@ -1,0 +1,44 @@
+// Compiling a registered kernel for every architecture the node's GPUs have, and the answer the
+// API gives for it. One function for both paths: a node compiling its own registration, and a node
+// compiling one that came through the shared queue (the answer then travels back as a job record).
+//
+// Thread safety: build_kernel may be called from any thread (the cache is thread-safe).
+#pragma once
+
+#include <map>
+#include <set>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "kiln/jit/artifact.hpp"
+#include "kiln/jit/kernel_cache.hpp"
+#include "kiln/jit/program.hpp"
+#include "kiln/service/redis_stream_queue.hpp"
+
+namespace kiln::service::detail {
+
+struct KernelBuild {
+  int status = 201;          // 201, or 422 for a compile error or a source policy refusal
+  nlohmann::json error;      // when status is not 201: {code, message, ...details}
+  nlohmann::json targets = nlohmann::json::array();
+  nlohmann::json warnings = nlohmann::json::array();
+  std::map<int, jit::Artifact> images;  // by architecture
+
+  bool ok() const noexcept { return status == 201; }
+};
+
+// The target kilnd compiles for on a GPU of `arch` (CUBIN when NVRTC lists it, else PTX).
+jit::Target target_for_arch(int arch);
+
+// Compiles `program` for each architecture through the cache. Errors other than compile errors
+// and policy refusals propagate as kiln::Error.
+KernelBuild build_kernel(jit::KernelCache& cache, const jit::Program& program, const std::set<int>& archs);
+
+// A build as the fields of a shared-queue job record, and back.
+JobRecord to_record(const KernelBuild& build);
+KernelBuild from_record(const JobRecord& record);  // throws kiln::Error for a damaged record
+
+nlohmann::json diagnostic_json(const jit::Diagnostic& d);
+
+}  // namespace kiln::service::detail
