@@ -81,7 +81,10 @@ int main() {
   service::Server server(config, service::TokenStore::single("bench", token), pool);
   server.start();
   const httplib::Headers auth = {{"Authorization", "Bearer " + token}};
+  // A client as curl or Python's requests behave: one kept-alive connection, Nagle off.
   httplib::Client c("127.0.0.1", server.port());
+  c.set_keep_alive(true);
+  c.set_tcp_nodelay(true);
   auto k = c.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", kSource}}.dump(), "application/json");
   const std::uint64_t kernel = json::parse(k->body)["id"];
   auto b = c.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
@@ -97,10 +100,23 @@ int main() {
       return 1;
     }
   }
+  // The same with a new connection for every request (httplib's default client).
+  std::vector<double> http_new;
+  for (int i = 0; i < reps; ++i) {
+    httplib::Client once("127.0.0.1", server.port());
+    auto t = clk::now();
+    auto r = once.Post("/v1/launches", auth, launch, "application/json");
+    http_new.push_back(us_since(t));
+    if (!r || r->status != 200) {
+      std::printf("launch failed: %s\n", r ? r->body.c_str() : "no response");
+      return 1;
+    }
+  }
   std::printf("\n| one empty launch, wait for completion | p50 | p99 |\n| --- | --- | --- |\n");
   std::printf("| in-process core::launch + synchronize | %.1f us | %.1f us |\n", kiln::bench::quantile(direct, .5), kiln::bench::quantile(direct, .99));
   std::printf("| in-process WorkerPool::launch (worker process, IPC) | %.1f us | %.1f us |\n", kiln::bench::quantile(in_pool, .5), kiln::bench::quantile(in_pool, .99));
-  std::printf("| HTTP POST /v1/launches over loopback | %.1f us | %.1f us |\n", kiln::bench::quantile(http, .5), kiln::bench::quantile(http, .99));
+  std::printf("| HTTP POST /v1/launches over loopback, kept-alive connection | %.1f us | %.1f us |\n", kiln::bench::quantile(http, .5), kiln::bench::quantile(http, .99));
+  std::printf("| HTTP POST /v1/launches over loopback, new connection each | %.1f us | %.1f us |\n", kiln::bench::quantile(http_new, .5), kiln::bench::quantile(http_new, .99));
   std::printf("HTTP overhead over in-process (WorkerPool): p50 %.1f us (goal <= 100 us), p99 %.1f us\n",
               kiln::bench::quantile(http, .5) - kiln::bench::quantile(in_pool, .5), kiln::bench::quantile(http, .99) - kiln::bench::quantile(in_pool, .99));
 
@@ -111,6 +127,8 @@ int main() {
   for (int t = 0; t < 64; ++t)
     clients.emplace_back([&] {
       httplib::Client mine("127.0.0.1", server.port());
+      mine.set_keep_alive(true);
+      mine.set_tcp_nodelay(true);
       while (!go) std::this_thread::yield();
       while (!stop) {
         auto r = mine.Post("/v1/launches", auth, launch, "application/json");

@@ -376,5 +376,24 @@ TEST(ServerConfig, BindFailureNamesTheAddress) {
   }
 }
 
+// A kept-alive connection must not wait on Nagle's algorithm: a response written in two pieces
+// (headers, body) would sit ~40 ms behind the client's delayed ACK on every request.
+TEST_F(HttpApi, KeptAliveConnectionsAnswerWithoutNagleDelay) {
+  start();
+  httplib::Client client("127.0.0.1", server_->port());
+  client.set_keep_alive(true);
+  client.set_tcp_nodelay(true);
+  std::vector<double> ms;
+  for (int i = 0; i < 21; ++i) {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = client.Get("/v1/jobs/1", auth(kAliceToken));
+    ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count());
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 404);
+  }
+  std::sort(ms.begin(), ms.end());
+  EXPECT_LT(ms[ms.size() / 2], 20.0) << "median request on a kept-alive connection took " << ms[ms.size() / 2] << " ms";
+}
+
 }  // namespace
 }  // namespace kiln::testing
