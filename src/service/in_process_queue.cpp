@@ -45,7 +45,9 @@ EnqueueStatus InProcessQueue::enqueue(QueuedJob job) {
   Lane& l = lane(job.device);
   {
     std::lock_guard lock(l.mutex);
+    const bool wake = job.wake;
     l.tenants[job.tenant][static_cast<std::size_t>(job.priority)].push_back(std::move(job));
+    if (!wake) return EnqueueStatus::accepted;
   }
   l.ready.notify_one();
   return EnqueueStatus::accepted;
@@ -234,6 +236,12 @@ void InProcessQueue::close() {
     std::lock_guard lane_lock(l->mutex);
     l->ready.notify_all();
   }
+}
+
+void InProcessQueue::wake(int device) {
+  Lane& l = lane(device);
+  { std::lock_guard lock(l.mutex); }  // a claimer between its check and its wait sees the job or the notify
+  l.ready.notify_one();
 }
 
 }  // namespace kiln::service

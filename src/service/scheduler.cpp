@@ -31,9 +31,11 @@ JobOutcome outcome_of(LaunchStatus status) {
 Scheduler::Scheduler(GpuBackend& backend, JobQueue& queue, Metrics& metrics, SchedulerOptions options,
                      std::shared_ptr<const topology::Topology> topology)
     : backend_(backend), queue_(queue), metrics_(metrics), options_(options), topology_(std::move(topology)) {
-  for (const DeviceStatus& d : backend_.devices())
+  for (const DeviceStatus& d : backend_.devices()) {
+    inline_lanes_.emplace(d.ordinal, std::make_unique<std::atomic<bool>>(false));
     for (int i = 0; i < std::max(1, options_.dispatchers_per_device); ++i)
       dispatchers_.emplace_back([this, device = d.ordinal, i](std::stop_token stop) { dispatch(device, i, stop); });
+  }
 }
 
 Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
@@ -91,7 +93,7 @@ int Scheduler::place(std::optional<int> wanted) {
   return best->ordinal;
 }
 
-SubmitResult Scheduler::submit(LaunchSpec spec, Priority priority) {
+SubmitResult Scheduler::submit(LaunchSpec spec, Priority priority, bool run_here) {
   forget_old_jobs();
   if (!accepting_.load(std::memory_order_acquire))
     return {SubmitStatus::shutting_down, 0, "the service is shutting down and takes no new launches"};
@@ -100,6 +102,12 @@ SubmitResult Scheduler::submit(LaunchSpec spec, Priority priority) {
   spec.job_id = id;
   const int device = spec.device;
   QueuedJob queued{id, spec.tenant, priority, device, Clock::now(), 0};
+  // The caller runs the device's next job itself when the device's inline lane is free.
+  std::atomic<bool>* lane = nullptr;
+  if (run_here)
+    if (auto it = inline_lanes_.find(device); it != inline_lanes_.end() && !it->second->exchange(true, std::memory_order_acquire))
+      lane = it->second.get();
+  queued.wake = lane == nullptr;
   job->spec = std::move(spec);
   job->priority = priority;
   job->accepted = queued.enqueued;
@@ -113,6 +121,16 @@ SubmitResult Scheduler::submit(LaunchSpec spec, Priority priority) {
     ++load_[device];
   }
   const EnqueueStatus status = queue_.enqueue(std::move(queued));
+  if (status == EnqueueStatus::accepted && lane) {
+    // The queue's choice, as a dispatcher would get it: this job when nothing waits ahead of it,
+    // else the one that should run first (then a dispatcher is woken for this one).
+    std::optional<Claim> claim = queue_.try_claim(device, "inline/" + std::to_string(device), options_.lease_grace);
+    if (!claim || claim->job.id != id) queue_.wake(device);
+    if (claim) run(*claim);
+    lane->store(false, std::memory_order_release);
+  } else if (lane) {
+    lane->store(false, std::memory_order_release);
+  }
   if (status == EnqueueStatus::accepted) return {SubmitStatus::accepted, id, {}};
   {
     std::lock_guard lock(shard.mutex);
@@ -205,46 +223,50 @@ void Scheduler::dispatch(int device, int index, std::stop_token stop) {
     queue_.reclaim_expired(Clock::now());
     std::optional<Claim> claim = queue_.claim(device, consumer, options_.lease_grace, stop);
     if (!claim) break;
-    std::shared_ptr<Job> job = lookup(claim->job.id);
-    if (!job) {  // forgotten meanwhile (cannot happen while queued; be safe)
-      queue_.ack(claim->job.id);
-      continue;
-    }
-    if (Clock::now() >= job->spec.deadline) {
-      LaunchResult late;
-      late.status = LaunchStatus::timed_out;
-      late.error_name = "KILN_DEADLINE_PASSED";
-      late.message = "the deadline passed while the job waited in the queue; it did not run";
-      queue_.ack(claim->job.id);
-      finish(*job, JobOutcome::timed_out, std::move(late));
-      continue;
-    }
-    // The launch may run until its deadline: hold the lease that long, plus the grace.
-    queue_.extend(claim->job.id, std::chrono::duration_cast<std::chrono::milliseconds>(job->spec.deadline - Clock::now()) +
-                                     options_.lease_grace);
-    {
-      std::lock_guard lock(job->mutex);
-      job->state = JobState::running;
-      job->started = Clock::now();
-    }
-    running_.fetch_add(1, std::memory_order_relaxed);
-    LaunchResult result;
-    try {
-      result = backend_.launch(job->spec);
-    } catch (const Error& e) {
-      result.status = LaunchStatus::failed;
-      result.error_name = std::string(e.name());
-      result.message = e.what();
-    } catch (const std::exception& e) {
-      result.status = LaunchStatus::failed;
-      result.error_name = "KILN_INTERNAL";
-      result.message = e.what();
-    }
-    running_.fetch_sub(1, std::memory_order_relaxed);
-    queue_.ack(claim->job.id);
-    const JobOutcome outcome = outcome_of(result.status);
-    finish(*job, outcome, std::move(result));
+    run(*claim);
   }
+}
+
+void Scheduler::run(const Claim& claim) {
+  std::shared_ptr<Job> job = lookup(claim.job.id);
+  if (!job) {  // forgotten meanwhile (cannot happen while queued; be safe)
+    queue_.ack(claim.job.id);
+    return;
+  }
+  if (Clock::now() >= job->spec.deadline) {
+    LaunchResult late;
+    late.status = LaunchStatus::timed_out;
+    late.error_name = "KILN_DEADLINE_PASSED";
+    late.message = "the deadline passed while the job waited in the queue; it did not run";
+    queue_.ack(claim.job.id);
+    finish(*job, JobOutcome::timed_out, std::move(late));
+    return;
+  }
+  // The launch may run until its deadline: hold the lease that long, plus the grace.
+  queue_.extend(claim.job.id, std::chrono::duration_cast<std::chrono::milliseconds>(job->spec.deadline - Clock::now()) +
+                                  options_.lease_grace);
+  {
+    std::lock_guard lock(job->mutex);
+    job->state = JobState::running;
+    job->started = Clock::now();
+  }
+  running_.fetch_add(1, std::memory_order_relaxed);
+  LaunchResult result;
+  try {
+    result = backend_.launch(job->spec);
+  } catch (const Error& e) {
+    result.status = LaunchStatus::failed;
+    result.error_name = std::string(e.name());
+    result.message = e.what();
+  } catch (const std::exception& e) {
+    result.status = LaunchStatus::failed;
+    result.error_name = "KILN_INTERNAL";
+    result.message = e.what();
+  }
+  running_.fetch_sub(1, std::memory_order_relaxed);
+  queue_.ack(claim.job.id);
+  const JobOutcome outcome = outcome_of(result.status);
+  finish(*job, outcome, std::move(result));
 }
 
 void Scheduler::shutdown(std::chrono::milliseconds drain) noexcept {

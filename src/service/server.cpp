@@ -603,7 +603,7 @@ void Server::Impl::launch(const Request& req, Response& res, const std::string& 
   spec.arguments = std::move(r.arguments);
   spec.deadline = Clock::now() + r.deadline.value_or(config.default_deadline);
 
-  const SubmitResult submitted = scheduler.submit(std::move(spec), r.priority);
+  const SubmitResult submitted = scheduler.submit(std::move(spec), r.priority, /*run_here=*/r.wait);
   switch (submitted.status) {
     case SubmitStatus::accepted: break;
     case SubmitStatus::queue_full:

@@ -2,6 +2,10 @@
 // shutdown cancelling what waits, memory admission. (Launches on GPUs are the worker tests'.)
 #include <gtest/gtest.h>
 
+#include <future>
+#include <mutex>
+#include <thread>
+
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/service/in_process_queue.hpp"
 #include "kiln/service/no_gpu_backend.hpp"
@@ -18,6 +22,84 @@ LaunchSpec spec_for(std::string tenant) {
   spec.kernel = "k";
   spec.deadline = Clock::now() + 1min;
   return spec;
+}
+
+// A stand-in for one GPU that records which kernel ran on which thread; kernel "block" waits until
+// released. (This machine has no GPU; the real WorkerPool runs in the GPU tests.)
+class RecordingBackend final : public GpuBackend {
+ public:
+  std::vector<DeviceStatus> devices() override {
+    DeviceStatus d;
+    d.worker_up = true;
+    d.arch = 90;
+    return {d};
+  }
+  BufferId create_buffer(int, std::size_t, std::string_view) override { return 0; }
+  std::size_t buffer_size(BufferId) override { return 0; }
+  void write_buffer(BufferId, std::size_t, std::span<const std::byte>) override {}
+  std::vector<std::byte> read_buffer(BufferId, std::size_t, std::size_t) override { return {}; }
+  void free_buffer(BufferId) override {}
+  LaunchResult launch(const LaunchSpec& spec) override {
+    if (spec.kernel == "block") {
+      started.set_value();
+      release.get_future().wait();
+    }
+    std::lock_guard lock(mutex);
+    ran.emplace_back(spec.kernel, std::this_thread::get_id());
+    return {};
+  }
+  std::promise<void> started, release;
+  std::mutex mutex;
+  std::vector<std::pair<std::string, std::thread::id>> ran;
+};
+
+LaunchSpec kernel_spec(std::string kernel) {
+  LaunchSpec spec;
+  spec.tenant = "alice";
+  spec.kernel = std::move(kernel);
+  spec.deadline = Clock::now() + 1min;
+  return spec;
+}
+
+TEST(Scheduler, ASynchronousCallerRunsItsJobOnItsOwnThread) {
+  RecordingBackend backend;
+  InProcessQueue queue;
+  Metrics metrics;
+  Scheduler scheduler(backend, queue, metrics);
+  const SubmitResult r = scheduler.submit(kernel_spec("mine"), Priority::normal, /*run_here=*/true);
+  ASSERT_EQ(r.status, SubmitStatus::accepted);
+  auto done = scheduler.find(r.id, "alice");
+  ASSERT_TRUE(done);
+  EXPECT_EQ(done->state, JobState::finished) << "submit returns after running the job";
+  ASSERT_EQ(backend.ran.size(), 1u);
+  EXPECT_EQ(backend.ran[0].second, std::this_thread::get_id());
+}
+
+TEST(Scheduler, ACallerRunningInlineTakesTheQueuesChoiceNotItsOwnJob) {
+  RecordingBackend backend;
+  InProcessQueue queue;
+  Metrics metrics;
+  Scheduler scheduler(backend, queue, metrics, SchedulerOptions{.dispatchers_per_device = 1});
+  // The only dispatcher is busy, so the next jobs wait in the queue.
+  const SubmitResult blocker = scheduler.submit(kernel_spec("block"), Priority::normal);
+  backend.started.get_future().wait();
+  const SubmitResult urgent = scheduler.submit(kernel_spec("urgent"), Priority::high);
+  const SubmitResult mine = scheduler.submit(kernel_spec("mine"), Priority::low, /*run_here=*/true);
+  // This thread ran the waiting high-priority job; its own low-priority one still waits.
+  EXPECT_EQ(scheduler.find(urgent.id, "alice")->state, JobState::finished);
+  EXPECT_EQ(scheduler.find(mine.id, "alice")->state, JobState::queued);
+  backend.release.set_value();
+  auto last = scheduler.wait(mine.id, "alice", 10s);
+  ASSERT_TRUE(last);
+  EXPECT_EQ(last->state, JobState::finished) << "the dispatcher was woken for the job left waiting";
+  EXPECT_EQ(scheduler.wait(blocker.id, "alice", 10s)->state, JobState::finished);
+  std::lock_guard lock(backend.mutex);
+  ASSERT_EQ(backend.ran.size(), 3u);
+  EXPECT_EQ(backend.ran[0].first, "urgent");
+  EXPECT_EQ(backend.ran[0].second, std::this_thread::get_id());
+  EXPECT_EQ(backend.ran[1].first, "block");
+  EXPECT_EQ(backend.ran[2].first, "mine");
+  EXPECT_NE(backend.ran[2].second, std::this_thread::get_id());
 }
 
 TEST(Scheduler, PlacementWithoutGpuSaysWhy) {

@@ -48,6 +48,7 @@ class InProcessQueue final : public JobQueue {
   std::size_t reclaim_expired(Clock::time_point now) override;
   std::array<std::size_t, kPriorityCount> depth() const override;
   std::size_t claimed() const override;
+  void wake(int device) override;
   void close() override;
 
   // The level a job waiting since `enqueued` competes at, at time `now`.

@@ -33,6 +33,7 @@ struct QueuedJob {
   int device = 0;                // the GPU it must run on (placement happened before enqueue)
   Clock::time_point enqueued{};  // aging counts from here; a reclaimed job keeps it
   std::uint32_t deliveries = 0;  // claims so far (more than one after a reclaim)
+  bool wake = true;  // false: the enqueuing thread claims it itself next (wake() if it does not)
 };
 
 struct Claim {
@@ -63,6 +64,8 @@ class JobQueue {
   virtual std::size_t reclaim_expired(Clock::time_point now) = 0;
   virtual std::array<std::size_t, kPriorityCount> depth() const = 0;  // waiting, by their own priority
   virtual std::size_t claimed() const = 0;                            // under a lease now
+  // Wakes one claim waiting for `device` (a job enqueued with wake = false was left waiting).
+  virtual void wake(int device) = 0;
   // Wakes every waiting claim; later enqueues answer `closed`. Claimed jobs may still be acked.
   virtual void close() = 0;
 };

@@ -83,8 +83,13 @@ class Scheduler {
   // when no GPU can take work, saying why for each.
   int place(std::optional<int> wanted);
 
-  // spec.device must be placed already; spec.job_id is assigned here.
-  SubmitResult submit(LaunchSpec spec, Priority priority);
+  // spec.device must be placed already; spec.job_id is assigned here. With `run_here` (a caller
+  // that will wait for the result anyway) the calling thread runs the device's next job itself
+  // when the device's inline lane is free, and returns after it: a synchronous launch then skips
+  // two thread hand-offs (to a dispatcher and back). The job run is the queue's choice, so the
+  // priorities hold; one inline lane per device bounds a device's launches in flight at
+  // dispatchers_per_device + 1.
+  SubmitResult submit(LaunchSpec spec, Priority priority, bool run_here = false);
 
   // The job's state once it finishes or `timeout` passes; nullopt when the tenant has no such job.
   std::optional<JobSnapshot> wait(JobId id, std::string_view tenant, std::chrono::milliseconds timeout);
@@ -115,6 +120,7 @@ class Scheduler {
 
   std::shared_ptr<Job> lookup(JobId id);
   void dispatch(int device, int index, std::stop_token stop);
+  void run(const Claim& claim);  // runs a claimed job to its end
   void finish(Job& job, JobOutcome outcome, LaunchResult result);
   void forget_old_jobs();
   JobSnapshot snapshot(JobId id, Job& job);  // requires job.mutex
@@ -134,6 +140,8 @@ class Scheduler {
 
   std::mutex finished_mutex_;  // finished jobs in finishing order, for retention
   std::vector<std::pair<Clock::time_point, JobId>> finished_order_;
+
+  std::map<int, std::unique_ptr<std::atomic<bool>>> inline_lanes_;  // by device; fixed after construction
 
   std::mutex shutdown_mutex_;
   bool shut_down_ = false;
