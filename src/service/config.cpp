@@ -73,6 +73,7 @@ void apply_policy(jit::SourcePolicy& policy, const json& object, const Reader& r
     else if (key == "allow_extra_options") r.flag(k, value, policy.allow_extra_options);
     else if (key == "forbidden_identifiers") r.strings(k, value, policy.forbidden_identifiers);
     else if (key == "forbidden_ptx_instructions") r.strings(k, value, policy.forbidden_ptx_instructions);
+    else if (key == "max_compile_time_ms") r.ms(k, value, policy.max_compile_time);
     else r.fail(k, "unknown key");
   }
 }
@@ -116,6 +117,7 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
       r.integer(key, value, s, 0, std::numeric_limits<int>::max());
       c.job_retention = std::chrono::seconds(s);
     } else if (key == "source_policy") apply_policy(c.source_policy, value, r);
+    else if (key == "compile_workers") r.integer(key, value, c.compile_workers, 0, 256);
     else if (key == "queue") r.text(key, value, c.queue_url);
     else if (key == "node_name") r.text(key, value, c.node_name);
     else if (key == "queue_prefix") r.text(key, value, c.queue_prefix);
@@ -147,6 +149,9 @@ void validate(const ServiceConfig& c) {
          std::to_string(c.max_body_bytes) + ")");
   if (c.default_deadline > c.max_deadline) fail("default_deadline_ms exceeds max_deadline_ms");
   if (c.max_queued_jobs_per_tenant > c.max_queued_jobs) fail("max_queued_jobs_per_tenant exceeds max_queued_jobs");
+  if (c.source_policy.max_compile_time.count() > 0 && c.compile_workers == 0)
+    fail("source_policy.max_compile_time_ms needs compile_workers > 0 (NVRTC cannot be stopped in-process; "
+         "a compile past the limit is ended by killing its worker process)");
   if (!c.queue_url.empty() && c.queue_url != "memory") {
     if (c.cluster_lease < std::chrono::milliseconds(100)) fail("cluster_lease_ms must be at least 100");
     if (c.queue_prefix.empty()) fail("queue_prefix is empty");

@@ -153,6 +153,10 @@ jit::KernelCacheOptions cache_options(const ServiceConfig& config) {
   o.memory_bytes = config.cache_memory_bytes;
   o.disk.directory = config.cache_dir;
   o.policy = config.source_policy;
+  if (config.compile_workers > 0) {
+    o.compile_worker = jit::CompileWorkerOptions{};
+    o.compile_worker_processes = config.compile_workers;
+  }
   return o;
 }
 

@@ -395,5 +395,48 @@ TEST_F(HttpApi, KeptAliveConnectionsAnswerWithoutNagleDelay) {
   EXPECT_LT(ms[ms.size() / 2], 20.0) << "median request on a kept-alive connection took " << ms[ms.size() / 2] << " ms";
 }
 
+// With compile workers, the source policy's compile-time limit holds: a compile past it is killed
+// with its worker process and the registration refused naming the rule; the next one (quick, under
+// the same limit) works in a new worker.
+TEST_F(HttpApi, CompileTimeLimitEndsALongCompile) {
+  config_.compile_workers = 1;
+  config_.source_policy.max_compile_time = std::chrono::milliseconds(200);
+  start();
+  const std::string heavy =
+      "#include <cub/block/block_reduce.cuh>\n"
+      "extern \"C\" __global__ void sum(const float* in, float* out) {\n"
+      "  using R = cub::BlockReduce<float, 256>;\n"
+      "  __shared__ typename R::TempStorage t;\n"
+      "  float v = R(t).Sum(in[threadIdx.x]);\n"
+      "  if (threadIdx.x == 0) *out = v;\n"
+      "}\n";
+  auto slow = register_kernel({{"source", heavy}});
+  ASSERT_TRUE(slow);
+  EXPECT_EQ(slow->status, 422) << slow->body;
+  auto error = body_of(slow)["error"];
+  EXPECT_EQ(error["code"], "source_policy") << error.dump();
+  EXPECT_EQ(error["rule"], "max_compile_time") << error.dump();
+
+  auto quick = register_kernel({{"source", "__global__ void k(int* p) { *p = 1; }"}});
+  ASSERT_TRUE(quick);
+  EXPECT_EQ(quick->status, 201) << quick->body;
+}
+
+TEST(ServiceConfig, CompileTimeLimitNeedsCompileWorkers) {
+  service::ServiceConfig c;
+  c.source_policy.max_compile_time = std::chrono::milliseconds(1000);
+  try {
+    service::validate(c);
+    FAIL() << "accepted a compile-time limit it cannot enforce";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("compile_workers"), std::string::npos) << e.what();
+  }
+  c.compile_workers = 2;
+  EXPECT_NO_THROW(service::validate(c));
+  service::apply_config_json(c, R"({"compile_workers": 3, "source_policy": {"max_compile_time_ms": 5000}})", "test");
+  EXPECT_EQ(c.compile_workers, 3u);
+  EXPECT_EQ(c.source_policy.max_compile_time, std::chrono::milliseconds(5000));
+}
+
 }  // namespace
 }  // namespace kiln::testing

@@ -43,6 +43,9 @@ struct ServiceConfig {
   std::chrono::seconds job_retention{600};         // finished jobs stay readable this long
 
   jit::SourcePolicy source_policy;  // applied to every registered kernel
+  // NVRTC in this many compile worker processes (kiln-compile-worker) instead of kilnd's own:
+  // needed for source_policy.max_compile_time (a compile past it is killed). 0: in-process.
+  unsigned compile_workers = 0;
 
   // Scale-out (docs/SERVICE.md): with a queue URL, kernel compiles go through a Redis Stream that
   // every node sharing it consumes; launches stay with the node whose GPUs hold their buffers.
