@@ -74,7 +74,7 @@ TEST(KilndCluster, ANodeKilledMidCompileLosesNoJobAndNoneCompletesTwice) {
   const std::string prefix = redis.unique_prefix();
   std::ofstream(dir.path() / "tokens") << "ops " << kToken << "\n";
   std::ofstream(dir.path() / "cluster.json")
-      << json{{"queue_prefix", prefix}, {"cluster_lease_ms", 1000}, {"cluster_compile_threads", 1},
+      << json{{"queue_prefix", prefix}, {"cluster_lease_ms", 2000}, {"cluster_compile_threads", 1},
               {"max_wait_ms", 120000}}.dump();
   Node a = start_node("node-a", dir, redis.url());
   Node b = start_node("node-b", dir, redis.url());
