@@ -1,4 +1,5 @@
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <memory>
 #include <string>
@@ -74,14 +75,7 @@ NvrtcSearch NvrtcSearch::from_environment() {
   return s;
 }
 
-NvrtcLibrary open_nvrtc(const NvrtcSearch& search) {
-  NvrtcLibrary out;
-  out.library.name = "NVRTC";
-  std::vector<std::string> names;
-  for (const char* soname : kSonames) names.emplace_back(soname);
-  out.library.copies =
-      find_library_copies(loader_search_dirs(detail::getenv_or_empty("LD_LIBRARY_PATH")), names);
-
+std::vector<std::string> nvrtc_candidates(const NvrtcSearch& search) {
   std::vector<std::string> candidates;
   if (search.explicit_path) {
     const fs::path p = *search.explicit_path;
@@ -98,6 +92,42 @@ NvrtcLibrary open_nvrtc(const NvrtcSearch& search) {
     if (search.use_loader_path)
       for (const char* soname : kSonames) candidates.emplace_back(soname);
   }
+  return candidates;
+}
+
+std::optional<std::string> locate_nvrtc(const NvrtcSearch& search) {
+  std::optional<std::vector<std::string>> loader_dirs;  // looked up for the first bare name only
+  for (const std::string& candidate : nvrtc_candidates(search)) {
+    std::error_code ec;
+    if (candidate.find('/') != std::string::npos) {
+      // A path: dlopen opens exactly that file.
+      if (!fs::exists(candidate, ec)) continue;
+      fs::path real = fs::canonical(candidate, ec);
+      if (!ec) return real.string();
+      continue;
+    }
+    // A bare name: a library of that name already in the process, else the loader's search.
+    if (auto loaded = detail::loaded_path_of(candidate)) return loaded;
+    if (!loader_dirs) loader_dirs = detail::dlopen_search_dirs();
+    for (const std::string& dir : *loader_dirs) {
+      const fs::path file = fs::path(dir) / candidate;
+      if (!fs::exists(file, ec)) continue;
+      fs::path real = fs::canonical(file, ec);
+      if (!ec) return real.string();
+    }
+  }
+  return std::nullopt;
+}
+
+NvrtcLibrary open_nvrtc(const NvrtcSearch& search) {
+  NvrtcLibrary out;
+  out.library.name = "NVRTC";
+  std::vector<std::string> names;
+  for (const char* soname : kSonames) names.emplace_back(soname);
+  out.library.copies =
+      find_library_copies(loader_search_dirs(detail::getenv_or_empty("LD_LIBRARY_PATH")), names);
+
+  const std::vector<std::string> candidates = nvrtc_candidates(search);
 
   for (const std::string& candidate : candidates) {
     // An absolute candidate that is not there is noted without asking the loader.
@@ -149,12 +179,15 @@ struct NvrtcOnce {
   LoadedLibrary info;
 };
 
+std::atomic<bool> g_nvrtc_loaded{false};
+
 const NvrtcOnce& nvrtc_once() {
   static const NvrtcOnce once = [] {
     NvrtcOnce o;
     try {
       o.library = std::make_unique<NvrtcLibrary>(open_nvrtc(NvrtcSearch::from_environment()));
       o.info = o.library->library;
+      g_nvrtc_loaded.store(true, std::memory_order_release);
     } catch (const Error& e) {
       o.failure = std::make_unique<Error>(e);
       o.info.name = "NVRTC";
@@ -176,5 +209,14 @@ const NvrtcLibrary& nvrtc_library() {
 const NvrtcApi& nvrtc() { return nvrtc_library().api; }
 
 const LoadedLibrary& nvrtc_info() noexcept { return nvrtc_once().info; }
+
+bool nvrtc_loaded() noexcept { return g_nvrtc_loaded.load(std::memory_order_acquire); }
+
+std::optional<std::string> nvrtc_location() {
+  if (nvrtc_loaded()) return nvrtc_info().path;
+  // Located once, like the library itself: the environment it was read from is the process's.
+  static const std::optional<std::string> located = locate_nvrtc(NvrtcSearch::from_environment());
+  return located;
+}
 
 }  // namespace kiln::driver

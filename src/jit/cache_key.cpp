@@ -4,8 +4,8 @@
 
 #include "jit/detail/sha256.hpp"
 #include "kiln/driver/error.hpp"
-#include "kiln/driver/nvrtc_api.hpp"
 #include "kiln/jit/compiler.hpp"
+#include "kiln/jit/nvrtc_facts.hpp"
 
 namespace kiln::jit {
 namespace {
@@ -58,9 +58,11 @@ CacheKey CacheKey::from_hex(std::string_view text) {
   return key;
 }
 
-KeyContext KeyContext::current() {
-  return KeyContext{driver::nvrtc_library().version.as_cuda_version(), toolkit_include_dirs()};
+KeyContext KeyContext::current(const std::filesystem::path& cache_dir) {
+  return KeyContext{nvrtc_facts(cache_dir).cuda_version(), toolkit_include_dirs()};
 }
+
+KeyContext KeyContext::current() { return KeyContext{nvrtc_facts().cuda_version(), toolkit_include_dirs()}; }
 
 CacheKey cache_key(const Program& program, const Target& target) {
   return cache_key(program, target, KeyContext::current());

@@ -1,6 +1,8 @@
 #include "kiln/jit/compiler.hpp"
 
+#include <cstdlib>
 #include <filesystem>
+#include <optional>
 
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
@@ -65,25 +67,33 @@ std::string read_image(const driver::NvrtcApi& api, nvrtcProgram program, ImageK
   return image;
 }
 
+// <root>/include and <root>/include/cccl, when the root holds include/cuda.h.
+std::optional<std::vector<std::string>> include_dirs_under(const fs::path& root) {
+  std::error_code ec;
+  fs::path include = root / "include";
+  if (!fs::exists(include / "cuda.h", ec)) return std::nullopt;
+  std::vector<std::string> dirs{fs::weakly_canonical(include, ec).string()};
+  if (fs::is_directory(include / "cccl", ec)) dirs.push_back(fs::weakly_canonical(include / "cccl", ec).string());
+  return dirs;
+}
+
 std::vector<std::string> find_toolkit_include_dirs() {
   std::vector<std::string> roots;
   for (const char* var : {"CUDA_HOME", "CUDA_PATH"})
     if (const char* v = std::getenv(var); v && *v) roots.emplace_back(v);
   if (!driver::built_toolkit_root().empty()) roots.push_back(driver::built_toolkit_root());
-  if (const auto& info = driver::nvrtc_info(); info.loaded) {
-    // <root>/lib64/libnvrtc.so.13 or <root>/targets/<arch>-linux/lib/libnvrtc.so.13
-    fs::path lib = fs::path(info.path).parent_path();
-    roots.push_back(lib.parent_path().string());
-    roots.push_back(lib.parent_path().parent_path().parent_path().string());
-  }
-  std::error_code ec;
-  for (const auto& root : roots) {
-    fs::path include = fs::path(root) / "include";
-    if (!fs::exists(include / "cuda.h", ec)) continue;
-    std::vector<std::string> dirs{fs::weakly_canonical(include, ec).string()};
-    if (fs::is_directory(include / "cccl", ec)) dirs.push_back(fs::weakly_canonical(include / "cccl", ec).string());
-    return dirs;
-  }
+  for (const auto& root : roots)
+    if (auto dirs = include_dirs_under(root)) return *dirs;
+  // Last, the toolkit NVRTC comes from. Its file is found without loading it (the key needs these
+  // folders, and a cache hit must not load NVRTC); only when that fails is it loaded to ask.
+  std::optional<std::string> library = driver::nvrtc_location();
+  if (!library)
+    if (const auto& info = driver::nvrtc_info(); info.loaded) library = info.path;
+  if (!library) return {};
+  // <root>/lib64/libnvrtc.so.13 or <root>/targets/<arch>-linux/lib/libnvrtc.so.13
+  const fs::path folder = fs::path(*library).parent_path();
+  for (const fs::path& root : {folder.parent_path(), folder.parent_path().parent_path().parent_path()})
+    if (auto dirs = include_dirs_under(root)) return *dirs;
   return {};
 }
 

@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <utility>
 
+#include "kiln/jit/nvrtc_facts.hpp"
+
 namespace kiln::jit {
 namespace {
 
@@ -11,7 +13,7 @@ std::int64_t ns(std::chrono::nanoseconds d) { return d.count(); }
 }  // namespace
 
 KernelCache::KernelCache(KernelCacheOptions options)
-    : options_(std::move(options)), key_context_(KeyContext::current()), memory_(options_.memory_bytes) {
+    : options_(std::move(options)), memory_(options_.memory_bytes) {
   if (options_.policy && options_.policy->max_compile_time.count() < 0)
     throw Error(Errc::invalid_argument, "source policy rule 'max_compile_time': the limit is negative (" +
                                             std::to_string(options_.policy->max_compile_time.count()) + " ms)");
@@ -21,18 +23,20 @@ KernelCache::KernelCache(KernelCacheOptions options)
                     " ms) needs KernelCacheOptions::compile_worker: NVRTC cannot be cancelled in this process");
   if (options_.compile_worker)
     workers_ = std::make_unique<CompileWorkerPool>(*options_.compile_worker, options_.compile_worker_processes);
-  if (!options_.use_disk) return;
-  try {
-    disk_ = std::make_unique<DiskCache>(options_.disk);
-    // NVRTC writes no PCH file, silently, into a folder that does not exist.
-    std::error_code ec;
-    if (options_.precompiled_headers) std::filesystem::create_directories(pch_directory(), ec);
-    if (ec) startup_warnings_.push_back("precompiled headers: cannot create '" + pch_directory().string() +
-                                        "': " + ec.message());
-  } catch (const Error& e) {
-    // The cache is an optimisation: without a usable folder, compile on with the memory tier.
-    startup_warnings_.push_back("disk tier disabled: " + e.detail());
+  if (options_.use_disk) {
+    try {
+      disk_ = std::make_unique<DiskCache>(options_.disk);
+      // NVRTC writes no PCH file, silently, into a folder that does not exist.
+      std::error_code ec;
+      if (options_.precompiled_headers) std::filesystem::create_directories(pch_directory(), ec);
+      if (ec) startup_warnings_.push_back("precompiled headers: cannot create '" + pch_directory().string() +
+                                          "': " + ec.message());
+    } catch (const Error& e) {
+      // The cache is an optimisation: without a usable folder, compile on with the memory tier.
+      startup_warnings_.push_back("disk tier disabled: " + e.detail());
+    }
   }
+  key_context_ = disk_ ? KeyContext::current(disk_->directory()) : KeyContext::current();
 }
 
 KernelCache::~KernelCache() = default;
@@ -115,8 +119,19 @@ CompileResult KernelCache::produce(const Program& program, const Target& target,
   spent_ns_.fetch_add(ns(result.artifact->compile_time()), std::memory_order_relaxed);
   check_artifact(*result.artifact, program);
   memory_.insert(*result.artifact);
-  if (disk_) disk_->store(*result.artifact);
+  if (disk_ && nvrtc_agrees_with_key()) disk_->store(*result.artifact);
   return result;
+}
+
+bool KernelCache::nvrtc_agrees_with_key() {
+  if (workers_) return true;  // NVRTC ran in a worker, not here
+  // NVRTC is loaded now: its own facts, and the folder gets a record if it had none.
+  const int compiled_with = nvrtc_facts(disk_->directory()).cuda_version();
+  if (compiled_with == key_context_.nvrtc_cuda_version) return true;
+  // Only a record about another file than the one the dynamic loader opened can do this: an entry
+  // under this key would claim another NVRTC made it.
+  key_mismatch_.store(true, std::memory_order_relaxed);
+  return false;
 }
 
 void KernelCache::check_artifact(const Artifact& artifact, const Program& program) const {
@@ -174,6 +189,9 @@ CacheStats KernelCache::stats() const {
     s.warnings = disk_->warnings();
   }
   s.warnings.insert(s.warnings.begin(), startup_warnings_.begin(), startup_warnings_.end());
+  if (key_mismatch_.load(std::memory_order_relaxed))
+    s.warnings.push_back("the NVRTC that compiled is not the version the cache key was made with (the NVRTC "
+                         "facts record named another file): its images were kept in memory only");
   return s;
 }
 

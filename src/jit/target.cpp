@@ -7,7 +7,7 @@
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/environment.hpp"
 #include "kiln/driver/error.hpp"
-#include "kiln/driver/nvrtc_api.hpp"
+#include "kiln/jit/nvrtc_facts.hpp"
 
 namespace kiln::jit {
 namespace {
@@ -18,6 +18,25 @@ std::string list_archs(std::span<const int> archs) {
   std::string s;
   for (int a : archs) s += (s.empty() ? "" : ", ") + std::to_string(a);
   return s.empty() ? "none" : s;
+}
+
+// The compute capability of device `ordinal` as a number (90), from the raw driver table.
+int device_arch(int ordinal) {
+  const driver::CudaApi& cu = driver::cuda();
+  CUdevice device = 0;
+  driver::check(cu.cuDeviceGet(&device, ordinal), "cuDeviceGet");
+  int major = 0, minor = 0;
+  driver::check(cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
+                "cuDeviceGetAttribute");
+  driver::check(cu.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device),
+                "cuDeviceGetAttribute");
+  return major * 10 + minor;
+}
+
+Target for_ordinal(int ordinal, int arch, const NvrtcFacts& nvrtc) {
+  Target t = Target::choose(arch, nvrtc, driver::driver_state().cuda_version);
+  t.reason = "device " + std::to_string(ordinal) + ": " + t.reason;
+  return t;
 }
 
 }  // namespace
@@ -79,20 +98,17 @@ Target Target::choose(int device_arch, std::span<const int> nvrtc_archs, int dri
                                           "); the driver JIT-compiles the PTX at load"};
 }
 
+Target Target::choose(int device_arch, const NvrtcFacts& nvrtc, int driver_cuda_version) {
+  return choose(device_arch, nvrtc.supported_archs, driver_cuda_version, nvrtc.cuda_version());
+}
+
 Target Target::for_device(int ordinal) {
-  const driver::CudaApi& cu = driver::cuda();
-  CUdevice device = 0;
-  driver::check(cu.cuDeviceGet(&device, ordinal), "cuDeviceGet");
-  int major = 0, minor = 0;
-  driver::check(cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, device),
-                "cuDeviceGetAttribute");
-  driver::check(cu.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, device),
-                "cuDeviceGetAttribute");
-  const auto& nvrtc = driver::nvrtc_library();
-  Target t = choose(major * 10 + minor, nvrtc.supported_archs, driver::driver_state().cuda_version,
-                    nvrtc.version.as_cuda_version());
-  t.reason = "device " + std::to_string(ordinal) + ": " + t.reason;
-  return t;
+  const int arch = device_arch(ordinal);  // no driver or no device: said before NVRTC is asked
+  return for_ordinal(ordinal, arch, nvrtc_facts());
+}
+
+Target Target::for_device(int ordinal, const NvrtcFacts& nvrtc) {
+  return for_ordinal(ordinal, device_arch(ordinal), nvrtc);
 }
 
 }  // namespace kiln::jit

@@ -125,4 +125,44 @@ TEST(NvrtcLoader, NothingFoundListsEveryCandidate) {
   }
 }
 
+// locate_nvrtc answers, without loading, what open_nvrtc loads, for every kind of search.
+TEST(NvrtcLoader, LocateNamesTheFileThatLoads) {
+  const auto& found = kiln::driver::nvrtc_library();
+  std::vector<std::pair<std::string, NvrtcSearch>> searches;
+  searches.emplace_back("environment", NvrtcSearch::from_environment());
+  NvrtcSearch s;
+  s.explicit_path = found.library.path;
+  searches.emplace_back("explicit file", s);
+  s.explicit_path = fs::path(found.library.path).parent_path().string();
+  searches.emplace_back("explicit folder", s);
+  s = {};
+  s.toolkit_roots = {"/nonexistent/cuda-a", kiln::driver::built_toolkit_root()};
+  searches.emplace_back("toolkit roots", s);
+  s = {};
+  searches.emplace_back("loader path only", s);
+  for (const auto& [what, search] : searches) {
+    std::optional<std::string> located = kiln::driver::locate_nvrtc(search);
+    std::string loaded;
+    try {
+      loaded = kiln::driver::open_nvrtc(search).library.path;
+    } catch (const kiln::Error&) {
+    }
+    EXPECT_EQ(located.value_or(""), loaded) << what;
+  }
+  EXPECT_EQ(kiln::driver::nvrtc_location(), found.library.path);
+  EXPECT_TRUE(kiln::driver::nvrtc_loaded());
+}
+
+TEST(NvrtcLoader, LocateFindsNothingWhereNothingLoads) {
+  NvrtcSearch search;
+  search.explicit_path = "/nonexistent/kiln/libnvrtc.so.99";
+  search.toolkit_roots = {kiln::driver::built_toolkit_root()};  // KILN_NVRTC_PATH is exclusive
+  EXPECT_FALSE(kiln::driver::locate_nvrtc(search));
+  search = {};
+  search.toolkit_roots = {"/nonexistent/cuda-b"};
+  search.use_loader_path = false;
+  EXPECT_FALSE(kiln::driver::locate_nvrtc(search));
+  EXPECT_EQ(kiln::driver::nvrtc_candidates(search).front(), "/nonexistent/cuda-b/lib64/libnvrtc.so.13");
+}
+
 }  // namespace

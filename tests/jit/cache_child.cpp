@@ -1,34 +1,151 @@
-// A separate process for the disk-tier tests: compiles variants of a kernel through a KernelCache on
-// the given folder and prints, per variant, "<index> <origin> <key>".
+// A separate process for the disk-tier tests (several processes sharing one cache folder, and a
+// disk hit in a new process):
 //   jit_cache_child <cache dir> <first variant> <count> [<rotation>]
+//     compiles variants of a kernel through a KernelCache on the folder and prints, per variant,
+//     "<index> <origin> <key>".
+//   jit_cache_child --hit <cache dir> <variant> <image file>
+//     compiles one variant for sm_90, writes its image to the file and prints
+//     "<origin> <key> nvrtc_loaded=<0|1> nvrtc_mapped=<0|1>" (mapped: a libnvrtc file is in
+//     /proc/self/maps, whoever loaded it).
+//   jit_cache_child --locate loader|environment
+//     for the loader's own search (bare sonames only) or the environment's: prints
+//     "<located>|<loaded>", what driver::locate_nvrtc found before anything was loaded, then what
+//     open_nvrtc loaded ("none" when nothing).
+//   jit_cache_child --launch <cache dir>
+//     (GPU) compiles saxpy for device 0 (Target::for_device after the cache is made), runs it,
+//     checks the result and prints "<origin> <target> nvrtc_loaded=<0|1> nvrtc_mapped=<0|1>".
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
 #include <string>
+#include <vector>
 
 #include "kernels.hpp"
+#include "kiln/driver/check.hpp"
+#include "kiln/driver/cuda_api.hpp"
+#include "kiln/driver/nvrtc_api.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 
-int main(int argc, char** argv) {
-  if (argc < 4) {
-    std::fprintf(stderr, "usage: %s DIR FIRST COUNT [ROTATION]\n", argv[0]);
-    return 2;
+namespace {
+
+using namespace kiln::jit;
+
+Program variant(int i) {
+  Program p;
+  p.name = "variant.cu";
+  p.source = std::string(test_kernels::kSaxpy) + "// variant " + std::to_string(i) + "\n";
+  return p;
+}
+
+bool nvrtc_mapped() {
+  std::ifstream maps("/proc/self/maps");
+  for (std::string line; std::getline(maps, line);)
+    if (line.find("libnvrtc") != std::string::npos) return true;
+  return false;
+}
+
+std::string nvrtc_state() {
+  return std::string("nvrtc_loaded=") + (kiln::driver::nvrtc_loaded() ? "1" : "0") +
+         " nvrtc_mapped=" + (nvrtc_mapped() ? "1" : "0");
+}
+
+int variants(int argc, char** argv) {
+  KernelCacheOptions options;
+  options.disk.directory = argv[1];
+  KernelCache cache(options);
+  const int first = std::atoi(argv[2]), count = std::atoi(argv[3]), rotation = argc > 4 ? std::atoi(argv[4]) : 0;
+  for (int n = 0; n < count; ++n) {
+    const int i = first + (n + rotation) % count;
+    Artifact a = cache.compile(variant(i), Target::for_arch(90));
+    std::printf("%d %s %s\n", i, std::string(to_string(a.origin())).c_str(), a.key().hex().c_str());
   }
-  using namespace kiln::jit;
+  for (const auto& w : cache.stats().warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  return 0;
+}
+
+int hit(const char* dir, int index, const char* image_file) {
+  KernelCacheOptions options;
+  options.disk.directory = dir;
+  KernelCache cache(options);
+  const Artifact a = cache.compile(variant(index), Target::for_arch(90));
+  std::ofstream(image_file, std::ios::binary).write(static_cast<const char*>(a.data()), std::streamsize(a.size()));
+  std::printf("%s %s %s\n", std::string(to_string(a.origin())).c_str(), a.key().hex().c_str(), nvrtc_state().c_str());
+  for (const auto& w : cache.stats().warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  return 0;
+}
+
+int locate(const std::string& which) {
+  const kiln::driver::NvrtcSearch search =
+      which == "loader" ? kiln::driver::NvrtcSearch{} : kiln::driver::NvrtcSearch::from_environment();
+  const std::optional<std::string> located = kiln::driver::locate_nvrtc(search);
+  std::string loaded = "none";
   try {
-    KernelCacheOptions options;
-    options.disk.directory = argv[1];
-    KernelCache cache(options);
-    const int first = std::atoi(argv[2]), count = std::atoi(argv[3]), rotation = argc > 4 ? std::atoi(argv[4]) : 0;
-    for (int n = 0; n < count; ++n) {
-      const int i = first + (n + rotation) % count;
-      Program p;
-      p.name = "variant.cu";
-      p.source = std::string(test_kernels::kSaxpy) + "// variant " + std::to_string(i) + "\n";
-      Artifact a = cache.compile(p, Target::for_arch(90));
-      std::printf("%d %s %s\n", i, std::string(to_string(a.origin())).c_str(), a.key().hex().c_str());
+    loaded = kiln::driver::open_nvrtc(search).library.path;
+  } catch (const kiln::Error&) {
+  }
+  std::printf("%s|%s\n", located.value_or("none").c_str(), loaded.c_str());
+  return 0;
+}
+
+int launch(const char* dir) {
+  using kiln::driver::check;
+  KernelCacheOptions options;
+  options.disk.directory = dir;
+  KernelCache cache(options);
+  Program p;
+  p.source = test_kernels::kSaxpy;
+  const Target target = Target::for_device(0);
+  const Artifact a = cache.compile(p, target);
+  const std::string state = nvrtc_state();  // before the driver loads anything of its own
+
+  const auto& cu = kiln::driver::cuda();
+  CUdevice dev;
+  check(cu.cuDeviceGet(&dev, 0), "cuDeviceGet");
+  CUcontext ctx;
+  check(cu.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
+  check(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
+  CUmodule module;
+  check(cu.cuModuleLoadData(&module, a.data()), "cuModuleLoadData");
+  CUfunction fn;
+  check(cu.cuModuleGetFunction(&fn, module, "saxpy"), "cuModuleGetFunction");
+  constexpr int n = 256;
+  std::vector<float> x(n), y(n, 1.0f);
+  for (int i = 0; i < n; ++i) x[i] = float(i);
+  CUdeviceptr dx, dy;
+  check(cu.cuMemAlloc(&dx, n * sizeof(float)), "cuMemAlloc");
+  check(cu.cuMemAlloc(&dy, n * sizeof(float)), "cuMemAlloc");
+  check(cu.cuMemcpyHtoD(dx, x.data(), n * sizeof(float)), "cuMemcpyHtoD");
+  check(cu.cuMemcpyHtoD(dy, y.data(), n * sizeof(float)), "cuMemcpyHtoD");
+  float alpha = 2.0f;
+  int count = n;
+  void* args[] = {&alpha, &dx, &dy, &count};
+  check(cu.cuLaunchKernel(fn, 2, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr), "cuLaunchKernel");
+  check(cu.cuCtxSynchronize(ctx), "cuCtxSynchronize");
+  check(cu.cuMemcpyDtoH(y.data(), dy, n * sizeof(float)), "cuMemcpyDtoH");
+  for (int i = 0; i < n; ++i)
+    if (y[i] != 2.0f * float(i) + 1.0f) {
+      std::fprintf(stderr, "y[%d] = %g, expected %g\n", i, double(y[i]), 2.0 * i + 1.0);
+      return 4;
     }
-    for (const auto& w : cache.stats().warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
-    return 0;
+  cu.cuMemFree(dx);
+  cu.cuMemFree(dy);
+  cu.cuModuleUnload(module);
+  cu.cuDevicePrimaryCtxRelease(dev);
+  std::printf("%s %s %s\n", std::string(to_string(a.origin())).c_str(), target.arch_name().c_str(), state.c_str());
+  return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  try {
+    if (argc == 5 && std::strcmp(argv[1], "--hit") == 0) return hit(argv[2], std::atoi(argv[3]), argv[4]);
+    if (argc == 3 && std::strcmp(argv[1], "--launch") == 0) return launch(argv[2]);
+    if (argc == 3 && std::strcmp(argv[1], "--locate") == 0) return locate(argv[2]);
+    if (argc >= 4 && argv[1][0] != '-') return variants(argc, argv);
+    std::fprintf(stderr, "usage: %s DIR FIRST COUNT [ROTATION] | --hit DIR VARIANT IMAGE | --locate loader|environment | --launch DIR\n", argv[0]);
+    return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());
     return 1;

@@ -10,6 +10,7 @@
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "support/gpu.hpp"
+#include "support/process.hpp"
 
 namespace {
 
@@ -98,6 +99,23 @@ TEST_F(JitGpu, CubinFromACompileWorkerLoadsAndRuns) {
   const Artifact a = KernelCache(o).compile(p, Target::for_device(0));
   EXPECT_EQ(a.origin(), Origin::compiled);
   run_saxpy(a);
+}
+
+// A disk hit in a new process, from the cache to a launched kernel, never loads NVRTC: the key and
+// Target::for_device read the NVRTC facts record this process left in the cache folder.
+TEST_F(JitGpu, DiskHitInANewProcessLaunchesWithoutNvrtc) {
+  KILN_REQUIRE_GPU();
+  const Target t = Target::for_device(0);
+  KernelCacheOptions o;
+  o.disk.directory = dir_;
+  Program p;
+  p.source = test_kernels::kSaxpy;
+  ASSERT_EQ(KernelCache(o).compile(p, t).origin(), Origin::compiled);
+  kiln::testing::ProcessOptions env;
+  env.set_env = {{"KILN_CACHE_DIR", dir_.string()}};
+  const auto r = kiln::testing::run_process({KILN_JIT_CACHE_CHILD, "--launch", dir_.string()}, env);
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(r.out, "disk " + t.arch_name() + " nvrtc_loaded=0 nvrtc_mapped=0\n") << r.err;
 }
 
 }  // namespace

@@ -14,9 +14,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "kiln/jit/program.hpp"
 #include "kiln/jit/target.hpp"
@@ -42,7 +44,10 @@ struct KeyContext {
   int nvrtc_cuda_version = 0;            // 13000
   std::vector<std::string> toolkit_dirs; // automatic include folders
 
-  static KeyContext current();  // throws what nvrtc_library() throws
+  // NVRTC's version from nvrtc_facts(cache_dir): read from the cache folder's record when NVRTC is
+  // not loaded yet, so that a cache hit never loads it. Throws what nvrtc_library() throws.
+  static KeyContext current(const std::filesystem::path& cache_dir);
+  static KeyContext current();  // the default cache folder's record
 };
 
 CacheKey cache_key(const Program& program, const Target& target);

@@ -97,11 +97,15 @@ class KernelCache {
   // One NVRTC run, in this process or in a compile worker under the policy's time limit.
   CompileResult run_nvrtc(const Program& program, const Target& target, const CompileSettings& settings) const;
   void check_artifact(const Artifact& artifact, const Program& program) const;
+  // After an in-process compile: whether the NVRTC that ran is the version key_context_ names.
+  bool nvrtc_agrees_with_key();
 
   const KernelCacheOptions options_;
-  const KeyContext key_context_;
   MemoryCache memory_;
   std::unique_ptr<DiskCache> disk_;
+  // From the disk folder's NVRTC facts record (nvrtc_facts.hpp), so that a hit never loads NVRTC.
+  // Written only by the constructor.
+  KeyContext key_context_;
   std::unique_ptr<CompileWorkerPool> workers_;  // null: compile in this process
   std::vector<std::string> startup_warnings_;  // written only by the constructor
 
@@ -111,6 +115,7 @@ class KernelCache {
   std::atomic<std::uint64_t> memory_hits_{0}, memory_misses_{0}, compiles_{0}, compile_failures_{0},
       shared_waits_{0};
   std::atomic<std::int64_t> spent_ns_{0}, saved_ns_{0};
+  std::atomic<bool> key_mismatch_{false};
 };
 
 }  // namespace kiln::jit

@@ -11,6 +11,8 @@
 
 namespace kiln::jit {
 
+struct NvrtcFacts;  // nvrtc_facts.hpp
+
 enum class ImageKind : std::uint8_t { cubin, ptx };
 
 std::string_view to_string(ImageKind kind) noexcept;  // "cubin", "ptx"
@@ -32,13 +34,17 @@ struct Target {
   // else PTX for the highest architecture NVRTC supports that does not exceed the device's (the
   // driver JIT-compiles it at load). Throws kiln::Error when there is no driver or device, when
   // NVRTC supports nothing old enough, or when PTX is needed but NVRTC is newer than the driver
-  // (the driver would refuse the PTX with CUDA_ERROR_UNSUPPORTED_PTX_VERSION).
+  // (the driver would refuse the PTX with CUDA_ERROR_UNSUPPORTED_PTX_VERSION). NVRTC's
+  // architectures and version come from nvrtc_facts() (the default cache folder's record when
+  // NVRTC is not loaded yet), or from the facts given.
   static Target for_device(int ordinal);
+  static Target for_device(int ordinal, const NvrtcFacts& nvrtc);
 
   // The decision behind for_device, from plain facts, so it can be tested without a GPU.
   // Versions are CUDA versions as numbers (13000 for 13.0); 0 means unknown.
   static Target choose(int device_arch, std::span<const int> nvrtc_archs, int driver_cuda_version,
                        int nvrtc_cuda_version);
+  static Target choose(int device_arch, const NvrtcFacts& nvrtc, int driver_cuda_version);
 
   friend bool operator==(const Target& a, const Target& b) noexcept {
     return a.kind == b.kind && a.arch == b.arch;
