@@ -1,6 +1,8 @@
 #include "kiln/service/redis_client.hpp"
 
+#ifdef KILN_HAVE_HIREDIS
 #include <hiredis/hiredis.h>
+#endif
 
 #include <charconv>
 #include <optional>
@@ -11,9 +13,12 @@ namespace kiln::service {
 
 namespace {
 
+#ifdef KILN_HAVE_HIREDIS
 timeval to_timeval(std::chrono::milliseconds ms) {
   return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
 }
+
+#endif
 
 std::optional<int> to_int(std::string_view text) {
   int value = 0;
@@ -22,6 +27,7 @@ std::optional<int> to_int(std::string_view text) {
   return value;
 }
 
+#ifdef KILN_HAVE_HIREDIS
 RedisReply copy_reply(const redisReply& r) {
   RedisReply out;
   switch (r.type) {
@@ -37,6 +43,8 @@ RedisReply copy_reply(const redisReply& r) {
   }
   return out;
 }
+
+#endif
 
 }  // namespace
 
@@ -96,6 +104,8 @@ const RedisReply& RedisReply::at(std::size_t i) const {
   return elements[i];
 }
 
+#ifdef KILN_HAVE_HIREDIS
+
 struct RedisClient::Context {
   redisContext* c = nullptr;
   ~Context() {
@@ -154,5 +164,29 @@ RedisReply RedisClient::command(const std::vector<std::string_view>& args) {
     throw Error(Errc::unavailable, "Redis at " + address_.text() + " refused " + name + ": " + std::string(reply->str, reply->len));
   return copy_reply(*reply);
 }
+
+#else  // built without hiredis: the client exists, and says why it cannot connect
+
+struct RedisClient::Context {};
+
+RedisClient::RedisClient(const RedisAddress& address, std::chrono::milliseconds timeout)
+    : address_(address), timeout_(timeout) {
+  connect();
+}
+RedisClient::~RedisClient() = default;
+RedisClient::RedisClient(RedisClient&&) noexcept = default;
+RedisClient& RedisClient::operator=(RedisClient&&) noexcept = default;
+
+void RedisClient::connect() {
+  throw Error(Errc::unavailable, "cannot reach Redis at " + address_.text() +
+                                     ": kiln was built without hiredis (install libhiredis-dev and rebuild)");
+}
+void RedisClient::set_timeout(std::chrono::milliseconds timeout) { timeout_ = timeout; }
+RedisReply RedisClient::command(const std::vector<std::string_view>&) {
+  connect();
+  return {};
+}
+
+#endif
 
 }  // namespace kiln::service

@@ -1,8 +1,9 @@
 // A child process (kilnd, redis-server) whose stdout is read line by line; killed with SIGKILL if
-// the test leaves it running.
+// the test leaves it running or dies.
 #pragma once
 
 #include <signal.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -22,6 +23,9 @@ class Child {
     if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
     pid_ = fork();
     if (pid_ == 0) {
+      // Dies with the test even when the test crashes: a survivor would hold ctest's output pipe
+      // open and keep ctest waiting.
+      prctl(PR_SET_PDEATHSIG, SIGKILL);
       dup2(fds[1], STDOUT_FILENO);
       close(fds[0]);
       close(fds[1]);
