@@ -100,6 +100,15 @@ int main() {
       return 1;
     }
   }
+  // The HTTP floor: an answer that touches nothing of kilnd but routing (same connection).
+  std::vector<double> healthz;
+  for (int i = 0; i < reps; ++i) {
+    auto t = clk::now();
+    auto r = c.Get("/healthz");
+    healthz.push_back(us_since(t));
+    if (!r || r->status != 200) return 1;
+  }
+
   // The same with a new connection for every request (httplib's default client).
   std::vector<double> http_new;
   for (int i = 0; i < reps; ++i) {
@@ -116,6 +125,7 @@ int main() {
   std::printf("| in-process core::launch + synchronize | %.1f us | %.1f us |\n", kiln::bench::quantile(direct, .5), kiln::bench::quantile(direct, .99));
   std::printf("| in-process WorkerPool::launch (worker process, IPC) | %.1f us | %.1f us |\n", kiln::bench::quantile(in_pool, .5), kiln::bench::quantile(in_pool, .99));
   std::printf("| HTTP POST /v1/launches over loopback, kept-alive connection | %.1f us | %.1f us |\n", kiln::bench::quantile(http, .5), kiln::bench::quantile(http, .99));
+  std::printf("| HTTP GET /healthz over loopback, kept-alive connection (HTTP floor) | %.1f us | %.1f us |\n", kiln::bench::quantile(healthz, .5), kiln::bench::quantile(healthz, .99));
   std::printf("| HTTP POST /v1/launches over loopback, new connection each | %.1f us | %.1f us |\n", kiln::bench::quantile(http_new, .5), kiln::bench::quantile(http_new, .99));
   std::printf("HTTP overhead over in-process (WorkerPool): p50 %.1f us (goal <= 100 us), p99 %.1f us\n",
               kiln::bench::quantile(http, .5) - kiln::bench::quantile(in_pool, .5), kiln::bench::quantile(http, .99) - kiln::bench::quantile(in_pool, .99));

@@ -74,7 +74,18 @@ struct Slot {
   std::atomic<std::uint64_t> restarts{0}, kills{0};
   std::mutex failure_text_mutex;
   std::string last_failure;
+  // Free memory as the driver last said, and when (steady-clock ns; 0: read it again). Every
+  // launch asks for the devices and cuMemGetInfo is a driver round trip, so it is read at most
+  // every kMemoryInfoMaxAge, and again after each buffer allocation or free.
+  std::atomic<std::size_t> memory_free{0};
+  std::atomic<std::int64_t> memory_read_ns{0};
 };
+
+constexpr std::chrono::milliseconds kMemoryInfoMaxAge{50};
+
+std::int64_t steady_ns() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+}
 
 }  // namespace
 
@@ -281,10 +292,16 @@ std::vector<DeviceStatus> WorkerPool::devices() {
       d.last_failure = s->last_failure;
     }
     d.circuit_open = Clock::now() < s->circuit_until;
-    try {
-      d.memory_free = core::Device::get(s->ordinal).memory_info().first;
-    } catch (const Error&) {
+    const std::int64_t now = steady_ns();
+    if (now - s->memory_read_ns.load(std::memory_order_acquire) > std::chrono::nanoseconds(kMemoryInfoMaxAge).count()) {
+      try {
+        s->memory_free.store(core::Device::get(s->ordinal).memory_info().first, std::memory_order_relaxed);
+        s->memory_read_ns.store(now, std::memory_order_release);
+      } catch (const Error&) {
+        // Keep the last value; the next call tries again.
+      }
     }
+    d.memory_free = s->memory_free.load(std::memory_order_relaxed);
     out.push_back(std::move(d));
   }
   return out;
@@ -299,6 +316,7 @@ BufferId WorkerPool::create_buffer(int device, std::size_t bytes, std::string_vi
   // Keyed by id, not address: the tracker sees kilnd's buffers under their tags.
   core::AllocationTracker::instance().add(id, b->memory.size(), core::AllocationKind::device, device, tag,
                                           std::source_location::current());
+  impl_->slot(device).memory_read_ns.store(0, std::memory_order_release);
   std::lock_guard lock(impl_->buffers_mutex);
   impl_->buffers.emplace(id, std::move(b));
   return id;
@@ -344,6 +362,8 @@ void WorkerPool::free_buffer(BufferId id) {
   }
   core::AllocationTracker::instance().remove(id);
   Slot& s = impl_->slot(b->memory.device());
+  b.reset();  // the supervisor's mapping and handle go now (the worker's at its next launch)
+  s.memory_read_ns.store(0, std::memory_order_release);
   std::lock_guard lock(s.releases_mutex);
   s.pending_releases.push_back(id);  // the worker unmaps it before its next launch
 }
