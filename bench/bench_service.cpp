@@ -8,6 +8,8 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -90,11 +92,18 @@ int main() {
   auto b = c.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
   const std::uint64_t hbuf = json::parse(b->body)["id"];
   const std::string launch = json{{"kernel", kernel}, {"function", "empty"}, {"wait", true}, {"arguments", {{{"buffer", hbuf}}}}}.dump();
-  std::vector<double> http;
+  std::vector<double> http, check_us, run_us, total_us;
   for (int i = 0; i < reps; ++i) {
     auto t = clk::now();
     auto r = c.Post("/v1/launches", auth, launch, "application/json");
     http.push_back(us_since(t));
+    double check = 0, run = 0, total = 0;
+    if (r && std::sscanf(r->get_header_value("Server-Timing").c_str(), "check;dur=%lf, run;dur=%lf, total;dur=%lf", &check,
+                         &run, &total) == 3) {
+      check_us.push_back(check * 1e3);
+      run_us.push_back(run * 1e3);
+      total_us.push_back(total * 1e3);
+    }
     if (!r || r->status != 200) {
       std::printf("launch failed: %s\n", r ? r->body.c_str() : "no response");
       return 1;
@@ -127,12 +136,18 @@ int main() {
   std::printf("| HTTP POST /v1/launches over loopback, kept-alive connection | %.1f us | %.1f us |\n", kiln::bench::quantile(http, .5), kiln::bench::quantile(http, .99));
   std::printf("| HTTP GET /healthz over loopback, kept-alive connection (HTTP floor) | %.1f us | %.1f us |\n", kiln::bench::quantile(healthz, .5), kiln::bench::quantile(healthz, .99));
   std::printf("| HTTP POST /v1/launches over loopback, new connection each | %.1f us | %.1f us |\n", kiln::bench::quantile(http_new, .5), kiln::bench::quantile(http_new, .99));
+  if (!total_us.empty())
+    std::printf("inside kilnd (Server-Timing, p50): checking the request %.1f us, submission to answer (the inline "
+                "launch) %.1f us, handler total %.1f us; the rest of the round trip is HTTP and JSON\n",
+                kiln::bench::quantile(check_us, .5), kiln::bench::quantile(run_us, .5), kiln::bench::quantile(total_us, .5));
   std::printf("HTTP overhead over in-process (WorkerPool): p50 %.1f us (goal <= 100 us), p99 %.1f us\n",
               kiln::bench::quantile(http, .5) - kiln::bench::quantile(in_pool, .5), kiln::bench::quantile(http, .99) - kiln::bench::quantile(in_pool, .99));
 
   // 64 concurrent clients for 3 seconds.
   std::atomic<bool> go{false}, stop{false};
   std::atomic<long> done{0}, failed{0};
+  std::mutex first_failure_mutex;
+  std::string first_failure;
   std::vector<std::thread> clients;
   for (int t = 0; t < 64; ++t)
     clients.emplace_back([&] {
@@ -142,7 +157,12 @@ int main() {
       while (!go) std::this_thread::yield();
       while (!stop) {
         auto r = mine.Post("/v1/launches", auth, launch, "application/json");
-        (r && r->status == 200 ? done : failed)++;
+        if (r && r->status == 200) {
+          ++done;
+        } else if (failed++ == 0) {
+          std::lock_guard lock(first_failure_mutex);
+          first_failure = r ? std::to_string(r->status) + " " + r->body.substr(0, 200) : httplib::to_string(r.error());
+        }
       }
     });
   go = true;
@@ -151,8 +171,8 @@ int main() {
   stop = true;
   for (auto& t : clients) t.join();
   const double seconds = us_since(t0) / 1e6;
-  std::printf("64 concurrent clients: %.0f launch requests/s (%ld completed, %ld failed)\n", done / seconds, done.load(),
-              failed.load());
+  std::printf("64 concurrent clients: %.0f launch requests/s (%ld completed, %ld failed%s%s)\n", done / seconds, done.load(),
+              failed.load(), first_failure.empty() ? "" : "; the first: ", first_failure.c_str());
   server.stop();
 
   // Recovery after a sticky fault: from the faulting request to the next completed launch.

@@ -3,6 +3,8 @@
 // clients' launches go on, and every buffer reads back byte-identical; a kernel past its deadline
 // gets a timeout and the GPU serves the next request.
 #include <gtest/gtest.h>
+
+#include <regex>
 #include <httplib.h>
 
 #include <atomic>
@@ -99,6 +101,17 @@ TEST_F(KilndGpu, LaunchEndToEnd) {
                    200);
   EXPECT_EQ(done["status"], "completed") << done.dump();
   for (float v : download(*c, y)) ASSERT_EQ(v, 7.f);
+  // The answer says where its time went (W3C Server-Timing).
+  auto timed = c->Post("/v1/launches", auth(kiln::testing::kAliceToken),
+                       nlohmann::json{{"kernel", k}, {"function", "saxpy"}, {"grid", n / 256}, {"block", 256}, {"wait", true},
+                                      {"arguments", {{{"type", "f32"}, {"value", 0.0}}, {{"buffer", x}}, {{"buffer", y}},
+                                                     {{"type", "i32"}, {"value", n}}}}}.dump(),
+                       "application/json");
+  ASSERT_TRUE(timed);
+  EXPECT_EQ(timed->status, 200) << timed->body;
+  EXPECT_TRUE(std::regex_match(timed->get_header_value("Server-Timing"),
+                               std::regex("check;dur=[0-9.]+, run;dur=[0-9.]+, total;dur=[0-9.]+")))
+      << timed->get_header_value("Server-Timing");
   auto metrics = c->Get("/metrics");
   ASSERT_TRUE(metrics);
   EXPECT_NE(metrics->body.find("kiln"), std::string::npos);

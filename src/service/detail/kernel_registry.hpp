@@ -9,6 +9,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
@@ -30,6 +31,28 @@ struct RegisteredKernel {
   std::string tenant;
   jit::Program program;
   std::map<int, CompiledImage> images;  // by the device architecture they serve
+
+  // Whether the image names `symbol`: a search through the whole image the first time (a CUB
+  // kernel's CUBIN is hundreds of KB), remembered after that. Thread-safe.
+  bool has_symbol(const std::string& symbol) const {
+    {
+      std::lock_guard lock(symbols_mutex);
+      if (known_symbols.contains(symbol)) return true;
+    }
+    if (images.empty() || images.begin()->second.bytes->find(symbol) == std::string::npos) return false;
+    std::lock_guard lock(symbols_mutex);
+    known_symbols.insert(symbol);
+    return true;
+  }
+
+  RegisteredKernel() = default;
+  RegisteredKernel(const RegisteredKernel& o) : id(o.id), tenant(o.tenant), program(o.program), images(o.images) {}
+  RegisteredKernel& operator=(const RegisteredKernel&) = delete;
+  RegisteredKernel(RegisteredKernel&& o) : id(o.id), tenant(std::move(o.tenant)), program(std::move(o.program)), images(std::move(o.images)) {}
+
+ private:
+  mutable std::mutex symbols_mutex;
+  mutable std::set<std::string> known_symbols;
 };
 
 class KernelRegistry {
