@@ -255,6 +255,10 @@ void Server::Impl::configure() {
   http.new_task_queue = [n = config.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
   http.set_payload_max_length(config.max_body_bytes);
   http.set_keep_alive_timeout(2);
+  // cpp-httplib closes a kept-alive connection after 5 requests by default: a busy client would pay
+  // a new connection (and sometimes a failed read) every fifth request. The idle timeout above is
+  // what frees threads from quiet clients.
+  http.set_keep_alive_max_count(1000);
   // A response goes out in several writes (headers, body): with Nagle's algorithm on, the client's
   // delayed ACK holds the second one back ~40 ms on every request of a keep-alive connection.
   http.set_tcp_nodelay(true);
