@@ -1,6 +1,7 @@
 #include "kiln/service/server.hpp"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <atomic>
@@ -223,6 +224,7 @@ struct Server::Impl {
   httplib::Server http;
   std::thread listener;
   std::atomic<int> bound_port{0};
+  std::atomic<int> listen_socket{-1};
   std::atomic<bool> draining{false};
   std::atomic<bool> listener_done{false};
   std::mutex stop_mutex;
@@ -259,6 +261,11 @@ void Server::Impl::configure() {
   // a new connection (and sometimes a failed read) every fifth request. The idle timeout above is
   // what frees threads from quiet clients.
   http.set_keep_alive_max_count(1000);
+  // Remember the listening socket: start() widens its backlog (below).
+  http.set_socket_options([this](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_socket.store(sock, std::memory_order_relaxed);
+  });
   // A response goes out in several writes (headers, body): with Nagle's algorithm on, the client's
   // delayed ACK holds the second one back ~40 ms on every request of a keep-alive connection.
   http.set_tcp_nodelay(true);
@@ -658,6 +665,10 @@ void Server::start() {
     throw Error(Errc::invalid_argument, "cannot listen on " + s.config.listen_address + ":" + std::to_string(s.config.port) +
                                             " (address in use, or not an address of this machine)");
   s.bound_port = port;
+  // cpp-httplib listens with a backlog of 5 (a compile-time setting of the library): 64 clients
+  // connecting at once overflowed it and some first requests failed with a reset. Listening again
+  // on the bound socket raises the backlog (Linux).
+  if (const int fd = s.listen_socket.load(std::memory_order_relaxed); fd >= 0) ::listen(fd, SOMAXCONN);
   s.listener = std::thread([&s] {
     s.http.listen_after_bind();
     s.listener_done.store(true, std::memory_order_release);
