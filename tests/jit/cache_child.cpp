@@ -26,6 +26,7 @@
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "raw_saxpy.hpp"
 
 namespace {
 
@@ -99,39 +100,10 @@ int launch(const char* dir) {
   const Artifact a = cache.compile(p, target);
   const std::string state = nvrtc_state();  // before the driver loads anything of its own
 
-  const auto& cu = kiln::driver::cuda();
-  CUdevice dev;
-  check(cu.cuDeviceGet(&dev, 0), "cuDeviceGet");
-  CUcontext ctx;
-  check(cu.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
-  check(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
-  CUmodule module;
-  check(cu.cuModuleLoadData(&module, a.data()), "cuModuleLoadData");
-  CUfunction fn;
-  check(cu.cuModuleGetFunction(&fn, module, "saxpy"), "cuModuleGetFunction");
-  constexpr int n = 256;
-  std::vector<float> x(n), y(n, 1.0f);
-  for (int i = 0; i < n; ++i) x[i] = float(i);
-  CUdeviceptr dx, dy;
-  check(cu.cuMemAlloc(&dx, n * sizeof(float)), "cuMemAlloc");
-  check(cu.cuMemAlloc(&dy, n * sizeof(float)), "cuMemAlloc");
-  check(cu.cuMemcpyHtoD(dx, x.data(), n * sizeof(float)), "cuMemcpyHtoD");
-  check(cu.cuMemcpyHtoD(dy, y.data(), n * sizeof(float)), "cuMemcpyHtoD");
-  float alpha = 2.0f;
-  int count = n;
-  void* args[] = {&alpha, &dx, &dy, &count};
-  check(cu.cuLaunchKernel(fn, 2, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr), "cuLaunchKernel");
-  check(cu.cuCtxSynchronize(ctx), "cuCtxSynchronize");
-  check(cu.cuMemcpyDtoH(y.data(), dy, n * sizeof(float)), "cuMemcpyDtoH");
-  for (int i = 0; i < n; ++i)
-    if (y[i] != 2.0f * float(i) + 1.0f) {
-      std::fprintf(stderr, "y[%d] = %g, expected %g\n", i, double(y[i]), 2.0 * i + 1.0);
-      return 4;
-    }
-  cu.cuMemFree(dx);
-  cu.cuMemFree(dy);
-  cu.cuModuleUnload(module);
-  cu.cuDevicePrimaryCtxRelease(dev);
+  if (const std::string wrong = kiln::testing::run_saxpy_raw(a.data(), 256); !wrong.empty()) {
+    std::fprintf(stderr, "%s\n", wrong.c_str());
+    return 4;
+  }
   std::printf("%s %s %s\n", std::string(to_string(a.origin())).c_str(), target.arch_name().c_str(), state.c_str());
   return 0;
 }

@@ -9,6 +9,7 @@
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "raw_saxpy.hpp"
 #include "support/gpu.hpp"
 #include "support/process.hpp"
 
@@ -21,35 +22,8 @@ namespace fs = std::filesystem;
 
 // Runs saxpy from `artifact` on device 0 and checks y = 2x + y for 1000 elements.
 void run_saxpy(const Artifact& artifact) {
-  const auto& cu = cuda();
-  CUdevice dev;
-  check(cu.cuDeviceGet(&dev, 0), "cuDeviceGet");
-  CUcontext ctx;
-  check(cu.cuDevicePrimaryCtxRetain(&ctx, dev), "cuDevicePrimaryCtxRetain");
-  check(cu.cuCtxSetCurrent(ctx), "cuCtxSetCurrent");
-  CUmodule module;
-  check(cu.cuModuleLoadData(&module, artifact.data()), "cuModuleLoadData");
-  CUfunction fn;
-  check(cu.cuModuleGetFunction(&fn, module, "saxpy"), "cuModuleGetFunction");
-  constexpr int n = 1000;
-  std::vector<float> x(n), y(n);
-  for (int i = 0; i < n; ++i) x[i] = float(i), y[i] = 1.0f;
-  CUdeviceptr dx, dy;
-  check(cu.cuMemAlloc(&dx, n * sizeof(float)), "cuMemAlloc");
-  check(cu.cuMemAlloc(&dy, n * sizeof(float)), "cuMemAlloc");
-  check(cu.cuMemcpyHtoD(dx, x.data(), n * sizeof(float)), "cuMemcpyHtoD");
-  check(cu.cuMemcpyHtoD(dy, y.data(), n * sizeof(float)), "cuMemcpyHtoD");
-  float a = 2.0f;
-  int count = n;
-  void* args[] = {&a, &dx, &dy, &count};
-  check(cu.cuLaunchKernel(fn, (n + 127) / 128, 1, 1, 128, 1, 1, 0, nullptr, args, nullptr), "cuLaunchKernel");
-  check(cu.cuCtxSynchronize(ctx), "cuCtxSynchronize");
-  check(cu.cuMemcpyDtoH(y.data(), dy, n * sizeof(float)), "cuMemcpyDtoH");
-  for (int i = 0; i < n; ++i) ASSERT_EQ(y[i], 2.0f * float(i) + 1.0f) << i;
-  cu.cuMemFree(dx);
-  cu.cuMemFree(dy);
-  cu.cuModuleUnload(module);
-  cu.cuDevicePrimaryCtxRelease(dev);
+  const std::string wrong = kiln::testing::run_saxpy_raw(artifact.data(), 1000);
+  EXPECT_TRUE(wrong.empty()) << wrong;
 }
 
 class JitGpu : public ::testing::Test {
