@@ -105,13 +105,15 @@ const RedisReply& RedisReply::at(std::size_t i) const {
 }
 
 #ifdef KILN_HAVE_HIREDIS
-
 struct RedisClient::Context {
   redisContext* c = nullptr;
   ~Context() {
     if (c) redisFree(c);
   }
 };
+#else  // built without hiredis: the client exists, and says why it cannot connect
+struct RedisClient::Context {};
+#endif
 
 RedisClient::RedisClient(const RedisAddress& address, std::chrono::milliseconds timeout)
     : address_(address), timeout_(timeout) {
@@ -121,6 +123,21 @@ RedisClient::RedisClient(const RedisAddress& address, std::chrono::milliseconds 
 RedisClient::~RedisClient() = default;
 RedisClient::RedisClient(RedisClient&&) noexcept = default;
 RedisClient& RedisClient::operator=(RedisClient&&) noexcept = default;
+
+RedisReply RedisClient::blocking_command(const std::vector<std::string_view>& args, std::chrono::milliseconds block) {
+  const std::chrono::milliseconds usual = timeout_;
+  set_timeout(usual + block);
+  try {
+    RedisReply reply = command(args);
+    set_timeout(usual);
+    return reply;
+  } catch (...) {
+    set_timeout(usual);
+    throw;
+  }
+}
+
+#ifdef KILN_HAVE_HIREDIS
 
 void RedisClient::connect() {
   context_.reset();
@@ -165,17 +182,7 @@ RedisReply RedisClient::command(const std::vector<std::string_view>& args) {
   return copy_reply(*reply);
 }
 
-#else  // built without hiredis: the client exists, and says why it cannot connect
-
-struct RedisClient::Context {};
-
-RedisClient::RedisClient(const RedisAddress& address, std::chrono::milliseconds timeout)
-    : address_(address), timeout_(timeout) {
-  connect();
-}
-RedisClient::~RedisClient() = default;
-RedisClient::RedisClient(RedisClient&&) noexcept = default;
-RedisClient& RedisClient::operator=(RedisClient&&) noexcept = default;
+#else
 
 void RedisClient::connect() {
   throw Error(Errc::unavailable, "cannot reach Redis at " + address_.text() +

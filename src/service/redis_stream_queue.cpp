@@ -153,10 +153,9 @@ std::optional<StreamJob> RedisStreamQueue::claim(std::string_view consumer, std:
     entry = &autoclaimed.at(1).at(0);
     job.reclaimed = true;
   } else {
-    c->set_timeout(block + std::chrono::seconds(5));
-    read = c->command({"XREADGROUP", "GROUP", options_.group, consumer, "COUNT", "1", "BLOCK",
-                       std::to_string(block.count()), "STREAMS", stream, ">"});
-    c->set_timeout(std::chrono::seconds(5));
+    read = c->blocking_command({"XREADGROUP", "GROUP", options_.group, consumer, "COUNT", "1", "BLOCK",
+                                std::to_string(block.count()), "STREAMS", stream, ">"},
+                               block);
     if (read.is_nil() || read.elements.empty() || read.at(0).at(1).elements.empty()) return std::nullopt;
     entry = &read.at(0).at(1).at(0);
   }
@@ -196,9 +195,7 @@ std::optional<JobRecord> RedisStreamQueue::wait(std::uint64_t id, std::chrono::m
   const std::string reply = key("reply:" + std::to_string(id));
   char seconds[32];
   std::snprintf(seconds, sizeof seconds, "%.3f", std::max<double>(0.001, timeout.count() / 1000.0));
-  c->set_timeout(timeout + std::chrono::seconds(5));
-  const RedisReply r = c->command({"BLPOP", reply, seconds});
-  c->set_timeout(std::chrono::seconds(5));
+  const RedisReply r = c->blocking_command({"BLPOP", reply, seconds}, timeout);
   if (r.is_nil()) return std::nullopt;
   return to_record(c->command({"HGETALL", key("job:" + std::to_string(id))}));
 }

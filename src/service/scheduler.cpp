@@ -40,8 +40,9 @@ Scheduler::Scheduler(GpuBackend& backend, JobQueue& queue, Metrics& metrics, Sch
 
 Scheduler::~Scheduler() { shutdown(std::chrono::milliseconds(0)); }
 
-int Scheduler::place(std::optional<int> wanted) {
-  const std::vector<DeviceStatus> devices = backend_.devices();
+int Scheduler::place(std::optional<int> wanted) { return place(wanted, backend_.devices()); }
+
+int Scheduler::place(std::optional<int> wanted, const std::vector<DeviceStatus>& devices) {
   if (devices.empty())
     throw Error(Errc::driver_not_found, "no GPU on this machine: the GPU backend reports no devices");
   if (wanted) {
@@ -121,14 +122,14 @@ SubmitResult Scheduler::submit(LaunchSpec spec, Priority priority, bool run_here
     ++load_[device];
   }
   const EnqueueStatus status = queue_.enqueue(std::move(queued));
-  if (status == EnqueueStatus::accepted && lane) {
-    // The queue's choice, as a dispatcher would get it: this job when nothing waits ahead of it,
-    // else the one that should run first (then a dispatcher is woken for this one).
-    std::optional<Claim> claim = queue_.try_claim(device, "inline/" + std::to_string(device), options_.lease_grace);
-    if (!claim || claim->job.id != id) queue_.wake(device);
-    if (claim) run(*claim);
-    lane->store(false, std::memory_order_release);
-  } else if (lane) {
+  if (lane) {
+    if (status == EnqueueStatus::accepted) {
+      // The queue's choice, as a dispatcher would get it: this job when nothing waits ahead of it,
+      // else the one that should run first (then a dispatcher is woken for this one).
+      std::optional<Claim> claim = queue_.try_claim(device, "inline/" + std::to_string(device), options_.lease_grace);
+      if (!claim || claim->job.id != id) queue_.wake(device);
+      if (claim) run(*claim);
+    }
     lane->store(false, std::memory_order_release);
   }
   if (status == EnqueueStatus::accepted) return {SubmitStatus::accepted, id, {}};

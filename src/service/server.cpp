@@ -176,17 +176,12 @@ bool uses_shared_queue(const ServiceConfig& config) { return !config.queue_url.e
 
 std::unique_ptr<RedisStreamQueue> shared_queue_for(const ServiceConfig& config) {
   if (!uses_shared_queue(config)) return nullptr;
-#ifdef KILN_HAVE_HIREDIS
+  // Without hiredis the queue's RedisClient refuses to connect, naming the address and the reason.
   StreamQueueOptions o;
   o.prefix = config.queue_prefix;
   o.lease = config.cluster_lease;
   o.retention = config.job_retention;
   return std::make_unique<RedisStreamQueue>(parse_redis_url(config.queue_url), o);
-#else
-  throw Error(Errc::invalid_argument, "queue '" + config.queue_url +
-                                          "': this kilnd was built without hiredis, so only the in-process queue "
-                                          "exists; install libhiredis-dev and rebuild");
-#endif
 }
 
 }  // namespace
@@ -604,9 +599,10 @@ void Server::Impl::launch(const Request& req, Response& res, const std::string& 
                                                    std::to_string(config.max_deadline.count()) + ")");
 
   LaunchSpec spec;
-  spec.device = scheduler.place(device);
+  const std::vector<DeviceStatus> devices = backend.devices();
+  spec.device = scheduler.place(device, devices);
   int arch = config.fallback_arch;
-  for (const DeviceStatus& d : backend.devices())
+  for (const DeviceStatus& d : devices)
     if (d.ordinal == spec.device) arch = d.arch;
   const CompiledImage* image = image_for(kernel, arch);
   spec.tenant = tenant;

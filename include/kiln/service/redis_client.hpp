@@ -51,8 +51,11 @@ class RedisClient {
   RedisReply command(const std::vector<std::string_view>& args);
   RedisReply command(std::initializer_list<std::string_view> args) { return command(std::vector<std::string_view>(args)); }
 
-  // How long a command may take before the connection is given up (blocking commands need their
-  // block time plus a margin).
+  // A command that blocks on the server for up to `block` (BLPOP, XREADGROUP BLOCK): the
+  // connection's timeout is raised by `block` for this command only.
+  RedisReply blocking_command(const std::vector<std::string_view>& args, std::chrono::milliseconds block);
+
+  // How long a command may take before the connection is given up.
   void set_timeout(std::chrono::milliseconds timeout);
 
   const RedisAddress& address() const noexcept { return address_; }

@@ -82,6 +82,8 @@ class Scheduler {
   // has no such GPU); otherwise the placement rule above. Throws kiln::Error (driver_not_found)
   // when no GPU can take work, saying why for each.
   int place(std::optional<int> wanted);
+  // The same from the backend's devices as the caller already read them.
+  int place(std::optional<int> wanted, const std::vector<DeviceStatus>& devices);
 
   // spec.device must be placed already; spec.job_id is assigned here. With `run_here` (a caller
   // that will wait for the result anyway) the calling thread runs the device's next job itself
