@@ -223,6 +223,58 @@ TEST_F(SharedQueueService, RegistrationCompilesThroughTheQueue) {
   EXPECT_NE(text.find("kiln_cluster_compile_jobs_total{event=\"completed\"} 3"), std::string::npos) << text;
 }
 
+TEST_F(SharedQueueService, NoConsumerWithinMaxWaitIs504WithTheJob) {
+  KILN_REQUIRE_REDIS(redis_);
+  config_.cluster_compile_threads = 0;  // this node only enqueues; no node compiles
+  config_.max_wait = 300ms;
+  start();
+  auto r = register_kernel({{"source", "__global__ void k() {}"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 504) << r->body;
+  auto error = body_of(r)["error"];
+  EXPECT_EQ(error["code"], "compile_pending");
+  EXPECT_EQ(error["job"], 1);
+  EXPECT_NE(error["message"].get<std::string>().find("max_wait_ms (300)"), std::string::npos) << error.dump();
+}
+
+TEST_F(SharedQueueService, AJobThatOutlivedItsDeliveriesFailsInsteadOfRunningAgain) {
+  KILN_REQUIRE_REDIS(redis_);
+  config_.cluster_lease = 100ms;
+  config_.cluster_max_deliveries = 1;
+  // A node took the job and died with it (claimed, never renewed nor completed).
+  StreamQueueOptions o;
+  o.prefix = config_.queue_prefix;
+  o.lease = config_.cluster_lease;
+  RedisStreamQueue queue(service::parse_redis_url(redis_.url()), o);
+  const std::string request = nlohmann::json{{"source", "__global__ void k() {}"}}.dump();
+  const auto id = queue.enqueue(nlohmann::json{{"tenant", "alice"}, {"archs", {90}}, {"request", request}}.dump(),
+                                "elsewhere", "alice");
+  ASSERT_TRUE(queue.claim("crashed/0", 100ms));
+  start();  // this node's consumer takes it over as the second delivery, one more than allowed
+  auto record = queue.wait(id, 10s);
+  ASSERT_TRUE(record);
+  EXPECT_EQ(record->at("status"), "500");
+  EXPECT_EQ(record->at("completed_by"), "solo/0");
+  EXPECT_NE(record->at("answer").find("compile_abandoned"), std::string::npos) << record->at("answer");
+  EXPECT_NE(record->at("answer").find("handed out 2 times"), std::string::npos) << record->at("answer");
+  EXPECT_EQ(record->count("image:90"), 0u) << "it must not have been compiled";
+}
+
+TEST(RedisClient, ARefusedCommandNamesItAndRedisMessage) {
+  RedisServer redis;
+  KILN_REQUIRE_REDIS(redis);
+  service::RedisClient client(service::parse_redis_url(redis.url()));
+  try {
+    client.command({"NOSUCHCOMMAND", "x"});
+    FAIL() << "Redis accepted an unknown command";
+  } catch (const Error& e) {
+    EXPECT_TRUE(e.is(Errc::unavailable)) << e.what();
+    EXPECT_NE(std::string(e.what()).find("refused NOSUCHCOMMAND"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("unknown command"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(client.command({"PING"}).text, "PONG") << "the connection survives a refused command";
+}
+
 TEST(SharedQueueConfig, UnreachableRedisFailsAtStartWithTheAddress) {
   TempDir dir;
   service::ServiceConfig config;
