@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <sys/personality.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -42,7 +43,12 @@ std::string describe_status(int status) {
 std::string milliseconds(std::chrono::milliseconds d) { return std::to_string(d.count()) + " ms"; }
 
 // Runs in the child between fork and exec: only async-signal-safe calls, no allocation.
-[[noreturn]] void exec_worker(int fd, bool disable_aslr, const char* path, char* const* argv) noexcept {
+[[noreturn]] void exec_worker(int fd, bool disable_aslr, std::uint64_t memory_limit, const char* path,
+                              char* const* argv) noexcept {
+  if (memory_limit > 0) {
+    const rlimit limit{memory_limit, memory_limit};
+    if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(125);
+  }
   if (disable_aslr) {
     const int current = ::personality(0xffffffff);
     if (current != -1) ::personality(static_cast<unsigned long>(current) | ADDR_NO_RANDOMIZE);
@@ -118,7 +124,7 @@ void CompileWorker::start_locked() {
     ::close(sv[1]);
     throw Error(Errc::internal, "fork for the compile worker failed: " + errno_text(err));
   }
-  if (pid == 0) exec_worker(sv[1], options_.disable_aslr, argv[0], argv.data());
+  if (pid == 0) exec_worker(sv[1], options_.disable_aslr, options_.memory_limit_bytes, argv[0], argv.data());
   ::close(sv[1]);
   socket_ = sv[0];
   pid_.store(pid, std::memory_order_relaxed);
@@ -136,7 +142,11 @@ void CompileWorker::start_locked() {
     throw fail(Errc::internal, "sent something other than a kiln compile worker's greeting");
   if (status != detail::ReadStatus::ok) {
     const std::string how = wait_description_locked();
-    throw fail(Errc::internal, "ended before reporting ready (" + how + "; 127: it could not be executed)");
+    std::string limit;
+    if (options_.memory_limit_bytes > 0)
+      limit = "; its memory limit is " + std::to_string(options_.memory_limit_bytes >> 20) + " MiB (memory_limit_bytes), "
+              "too small to load NVRTC?";
+    throw fail(Errc::internal, "ended before reporting ready (" + how + "; 127: it could not be executed" + limit + ")");
   }
   const auto hello = hello_frame.type == detail::FrameType::hello ? detail::decode_hello(hello_frame.payload)
                                                                   : std::nullopt;
@@ -257,12 +267,20 @@ int serve_compile_worker(int fd) noexcept {
     hello.pid = static_cast<std::int32_t>(::getpid());
     const int persona = ::personality(0xffffffff);
     hello.aslr_disabled = persona != -1 && (persona & ADDR_NO_RANDOMIZE) != 0;
-    if (!detail::write_frame(fd, detail::FrameType::hello, detail::encode_hello(hello))) return 1;
     try {
-      driver::nvrtc_library();  // load NVRTC now so the first compile does not pay for it
+      // Load NVRTC and let it start up before reporting ready: a compile's time limit then counts
+      // the compile alone (NVRTC's first compile in a process costs about as much as a small kernel).
+      const auto& api = driver::nvrtc();
+      nvrtcProgram warm = nullptr;
+      if (api.nvrtcCreateProgram(&warm, "__global__ void kiln_warm_up() {}", "warm_up.cu", 0, nullptr, nullptr) ==
+          NVRTC_SUCCESS) {
+        api.nvrtcCompileProgram(warm, 0, nullptr);
+        api.nvrtcDestroyProgram(&warm);
+      }
     } catch (const Error&) {
       // Reported with the first compile, exactly as an in-process compile would report it.
     }
+    if (!detail::write_frame(fd, detail::FrameType::hello, detail::encode_hello(hello))) return 1;
     for (;;) {
       detail::Frame frame;
       const auto status = detail::read_frame(fd, std::nullopt, frame);

@@ -21,8 +21,16 @@ KernelCache::KernelCache(KernelCacheOptions options)
     throw Error(Errc::invalid_argument,
                 "source policy rule 'max_compile_time' (" + std::to_string(options_.policy->max_compile_time.count()) +
                     " ms) needs KernelCacheOptions::compile_worker: NVRTC cannot be cancelled in this process");
-  if (options_.compile_worker)
-    workers_ = std::make_unique<CompileWorkerPool>(*options_.compile_worker, options_.compile_worker_processes);
+  const std::uint64_t memory_limit = options_.policy ? options_.policy->max_compile_memory : 0;
+  if (memory_limit > 0 && !options_.compile_worker)
+    throw Error(Errc::invalid_argument, "source policy rule 'max_compile_memory' (" + std::to_string(memory_limit >> 20) +
+                                            " MiB) needs KernelCacheOptions::compile_worker: a limit on this process's "
+                                            "memory would limit everything else in it");
+  if (options_.compile_worker) {
+    CompileWorkerOptions worker = *options_.compile_worker;
+    if (memory_limit > 0) worker.memory_limit_bytes = memory_limit;
+    workers_ = std::make_unique<CompileWorkerPool>(std::move(worker), options_.compile_worker_processes);
+  }
   if (options_.use_disk) {
     try {
       disk_ = std::make_unique<DiskCache>(options_.disk);
@@ -151,7 +159,16 @@ CompileResult KernelCache::run_nvrtc(const Program& program, const Target& targe
   std::optional<std::chrono::milliseconds> limit;
   if (options_.policy && options_.policy->max_compile_time.count() > 0) limit = options_.policy->max_compile_time;
   try {
-    return workers_->compile(program, target, settings, limit);
+    CompileResult result = workers_->compile(program, target, settings, limit);
+    const std::uint64_t memory_limit = options_.policy ? options_.policy->max_compile_memory : 0;
+    if (memory_limit > 0 && !result.ok())
+      for (const Diagnostic& d : result.diagnostics)
+        if (d.severity == Severity::fatal && d.message.find("out of memory") != std::string::npos)
+          throw Error(Errc::invalid_argument,
+                      "source policy rule 'max_compile_memory' (" + std::to_string(memory_limit >> 20) + " MiB): program '" +
+                          program.name + "' for " + target.arch_name() + " ran out of memory at " + d.file + ":" +
+                          std::to_string(d.line) + " (a compile worker's limit; raise max_compile_memory for it)");
+    return result;
   } catch (const Error& e) {
     if (!limit || !e.is(Errc::timeout)) throw;
     throw Error(Errc::timeout, "source policy rule 'max_compile_time' (" + std::to_string(limit->count()) +

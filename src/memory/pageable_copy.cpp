@@ -11,6 +11,7 @@
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/memory/detail/staging_engine.hpp"
+#include "kiln/memory/detail/streaming_copy.hpp"
 
 namespace kiln::memory {
 
@@ -54,7 +55,8 @@ PageableCopier::PageableCopier(core::ContextRef context, StagingOptions options)
   if (options.chunk_bytes == 0) throw Error(Errc::invalid_argument, "StagingOptions::chunk_bytes must be > 0");
   if (options.workers == 0) options.workers = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
   impl_.reset(new Impl{context, options,
-                       {DriverBackend{context}, options.workers, options.slots_per_worker, options.chunk_bytes}});
+                       {DriverBackend{context}, options.workers, options.slots_per_worker, options.chunk_bytes,
+                        options.streaming_stores ? detail::streaming_copy : detail::plain_copy, options.ramp}});
 }
 
 PageableCopier::~PageableCopier() = default;

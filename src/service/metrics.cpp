@@ -123,6 +123,9 @@ std::string Metrics::render(const MetricsInputs& in) const {
   w.sample("kiln_compiles_total", "result=\"rejected\"", in.cache.compile_failures);
   w.family("kiln_kernels", "gauge", "Registered kernels, all tenants.");
   w.sample("kiln_kernels", "", static_cast<std::uint64_t>(in.kernels));
+  w.family("kiln_compiles", "gauge", "Kernel registrations compiling (running) or waiting for a compile slot (waiting).");
+  w.sample("kiln_compiles", "state=\"running\"", static_cast<std::uint64_t>(in.compiles_running));
+  w.sample("kiln_compiles", "state=\"waiting\"", static_cast<std::uint64_t>(in.compiles_waiting));
 
   w.family("kiln_gpus", "gauge", "GPUs the backend reports.");
   w.sample("kiln_gpus", "", static_cast<std::uint64_t>(in.devices.size()));

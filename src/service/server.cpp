@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "detail/buffer_registry.hpp"
+#include "detail/compile_gate.hpp"
 #include "detail/kernel_build.hpp"
 #include "detail/cluster_compiles.hpp"
 #include "detail/kernel_registry.hpp"
@@ -156,9 +157,22 @@ jit::KernelCacheOptions cache_options(const ServiceConfig& config) {
   o.policy = config.source_policy;
   if (config.compile_workers > 0) {
     o.compile_worker = jit::CompileWorkerOptions{};
+    try {
+      o.compile_worker->executable = jit::CompileWorker::default_executable();
+    } catch (const Error& e) {
+      throw Error(Errc::invalid_argument, e.detail() + "; kilnd compiles in compile worker processes by default "
+                                                       "(compile_workers), or set compile_workers, "
+                                                       "source_policy.max_compile_time_ms and max_compile_memory_bytes "
+                                                       "to 0 to compile in its own process");
+    }
     o.compile_worker_processes = config.compile_workers;
   }
   return o;
+}
+
+detail::CompileGateLimits gate_limits(const ServiceConfig& config) {
+  const unsigned slots = config.compile_workers > 0 ? config.compile_workers : std::max(1u, std::thread::hardware_concurrency());
+  return {slots, compiles_per_tenant(config), config.max_queued_compiles_per_tenant};
 }
 
 InProcessQueueOptions queue_options(const ServiceConfig& config) {
@@ -194,6 +208,7 @@ struct Server::Impl {
         tokens(std::move(t)),
         backend(b),
         cache(cache_options(config)),
+        compile_gate(gate_limits(config)),
         queue(queue_options(config)),
         scheduler(backend, queue, metrics,
                   SchedulerOptions{config.dispatchers_per_device, std::chrono::milliseconds(5000), config.job_retention},
@@ -210,6 +225,7 @@ struct Server::Impl {
   GpuBackend& backend;
   Metrics metrics;
   jit::KernelCache cache;
+  detail::CompileGate compile_gate;
   InProcessQueue queue;
   Scheduler scheduler;
   detail::KernelRegistry kernels;
@@ -393,6 +409,8 @@ void Server::Impl::metrics_text(const Request&, Response& res, const std::string
   in.buffer_bytes_by_device = buffers.bytes_by_device();
   in.buffer_bytes_by_tenant = buffers.bytes_by_tenant();
   in.kernels = kernels.size();
+  in.compiles_running = compile_gate.running();
+  in.compiles_waiting = compile_gate.waiting();
   in.cache = cache.stats();
   in.ready = !draining && why_not_ready(in.devices).empty();
   if (cluster) in.cluster = cluster->counters();
@@ -422,6 +440,26 @@ void Server::Impl::create_kernel(const Request& req, Response& res, const std::s
     build = std::move(*outcome.build);
     compiled_by = outcome.compiled_by;
   } else {
+    // A kernel every architecture of which is in the memory tier needs no compile slot.
+    bool cached = true;
+    for (int arch : archs)
+      cached = cached && cache.memory().find(cache.key_for(parsed.value().program, detail::target_for_arch(arch))).has_value();
+    std::optional<detail::CompileGate::Admission> admission;
+    if (!cached) {
+      admission.emplace(compile_gate.enter(tenant, Clock::now() + config.max_wait));
+      if (!admission->ticket) {
+        const detail::CompileGateLimits& limits = compile_gate.limits();
+        if (admission->refusal == detail::CompileGate::Refusal::tenant_queue_full)
+          return send_error(res, 429, "too_many_compiles",
+                            "tenant '" + tenant + "' has " + std::to_string(limits.per_tenant) + " compile(s) running and " +
+                                std::to_string(limits.queued_per_tenant) +
+                                " waiting (max_compiles_per_tenant, max_queued_compiles_per_tenant); retry when one ends");
+        res.set_header("Retry-After", "1");
+        return send_error(res, 503, "compile_busy",
+                          "no compile slot came free within max_wait_ms (" + std::to_string(config.max_wait.count()) +
+                              "); every compile worker is busy");
+      }
+    }  // the admission's ticket holds the slot until the build is done
     build = detail::build_kernel(cache, parsed.value().program, archs);
   }
   if (!build.ok()) {

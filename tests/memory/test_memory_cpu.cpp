@@ -15,6 +15,7 @@
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/memory/detail/staging_engine.hpp"
+#include "kiln/memory/detail/streaming_copy.hpp"
 #include "kiln/memory/managed_monitor.hpp"
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/memory/pinned_pool.hpp"
@@ -165,16 +166,52 @@ struct PlainBackend {
 };
 
 TEST(StagingChunks, PlanCoversEveryByteOnce) {
-  for (std::size_t total : {0ul, 1ul, 4095ul, 4096ul, 4097ul, 10'000'000ul}) {
-    auto plan = detail::plan_chunks(total, 4096);
-    std::size_t covered = 0;
-    for (std::size_t i = 0; i < plan.count; ++i) {
-      EXPECT_EQ(plan.offset(i), covered);
-      EXPECT_GT(plan.length(i, total), 0u);
-      covered += plan.length(i, total);
-    }
-    EXPECT_EQ(covered, total);
+  for (bool ramp : {false, true})
+    for (std::size_t chunk : {4096ul, 2ul << 20})
+      for (std::size_t total : {0ul, 1ul, 4095ul, 4096ul, 4097ul, 10'000'000ul, 256ul << 20, (256ul << 20) + 12345}) {
+        auto plan = detail::plan_chunks(total, chunk, ramp);
+        std::size_t covered = 0;
+        for (std::size_t i = 0; i < plan.count; ++i) {
+          EXPECT_EQ(plan.offset(i), covered);
+          EXPECT_GT(plan.length(i, total), 0u);
+          EXPECT_LE(plan.length(i, total), chunk);
+          covered += plan.length(i, total);
+        }
+        EXPECT_EQ(covered, total) << "chunk " << chunk << " ramp " << ramp;
+      }
+}
+
+TEST(StagingChunks, RampStartsAndEndsWithSmallChunks) {
+  const std::size_t chunk = 2u << 20, total = 256u << 20;
+  auto plan = detail::plan_chunks(total, chunk, true);
+  ASSERT_GE(plan.count, 8u);
+  const std::vector<std::size_t> head = {chunk / 8, chunk / 4, chunk / 2, chunk};
+  for (std::size_t i = 0; i < head.size(); ++i) {
+    EXPECT_EQ(plan.length(i, total), head[i]) << "chunk " << i;
+    EXPECT_EQ(plan.length(plan.count - 1 - i, total), head[i]) << "chunk " << plan.count - 1 - i;
   }
+  auto flat = detail::plan_chunks(total, chunk, false);
+  EXPECT_EQ(flat.count, total / chunk);
+  EXPECT_EQ(detail::plan_chunks(3 * chunk, chunk, true).count, 3u) << "a copy of under four chunks is not ramped";
+}
+
+// Streaming stores copy exactly the bytes memcpy would, for any alignment of either side and any
+// size, and write nothing outside the destination.
+TEST(StreamingCopy, EqualsMemcpyForEveryAlignmentAndSize) {
+  std::mt19937 rng(99);
+  std::vector<unsigned char> src(1 << 20), dst(1 << 20);
+  for (auto& b : src) b = static_cast<unsigned char>(rng());
+  for (std::size_t n : {0ul, 1ul, 63ul, 64ul, 4095ul, 4096ul, 4097ul, 65536ul + 77, 500'000ul})
+    for (std::size_t so : {0ul, 1ul, 31ul, 64ul})
+      for (std::size_t dof : {0ul, 3ul, 32ul, 63ul}) {
+        std::fill(dst.begin(), dst.end(), 0xee);
+        kiln::memory::detail::streaming_copy(dst.data() + dof, src.data() + so, n);
+        ASSERT_EQ(std::memcmp(dst.data() + dof, src.data() + so, n), 0) << n << " " << so << " " << dof;
+        if (dof > 0) {
+          ASSERT_EQ(dst[dof - 1], 0xee);
+        }
+        ASSERT_EQ(dst[dof + n], 0xee) << "wrote past the end: n " << n;
+      }
 }
 
 TEST(StagingChunks, RandomSizesAndOffsetsBothWays) {

@@ -42,8 +42,13 @@ struct CompileWorkerOptions {
   // workers load. Security cost: see docs/JIT.md. Refused with an error if the kernel (or a
   // seccomp profile) does not let it take effect.
   bool disable_aslr = false;
-  // How long a new process may take to report ready before it is killed and the start fails.
+  // How long a new process may take to report ready (NVRTC loaded and warmed up) before it is
+  // killed and the start fails.
   std::chrono::milliseconds start_timeout{30'000};
+  // The process's address-space limit (RLIMIT_AS), 0: none. NVRTC reports a compile that needs
+  // more as "catastrophic error: out of memory" and the worker lives on. A CUB kernel needs about
+  // 300 MiB, the worker itself about 150 MiB.
+  std::uint64_t memory_limit_bytes = 0;
 };
 
 class CompileWorker {
@@ -93,8 +98,9 @@ class CompileWorker {
   std::atomic<std::uint64_t> starts_{0}, kills_{0}, deaths_{0};
 };
 
-// The worker's side: answers compile requests on the connected socket `fd`. kiln-compile-worker's
-// main is this call; it returns the process's exit status once the other end closes the socket.
+// The worker's side: loads NVRTC and runs one empty compile (NVRTC's first compile in a process
+// pays for its own start-up, which must not count against a time limit), reports ready, then
+// answers compile requests on the connected socket `fd`. kiln-compile-worker's main is this call; it returns the process's exit status once the other end closes the socket.
 // A no-ASLR worker instead ends there with _exit(0), without exit handlers: NVRTC deletes the
 // automatic PCH files a process created when it exits normally, and the next no-ASLR worker should
 // find them.

@@ -17,6 +17,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -38,6 +39,9 @@ struct SourcePolicy {
   // rule "max_compile_time": 0 means no limit. Enforced by KernelCache, which then needs
   // KernelCacheOptions::compile_worker; a compile past it fails with Errc::timeout.
   std::chrono::milliseconds max_compile_time{0};
+  // rule "max_compile_memory": the compile worker's address-space limit in bytes, 0: none. Needs
+  // a compile worker too; a compile that runs out of memory there is refused by this rule.
+  std::uint64_t max_compile_memory = 0;
   // Rules that always apply: "control_characters" (NUL and other control bytes except tab, line
   // feed, carriage return and form feed), "include" (absolute paths, "..", computed includes,
   // names that are neither registered headers nor files under the toolkit's include folders).

@@ -22,15 +22,19 @@
 
 namespace kiln::memory {
 
-// Defaults chosen by a sweep on the H100 machine (16 cores; bench_memory prints the sweep):
-// 2 MiB chunks with 16 workers gave 43.8 GB/s host-to-device and 46.0 GB/s device-to-host; 8
-// workers gave 42 / 33, 4 workers 23 / 19. The staging memory is workers x slots x chunk (64 MiB of
-// pinned memory per context with these defaults).
+// Defaults chosen by a sweep on the H200 machine (16 cores; bench_memory prints the sweep, and
+// docs/PERF.md keeps it). The staging memory is workers x slots x chunk of pinned memory per context.
 struct StagingOptions {
   std::size_t chunk_bytes = 2u << 20;
   unsigned workers = 0;  // 0: one per hardware thread, at most 16
   unsigned slots_per_worker = 2;
   std::size_t direct_below = 1u << 20;
+  // Host copies with streaming (non-temporal) stores: no read of the destination before it is
+  // written, and other threads' caches are left alone.
+  bool streaming_stores = true;
+  // Smaller chunks at both ends of a copy (detail::plan_chunks): the copy engine and the host
+  // copies overlap sooner and longer.
+  bool ramp = true;
 };
 
 class PageableCopier {

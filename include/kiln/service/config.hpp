@@ -16,6 +16,9 @@
 
 namespace kiln::service {
 
+jit::SourcePolicy default_source_policy();
+unsigned default_compile_workers();
+
 struct ServiceConfig {
   std::string listen_address = "127.0.0.1";  // loopback unless told otherwise
   int port = 8470;                           // 0: an ephemeral port (Server::port() says which)
@@ -42,10 +45,19 @@ struct ServiceConfig {
   std::chrono::milliseconds drain_timeout{10000};  // graceful shutdown: running work gets this long
   std::chrono::seconds job_retention{600};         // finished jobs stay readable this long
 
-  jit::SourcePolicy source_policy;  // applied to every registered kernel
+  // Applied to every registered kernel. The service's defaults bound what one registration can
+  // cost: 60 s of compile time and 4 GiB of memory, each enforced in a compile worker process.
+  jit::SourcePolicy source_policy = default_source_policy();
   // NVRTC in this many compile worker processes (kiln-compile-worker) instead of kilnd's own:
-  // needed for source_policy.max_compile_time (a compile past it is killed). 0: in-process.
-  unsigned compile_workers = 0;
+  // needed for source_policy.max_compile_time and max_compile_memory (a compile past either is
+  // refused, the process killed or left to recover). 0: in-process, which needs both limits at 0.
+  // Default: half the hardware threads, 2 to 8.
+  unsigned compile_workers = default_compile_workers();
+  // Fairness between tenants (docs/SERVICE.md): a tenant runs at most this many compiles at once
+  // (0: half of compile_workers, at least 1) and has at most max_queued_compiles_per_tenant more
+  // waiting; beyond that a registration is refused with 429 at once.
+  unsigned max_compiles_per_tenant = 0;
+  unsigned max_queued_compiles_per_tenant = 4;
 
   // Scale-out (docs/SERVICE.md): with a queue URL, kernel compiles go through a Redis Stream that
   // every node sharing it consumes; launches stay with the node whose GPUs hold their buffers.
@@ -65,5 +77,7 @@ void apply_config_json(ServiceConfig& config, std::string_view json_text, std::s
 ServiceConfig load_config_file(const std::filesystem::path& file);
 // Refuses settings that cannot work together (port range, zero limits); the message names the key.
 void validate(const ServiceConfig& config);
+// max_compiles_per_tenant with its default (0) resolved.
+unsigned compiles_per_tenant(const ServiceConfig& config);
 
 }  // namespace kiln::service

@@ -44,6 +44,8 @@ struct MetricsInputs {
   std::map<int, std::uint64_t> buffer_bytes_by_device;
   std::map<std::string, std::uint64_t> buffer_bytes_by_tenant;
   std::size_t kernels = 0;
+  std::size_t compiles_running = 0;  // registrations holding a compile slot
+  std::size_t compiles_waiting = 0;  // registrations waiting for one
   jit::CacheStats cache;
   bool ready = false;
   std::optional<ClusterMetrics> cluster;

@@ -31,24 +31,53 @@
 
 namespace kiln::memory::detail {
 
+// Chunk boundaries of one copy. With `ramp`, a copy of at least four chunks starts and ends with
+// chunks of 1/8, 1/4 and 1/2 the size (at least 64 KiB): the copy engine gets its first chunk
+// sooner (host-to-device) and the last chunk's host copy is shorter (device-to-host), which is
+// the time neither side overlaps with the other.
 struct ChunkPlan {
-  std::size_t chunk_bytes;
-  std::size_t count;
-  std::size_t offset(std::size_t i) const { return i * chunk_bytes; }
-  std::size_t length(std::size_t i, std::size_t total) const { return std::min(chunk_bytes, total - offset(i)); }
+  std::vector<std::size_t> bounds;  // count + 1 offsets, from 0 to the copy's size
+  std::size_t count = 0;
+  std::size_t offset(std::size_t i) const { return bounds[i]; }
+  std::size_t length(std::size_t i, std::size_t /*total*/) const { return bounds[i + 1] - bounds[i]; }
 };
 
-inline ChunkPlan plan_chunks(std::size_t bytes, std::size_t chunk_bytes) {
-  return {chunk_bytes, bytes == 0 ? 0 : (bytes + chunk_bytes - 1) / chunk_bytes};
+inline ChunkPlan plan_chunks(std::size_t bytes, std::size_t chunk_bytes, bool ramp = false) {
+  ChunkPlan plan;
+  if (bytes == 0) return plan;
+  std::vector<std::size_t> sizes;
+  constexpr std::size_t kSmallest = 64u << 10;
+  std::vector<std::size_t> edge;  // the ramp's chunk sizes, smallest first
+  if (ramp && bytes >= 4 * chunk_bytes)
+    for (int shift = 3; shift >= 1; --shift)
+      if ((chunk_bytes >> shift) >= kSmallest) edge.push_back(chunk_bytes >> shift);
+  std::size_t edges = 0;
+  for (std::size_t e : edge) edges += e;
+  sizes = edge;
+  std::size_t middle = bytes - 2 * edges;  // bytes >= 4 chunks > 2 * edges
+  for (; middle > chunk_bytes; middle -= chunk_bytes) sizes.push_back(chunk_bytes);
+  if (middle > 0) sizes.push_back(middle);
+  sizes.insert(sizes.end(), edge.rbegin(), edge.rend());
+  plan.bounds.reserve(sizes.size() + 1);
+  plan.bounds.push_back(0);
+  for (std::size_t n : sizes) plan.bounds.push_back(plan.bounds.back() + n);
+  plan.count = sizes.size();
+  return plan;
 }
+
+using CopyFunction = void (*)(void* dst, const void* src, std::size_t n) noexcept;
+
+inline void plain_copy(void* dst, const void* src, std::size_t n) noexcept { std::memcpy(dst, src, n); }
 
 enum class Direction { to_device, to_host };
 
 template <typename Backend, typename Stream>
 class StagingEngine {
  public:
-  StagingEngine(Backend backend, unsigned workers, unsigned slots_per_worker, std::size_t chunk_bytes)
-      : backend_(std::move(backend)), chunk_bytes_(chunk_bytes) {
+  // `copy` moves bytes between the caller's memory and a staging buffer; `ramp`: see ChunkPlan.
+  StagingEngine(Backend backend, unsigned workers, unsigned slots_per_worker, std::size_t chunk_bytes,
+                CopyFunction copy = plain_copy, bool ramp = false)
+      : backend_(std::move(backend)), chunk_bytes_(chunk_bytes), copy_(copy), ramp_(ramp) {
     workers = std::max(1u, workers);
     slots_per_worker = std::max(1u, slots_per_worker);
     rings_.resize(workers);
@@ -78,7 +107,7 @@ class StagingEngine {
     std::lock_guard one_at_a_time(copy_mutex_);
     {
       std::lock_guard lock(mutex_);
-      job_ = Job{direction, static_cast<char*>(host), device, bytes, stream, plan_chunks(bytes, chunk_bytes_)};
+      job_ = Job{direction, static_cast<char*>(host), device, bytes, stream, plan_chunks(bytes, chunk_bytes_, ramp_)};
       next_chunk_ = 0;
       chunks_done_ = 0;
       failure_ = nullptr;
@@ -101,7 +130,7 @@ class StagingEngine {
     std::uint64_t device = 0;
     std::size_t bytes = 0;
     Stream stream{};
-    ChunkPlan plan{1, 0};
+    ChunkPlan plan;
   };
   struct Ring {
     std::vector<typename Backend::Slot> slots;
@@ -113,14 +142,15 @@ class StagingEngine {
     Ring& ring = rings_[index];
     std::uint64_t seen = 0;
     for (;;) {
-      Job job;
+      const Job* job_ptr;
       {
         std::unique_lock lock(mutex_);
         wake_.wait(lock, [&] { return stopping_ || generation_ != seen; });
         if (stopping_) return;
         seen = generation_;
-        job = job_;
+        job_ptr = &job_;  // stays put until every chunk of this generation is done
       }
+      const Job& job = *job_ptr;
       for (;;) {
         std::size_t i;
         {
@@ -147,19 +177,21 @@ class StagingEngine {
     const std::size_t offset = job.plan.offset(i), n = job.plan.length(i, job.bytes);
     backend_.wait(slot);  // the DMA that last used this buffer is over
     if (job.direction == Direction::to_device) {
-      std::memcpy(backend_.staging(slot), job.host + offset, n);
+      copy_(backend_.staging(slot), job.host + offset, n);
       backend_.to_device(job.stream, job.device + offset, backend_.staging(slot), n);
       backend_.mark(slot, job.stream);
     } else {
       backend_.to_host(job.stream, backend_.staging(slot), job.device + offset, n);
       backend_.mark(slot, job.stream);
       backend_.wait(slot);
-      std::memcpy(job.host + offset, backend_.staging(slot), n);
+      copy_(job.host + offset, backend_.staging(slot), n);
     }
   }
 
   Backend backend_;
   std::size_t chunk_bytes_;
+  CopyFunction copy_;
+  bool ramp_;
   std::vector<Ring> rings_;
   std::vector<std::thread> threads_;
   std::mutex copy_mutex_;
