@@ -144,29 +144,44 @@ int main() {
     row("256 MiB device -> pageable, kiln vs pinned (GB/s)", median(pin_d2h), median(k_d2h), "GB/s", ">= 0.9x pinned");
 
     // Staging configurations, to choose the defaults on this machine (ratios to pinned, same run).
-    std::printf("\n| chunk KiB | workers | streaming stores | ramp | H2D GB/s | D2H GB/s | H2D/pinned | D2H/pinned |\n"
+    auto measure = [&](const memory::StagingOptions& o, const char* label) {
+      memory::PageableCopier c(ctx, o);
+      std::vector<double> h, d2;
+      for (int r = 0; r < 3; ++r) {
+        auto t0 = clk::now();
+        c.to_device(d.data(), host.data(), big, stream);
+        stream.synchronize();
+        h.push_back(gbps(us_since(t0)));
+        t0 = clk::now();
+        c.to_host(back.data(), d.data(), big, stream);
+        d2.push_back(gbps(us_since(t0)));
+      }
+      std::printf("| %zu | %u | %s | %s | %.1f | %.1f | %.3f | %.3f |\n", o.chunk_bytes >> 10, o.workers,
+                  o.ramp ? "yes" : "no", label, median(h), median(d2), median(h) / median(pin_h2d),
+                  median(d2) / median(pin_d2h));
+      std::fflush(stdout);
+    };
+    std::printf("\n| chunk KiB | workers (0: default) | ramp | stores H2D/D2H | H2D GB/s | D2H GB/s | H2D/pinned | D2H/pinned |\n"
                 "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
-    for (std::size_t chunk : {512u << 10, 1u << 20, 2u << 20, 4u << 20})
-      for (unsigned workers : {8u, 12u, 16u})
-        for (bool streaming : {false, true})
-          for (bool ramp : {false, true}) {
-            memory::PageableCopier c(ctx, {.chunk_bytes = chunk, .workers = workers, .slots_per_worker = 2,
-                                           .streaming_stores = streaming, .ramp = ramp});
-            std::vector<double> h, d2;
-            for (int r = 0; r < 3; ++r) {
-              auto t0 = clk::now();
-              c.to_device(d.data(), host.data(), big, stream);
-              stream.synchronize();
-              h.push_back(gbps(us_since(t0)));
-              t0 = clk::now();
-              c.to_host(back.data(), d.data(), big, stream);
-              d2.push_back(gbps(us_since(t0)));
-            }
-            std::printf("| %zu | %u | %s | %s | %.1f | %.1f | %.3f | %.3f |\n", chunk >> 10, workers,
-                        streaming ? "yes" : "no", ramp ? "yes" : "no", median(h), median(d2),
-                        median(h) / median(pin_h2d), median(d2) / median(pin_d2h));
-            std::fflush(stdout);
-          }
+    const memory::StagingOptions defaults;
+    const char* names[] = {"cached", "streaming"};
+    for (auto into : {memory::HostStores::cached, memory::HostStores::streaming})
+      for (auto out : {memory::HostStores::cached, memory::HostStores::streaming}) {
+        memory::StagingOptions o = defaults;
+        o.to_device_stores = into;
+        o.to_host_stores = out;
+        const std::string label = std::string(names[int(into)]) + "/" + names[int(out)];
+        measure(o, label.c_str());
+      }
+    for (std::size_t chunk : {1u << 20, 2u << 20, 4u << 20, 8u << 20})
+      for (unsigned workers : {4u, 8u, 16u})
+        for (bool ramp : {false, true}) {
+          memory::StagingOptions o = defaults;
+          o.chunk_bytes = chunk;
+          o.workers = workers;
+          o.ramp = ramp;
+          measure(o, "cached/streaming");
+        }
     std::printf("\n");
     if (std::memcmp(host.data(), back.data(), big) != 0) std::printf("ERROR: the round trip changed the data\n");
 

@@ -53,10 +53,18 @@ struct PageableCopier::Impl {
 
 PageableCopier::PageableCopier(core::ContextRef context, StagingOptions options) {
   if (options.chunk_bytes == 0) throw Error(Errc::invalid_argument, "StagingOptions::chunk_bytes must be > 0");
-  if (options.workers == 0) options.workers = std::clamp(std::thread::hardware_concurrency(), 1u, 16u);
+  if (options.workers == 0) options.workers = std::clamp(std::thread::hardware_concurrency() / 2, 1u, 8u);
+  auto copy_for = [](HostStores stores) -> detail::CopyFunction {
+    switch (stores) {
+      case HostStores::streaming: return detail::streaming_copy;
+      case HostStores::cached: break;
+    }
+    return detail::plain_copy;
+  };
+  const detail::HostCopies copies{copy_for(options.to_device_stores), copy_for(options.to_host_stores)};
   impl_.reset(new Impl{context, options,
-                       {DriverBackend{context}, options.workers, options.slots_per_worker, options.chunk_bytes,
-                        options.streaming_stores ? detail::streaming_copy : detail::plain_copy, options.ramp}});
+                       {DriverBackend{context}, options.workers, options.slots_per_worker,
+                        options.chunk_bytes, copies, options.ramp}});
 }
 
 PageableCopier::~PageableCopier() = default;

@@ -101,12 +101,13 @@ TEST(CompileGate, CapsHoldUnderContention) {
   std::atomic<int> running{0}, peak{0}, admitted{0};
   std::atomic<int> per_tenant[4] = {};
   std::atomic<bool> over_tenant_cap{false};
+  const std::string names[4] = {"t0", "t1", "t2", "t3"};
   std::vector<std::thread> threads;
   for (int t = 0; t < 16; ++t)
     threads.emplace_back([&, t] {
       const int tenant = t % 4;
       for (int i = 0; i < 50; ++i) {
-        auto a = gate.enter("t" + std::to_string(tenant), far());
+        auto a = gate.enter(names[tenant], far());
         if (!a.ticket) continue;
         ++admitted;
         const int now = ++running;

@@ -24,14 +24,21 @@ namespace kiln::memory {
 
 // Defaults chosen by a sweep on the H200 machine (16 cores; bench_memory prints the sweep, and
 // docs/PERF.md keeps it). The staging memory is workers x slots x chunk of pinned memory per context.
+enum class HostStores {
+  cached,     // memcpy
+  streaming,  // non-temporal stores, past the caches
+};
+
 struct StagingOptions {
-  std::size_t chunk_bytes = 2u << 20;
-  unsigned workers = 0;  // 0: one per hardware thread, at most 16
+  std::size_t chunk_bytes = 4u << 20;
+  unsigned workers = 0;  // 0: half the hardware threads, 1 to 8
   unsigned slots_per_worker = 2;
   std::size_t direct_below = 1u << 20;
-  // Host copies with streaming (non-temporal) stores: no read of the destination before it is
-  // written, and other threads' caches are left alone.
-  bool streaming_stores = true;
+  // How the host copies store: into the caller's memory (device-to-host) streaming stores win (no
+  // read of the destination first); into a staging buffer they lose (the copy engine then reads
+  // it from DRAM, not from cache).
+  HostStores to_host_stores = HostStores::streaming;
+  HostStores to_device_stores = HostStores::cached;
   // Smaller chunks at both ends of a copy (detail::plan_chunks): the copy engine and the host
   // copies overlap sooner and longer.
   bool ramp = true;

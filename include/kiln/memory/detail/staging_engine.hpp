@@ -69,15 +69,21 @@ using CopyFunction = void (*)(void* dst, const void* src, std::size_t n) noexcep
 
 inline void plain_copy(void* dst, const void* src, std::size_t n) noexcept { std::memcpy(dst, src, n); }
 
+// The host copies: into a staging buffer (host-to-device) and out of one (device-to-host).
+struct HostCopies {
+  CopyFunction into_staging = plain_copy;
+  CopyFunction out_of_staging = plain_copy;
+};
+
 enum class Direction { to_device, to_host };
 
 template <typename Backend, typename Stream>
 class StagingEngine {
  public:
-  // `copy` moves bytes between the caller's memory and a staging buffer; `ramp`: see ChunkPlan.
+  // `copies` move bytes between the caller's memory and a staging buffer; `ramp`: see ChunkPlan.
   StagingEngine(Backend backend, unsigned workers, unsigned slots_per_worker, std::size_t chunk_bytes,
-                CopyFunction copy = plain_copy, bool ramp = false)
-      : backend_(std::move(backend)), chunk_bytes_(chunk_bytes), copy_(copy), ramp_(ramp) {
+                HostCopies copies = {}, bool ramp = false)
+      : backend_(std::move(backend)), chunk_bytes_(chunk_bytes), copies_(copies), ramp_(ramp) {
     workers = std::max(1u, workers);
     slots_per_worker = std::max(1u, slots_per_worker);
     rings_.resize(workers);
@@ -172,25 +178,26 @@ class StagingEngine {
   }
 
   void run_chunk(const Job& job, Ring& ring, std::size_t i) {
+    const Stream stream = job.stream;
     auto& slot = ring.slots[ring.next];
     ring.next = (ring.next + 1) % ring.slots.size();
     const std::size_t offset = job.plan.offset(i), n = job.plan.length(i, job.bytes);
     backend_.wait(slot);  // the DMA that last used this buffer is over
     if (job.direction == Direction::to_device) {
-      copy_(backend_.staging(slot), job.host + offset, n);
-      backend_.to_device(job.stream, job.device + offset, backend_.staging(slot), n);
-      backend_.mark(slot, job.stream);
+      copies_.into_staging(backend_.staging(slot), job.host + offset, n);
+      backend_.to_device(stream, job.device + offset, backend_.staging(slot), n);
+      backend_.mark(slot, stream);
     } else {
-      backend_.to_host(job.stream, backend_.staging(slot), job.device + offset, n);
-      backend_.mark(slot, job.stream);
+      backend_.to_host(stream, backend_.staging(slot), job.device + offset, n);
+      backend_.mark(slot, stream);
       backend_.wait(slot);
-      copy_(job.host + offset, backend_.staging(slot), n);
+      copies_.out_of_staging(job.host + offset, backend_.staging(slot), n);
     }
   }
 
   Backend backend_;
   std::size_t chunk_bytes_;
-  CopyFunction copy_;
+  HostCopies copies_;
   bool ramp_;
   std::vector<Ring> rings_;
   std::vector<std::thread> threads_;
