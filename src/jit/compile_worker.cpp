@@ -257,7 +257,13 @@ CompileResult CompileWorker::compile(const Program& program, const Target& targe
     stop_locked(true);
     throw Error(Errc::internal, who + " sent an undecodable reply while compiling " + what + "; it was killed");
   }
-  if (reply->error) throw *reply->error;
+  if (reply->error) {
+    if (options_.memory_limit_bytes > 0 && reply->error->is(Errc::nvrtc_not_found))
+      throw Error(Errc::nvrtc_not_found, reply->error->detail() + " (in " + who + ", whose memory limit is " +
+                                             std::to_string(options_.memory_limit_bytes >> 20) +
+                                             " MiB: memory_limit_bytes may be too small to load NVRTC)");
+    throw *reply->error;
+  }
   return std::move(*reply->result);
 }
 
