@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kiln/core.hpp"
@@ -164,6 +165,14 @@ int main() {
     std::printf("\n| chunk KiB | workers (0: default) | ramp | stores H2D/D2H | H2D GB/s | D2H GB/s | H2D/pinned | D2H/pinned |\n"
                 "| --- | --- | --- | --- | --- | --- | --- | --- |\n");
     const memory::StagingOptions defaults;
+    {  // the defaults before issue #11, for the before/after in one run
+      memory::StagingOptions before = defaults;
+      before.chunk_bytes = 2u << 20;
+      before.workers = std::min(16u, std::max(1u, std::thread::hardware_concurrency()));
+      before.ramp = false;
+      before.to_host_stores = memory::HostStores::cached;
+      measure(before, "cached/cached (before)");
+    }
     const char* names[] = {"cached", "streaming"};
     for (auto into : {memory::HostStores::cached, memory::HostStores::streaming})
       for (auto out : {memory::HostStores::cached, memory::HostStores::streaming}) {

@@ -94,6 +94,7 @@ CacheKey cache_key(const Program& program, const Target& target, const KeyContex
   w.number('f', o.fast_math);
   w.number('r', o.max_registers);
   w.number('R', o.relocatable_device_code);
+  if (o.minimal) w.number('m', 1);  // only when set: keys of programs without it stay as they were
   for (const auto& e : o.extra) w.field('X', e);  // raw options: order may matter
 
   // Lowered names do not depend on the order the expressions were added in.

@@ -35,6 +35,7 @@ std::vector<std::string> CompileOptions::to_nvrtc() const {
                 "max_registers is " + std::to_string(max_registers) + "; it must be 0 (no cap) or positive");
   if (max_registers > 0) out.push_back("--maxrregcount=" + std::to_string(max_registers));
   if (relocatable_device_code) out.emplace_back("-rdc=true");
+  if (minimal) out.emplace_back("-minimal");
   out.insert(out.end(), extra.begin(), extra.end());
   return out;
 }

@@ -71,6 +71,7 @@ TEST(CacheKey, EverythingThatChangesTheOutputChangesTheKey) {
   vary("fast math", [](Program& p) { p.options.fast_math = true; });
   vary("registers", [](Program& p) { p.options.max_registers = 64; });
   vary("rdc", [](Program& p) { p.options.relocatable_device_code = true; });
+  vary("minimal", [](Program& p) { p.options.minimal = true; });
   vary("extra", [](Program& p) { p.options.extra = {"-G"}; });
   vary("name expression", [](Program& p) { p.name_expressions.push_back("fill<3>"); });
   vary("program name", [](Program& p) { p.name = "other.cu"; });

@@ -35,6 +35,17 @@ TEST(Compile, SaxpyToCubinIsAnElfImage) {
   EXPECT_TRUE(a.diagnostics().empty()) << a.log();
 }
 
+// NVRTC's -minimal: a kernel that includes nothing compiles with it; one that needs CUB's headers
+// does not (they use what -minimal leaves out). The option reaches NVRTC (the CUB refusal says so).
+TEST(Compile, MinimalCompilesPlainKernelsAndRefusesLibraryHeaders) {
+  Program plain = program_of(test_kernels::kSaxpy);
+  plain.options.minimal = true;
+  EXPECT_TRUE(compile(plain, Target::for_arch(90)).ok());
+  Program cub = program_of(test_kernels::kCubReduce);
+  cub.options.minimal = true;
+  EXPECT_FALSE(compile(cub, Target::for_arch(90)).ok()) << "CUB compiled with -minimal: the option did not reach NVRTC?";
+}
+
 TEST(Compile, PtxIsNulTerminatedText) {
   const Artifact a = compile(program_of(test_kernels::kSaxpy), Target::for_arch(80, ImageKind::ptx)).value();
   EXPECT_EQ(a.kind(), ImageKind::ptx);

@@ -33,6 +33,7 @@ struct CompileArgs {
   std::string cache_dir;
   bool no_disk = false;
   bool pch = false;
+  bool minimal = false;
   bool worker = false;
   bool worker_no_aslr = false;
   std::string warm;
@@ -78,6 +79,7 @@ jit::Program program_for(const CompileArgs& a, const fs::path& file) {
   jit::Program p = jit::Program::from_file(file);
   p.options.defines = a.defines;
   p.options.standard = a.standard;
+  p.options.minimal = a.minimal;
   p.include_dirs = a.include_dirs;
   p.name_expressions = a.name_expressions;
   return p;
@@ -193,6 +195,7 @@ void add_compile_command(CLI::App& app, int& exit_code) {
   cmd->add_option("--name-expr", a->name_expressions, "a name expression to lower, e.g. 'fill<3>'")
       ->allow_extra_args(false);
   cmd->add_option("--std", a->standard, "language standard, e.g. c++17");
+  cmd->add_flag("--minimal", a->minimal, "NVRTC's -minimal: faster for kernels that include no library headers");
   cmd->add_option("--cache-dir", a->cache_dir, "cache folder (default: $KILN_CACHE_DIR, ~/.cache/kiln)");
   cmd->add_flag("--no-disk-cache", a->no_disk, "use only this process's memory");
   cmd->add_flag("--pch", a->pch, "use NVRTC's automatic precompiled headers, kept in the cache folder");

@@ -177,7 +177,8 @@ std::string encode_request(const CompileRequest& request) {
   const CompileOptions& o = p.options;
   put_string(out, o.standard);
   put_strings(out, o.defines);
-  put<std::uint8_t>(out, static_cast<std::uint8_t>(o.line_info | o.fast_math << 1 | o.relocatable_device_code << 2));
+  put<std::uint8_t>(out, static_cast<std::uint8_t>(o.line_info | o.fast_math << 1 | o.relocatable_device_code << 2 |
+                                                 o.minimal << 3));
   put<std::int32_t>(out, o.max_registers);
   put_strings(out, o.extra);
   put_strings(out, p.name_expressions);
@@ -206,6 +207,7 @@ std::optional<CompileRequest> decode_request(std::string_view bytes) {
   o.line_info = flags & 1;
   o.fast_math = flags & 2;
   o.relocatable_device_code = flags & 4;
+  o.minimal = flags & 8;
   o.max_registers = r.get<std::int32_t>();
   o.extra = get_strings(r);
   p.name_expressions = get_strings(r);

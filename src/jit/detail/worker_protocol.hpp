@@ -22,7 +22,7 @@
 
 namespace kiln::jit::detail {
 
-inline constexpr std::uint32_t kWorkerProtocolVersion = 1;
+inline constexpr std::uint32_t kWorkerProtocolVersion = 2;  // 2: CompileOptions::minimal
 // Requests and results far beyond any real program or image are refused as corrupt.
 inline constexpr std::uint64_t kMaxFrameBytes = 1ull << 30;
 
