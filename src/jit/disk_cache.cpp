@@ -571,12 +571,19 @@ void DiskCache::sweep_locks() {
     }
     if (age_seconds(f.st) <= kStaleSeconds) continue;
     UniqueFd fd(::openat(locks.get(), f.name.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC));
-    if (fd && detail::lock_within(fd.get(), std::chrono::milliseconds(0)) == detail::LockOutcome::acquired)
-      ::unlinkat(locks.get(), f.name.c_str(), 0);
+    struct stat held {}, named {};
+    if (fd && detail::lock_within(fd.get(), std::chrono::milliseconds(0)) == detail::LockOutcome::acquired &&
+        ::fstat(fd.get(), &held) == 0 && ::fstatat(locks.get(), f.name.c_str(), &named, AT_SYMLINK_NOFOLLOW) == 0 &&
+        held.st_ino == named.st_ino && held.st_dev == named.st_dev)
+      ::unlinkat(locks.get(), f.name.c_str(), 0);  // while held, like a holder does
   }
 }
 
 DiskUsage DiskCache::usage() const {
+  // Under the folder lock: evictions and renames happen under it, so the scan sees one moment of
+  // the folder rather than a smear of one (an entry evicted behind the walk, another added ahead).
+  std::string trouble;
+  const UsageLock lock = lock_usage(fd_, trouble);
   DiskUsage u;
   for (const CacheFile& f : scan(fd_)) {
     switch (f.kind) {

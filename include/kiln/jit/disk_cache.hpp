@@ -139,6 +139,7 @@ class DiskCache {
   // Removes every entry and PCH file (and whatever else sits under entries/ and pch/, links
   // removed as names). Returns how many files went.
   std::uint64_t clear();
+  // Counted under the folder lock, so it is one moment of the folder even while others write.
   DiskUsage usage() const;
 
   std::uint64_t hits() const noexcept { return hits_.load(std::memory_order_relaxed); }
