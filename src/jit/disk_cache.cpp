@@ -418,48 +418,46 @@ void DiskCache::store(const Artifact& artifact) {
     warn("cannot create a cache entry in '" + path.parent_path().string() + "': " + std::strerror(errno));
     return;
   }
-  // The temporary file sits in the entry's folder so renameat() is atomic (same file system).
-  const std::string temp = detail::temporary_name(name);
-  UniqueFd fd(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
-  if (!fd) {
-    warn("cannot create a cache entry in '" + path.parent_path().string() + "': " + std::strerror(errno));
-    return;
-  }
-  ::fchmod(fd.get(), 0644);
-  // No fsync: it costs milliseconds per compile on a VM disk (more than the compile of a small
-  // kernel), and is not needed for integrity: every read checks the entry's length and checksum,
-  // so an entry torn by a crash is found, removed and rebuilt like any corrupt one.
-  const bool written = write_all(fd.get(), bytes);
-  const int write_errno = errno;
-  fd.reset();
-  if (!written) {
-    ::unlinkat(dir.get(), temp.c_str(), 0);
-    warn("cannot write cache entry '" + path.string() + "': " + std::strerror(write_errno));
-    return;
-  }
-  // Account and evict before the entry appears, under the folder lock: writers in other processes
-  // see each other's bytes, so the folder stays under the cap however many write at once.
+  // Account, evict, write and rename under the folder lock: writers in other processes see each
+  // other's bytes and the entry takes room only once room was made, so the folder stays under the
+  // cap however many write at once. Writes are rare (each follows a compile) and short next to it.
   std::string trouble;
   UsageLock lock = lock_usage(fd_, trouble);
   if (!trouble.empty()) warn(trouble);
+  const std::uint64_t size = bytes.size();
   UsageRecord record = lock.fd ? read_usage(lock.fd.get()) : UsageRecord{};
-  const bool rescan = !record.valid || record.bytes + bytes.size() > max_bytes_ ||
-                      (record.writes + 1) % kRescanEveryWrites == 0;
-  std::uint64_t total = record.bytes + bytes.size();
-  if (rescan) {
+  const bool rescan = !record.valid || record.bytes + size > max_bytes_ || (record.writes + 1) % kRescanEveryWrites == 0;
+  std::uint64_t total = record.bytes;
+  if (rescan) {  // evicts only when the entry would not fit; then down to 90% of the cap with it
     PruneResult ignored;
-    total = 0;
-    evict_to(max_bytes_ - max_bytes_ / 10, /*verify=*/false, ignored, total, /*only_if_over=*/max_bytes_);
+    const std::uint64_t target = max_bytes_ - max_bytes_ / 10;
+    evict_to(target > size ? target - size : 0, /*verify=*/false, ignored, total, /*only_if_over=*/max_bytes_ - size);
   }
-  if (::renameat(dir.get(), temp.c_str(), dir.get(), name.c_str()) != 0) {
-    const int err = errno;
-    ::unlinkat(dir.get(), temp.c_str(), 0);
+  // The temporary file sits in the entry's folder so renameat() is atomic (same file system).
+  const std::string temp = detail::temporary_name(name);
+  UniqueFd fd(::openat(dir.get(), temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644));
+  int err = errno;
+  bool written = false;
+  if (fd) {
+    ::fchmod(fd.get(), 0644);
+    // No fsync: it costs milliseconds per compile on a VM disk (more than the compile of a small
+    // kernel), and is not needed for integrity: every read checks the entry's length and checksum,
+    // so an entry torn by a crash is found, removed and rebuilt like any corrupt one.
+    written = write_all(fd.get(), bytes);
+    err = errno;
+    fd.reset();
+    if (written && ::renameat(dir.get(), temp.c_str(), dir.get(), name.c_str()) != 0) {
+      written = false;
+      err = errno;
+    }
+    if (!written) ::unlinkat(dir.get(), temp.c_str(), 0);
+  }
+  if (!written) {
     warn("cannot write cache entry '" + path.string() + "': " + std::strerror(err));
-    if (lock.fd) write_usage(lock.fd.get(), rescan ? total - std::min<std::uint64_t>(total, bytes.size()) : record.bytes,
-                             record.writes);
+    if (lock.fd) write_usage(lock.fd.get(), total, record.writes);
     return;
   }
-  if (lock.fd) write_usage(lock.fd.get(), total, record.writes + 1);
+  if (lock.fd) write_usage(lock.fd.get(), total + size, record.writes + 1);
   writes_.fetch_add(1, std::memory_order_relaxed);
 }
 

@@ -22,9 +22,9 @@
 // Writes go to a temporary file in the entry's own folder and are renamed into place, so a reader
 // sees a whole entry or none, whatever other processes do. Size cap: under the folder-wide lock a
 // writer counts its entry, evicts least recently used files (entries and PCH files alike; a hit
-// touches the entry's mtime) until the folder fits, and only then renames its entry into place. So
-// the folder never holds more than the cap plus the temporary files being written at that moment
-// (and PCH files NVRTC wrote since the last rescan). An entry larger than the cap is not written.
+// touches the entry's mtime) until it fits, and only then writes and renames it into place. So the
+// folder never holds more than the cap, with any number of writers (PCH files NVRTC wrote since the
+// last rescan aside). An entry larger than the cap is not written.
 //
 // Thread safety: every member may be called from any thread, and any number of processes may use
 // one folder at once. Counters are atomics; the warnings list has its own mutex.
