@@ -35,10 +35,10 @@ KernelCache::KernelCache(KernelCacheOptions options)
     try {
       disk_ = std::make_unique<DiskCache>(options_.disk);
       // NVRTC writes no PCH file, silently, into a folder that does not exist.
-      std::error_code ec;
-      if (options_.precompiled_headers) std::filesystem::create_directories(pch_directory(), ec);
-      if (ec) startup_warnings_.push_back("precompiled headers: cannot create '" + pch_directory().string() +
-                                          "': " + ec.message());
+      std::string why;
+      if (options_.precompiled_headers && pch_directory() != disk_->pch_directory() &&
+          !disk_->make_pch_folder(pch_directory().filename().string(), why))
+        startup_warnings_.push_back("precompiled headers: cannot create '" + pch_directory().string() + "': " + why);
     } catch (const Error& e) {
       // The cache is an optimisation: without a usable folder, compile on with the memory tier.
       startup_warnings_.push_back("disk tier disabled: " + e.detail());
@@ -104,16 +104,33 @@ CompileResult KernelCache::try_compile(const Program& program, const Target& tar
   return flight.get();
 }
 
+std::chrono::milliseconds KernelCache::disk_lock_wait() const {
+  if (options_.disk_lock_wait.count() > 0) return options_.disk_lock_wait;
+  // A holder under the same policy is killed at max_compile_time: waiting longer is pointless.
+  if (options_.policy && options_.policy->max_compile_time.count() > 0)
+    return options_.policy->max_compile_time + std::chrono::seconds(5);
+  return std::chrono::minutes(5);
+}
+
 CompileResult KernelCache::produce(const Program& program, const Target& target, const CacheKey& key) {
   // A flight that finished between our memory miss and registering this one left its result here.
   if (auto hit = memory_.find(key)) return CompileResult{std::move(*hit), {}, {}, program.name, target};
+  auto disk_hit = [&](Artifact& hit) {
+    check_artifact(hit, program);  // written by another process, perhaps under another policy
+    saved_ns_.fetch_add(ns(hit.compile_time()), std::memory_order_relaxed);
+    memory_.insert(hit);
+    return CompileResult{std::move(hit), {}, {}, program.name, target};
+  };
+  // Held from here until the entry is stored (or the compile failed): another process missing
+  // the same key waits for it, then finds the entry. Only this flight's leader takes it.
+  KeyLock lock;
   if (disk_) {
-    if (auto hit = disk_->load(key)) {
-      check_artifact(*hit, program);  // written by another process, perhaps under another policy
-      saved_ns_.fetch_add(ns(hit->compile_time()), std::memory_order_relaxed);
-      memory_.insert(*hit);
-      return CompileResult{std::move(*hit), {}, {}, program.name, target};
-    }
+    if (auto hit = disk_->load(key)) return disk_hit(*hit);
+    lock = disk_->lock_key(key, disk_lock_wait());
+    // Also when the lock came at once (the holder may have stored and released it since our miss)
+    // and when the wait ran out (the holder may have finished meanwhile).
+    if (lock.held() || lock.state() == KeyLockState::timed_out)
+      if (auto hit = disk_->recheck(key)) return disk_hit(*hit);
   }
   CompileSettings settings;
   settings.key = key;
@@ -201,6 +218,8 @@ CacheStats KernelCache::stats() const {
     s.disk_hits = disk_->hits();
     s.disk_misses = disk_->misses();
     s.corrupt_entries = disk_->corrupt_entries();
+    s.disk_lock_waits = disk_->lock_waits();
+    s.disk_lock_timeouts = disk_->lock_timeouts();
     s.disk_writes = disk_->writes();
     s.disk_evictions = disk_->evictions();
     s.warnings = disk_->warnings();

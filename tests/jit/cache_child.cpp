@@ -2,7 +2,12 @@
 // disk hit in a new process):
 //   jit_cache_child <cache dir> <first variant> <count> [<rotation>]
 //     compiles variants of a kernel through a KernelCache on the folder and prints, per variant,
-//     "<index> <origin> <key>".
+//     "<index> <origin> <key>", then "# compiles=<n> lock_waits=<n> lock_timeouts=<n> corrupt=<n>".
+//   jit_cache_child --hold-lock <cache dir> <variant>
+//     takes the cross-process lock of a variant's key (as a compiling process does), prints
+//     "locked" and sleeps until killed.
+//   jit_cache_child --fill <cache dir> <cap bytes> <count> <seed> <image bytes>
+//     stores <count> made-up entries through a DiskCache with that cap, as fast as it can.
 //   jit_cache_child --hit <cache dir> <variant> <image file>
 //     compiles one variant for sm_90, writes its image to the file and prints
 //     "<origin> <key> nvrtc_loaded=<0|1> nvrtc_mapped=<0|1>" (mapped: a libnvrtc file is in
@@ -14,6 +19,8 @@
 //   jit_cache_child --launch <cache dir>
 //     (GPU) compiles saxpy for device 0 (Target::for_device after the cache is made), runs it,
 //     checks the result and prints "<origin> <target> nvrtc_loaded=<0|1> nvrtc_mapped=<0|1>".
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -61,7 +68,36 @@ int variants(int argc, char** argv) {
     Artifact a = cache.compile(variant(i), Target::for_arch(90));
     std::printf("%d %s %s\n", i, std::string(to_string(a.origin())).c_str(), a.key().hex().c_str());
   }
-  for (const auto& w : cache.stats().warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  const CacheStats s = cache.stats();
+  std::printf("# compiles=%llu lock_waits=%llu lock_timeouts=%llu corrupt=%llu\n",
+              static_cast<unsigned long long>(s.compiles), static_cast<unsigned long long>(s.disk_lock_waits),
+              static_cast<unsigned long long>(s.disk_lock_timeouts), static_cast<unsigned long long>(s.corrupt_entries));
+  for (const auto& w : s.warnings) std::fprintf(stderr, "warning: %s\n", w.c_str());
+  return 0;
+}
+
+int hold_lock(const char* dir, int index) {
+  KernelCacheOptions options;
+  options.disk.directory = dir;
+  KernelCache cache(options);
+  KeyLock lock = cache.disk()->lock_key(cache.key_for(variant(index), Target::for_arch(90)), std::chrono::minutes(1));
+  std::printf("%s\n", lock.held() ? "locked" : "not locked");
+  std::fflush(stdout);
+  for (;;) ::pause();
+}
+
+int fill(const char* dir, std::uint64_t cap, int count, int seed, std::size_t image_bytes) {
+  DiskCache disk({dir, cap});
+  for (int i = 0; i < count; ++i) {
+    ArtifactContents c;
+    c.image.assign(image_bytes, static_cast<char>('a' + i % 26));
+    c.program_name = "fill";
+    c.key.bytes[0] = static_cast<std::uint8_t>(seed);
+    c.key.bytes[1] = static_cast<std::uint8_t>(i);
+    c.key.bytes[2] = static_cast<std::uint8_t>(i >> 8);
+    disk.store(Artifact(std::move(c), Origin::compiled));
+  }
+  for (const auto& w : disk.warnings()) std::fprintf(stderr, "warning: %s\n", w.c_str());
   return 0;
 }
 
@@ -114,9 +150,13 @@ int main(int argc, char** argv) {
   try {
     if (argc == 5 && std::strcmp(argv[1], "--hit") == 0) return hit(argv[2], std::atoi(argv[3]), argv[4]);
     if (argc == 3 && std::strcmp(argv[1], "--launch") == 0) return launch(argv[2]);
+    if (argc == 4 && std::strcmp(argv[1], "--hold-lock") == 0) return hold_lock(argv[2], std::atoi(argv[3]));
+    if (argc == 7 && std::strcmp(argv[1], "--fill") == 0)
+      return fill(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), std::atoi(argv[5]),
+                  std::strtoull(argv[6], nullptr, 10));
     if (argc == 3 && std::strcmp(argv[1], "--locate") == 0) return locate(argv[2]);
     if (argc >= 4 && argv[1][0] != '-') return variants(argc, argv);
-    std::fprintf(stderr, "usage: %s DIR FIRST COUNT [ROTATION] | --hit DIR VARIANT IMAGE | --locate loader|environment | --launch DIR\n", argv[0]);
+    std::fprintf(stderr, "usage: %s DIR FIRST COUNT [ROTATION] | --hit DIR VARIANT IMAGE | --hold-lock DIR VARIANT | --fill DIR CAP COUNT SEED BYTES | --locate loader|environment | --launch DIR\n", argv[0]);
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

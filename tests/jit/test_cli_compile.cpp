@@ -1,5 +1,6 @@
 // `kiln compile` and `kiln cache`, run as real child processes on a private cache folder.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <filesystem>
@@ -143,6 +144,66 @@ TEST_F(CliCompile, UnwritableCacheFolderWarns) {
                        "' is not writable"),
             std::string::npos)
       << r.err;
+}
+
+// Issue #11: clearing, pruning and a compile under a small cap followed a link at pch/ and
+// deleted files in its target. Now the folder is refused (the fallback is used) and nothing
+// behind the link is touched.
+TEST_F(CliCompile, ALinkedPchFolderIsNeverDeletedThrough) {
+  fs::create_directories(dir_ / "tmp");
+  auto run = [&](std::vector<std::string> args, std::string max_bytes = "") {
+    args.insert(args.begin(), cli_path());
+    kiln::testing::ProcessOptions o{{{"KILN_CACHE_DIR", (dir_ / "cache").string()}, {"TMPDIR", (dir_ / "tmp").string()}},
+                                    {}};
+    if (!max_bytes.empty()) o.set_env.emplace_back("KILN_CACHE_MAX_BYTES", max_bytes);
+    return run_process(args, o);
+  };
+  fs::path first = write("first.cu", kiln::jit::test_kernels::kSaxpy);
+  ASSERT_EQ(run({"compile", first.string(), "--arch", "sm_90"}).exit_code, 0);
+  const auto entry_bytes = nlohmann::json::parse(run({"cache", "stats", "--json"}).out)["entry_bytes"].get<std::uint64_t>();
+  const fs::path victim = dir_ / "victim";
+  fs::create_directories(victim / "deep");
+  std::ofstream(victim / "old.pch") << std::string(4000, 'p');
+  std::ofstream(victim / "deep" / "precious.txt") << "precious";
+  fs::last_write_time(victim / "old.pch", fs::file_time_type::clock::now() - std::chrono::hours(24));
+  fs::remove_all(dir_ / "cache" / "pch");
+  fs::create_directory_symlink(victim, dir_ / "cache" / "pch");
+
+  for (int i = 0; i < 3; ++i) {  // each over the small cap: evicts
+    std::string source = kiln::jit::test_kernels::kSaxpy;
+    source.append("// capped ").append(std::to_string(i)).append("\n");
+    ProcessResult r = run({"compile", write(numbered("capped", i), source).string(), "--arch", "sm_90"},
+                          std::to_string(entry_bytes * 3 / 2));
+    ASSERT_EQ(r.exit_code, 0) << r.err;
+    EXPECT_NE(r.err.find("is not safe to use ('" + (dir_ / "cache" / "pch").string() + "' is a symbolic link"),
+              std::string::npos)
+        << r.err;
+  }
+  EXPECT_EQ(run({"cache", "prune", "--max-bytes", "1"}).exit_code, 0);
+  EXPECT_EQ(run({"cache", "clear"}).exit_code, 0);
+  run({"cache", "stats", "--verify"});
+  EXPECT_TRUE(fs::exists(victim / "old.pch"));
+  EXPECT_TRUE(fs::exists(victim / "deep" / "precious.txt"));
+}
+
+// `cache stats --verify` skipped FIFOs, folders and unreadable files at entry names (and a FIFO
+// hung every compile). Now each is reported, removed, and the exit code says so.
+TEST_F(CliCompile, VerifyReportsWhatIsNotAnEntry) {
+  fs::path file = write("ok.cu", kiln::jit::test_kernels::kSaxpy);
+  ASSERT_EQ(kiln({"compile", file.string(), "--arch", "sm_90"}).exit_code, 0);
+  const fs::path folder = dir_ / "cache" / "entries" / "ab";
+  fs::create_directories(folder);
+  const fs::path fifo = folder / (std::string(64, 'a') + ".kjit");
+  const fs::path subfolder = folder / ("ab" + std::string(62, 'b') + ".kjit");
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0644), 0);
+  fs::create_directories(subfolder);
+  ProcessResult r = kiln({"cache", "stats", "--verify"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_NE(r.out.find("corrupt:     2 removed"), std::string::npos) << r.out;
+  EXPECT_NE(r.err.find(fifo.string() + "' (a FIFO, not a regular file): removed"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find(subfolder.string() + "' (a folder, not a regular file): removed"), std::string::npos) << r.err;
+  EXPECT_EQ(kiln({"cache", "stats", "--verify"}).exit_code, 0);
+  EXPECT_NE(kiln({"cache", "stats"}).out.find("entries:     1"), std::string::npos);
 }
 
 TEST_F(CliCompile, WarmCompilesAFolderInParallel) {

@@ -1,6 +1,9 @@
 // jit::KernelCache: the facade. compile(program, target) answers from the memory tier, else the
 // disk tier, else NVRTC, and stores what it compiled in both. When several threads ask for the
 // same key that is not cached yet, one compiles and all receive its result (or its exception).
+// Across processes sharing a disk folder, the compiling thread holds the key's lock file
+// (DiskCache::lock_key) from its disk miss until the entry is stored, and a process that waited
+// for it looks at the disk again: a node's processes compile each kernel once.
 //
 // Thread safety: every member may be called from any thread. The memory tier has its own mutex;
 // in-flight compiles are tracked under a second one, held only to find or register a flight.
@@ -46,6 +49,9 @@ struct KernelCacheOptions {
   // with disable_aslr, PCH files written by earlier workers load in new ones.
   std::optional<CompileWorkerOptions> compile_worker;
   unsigned compile_worker_processes = 1;
+  // How long a disk miss waits for another process compiling the same key before compiling too
+  // (with a warning). 0: the policy's max_compile_time plus 5 s when it has one, else 5 minutes.
+  std::chrono::milliseconds disk_lock_wait{0};
 };
 
 struct CacheStats {
@@ -57,6 +63,8 @@ struct CacheStats {
   std::uint64_t compile_failures = 0;  // NVRTC runs that rejected the program
   std::uint64_t shared_waits = 0;      // callers that waited for another thread's compile
   std::uint64_t corrupt_entries = 0;   // disk entries found damaged (removed, rebuilt)
+  std::uint64_t disk_lock_waits = 0;     // misses that waited for another process's compile of the key
+  std::uint64_t disk_lock_timeouts = 0;  // ... and gave up waiting (then compiled here too)
   std::uint64_t memory_bytes = 0;
   std::uint64_t memory_entries = 0;
   std::uint64_t memory_evictions = 0;
@@ -94,6 +102,7 @@ class KernelCache {
 
  private:
   CompileResult produce(const Program& program, const Target& target, const CacheKey& key);
+  std::chrono::milliseconds disk_lock_wait() const;
   // One NVRTC run, in this process or in a compile worker under the policy's time limit.
   CompileResult run_nvrtc(const Program& program, const Target& target, const CompileSettings& settings) const;
   void check_artifact(const Artifact& artifact, const Program& program) const;
