@@ -17,6 +17,7 @@
 #include "kiln/jit/compile_worker.hpp"
 #include "kiln/jit/compile_worker_pool.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "support/compile_bomb.hpp"
 #include "support/process.hpp"
 
 namespace {
@@ -328,12 +329,13 @@ TEST_F(WorkerCache, KernelCacheThroughAWorkerMatchesInProcess) {
 TEST_F(WorkerCache, PolicyTimeLimitKillsTheCompileAndNamesTheRule) {
   KernelCacheOptions o = options(true);
   o.policy = SourcePolicy{};
-  // CUB takes 750+ ms here and 1.6 s on the H100; saxpy tens of milliseconds, even under load.
-  o.policy->max_compile_time = 400ms;
+  // The bomb needs tens of seconds anywhere, saxpy well under a second even on a loaded machine
+  // (the worker has warmed NVRTC up before it reports ready).
+  o.policy->max_compile_time = 3s;
   KernelCache cache(o);
-  const Error e = error_of([&] { cache.compile(cub_program(3), kSm90); });
+  const Error e = error_of([&] { cache.compile(program("bomb.cu", kiln::testing::compile_bomb()), kSm90); });
   EXPECT_TRUE(e.is(Errc::timeout)) << e.what();
-  EXPECT_EQ(e.detail().rfind("source policy rule 'max_compile_time' (400 ms): program 'cub.cu'", 0), 0u) << e.what();
+  EXPECT_EQ(e.detail().rfind("source policy rule 'max_compile_time' (3000 ms): program 'bomb.cu'", 0), 0u) << e.what();
   EXPECT_EQ(cache.stats().workers.kills, 1u);
   EXPECT_EQ(cache.stats().compiles, 0u);
   EXPECT_TRUE(cache.compile(program("saxpy.cu", test_kernels::kSaxpy), kSm90));  // the next one works

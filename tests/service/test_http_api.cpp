@@ -5,6 +5,7 @@
 
 #include "kiln/driver/error.hpp"
 
+#include "support/compile_bomb.hpp"
 #include "support/http_fixture.hpp"
 
 namespace kiln::testing {
@@ -396,24 +397,6 @@ TEST_F(HttpApi, KeptAliveConnectionsAnswerWithoutNagleDelay) {
   // fastest of 21 is well under a millisecond even on a loaded machine.
   std::sort(ms.begin(), ms.end());
   EXPECT_LT(ms[0], 20.0) << "the fastest request on a kept-alive connection took " << ms[0] << " ms";
-}
-
-// A compile bomb: a few hundred bytes that instantiate CUB's block radix sort for 32 shapes. NVRTC needs
-// tens of seconds for it on any machine (one shape costs about as much as a whole small CUB
-// kernel), so a limit of a few seconds always ends it, and a small kernel always fits in that limit.
-std::string compile_bomb() {
-  return "#include <cub/block/block_radix_sort.cuh>\n"
-         "#include <cuda/std/utility>\n"
-         "template <int N> __device__ void sort_one(int* d) {\n"
-         "  using S = cub::BlockRadixSort<int, 64, N>;\n"
-         "  __shared__ typename S::TempStorage t;\n"
-         "  int k[N];\n"
-         "  for (int i = 0; i < N; ++i) k[i] = d[threadIdx.x * N + i];\n"
-         "  S(t).Sort(k);\n"
-         "  for (int i = 0; i < N; ++i) d[threadIdx.x * N + i] = k[i];\n"
-         "}\n"
-         "template <int... N> __device__ void all(int* d, cuda::std::integer_sequence<int, N...>) { (sort_one<N + 1>(d), ...); }\n"
-         "extern \"C\" __global__ void bomb(int* d) { all(d, cuda::std::make_integer_sequence<int, 32>{}); }\n";
 }
 
 // The source policy's compile-time limit holds: a compile past it is killed with its worker
