@@ -13,6 +13,7 @@
 #include <sstream>
 
 #include "kernels.hpp"
+#include "support/files.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 
 extern char** environ;
@@ -61,16 +62,8 @@ Artifact fake(int id, std::size_t image_bytes) {
   return Artifact(std::move(c), Origin::compiled);
 }
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_all(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
-}
+using kiln::testing::read_all;
+using kiln::testing::write_all;
 
 TEST_F(DiskCacheTest, NewCacheInstanceHitsTheDisk) {
   Program p = variant(1);

@@ -19,6 +19,7 @@
 #include <thread>
 
 #include "kernels.hpp"
+#include "support/files.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 
 extern char** environ;
@@ -28,16 +29,8 @@ namespace {
 using namespace kiln::jit;
 namespace fs = std::filesystem;
 
-std::string read_all(const fs::path& p) {
-  std::ifstream in(p, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
-
-void write_all(const fs::path& p, const std::string& bytes) {
-  std::ofstream(p, std::ios::binary | std::ios::trunc) << bytes;
-}
+using kiln::testing::read_all;
+using kiln::testing::write_all;
 
 Program variant(int i) {  // as jit_cache_child makes them
   Program p;
