@@ -221,8 +221,10 @@ UsageRecord read_usage(int fd) {
 
 void write_usage(int fd, std::uint64_t bytes, std::uint64_t writes) {
   const std::string text = std::to_string(bytes) + " " + std::to_string(writes) + "\n";
-  if (::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()))
-    (void)::ftruncate(fd, static_cast<off_t>(text.size()));
+  // The record is a hint the next rescan corrects: a failed write or truncation is no error.
+  if (::pwrite(fd, text.data(), text.size(), 0) == static_cast<ssize_t>(text.size()) &&
+      ::ftruncate(fd, static_cast<off_t>(text.size())) != 0) {
+  }
 }
 
 bool write_all(int fd, std::string_view bytes) {
