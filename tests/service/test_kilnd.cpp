@@ -6,6 +6,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <regex>
 
@@ -56,6 +58,7 @@ TEST(KilnServe, RunsTheSameServer) { serve_and_stop({cli_path(), "serve"}); }
 TEST(Kilnd, TokensFileIsUsedAndNoTokenPrinted) {
   TempDir dir;
   std::ofstream(dir.path() / "tokens") << "team-a aaaaaaaaaaaaaaaaaaaa\n";
+  std::filesystem::permissions(dir.path() / "tokens", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   Child child({KILND_PATH, "--port", "0", "--tokens", (dir.path() / "tokens").string(), "--cache-dir",
                (dir.path() / "cache").string()});
   std::string transcript;
@@ -77,6 +80,7 @@ TEST(Kilnd, BadSettingsFailWithTheReason) {
   EXPECT_NE(bad_key.err.find("key 'colour': unknown key"), std::string::npos) << bad_key.err;
 
   std::ofstream(dir.path() / "tokens") << "only-one-word\n";
+  std::filesystem::permissions(dir.path() / "tokens", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   auto bad_tokens = run_process({KILND_PATH, "--port", "0", "--tokens", (dir.path() / "tokens").string()});
   EXPECT_EQ(bad_tokens.exit_code, 1);
   EXPECT_NE(bad_tokens.err.find("tokens:1: expected 'tenant token'"), std::string::npos) << bad_tokens.err;
@@ -85,11 +89,46 @@ TEST(Kilnd, BadSettingsFailWithTheReason) {
   EXPECT_EQ(bad_flag.exit_code, 2);
 }
 
+void write_tokens(const std::filesystem::path& file, const std::string& token, mode_t mode) {
+  std::ofstream(file) << "team-a " << token << "\n";
+  ASSERT_EQ(::chmod(file.c_str(), mode), 0);
+}
+
+// kilnd refuses a tokens file others may read or write, saying which and how to fix it; with
+// --allow-insecure-tokens it starts and warns.
+TEST(Kilnd, InsecureTokensFileIsRefusedUnlessAllowed) {
+  TempDir dir;
+  const auto file = dir.path() / "tokens";
+  for (const mode_t mode : {0644, 0666}) {
+    write_tokens(file, "aaaaaaaaaaaaaaaaaaaa", mode);
+    auto r = run_process({KILND_PATH, "--port", "0", "--tokens", file.string(), "--cache-dir", (dir.path() / "cache").string()});
+    EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+    EXPECT_NE(r.err.find(file.string()), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find(mode == 0644 ? "mode 0644" : "mode 0666"), std::string::npos) << r.err;
+    EXPECT_NE(r.err.find("chmod 600"), std::string::npos) << r.err;
+  }
+  write_tokens(file, "aaaaaaaaaaaaaaaaaaaa", 0644);
+  Child child({KILND_PATH, "--port", "0", "--tokens", file.string(), "--allow-insecure-tokens", "--cache-dir",
+               (dir.path() / "cache").string()},
+              /*with_stderr=*/true);
+  std::string transcript;
+  const std::string port = child.wait_for(std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"), transcript);
+  ASSERT_FALSE(port.empty()) << transcript;
+  EXPECT_NE(transcript.find("warning: the tokens file " + file.string()), std::string::npos) << transcript;
+  EXPECT_NE(transcript.find("mode 0644"), std::string::npos) << transcript;
+  httplib::Client client("127.0.0.1", std::stoi(port));
+  auto r = client.Get("/v1/jobs/1", {{"Authorization", "Bearer aaaaaaaaaaaaaaaaaaaa"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(child.terminate(), 0);
+}
+
 TEST(Kilnd, HelpListsTheFlags) {
   for (auto argv : {std::vector<std::string>{KILND_PATH, "--help"}, std::vector<std::string>{cli_path(), "serve", "--help"}}) {
     auto r = run_process(argv);
     EXPECT_EQ(r.exit_code, 0) << r.err;
-    for (const char* flag : {"--config", "--listen", "--port", "--tokens", "--cache-dir", "--max-body-bytes"})
+    for (const char* flag : {"--config", "--listen", "--port", "--tokens", "--allow-insecure-tokens", "--cache-dir",
+                             "--max-body-bytes"})
       EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from\n" << r.out;
   }
 }

@@ -73,6 +73,7 @@ TEST(KilndCluster, ANodeKilledMidCompileLosesNoJobAndNoneCompletesTwice) {
   TempDir dir;
   const std::string prefix = redis.unique_prefix();
   std::ofstream(dir.path() / "tokens") << "ops " << kToken << "\n";
+  std::filesystem::permissions(dir.path() / "tokens", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   std::ofstream(dir.path() / "cluster.json")
       << json{{"queue_prefix", prefix}, {"cluster_lease_ms", 2000}, {"cluster_compile_threads", 1},
               {"max_wait_ms", 120000}}.dump();

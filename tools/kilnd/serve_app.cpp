@@ -19,7 +19,10 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
   app.add_option("--listen", flags.listen, "address to listen on (default 127.0.0.1: loopback only)");
   app.add_option("--port", flags.port, "TCP port (default 8470; 0 picks a free one)")->check(CLI::Range(0, 65535));
   app.add_option("--tokens", flags.tokens_file,
-                 "tokens file, one 'tenant token' pair per line (default: one generated token, printed once)");
+                 "tokens file, one 'tenant token' pair per line, readable by its owner only (default: one generated "
+                 "token, printed once)");
+  app.add_flag("--allow-insecure-tokens", flags.allow_insecure_tokens,
+               "start even when the tokens file may be read or written by its group or other users (a warning is printed)");
   app.add_option("--cache-dir", flags.cache_dir, "kernel cache folder (default $KILN_CACHE_DIR or ~/.cache/kiln)");
   app.add_option("--max-body-bytes", flags.max_body_bytes, "largest request body accepted (default 64 MiB)");
   app.add_option("--http-threads", flags.http_threads, "threads serving HTTP requests (default 16)");
@@ -51,13 +54,16 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     service::validate(config);
 
     service::TokenStore tokens;
+    if (flags.allow_insecure_tokens) config.allow_insecure_tokens = true;
     if (config.tokens_file.empty()) {
       const std::string token = service::generate_token();
       tokens = service::TokenStore::single("default", token);
       std::cout << program << ": no tokens file given; tenant 'default' may use this token (shown once, not stored):\n"
                 << "  " << token << "\n";
     } else {
-      tokens = service::TokenStore::load(config.tokens_file);
+      std::string warning;
+      tokens = service::TokenStore::load(config.tokens_file, config.allow_insecure_tokens, &warning);
+      if (!warning.empty()) std::cerr << program << ": " << warning << std::endl;
     }
 
     // With a driver and a GPU: a worker process per GPU, and the machine's topology for placement.

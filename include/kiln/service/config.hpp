@@ -20,6 +20,7 @@ struct ServiceConfig {
   std::string listen_address = "127.0.0.1";  // loopback unless told otherwise
   int port = 8470;                           // 0: an ephemeral port (Server::port() says which)
   std::filesystem::path tokens_file;         // "tenant token" lines; empty: one generated token
+  bool allow_insecure_tokens = false;        // start (with a warning) when group or others may access it
   int http_threads = 16;                     // long polls hold one each
 
   std::size_t max_body_bytes = 64u << 20;       // any request, binary uploads included (413 above)
