@@ -1,5 +1,7 @@
 #include "serve_app.hpp"
 
+#include <malloc.h>
+
 #include <csignal>
 #include <iostream>
 
@@ -33,6 +35,12 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
 }
 
 int run_serve(const ServeFlags& flags, const std::string& program) {
+  // Request bodies are large, short-lived buffers (up to max_json_bytes, uploads up to
+  // max_body_bytes). glibc raises its mmap threshold to the largest block freed so far (up to
+  // 32 MiB), after which such buffers come from the per-thread heaps and stay with the process when
+  // freed: 16 threads each kept their last bodies. A fixed threshold (which also fixes the trim
+  // threshold) keeps every block of 256 KiB or more mapped on its own, returned when freed.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   // Block the stop signals before any thread starts, so every thread inherits the mask and only
   // sigwait below receives them.
   sigset_t stop_signals;
@@ -46,6 +54,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (flags.listen) config.listen_address = *flags.listen;
     if (flags.port) config.port = *flags.port;
     if (flags.tokens_file) config.tokens_file = *flags.tokens_file;
+    if (flags.allow_insecure_tokens) config.allow_insecure_tokens = true;
     if (flags.cache_dir) config.cache_dir = *flags.cache_dir;
     if (flags.max_body_bytes) config.max_body_bytes = *flags.max_body_bytes;
     if (flags.http_threads) config.http_threads = *flags.http_threads;
@@ -54,7 +63,6 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     service::validate(config);
 
     service::TokenStore tokens;
-    if (flags.allow_insecure_tokens) config.allow_insecure_tokens = true;
     if (config.tokens_file.empty()) {
       const std::string token = service::generate_token();
       tokens = service::TokenStore::single("default", token);

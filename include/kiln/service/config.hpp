@@ -28,6 +28,8 @@ struct ServiceConfig {
   std::size_t max_buffer_bytes = 16ull << 30;   // one buffer (413 above)
   std::size_t max_kernels_per_tenant = 1024;
   std::size_t max_launch_arguments = 256;
+  std::size_t max_json_depth = 64;              // nested arrays and objects in a JSON body (400 above)
+  std::size_t max_json_values = 65536;          // values and keys in a JSON body (400 above)
 
   std::filesystem::path cache_dir;              // empty: the JIT's default folder
   std::size_t cache_memory_bytes = 256u << 20;  // the in-memory tier
