@@ -113,7 +113,8 @@ TEST_F(HttpHardening, MalformedRequestsAre4xxWithValidUtf8Bodies) {
 
 TEST_F(HttpHardening, IdsBeyondSixtyFourBitsAre404AfterAuthentication) {
   const std::string paths[] = {"/v1/kernels/18446744073709551616", "/v1/buffers/99999999999999999999",
-                               "/v1/buffers/99999999999999999999/data", "/v1/jobs/" + std::string(300, '7')};
+                               "/v1/buffers/99999999999999999999/data", "/v1/jobs/" + std::string(300, '7'),
+                               "/v1/kernels/" + std::string(4000, '0') + "1"};
   for (const std::string& path : paths) {
     auto r = get(path);
     ASSERT_TRUE(r) << path;

@@ -54,7 +54,7 @@ struct RouteMatch {
   RouteResult result = RouteResult::no_route;
   std::size_t index = 0;            // into kRouteTable, when found
   bool has_id = false;              // the route has an {id}
-  std::optional<std::uint64_t> id;  // empty when the digits exceed 2^64-1 (no such id can exist)
+  std::optional<std::uint64_t> id;  // empty beyond 2^64-1 or 20 digits (no such id can exist)
   std::string_view id_text;         // the digits as sent (a view into the path)
   std::string allowed;              // wrong_method: the methods the path has, "GET, DELETE"
 };
@@ -63,7 +63,7 @@ struct RouteMatch {
 // more ASCII digits, of any length.
 RouteMatch match_route(std::string_view method, std::string_view path);
 
-// Decimal digits as an id; empty for anything else or for a number above 2^64-1.
+// 1-20 decimal digits as a number; empty for anything else or for a number above 2^64-1.
 std::optional<std::uint64_t> parse_id(std::string_view digits) noexcept;
 
 // What kind of thing the route's {id} names: "kernel", "buffer", "job" ("" without an id).
