@@ -155,6 +155,11 @@ std::vector<int> post_in_parallel(int port, const std::string& token, const std:
 // what it holds afterwards near where it started. The bounds are generous (a slow, busy machine
 // changes timing, not memory); the measured numbers are printed.
 TEST(Kilnd, HostileJsonBodiesCostBoundedMemory) {
+#if defined(__SANITIZE_ADDRESS__)
+  // kilnd is built with the tests: under AddressSanitizer its memory is the sanitizer's (freed
+  // blocks wait in a 256 MiB quarantine, mallopt does not apply), not what kilnd holds.
+  GTEST_SKIP() << "resident memory under AddressSanitizer measures the sanitizer's quarantine";
+#endif
   TempDir dir;
   const std::string token = "bbbbbbbbbbbbbbbbbbbbbbbb";
   write_tokens(dir.path() / "tokens", token, 0600);
