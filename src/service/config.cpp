@@ -87,7 +87,7 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
   json object;
   try {
     object = json::parse(json_text);
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {  // parse_error, or out_of_range for a number such as 1e999
     throw Error(Errc::invalid_argument, std::string(origin) + ": not valid JSON: " + e.what());
   }
   if (!object.is_object())
@@ -98,12 +98,15 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     if (key == "listen_address") r.text(key, value, c.listen_address);
     else if (key == "port") r.integer(key, value, c.port, 0, 65535);
     else if (key == "tokens_file") (r.text(key, value, path), c.tokens_file = path);
+    else if (key == "allow_insecure_tokens") r.flag(key, value, c.allow_insecure_tokens);
     else if (key == "http_threads") r.integer(key, value, c.http_threads, 1, 1024);
     else if (key == "max_body_bytes") r.integer(key, value, c.max_body_bytes, 1, kMaxBytes);
     else if (key == "max_json_bytes") r.integer(key, value, c.max_json_bytes, 1, kMaxBytes);
     else if (key == "max_buffer_bytes") r.integer(key, value, c.max_buffer_bytes, 1, kMaxBytes);
     else if (key == "max_kernels_per_tenant") r.integer(key, value, c.max_kernels_per_tenant, 1, kMaxBytes);
     else if (key == "max_launch_arguments") r.integer(key, value, c.max_launch_arguments, 0, 4096);
+    else if (key == "max_json_depth") r.integer(key, value, c.max_json_depth, 2, 10000);
+    else if (key == "max_json_values") r.integer(key, value, c.max_json_values, 16, kMaxBytes);
     else if (key == "cache_dir") (r.text(key, value, path), c.cache_dir = path);
     else if (key == "cache_memory_bytes") r.integer(key, value, c.cache_memory_bytes, 0, kMaxBytes);
     else if (key == "fallback_arch") r.integer(key, value, c.fallback_arch, 30, 1000);
@@ -170,6 +173,8 @@ void validate(const ServiceConfig& c) {
   if (c.max_json_bytes > c.max_body_bytes)
     fail("max_json_bytes (" + std::to_string(c.max_json_bytes) + ") exceeds max_body_bytes (" +
          std::to_string(c.max_body_bytes) + ")");
+  if (c.max_json_depth < 2) fail("max_json_depth must be at least 2 (a request is an object holding arrays)");
+  if (c.max_json_values < 16) fail("max_json_values must be at least 16");
   if (c.default_deadline > c.max_deadline) fail("default_deadline_ms exceeds max_deadline_ms");
   if (c.max_queued_jobs_per_tenant > c.max_queued_jobs) fail("max_queued_jobs_per_tenant exceeds max_queued_jobs");
   if (c.source_policy.max_compile_time.count() > 0 && c.compile_workers == 0)

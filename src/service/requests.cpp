@@ -8,6 +8,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/bounded_json.hpp"
+#include "detail/error_body.hpp"
+
 namespace kiln::service {
 
 namespace {
@@ -22,20 +25,17 @@ struct Refusal {
 [[noreturn]] void refuse(std::string field, std::string message) { throw Refusal{{std::move(field), std::move(message)}}; }
 
 std::string describe(const json& value) {
-  // Containers are named, not printed: dump() recurses, and a hostile body nests 10^6 deep.
+  // Containers are named, not printed: a body may hold many of them.
   if (value.is_structured()) return std::string("an ") + value.type_name();
-  std::string text = value.dump();
-  if (text.size() > 60) text = text.substr(0, 57) + "...";
-  return text;
+  return detail::printable(detail::json_text(value), 60);
 }
 
-json parse_object(std::string_view body) {
+// Text quoted from the body into a message or a field name, kept short.
+std::string excerpt(std::string_view text) { return detail::printable(text, 64); }
+
+json parse_object(std::string_view body, const RequestLimits& limits) {
   json value;
-  try {
-    value = json::parse(body);
-  } catch (const json::parse_error& e) {
-    refuse("", std::string("malformed JSON: ") + e.what());
-  }
+  if (auto refusal = detail::parse_bounded_json(body, limits, value)) throw Refusal{std::move(*refusal)};
   if (!value.is_object()) refuse("", "expected a JSON object, got " + describe(value));
   return value;
 }
@@ -44,12 +44,22 @@ void only_keys(const json& object, std::initializer_list<std::string_view> allow
   for (const auto& [key, v] : object.items()) {
     bool known = false;
     for (std::string_view a : allowed) known = known || key == a;
-    if (!known) refuse(where + key, "unknown field");
+    if (!known) refuse(where + excerpt(key), "unknown field");
   }
 }
 
+// A number written with a fraction or an exponent, or an integer too large for 64 bits (which
+// nlohmann keeps as a double): whole and non-negative, it is refused as too large.
+bool whole_and_non_negative(const json& v) {
+  const double d = v.get<double>();
+  return std::isfinite(d) && d >= 0 && std::trunc(d) == d;
+}
+
 std::uint64_t unsigned_value(const json& v, const std::string& field, std::uint64_t max) {
-  if (!v.is_number_integer() || (v.is_number_integer() && !v.is_number_unsigned() && v.get<std::int64_t>() < 0))
+  if (v.is_number_float() && whole_and_non_negative(v) &&
+      (v.get<double>() > static_cast<double>(max) || v.get<double>() >= 0x1p64))
+    refuse(field, "must be at most " + std::to_string(max) + ", got " + describe(v));
+  if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<std::int64_t>() < 0))
     refuse(field, "expected a non-negative integer, got " + describe(v));
   const auto n = v.get<std::uint64_t>();
   if (n > max) refuse(field, "must be at most " + std::to_string(max) + ", got " + std::to_string(n));
@@ -94,7 +104,7 @@ ScalarArgument scalar(const json& arg, const std::string& field) {
   if (!arg.contains("type")) refuse(field + ".type", "missing (one of i32 u32 i64 u64 f32 f64)");
   const std::string type_name = string_value(arg["type"], field + ".type");
   const auto type = parse_scalar_type(type_name);
-  if (!type) refuse(field + ".type", "unknown type '" + type_name + "' (one of i32 u32 i64 u64 f32 f64)");
+  if (!type) refuse(field + ".type", "unknown type '" + excerpt(type_name) + "' (one of i32 u32 i64 u64 f32 f64)");
   if (!arg.contains("value")) refuse(field + ".value", "missing");
   const json& v = arg["value"];
   const std::string vf = field + ".value";
@@ -125,6 +135,10 @@ ScalarArgument scalar(const json& arg, const std::string& field) {
       return out;
     case ScalarArgument::Type::i32:
     case ScalarArgument::Type::i64: {
+      if (v.is_number_float()) {  // an integer beyond 64 bits arrives as a double
+        const double d = v.get<double>();
+        if (std::trunc(d) == d && (d >= 0x1p63 || d <= -0x1p63)) refuse(vf, "does not fit in " + type_name + ": " + describe(v));
+      }
       if (!v.is_number_integer()) refuse(vf, "expected an integer, got " + describe(v));
       if (v.is_number_unsigned() && v.get<std::uint64_t>() > static_cast<std::uint64_t>(std::numeric_limits<std::int64_t>::max()))
         refuse(vf, "does not fit in " + type_name + ": " + describe(v));
@@ -161,7 +175,7 @@ Parsed<T> guarded(F&& parse) {
   } catch (const Refusal& r) {
     return r.error;
   } catch (const json::exception& e) {  // a type nlohmann refused that the checks above missed
-    return RequestError{"", std::string("invalid request: ") + e.what()};
+    return RequestError{"", "invalid request: " + detail::printable(e.what(), 240)};
   }
 }
 
@@ -186,9 +200,9 @@ std::optional<ScalarArgument::Type> parse_scalar_type(std::string_view text) noe
   return std::nullopt;
 }
 
-Parsed<KernelRequest> parse_kernel_request(std::string_view body) {
+Parsed<KernelRequest> parse_kernel_request(std::string_view body, const RequestLimits& limits) {
   return guarded<KernelRequest>([&]() -> Parsed<KernelRequest> {
-    const json o = parse_object(body);
+    const json o = parse_object(body, limits);
     only_keys(o, {"name", "source", "headers", "include_dirs", "name_expressions", "options"}, "");
     KernelRequest r;
     if (!o.contains("source")) refuse("source", "missing (the CUDA source text)");
@@ -203,7 +217,7 @@ Parsed<KernelRequest> parse_kernel_request(std::string_view body) {
       if (!h.is_object()) refuse("headers", "expected an object of include name -> text, got " + describe(h));
       for (const auto& [name, text] : h.items()) {
         if (name.empty()) refuse("headers", "a header name is empty");
-        r.program.headers[name] = string_value(text, "headers." + name);
+        r.program.headers[name] = string_value(text, "headers." + excerpt(name));
       }
     }
     if (o.contains("include_dirs")) r.program.include_dirs = string_list(o["include_dirs"], "include_dirs");
@@ -226,9 +240,9 @@ Parsed<KernelRequest> parse_kernel_request(std::string_view body) {
   });
 }
 
-Parsed<BufferRequest> parse_buffer_request(std::string_view body) {
+Parsed<BufferRequest> parse_buffer_request(std::string_view body, const RequestLimits& limits) {
   return guarded<BufferRequest>([&]() -> Parsed<BufferRequest> {
-    const json o = parse_object(body);
+    const json o = parse_object(body, limits);
     only_keys(o, {"device", "bytes", "tag"}, "");
     BufferRequest r;
     if (o.contains("device")) r.device = static_cast<int>(unsigned_value(o["device"], "device", 1023));
@@ -245,7 +259,7 @@ Parsed<BufferRequest> parse_buffer_request(std::string_view body) {
 
 Parsed<LaunchRequest> parse_launch_request(std::string_view body, const RequestLimits& limits) {
   return guarded<LaunchRequest>([&]() -> Parsed<LaunchRequest> {
-    const json o = parse_object(body);
+    const json o = parse_object(body, limits);
     only_keys(o, {"kernel", "function", "grid", "block", "shared_bytes", "arguments", "priority", "deadline_ms", "device", "wait"},
               "");
     LaunchRequest r;
@@ -270,7 +284,7 @@ Parsed<LaunchRequest> parse_launch_request(std::string_view body, const RequestL
     if (o.contains("priority")) {
       const std::string p = string_value(o["priority"], "priority");
       const auto level = parse_priority(p);
-      if (!level) refuse("priority", "unknown priority '" + p + "' (one of high, normal, low)");
+      if (!level) refuse("priority", "unknown priority '" + excerpt(p) + "' (one of high, normal, low)");
       r.priority = *level;
     }
     if (o.contains("deadline_ms")) {

@@ -5,7 +5,6 @@
 
 #include <algorithm>
 #include <atomic>
-#include <charconv>
 #include <set>
 #include <thread>
 
@@ -15,7 +14,9 @@
 #include "detail/compile_gate.hpp"
 #include "detail/kernel_build.hpp"
 #include "detail/cluster_compiles.hpp"
+#include "detail/error_body.hpp"
 #include "detail/kernel_registry.hpp"
+#include "detail/routes.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/memory/out_of_memory.hpp"
@@ -32,75 +33,87 @@ using nlohmann::json;
 using httplib::Request;
 using httplib::Response;
 
-constexpr std::array<Route, 13> kRoutes = {{
-    {"GET", "/healthz"},
-    {"GET", "/readyz"},
-    {"GET", "/metrics"},
-    {"POST", "/v1/kernels"},
-    {"GET", "/v1/kernels/{id}"},
-    {"DELETE", "/v1/kernels/{id}"},
-    {"POST", "/v1/buffers"},
-    {"GET", "/v1/buffers/{id}"},
-    {"DELETE", "/v1/buffers/{id}"},
-    {"PUT", "/v1/buffers/{id}/data"},
-    {"GET", "/v1/buffers/{id}/data"},
-    {"POST", "/v1/launches"},
-    {"GET", "/v1/jobs/{id}"},
-}};
-
-// The route's path as httplib's regular expression: {id} is a decimal number.
-std::string pattern_of(std::string_view path) {
-  std::string out;
-  for (std::size_t i = 0; i < path.size(); ++i) {
-    if (path.substr(i, 4) == "{id}") {
-      out += "(\\d{1,20})";
-      i += 3;
-    } else {
-      out += path[i];
-    }
-  }
+// The routes as the OpenAPI document spells them (Server::routes()), from the table the router uses.
+constexpr auto kRoutes = [] {
+  std::array<Route, detail::kRouteTable.size()> out{};
+  for (std::size_t i = 0; i < out.size(); ++i) out[i] = {detail::kRouteTable[i].method, detail::kRouteTable[i].path};
   return out;
-}
+}();
+
+// cpp-httplib hands its callbacks a const view of the Request that Server::process_request owns as
+// a non-const local, so changing it through this reference is defined behaviour. kilnd changes two
+// things: the body, which it reads itself under its own limits (cpp-httplib 0.11 bounds neither a
+// chunked nor a compressed body), and the ranges, which it does not serve (a Range header is
+// ignored, as RFC 9110 allows: cpp-httplib would cut any answer, errors included, to the ranges).
+Request& owned(const Request& req) { return const_cast<Request&>(req); }
 
 void send_json(Response& res, int status, const json& body) {
   res.status = status;
-  res.set_content(body.dump(), "application/json");
+  res.set_content(detail::json_text(body), "application/json");
 }
 
-void send_error(Response& res, int status, std::string_view code, std::string_view message, json extra = json::object()) {
-  json error = {{"code", code}, {"message", message}};
-  for (auto& [k, v] : extra.items()) error[k] = v;
-  send_json(res, status, json{{"error", error}});
+void send_error(Response& res, int status, std::string_view code, std::string_view message, const json& extra = nullptr) {
+  res.status = status;
+  res.set_content(detail::error_body(code, message, extra), "application/json");
 }
 
-std::string_view reason_text(int status) {
-  switch (status) {
-    case 400: return "bad_request";
-    case 401: return "unauthorized";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 413: return "payload_too_large";
-    case 429: return "too_many_requests";
-    case 503: return "unavailable";
-    default: return status >= 500 ? "internal" : "error";
-  }
+// An error answer after which the connection closes: the request's body was not read (or not all
+// of it), so what follows on the connection cannot be told from the next request. cpp-httplib
+// closes a connection whose answer fails to write, so the answer goes out through a content
+// provider that writes all of it and then reports failure.
+void send_error_and_close(Response& res, int status, std::string_view code, std::string_view message,
+                          const json& extra = nullptr) {
+  auto body = std::make_shared<const std::string>(detail::error_body(code, message, extra));
+  res.status = status;
+  res.body.clear();
+  res.set_header("Connection", "close");
+  res.set_content_provider(body->size(), "application/json",
+                           [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
+                             sink.write(body->data() + offset, std::min(length, body->size() - offset));
+                             return false;  // ends the connection once the answer is out
+                           });
 }
 
 // A query parameter as an unsigned number, or nullopt (and a 400 sent) when malformed.
 std::optional<std::uint64_t> query_number(const Request& req, Response& res, const char* name, std::uint64_t fallback) {
   if (!req.has_param(name)) return fallback;
   const std::string text = req.get_param_value(name);
-  std::uint64_t value = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), value);
-  if (ec != std::errc() || end != text.data() + text.size() || text.empty()) {
-    send_error(res, 400, "bad_request", std::string("query parameter '") + name + "': expected a non-negative integer, got '" +
-                                            text.substr(0, 40) + "'");
+  const std::optional<std::uint64_t> value = detail::parse_id(text);
+  if (!value) {
+    send_error(res, 400, "bad_request",
+               std::string("query parameter '") + name + "': expected a non-negative integer below 2^64, got '" +
+                   detail::printable(text, 40) + "'",
+               {{"field", name}});
     return std::nullopt;
   }
   return value;
 }
 
-std::uint64_t path_id(const Request& req) { return std::stoull(req.matches[1].str()); }
+std::optional<detail::FramingError> check_framing(const Request& req, detail::Framing& framing) {
+  std::vector<std::pair<std::string_view, std::string_view>> headers;
+  headers.reserve(req.headers.size());
+  for (const auto& [name, value] : req.headers) headers.emplace_back(name, value);
+  return detail::check_framing(req.method, headers, framing);
+}
+
+detail::Framing framing_of(const Request& req) {
+  detail::Framing framing;
+  (void)check_framing(req, framing);
+  return framing;
+}
+
+std::string what_of(std::exception_ptr ep) {
+  try {
+    std::rethrow_exception(ep);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+  }
+  return "unknown exception";
+}
+
+// The route's {id}; the router answered 404 already when it does not fit in 64 bits.
+std::uint64_t path_id(const Request& req) { return detail::match_route(req.method, req.path).id.value_or(0); }
 
 json device_json(const DeviceStatus& d) {
   return {{"ordinal", d.ordinal},           {"name", d.name},
@@ -242,10 +255,16 @@ struct Server::Impl {
   bool stopped = false;
 
   void configure();
-  void route(std::string_view method, std::string_view path, Handler handler, bool needs_tenant);
-  void serve(const Request& req, Response& res, Handler handler, bool needs_tenant);
-  std::optional<std::string> authenticate(const Request& req, Response& res);
+  bool before_routing(const Request& req, Response& res);
+  void answer(const Request& req, Response& res, const httplib::ContentReader* reader);
+  bool read_body(const Request& req, Response& res, const httplib::ContentReader& reader, const detail::Framing& framing,
+                 detail::BodyKind kind);
+  void serve(const Request& req, Response& res, Handler handler, const std::string& tenant);
+  // The tenant of the request's token, or nullopt with a 401 sent (closing the connection when the
+  // request's body is left unread).
+  std::optional<std::string> authenticate(const Request& req, Response& res, bool body_unread);
   bool json_size_ok(const Request& req, Response& res);
+  RequestLimits request_limits() const { return {config.max_launch_arguments, config.max_json_depth, config.max_json_values}; }
   std::string why_not_ready(const std::vector<DeviceStatus>& devices);
   const CompiledImage* image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch);
 
@@ -262,6 +281,15 @@ struct Server::Impl {
   void download(const Request&, Response&, const std::string&);
   void launch(const Request&, Response&, const std::string&);
   void get_job(const Request&, Response&, const std::string&);
+
+  // Each route's handler, in detail::kRouteTable's order, and whether it needs a tenant's token.
+  static constexpr std::array<std::pair<Handler, bool>, detail::kRouteTable.size()> kHandlers = {{
+      {&Impl::healthz, false},       {&Impl::readyz, false},        {&Impl::metrics_text, false},
+      {&Impl::create_kernel, true},  {&Impl::get_kernel, true},     {&Impl::delete_kernel, true},
+      {&Impl::create_buffer, true},  {&Impl::get_buffer, true},     {&Impl::delete_buffer, true},
+      {&Impl::upload, true},         {&Impl::download, true},       {&Impl::launch, true},
+      {&Impl::get_job, true},
+  }};
 };
 
 void Server::Impl::configure() {
@@ -281,74 +309,193 @@ void Server::Impl::configure() {
   // delayed ACK holds the second one back ~40 ms on every request of a keep-alive connection.
   http.set_tcp_nodelay(true);
   http.set_read_timeout(std::chrono::seconds(30));
-  http.set_logger([this](const Request&, const Response& res) { metrics.http_answered(res.status); });
-  // Answers httplib produced itself (unknown route, body over the limit) get the JSON error shape.
-  http.set_error_handler([](const Request& req, Response& res) {
-    if (!res.body.empty()) return;
-    std::string message;
-    if (res.status == 404) message = "no route for " + req.method + " " + req.path;
-    else if (res.status == 413) message = "the request body exceeds the service's limit (max_body_bytes)";
-    else message = "the request could not be served";
-    send_error(res, res.status, reason_text(res.status), message);
-  });
-  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
-    std::string what = "unknown exception";
+  // Every callback below runs on cpp-httplib's threads, some outside any try (the error handler,
+  // the logger, the exception handler itself): an exception escaping one ends the process. Each
+  // catches everything.
+  http.set_logger([this](const Request&, const Response& res) {
     try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
+      metrics.http_answered(res.status);
     } catch (...) {
     }
-    send_error(res, 500, "internal", "internal error: " + what);
   });
-  static constexpr std::array<std::pair<Handler, bool>, kRoutes.size()> kHandlers = {{
-      {&Impl::healthz, false},       {&Impl::readyz, false},        {&Impl::metrics_text, false},
-      {&Impl::create_kernel, true},  {&Impl::get_kernel, true},     {&Impl::delete_kernel, true},
-      {&Impl::create_buffer, true},  {&Impl::get_buffer, true},     {&Impl::delete_buffer, true},
-      {&Impl::upload, true},         {&Impl::download, true},       {&Impl::launch, true},
-      {&Impl::get_job, true},
-  }};
-  for (std::size_t i = 0; i < kRoutes.size(); ++i)
-    route(kRoutes[i].method, kRoutes[i].path, kHandlers[i].first, kHandlers[i].second);
+  http.set_pre_routing_handler([this](const Request& req, Response& res) {
+    try {
+      return before_routing(req, res) ? httplib::Server::HandlerResponse::Handled
+                                      : httplib::Server::HandlerResponse::Unhandled;
+    } catch (...) {
+      send_error_and_close(res, 500, "internal", "internal error while checking the request");
+      return httplib::Server::HandlerResponse::Handled;
+    }
+  });
+  // Answers cpp-httplib produced itself (a malformed request line or header, a URI over 8 KiB, an
+  // unparsable Range) get the JSON error shape; answers kilnd wrote are left alone.
+  http.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
+    try {
+      if (!res.body.empty() || res.content_provider_) return httplib::Server::HandlerResponse::Unhandled;
+      owned(req).ranges.clear();
+      std::string message;
+      if (res.status == 400) message = "malformed HTTP request (request line or headers)";
+      else if (res.status == 413) message = "the request body exceeds the service's limit (max_body_bytes)";
+      else if (res.status == 414) message = "the request line exceeds 8 KiB";
+      else if (res.status == 416) message = "the Range header cannot be parsed";
+      else message = "the request could not be served";
+      send_error(res, res.status, detail::status_code_name(res.status), message);
+    } catch (...) {
+      res.body = "{}";
+    }
+    return httplib::Server::HandlerResponse::Handled;
+  }));
+  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
+    try {
+      send_error(res, 500, "internal", "internal error: " + what_of(ep));
+    } catch (...) {
+      res.status = 500;
+    }
+  });
+  // before_routing() matched every request that gets this far to one of kilnd's routes (the
+  // others are answered there), so one handler per method serves them all. Methods that may carry
+  // a body take it through a ContentReader: kilnd reads it (read_body) only once the route and the
+  // token are known.
+  auto plain = [this](const Request& req, Response& res) { answer(req, res, nullptr); };
+  auto reading = [this](const Request& req, Response& res, const httplib::ContentReader& reader) {
+    answer(req, res, &reader);
+  };
+  http.Get(".*", plain);
+  http.Post(".*", reading);
+  http.Put(".*", reading);
+  http.Delete(".*", reading);
 }
 
-void Server::Impl::route(std::string_view method, std::string_view path, Handler handler, bool needs_tenant) {
-  auto fn = [this, handler, needs_tenant](const Request& req, Response& res) { serve(req, res, handler, needs_tenant); };
-  const std::string pattern = pattern_of(path);
-  if (method == "GET") http.Get(pattern, fn);
-  else if (method == "POST") http.Post(pattern, fn);
-  else if (method == "PUT") http.Put(pattern, fn);
-  else if (method == "DELETE") http.Delete(pattern, fn);
+bool Server::Impl::before_routing(const Request& req, Response& res) {
+  owned(req).ranges.clear();
+  detail::Framing framing;
+  if (auto refused = check_framing(req, framing)) {
+    send_error_and_close(res, refused->status, detail::status_code_name(refused->status), refused->message);
+    return true;
+  }
+  // Answered here, before any body is read: a body left unread ends the connection.
+  auto refuse = [&](int status, std::string_view code, const std::string& message) {
+    if (framing.has_body()) send_error_and_close(res, status, code, message);
+    else send_error(res, status, code, message);
+    return true;
+  };
+  const detail::RouteMatch match = detail::match_route(req.method, req.path);
+  if (match.result == detail::RouteResult::no_route)
+    return refuse(404, "not_found", "no route for " + detail::printable(req.method, 16) + " " + detail::printable(req.path, 256));
+  if (match.result == detail::RouteResult::wrong_method) {
+    res.set_header("Allow", match.allowed);
+    return refuse(405, "method_not_allowed",
+                  detail::printable(req.path, 256) + " answers " + match.allowed + ", not " + detail::printable(req.method, 16));
+  }
+  if (match.has_id && !match.id) {
+    // More digits than any id has: no such thing exists, for any tenant.
+    if (kHandlers[match.index].second && !authenticate(req, res, framing.has_body())) return true;
+    const detail::RouteSpec& route = detail::kRouteTable[match.index];
+    return refuse(404, "not_found", std::string(detail::id_noun(route)) + " " + detail::printable(match.id_text, 40) + " not found");
+  }
+  return false;
 }
 
-std::optional<std::string> Server::Impl::authenticate(const Request& req, Response& res) {
+void Server::Impl::answer(const Request& req, Response& res, const httplib::ContentReader* reader) {
+  try {
+    const detail::RouteMatch match = detail::match_route(req.method, req.path);
+    if (match.result != detail::RouteResult::found) {  // before_routing() answered these already
+      send_error_and_close(res, 404, "not_found", "no route for " + detail::printable(req.path, 256));
+      return;
+    }
+    const auto [handler, needs_tenant] = kHandlers[match.index];
+    const detail::Framing framing = framing_of(req);  // before_routing() refused what is ambiguous
+    const bool has_body = framing.has_body();
+    std::string tenant;
+    if (needs_tenant) {
+      auto who = authenticate(req, res, has_body);  // nothing of an unauthenticated body is read
+      if (!who) return;
+      tenant = std::move(*who);
+      if (draining.load(std::memory_order_acquire)) {
+        if (has_body) send_error_and_close(res, 503, "shutting_down", "the service is shutting down");
+        else send_error(res, 503, "shutting_down", "the service is shutting down");
+        return;
+      }
+    }
+    if (reader && has_body && !read_body(req, res, *reader, framing, detail::kRouteTable[match.index].body)) return;
+    serve(req, res, handler, tenant);
+  } catch (...) {
+    send_error(res, 500, "internal", "internal error: " + what_of(std::current_exception()));
+  }
+}
+
+bool Server::Impl::read_body(const Request& req, Response& res, const httplib::ContentReader& reader,
+                             const detail::Framing& framing, detail::BodyKind kind) {
+  // A JSON body (and the body of a DELETE, which kilnd ignores) is held up to max_json_bytes; an
+  // upload up to max_body_bytes. Past its limit a body is read on and dropped up to max_body_bytes,
+  // so the connection stays in step and the client reads its 413; past max_body_bytes reading stops.
+  const std::size_t limit = kind == detail::BodyKind::bytes ? config.max_body_bytes : config.max_json_bytes;
+  std::string body;
+  if (framing.content_length) body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*framing.content_length, limit)));
+  std::uint64_t received = 0;
+  bool over_limit = false, over_max = false;
+  const bool complete = reader([&](const char* data, std::size_t n) {
+    received += n;
+    if (received > config.max_body_bytes) {
+      over_max = true;
+      return false;
+    }
+    if (received > limit) {
+      if (!over_limit) std::string().swap(body);
+      over_limit = true;
+      return true;
+    }
+    body.append(data, n);
+    return true;
+  });
+  const std::string limit_name = kind == detail::BodyKind::bytes ? "max_body_bytes" : "max_json_bytes";
+  if (over_max || (!complete && res.status == 413)) {
+    const std::string message = "the request body exceeds the service's limit (max_body_bytes = " +
+                                std::to_string(config.max_body_bytes) + ")";
+    // cpp-httplib refuses a Content-Length over the limit and skips the body; a chunked or
+    // compressed body kilnd stopped reading ends the connection.
+    if (over_max) send_error_and_close(res, 413, "payload_too_large", message);
+    else send_error(res, 413, "payload_too_large", message);
+    return false;
+  }
+  if (!complete) {
+    if (res.status == 415)
+      send_error_and_close(res, 415, "unsupported_media_type", "the body's Content-Encoding is not supported");
+    else
+      send_error_and_close(res, 400, "bad_request",
+                           "the request body could not be read (malformed chunked encoding or compressed data, "
+                           "or the client stopped sending)");
+    return false;
+  }
+  if (over_limit) {
+    send_error(res, 413, "payload_too_large",
+               "the " + std::string(kind == detail::BodyKind::bytes ? "" : "JSON ") + "body has " + std::to_string(received) +
+                   " bytes; the limit (" + limit_name + ") is " + std::to_string(limit));
+    return false;
+  }
+  owned(req).body = std::move(body);
+  return true;
+}
+
+std::optional<std::string> Server::Impl::authenticate(const Request& req, Response& res, bool body_unread) {
   res.set_header("WWW-Authenticate", "Bearer realm=\"kilnd\"");
   const std::string header = req.get_header_value("Authorization");
   static constexpr std::string_view kScheme = "Bearer ";
-  if (header.empty()) {
-    send_error(res, 401, "unauthorized", "missing 'Authorization: Bearer <token>' header");
-    return std::nullopt;
+  std::string_view refusal;
+  std::optional<std::string> tenant;
+  if (header.empty()) refusal = "missing 'Authorization: Bearer <token>' header";
+  else if (header.size() <= kScheme.size() || header.compare(0, kScheme.size(), kScheme) != 0)
+    refusal = "the Authorization header must use the Bearer scheme";
+  else if (!(tenant = tokens.tenant_for(std::string_view(header).substr(kScheme.size()))))
+    refusal = "unknown bearer token";
+  if (!tenant) {
+    if (body_unread) send_error_and_close(res, 401, "unauthorized", refusal);
+    else send_error(res, 401, "unauthorized", refusal);
   }
-  if (header.size() <= kScheme.size() || header.compare(0, kScheme.size(), kScheme) != 0) {
-    send_error(res, 401, "unauthorized", "the Authorization header must use the Bearer scheme");
-    return std::nullopt;
-  }
-  auto tenant = tokens.tenant_for(std::string_view(header).substr(kScheme.size()));
-  if (!tenant) send_error(res, 401, "unauthorized", "unknown bearer token");
   return tenant;
 }
 
-void Server::Impl::serve(const Request& req, Response& res, Handler handler, bool needs_tenant) {
-  std::string tenant;
-  if (needs_tenant) {
-    auto who = authenticate(req, res);
-    if (!who) return;
-    tenant = std::move(*who);
-    if (draining.load(std::memory_order_acquire)) {
-      send_error(res, 503, "shutting_down", "the service is shutting down");
-      return;
-    }
-  }
+void Server::Impl::serve(const Request& req, Response& res, Handler handler, const std::string& tenant) {
   try {
     (this->*handler)(req, res, tenant);
   } catch (const memory::OutOfMemoryError& e) {
@@ -363,6 +510,11 @@ void Server::Impl::serve(const Request& req, Response& res, Handler handler, boo
       send_error(res, 400, "bad_request", e.detail());
     else
       send_error(res, 500, "internal", e.what(), {{"name", std::string(e.name())}});
+  } catch (const std::bad_alloc&) {
+    send_error(res, 503, "out_of_host_memory", "kilnd could not allocate host memory for this request; retry later");
+  } catch (...) {
+    // A bug, not the client's fault; the answer says what was thrown and the server stays up.
+    send_error(res, 500, "internal", "internal error: " + what_of(std::current_exception()));
   }
 }
 
@@ -420,7 +572,7 @@ void Server::Impl::metrics_text(const Request&, Response& res, const std::string
 
 void Server::Impl::create_kernel(const Request& req, Response& res, const std::string& tenant) {
   if (!json_size_ok(req, res)) return;
-  Parsed<KernelRequest> parsed = parse_kernel_request(req.body);
+  Parsed<KernelRequest> parsed = parse_kernel_request(req.body, request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
 
   std::set<int> archs;
@@ -494,7 +646,7 @@ void Server::Impl::create_kernel(const Request& req, Response& res, const std::s
 
 void Server::Impl::get_kernel(const Request& req, Response& res, const std::string& tenant) {
   auto kernel = kernels.find(path_id(req), tenant);
-  if (!kernel) return send_error(res, 404, "not_found", "kernel " + req.matches[1].str() + " not found");
+  if (!kernel) return send_error(res, 404, "not_found", "kernel " + std::to_string(path_id(req)) + " not found");
   json targets = json::array();
   for (const auto& [arch, image] : kernel->images)
     targets.push_back({{"arch", image.artifact.target().arch_name()}, {"kind", std::string(jit::to_string(image.artifact.kind()))}});
@@ -504,13 +656,13 @@ void Server::Impl::get_kernel(const Request& req, Response& res, const std::stri
 
 void Server::Impl::delete_kernel(const Request& req, Response& res, const std::string& tenant) {
   if (!kernels.remove(path_id(req), tenant))
-    return send_error(res, 404, "not_found", "kernel " + req.matches[1].str() + " not found");
+    return send_error(res, 404, "not_found", "kernel " + std::to_string(path_id(req)) + " not found");
   res.status = 204;
 }
 
 void Server::Impl::create_buffer(const Request& req, Response& res, const std::string& tenant) {
   if (!json_size_ok(req, res)) return;
-  Parsed<BufferRequest> parsed = parse_buffer_request(req.body);
+  Parsed<BufferRequest> parsed = parse_buffer_request(req.body, request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
   const BufferRequest& r = parsed.value();
   if (r.bytes > config.max_buffer_bytes)
@@ -533,20 +685,20 @@ void Server::Impl::create_buffer(const Request& req, Response& res, const std::s
 
 void Server::Impl::get_buffer(const Request& req, Response& res, const std::string& tenant) {
   auto b = buffers.find(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
   send_json(res, 200, {{"id", b->id}, {"device", b->device}, {"bytes", b->bytes}, {"tag", b->tag}});
 }
 
 void Server::Impl::delete_buffer(const Request& req, Response& res, const std::string& tenant) {
   auto b = buffers.remove(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
   backend.free_buffer(b->id);
   res.status = 204;
 }
 
 void Server::Impl::upload(const Request& req, Response& res, const std::string& tenant) {
   auto b = buffers.find(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
   auto offset = query_number(req, res, "offset", 0);
   if (!offset) return;
   if (*offset > b->bytes || req.body.size() > b->bytes - *offset)
@@ -559,7 +711,7 @@ void Server::Impl::upload(const Request& req, Response& res, const std::string& 
 
 void Server::Impl::download(const Request& req, Response& res, const std::string& tenant) {
   auto b = buffers.find(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + req.matches[1].str() + " not found");
+  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
   auto offset = query_number(req, res, "offset", 0);
   if (!offset) return;
   if (*offset > b->bytes)
@@ -596,7 +748,7 @@ const CompiledImage* Server::Impl::image_for(std::shared_ptr<const detail::Regis
 void Server::Impl::launch(const Request& req, Response& res, const std::string& tenant) {
   const Clock::time_point entered = Clock::now();
   if (!json_size_ok(req, res)) return;
-  Parsed<LaunchRequest> parsed = parse_launch_request(req.body, {config.max_launch_arguments});
+  Parsed<LaunchRequest> parsed = parse_launch_request(req.body, request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
   LaunchRequest& r = parsed.value();
   auto kernel = kernels.find(r.kernel, tenant);
@@ -680,7 +832,7 @@ void Server::Impl::get_job(const Request& req, Response& res, const std::string&
   const auto wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(std::min<std::uint64_t>(*wait_ms, 1u << 30)),
                                                         config.max_wait);
   auto snapshot = scheduler.wait(path_id(req), tenant, wait);
-  if (!snapshot) return send_error(res, 404, "not_found", "job " + req.matches[1].str() + " not found");
+  if (!snapshot) return send_error(res, 404, "not_found", "job " + std::to_string(path_id(req)) + " not found");
   send_json(res, 200, job_json(*snapshot));
 }
 

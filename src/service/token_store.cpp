@@ -1,12 +1,16 @@
 #include "kiln/service/token_store.hpp"
 
+#include <fcntl.h>
 #include <openssl/rand.h>
 #include <openssl/sha.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
-#include <fstream>
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
 #include <set>
-#include <sstream>
 
 #include "kiln/driver/error.hpp"
 
@@ -76,12 +80,60 @@ TokenStore TokenStore::parse(std::string_view text, std::string_view origin) {
   return store;
 }
 
-TokenStore TokenStore::load(const std::filesystem::path& file) {
-  std::ifstream in(file, std::ios::binary);
-  if (!in) throw Error(Errc::invalid_argument, "cannot read the tokens file " + file.string());
-  std::ostringstream text;
-  text << in.rdbuf();
-  return parse(text.str(), file.string());
+namespace {
+
+// Closes the descriptor however load() leaves.
+struct FileDescriptor {
+  int fd;
+  ~FileDescriptor() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+
+// What is wrong with a tokens file's mode, or "" when only its owner may read or write it.
+std::string insecure_mode(mode_t mode) {
+  std::string who;
+  if (mode & (S_IRGRP | S_IWGRP)) who = "its group";
+  if (mode & (S_IROTH | S_IWOTH)) who += (who.empty() ? "" : " and ") + std::string("every user");
+  if (who.empty()) return {};
+  const bool writable = (mode & (S_IWGRP | S_IWOTH)) != 0;
+  char octal[8];
+  std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode & 07777));
+  return std::string("is ") + (writable ? "readable or writable" : "readable") + " by " + who + " (mode " + octal +
+         "): whoever reads it can act as any tenant" + (writable ? ", and whoever writes it can add tokens" : "");
+}
+
+}  // namespace
+
+TokenStore TokenStore::load(const std::filesystem::path& file, bool allow_insecure, std::string* warning) {
+  if (warning) warning->clear();
+  const std::string name = file.string();
+  const FileDescriptor in{::open(name.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK)};
+  if (in.fd < 0) throw Error(Errc::invalid_argument, "cannot read the tokens file " + name + ": " + std::strerror(errno));
+  // The mode of what was opened, not of the name: a symbolic link is judged by its target.
+  struct stat st {};
+  if (::fstat(in.fd, &st) != 0)
+    throw Error(Errc::invalid_argument, "cannot read the tokens file " + name + ": " + std::strerror(errno));
+  if (!S_ISREG(st.st_mode)) throw Error(Errc::invalid_argument, "the tokens file " + name + " is not a regular file");
+  if (const std::string why = insecure_mode(st.st_mode); !why.empty()) {
+    if (!allow_insecure)
+      throw Error(Errc::invalid_argument, "the tokens file " + name + " " + why + "; run 'chmod 600 " + name +
+                                              "' (or start with --allow-insecure-tokens to accept it)");
+    if (warning) *warning = "warning: the tokens file " + name + " " + why + "; accepted (--allow-insecure-tokens); run 'chmod 600 " + name + "'";
+  }
+  std::string text;
+  char buffer[4096];
+  for (;;) {
+    const ssize_t n = ::read(in.fd, buffer, sizeof buffer);
+    if (n == 0) break;
+    if (n < 0) {
+      if (errno == EINTR) continue;
+      throw Error(Errc::invalid_argument, "cannot read the tokens file " + name + ": " + std::strerror(errno));
+    }
+    text.append(buffer, static_cast<std::size_t>(n));
+    if (text.size() > (64u << 20)) throw Error(Errc::invalid_argument, "the tokens file " + name + " exceeds 64 MiB");
+  }
+  return parse(text, name);
 }
 
 TokenStore TokenStore::single(std::string tenant, std::string_view token) {

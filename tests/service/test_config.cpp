@@ -53,6 +53,26 @@ TEST(ServiceConfig, ErrorsNameOriginAndKey) {
   EXPECT_NE(error_message_of([&] { apply_config_json(c, "[]", "a.json"); }).find("expected a JSON object"), std::string::npos);
 }
 
+TEST(ServiceConfig, JsonLimitsAndTheTokensOverrideAreSettings) {
+  ServiceConfig c;
+  EXPECT_EQ(c.max_json_depth, 64u);
+  EXPECT_EQ(c.max_json_values, 65536u);
+  EXPECT_FALSE(c.allow_insecure_tokens);
+  apply_config_json(c, R"({"max_json_depth": 16, "max_json_values": 1000, "allow_insecure_tokens": true})", "t.json");
+  EXPECT_EQ(c.max_json_depth, 16u);
+  EXPECT_EQ(c.max_json_values, 1000u);
+  EXPECT_TRUE(c.allow_insecure_tokens);
+  EXPECT_NO_THROW(validate(c));
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"max_json_depth": 1})", "t.json"); }).find("between 2 and 10000"),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"max_json_values": 3})", "t.json"); }).find("key 'max_json_values'"),
+            std::string::npos);
+  // A number beyond a double is nlohmann's out_of_range, not a parse_error: it escaped as a
+  // non-kiln exception and ended kilnd instead of naming the file.
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"port": 1e999})", "t.json"); }).find("t.json: not valid JSON"),
+            std::string::npos);
+}
+
 TEST(ServiceConfig, FileLoadsAndMissingFileIsNamed) {
   testing::TempDir dir;
   const auto file = dir.path() / "kilnd.json";

@@ -3,6 +3,7 @@
 #include <bit>
 #include <cstring>
 
+#include "detail/error_body.hpp"
 #include "kiln/service/requests.hpp"
 
 namespace kiln::service {
@@ -133,6 +134,137 @@ TEST(RequestParsers, SurviveHostileInput) {
     EXPECT_FALSE(parse_kernel_request(body).ok());
     EXPECT_FALSE(parse_buffer_request(body).ok());
   }
+}
+
+// Numbers JSON can write that the fields cannot hold: a clear refusal naming the field.
+TEST(RequestParsers, HugeNumbersAreRefusedNamingTheField) {
+  struct Case {
+    std::string body, field, text;
+  };
+  const Case cases[] = {
+      {R"({"bytes": 1e999})", "bytes", "out of range"},
+      {R"({"bytes": -1e999})", "bytes", "out of range"},
+      {R"({"bytes": 18446744073709551616})", "bytes", "must be at most 18446744073709551615"},
+      {R"({"bytes": 99999999999999999999999999999})", "bytes", "must be at most 18446744073709551615"},
+      {R"({"bytes": 1.5})", "bytes", "expected a non-negative integer, got 1.5"},
+      {R"({"bytes": 4e3})", "bytes", "expected a non-negative integer"},
+      {R"({"bytes": -1})", "bytes", "expected a non-negative integer, got -1"},
+      {R"({"bytes": -0})", "bytes", "must be at least 1"},
+      {R"({"bytes": 8, "device": 1e300})", "device", "must be at most 1023"},
+  };
+  for (const Case& c : cases) {
+    auto r = parse_buffer_request(c.body);
+    ASSERT_FALSE(r.ok()) << c.body;
+    EXPECT_EQ(r.error().field, c.field) << c.body << " -> " << r.error().text();
+    EXPECT_NE(r.error().message.find(c.text), std::string::npos) << c.body << " -> " << r.error().text();
+  }
+  const Case launches[] = {
+      {R"({"kernel": 99999999999999999999, "function": "k"})", "kernel", "must be at most"},
+      {R"({"kernel": 1, "function": "k", "arguments": [{"type": "f64", "value": 1e400}]})", "arguments[0].value", "out of range"},
+      {R"({"kernel": 1, "function": "k", "arguments": [{"type": "f32", "value": 1e39}]})", "arguments[0].value", "does not fit in f32"},
+      {R"({"kernel": 1, "function": "k", "arguments": [1, {"type": "i64", "value": -9223372036854775809}]})", "arguments[0]",
+       "expected an object"},
+      {R"({"kernel": 1, "function": "k", "arguments": [{"type": "i64", "value": -9223372036854775809}]})", "arguments[0].value",
+       "does not fit in i64"},
+      {R"({"kernel": 1, "function": "k", "arguments": [{"type": "i64", "value": 9223372036854775808}]})", "arguments[0].value",
+       "does not fit in i64"},
+      {R"({"kernel": 1, "function": "k", "arguments": [{"type": "i32", "value": 2.5}]})", "arguments[0].value",
+       "expected an integer"},
+      {R"({"kernel": 1, "function": "k", "arguments": [{"type": "u64", "value": 18446744073709551616}]})", "arguments[0].value",
+       "must be at most 18446744073709551615"},
+      {R"({"kernel": 1, "function": "k", "grid": [1, 1e999]})", "grid[1]", "out of range"},
+      {R"({"kernel": 1, "function": "k", "deadline_ms": 1e10})", "deadline_ms", "must be at most 2147483647"},
+  };
+  for (const Case& c : launches) {
+    auto r = parse_launch_request(c.body);
+    ASSERT_FALSE(r.ok()) << c.body;
+    EXPECT_EQ(r.error().field, c.field) << c.body << " -> " << r.error().text();
+    EXPECT_NE(r.error().message.find(c.text), std::string::npos) << c.body << " -> " << r.error().text();
+  }
+  // The extremes that do fit are values.
+  auto fits = parse_launch_request(R"({"kernel": 18446744073709551615, "function": "k", "arguments": [
+      {"type": "i64", "value": -9223372036854775808}, {"type": "f64", "value": 1.7976931348623157e308}]})");
+  ASSERT_TRUE(fits.ok()) << fits.error().text();
+  EXPECT_EQ(fits.value().kernel, 18446744073709551615u);
+}
+
+// Limits that hold while parsing: a body is refused before it becomes a DOM.
+TEST(RequestParsers, DepthValuesAndDuplicateKeysAreBoundedWhileParsing) {
+  const RequestLimits limits{256, 8, 100};
+  auto deep = parse_buffer_request(R"({"bytes": 1, "tag": [[[[[[[[[1]]]]]]]]]})", limits);
+  ASSERT_FALSE(deep.ok());
+  EXPECT_EQ(deep.error().field, "tag[0][0][0][0][0][0][0]");
+  EXPECT_NE(deep.error().message.find("nested deeper than 8 levels (max_json_depth)"), std::string::npos) << deep.error().text();
+  EXPECT_TRUE(parse_buffer_request(R"({"bytes": 1, "tag": "x"})", limits).ok());
+
+  std::string many = R"({"kernel": 1, "function": "k", "arguments": [)";
+  for (int i = 0; i < 200; ++i) many += i ? ",1" : "1";
+  many += "]}";
+  auto wide = parse_launch_request(many, limits);
+  ASSERT_FALSE(wide.ok());
+  EXPECT_NE(wide.error().message.find("more than 100 JSON values and keys (max_json_values)"), std::string::npos)
+      << wide.error().text();
+
+  auto twice = parse_launch_request(R"({"kernel": 1, "function": "k", "arguments": [{"type": "i32", "value": 1, "value": 2}]})");
+  ASSERT_FALSE(twice.ok());
+  EXPECT_EQ(twice.error().field, "arguments[0].value");
+  EXPECT_NE(twice.error().message.find("duplicate key"), std::string::npos);
+
+  // The defaults: 4 MiB of '[' or of "1," is refused at once, at depth 64 or after 65536 values.
+  const std::string brackets(4 << 20, '[');
+  auto b = parse_kernel_request(brackets);
+  ASSERT_FALSE(b.ok());
+  EXPECT_NE(b.error().message.find("max_json_depth"), std::string::npos) << b.error().text();
+  std::string numbers = "[";
+  while (numbers.size() < (4u << 20)) numbers += "1,";
+  numbers += "1]";
+  auto n = parse_kernel_request(numbers);
+  ASSERT_FALSE(n.ok());
+  EXPECT_NE(n.error().message.find("max_json_values"), std::string::npos) << n.error().text();
+}
+
+// Refusals quote the body: what they quote is valid UTF-8, raw bytes escaped and cuts on a
+// character boundary, so an error body can always be rendered.
+TEST(RequestParsers, RefusalsAreValidUtf8) {
+  std::string accents;
+  for (int i = 0; i < 40; ++i) accents += "\\u00e9";
+  const std::string bodies[] = {
+      "{\"source\": \"\xff\"}",
+      "{\"kernel\": \xff\xfe}",
+      "\xc3",
+      "{\"bytes\": \"" + accents + "\"}",
+      "{\"bytes\": 1, \"" + accents + "\": 2}",
+      "{\"kernel\": 1, \"function\": \"k\", \"priority\": \"" + accents + "\"}",
+      "{\"source\": \"" + std::string(100000, 'x'),
+  };
+  for (const std::string& body : bodies) {
+    for (const RequestError& e : {parse_launch_request(body).error(), parse_buffer_request(body).error()}) {
+      EXPECT_TRUE(detail::is_valid_utf8(e.field)) << body;
+      EXPECT_TRUE(detail::is_valid_utf8(e.message)) << body << " -> " << e.message;
+      EXPECT_LT(e.text().size(), 1000u) << "a refusal quotes at most a little of the body";
+      EXPECT_NO_THROW((void)nlohmann::json(e.text()).dump());
+    }
+  }
+}
+
+TEST(ErrorBody, PrintableEscapesInvalidBytesAndCutsOnCharacterBoundaries) {
+  EXPECT_EQ(detail::printable(R"(a\xffb)"), R"(a\xffb)");  // ASCII as it is
+  EXPECT_EQ(detail::printable("/\xff\xfe"), R"(/\xFF\xFE)");
+  EXPECT_EQ(detail::printable("\xed\xa0\x80"), R"(\xED\xA0\x80)");          // a surrogate
+  EXPECT_EQ(detail::printable("\xc0\xaf"), R"(\xC0\xAF)");                  // an overlong '/'
+  EXPECT_EQ(detail::printable("\xf4\x90\x80\x80"), R"(\xF4\x90\x80\x80)");  // above U+10FFFF
+  EXPECT_EQ(detail::printable("\xc3"), R"(\xC3)");                          // cut short
+  const std::string fine = "h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x94\xa5";
+  EXPECT_EQ(detail::printable(fine), fine);
+  EXPECT_EQ(detail::printable("\xc3\xa9\xc3\xa9\xc3\xa9", 5), "\xc3\xa9\xc3\xa9...");  // not 2.5 characters
+  EXPECT_EQ(detail::printable("\xe2\x82\xac", 2), "...");
+  const std::string body = detail::error_body("not_found", "no route for GET /\xff", {{"field", "\xfe"}});
+  EXPECT_TRUE(detail::is_valid_utf8(body)) << body;
+  const auto parsed = nlohmann::json::parse(body);
+  EXPECT_EQ(parsed["error"]["message"], R"(no route for GET /\xFF)");
+  EXPECT_EQ(parsed["error"]["field"], "\xef\xbf\xbd");  // U+FFFD: extra members cannot throw either
+  EXPECT_EQ(nlohmann::json::parse(detail::error_body("c", std::string(100000, 'x')))["error"]["message"].get<std::string>().size(),
+            detail::kMaxMessageBytes + 3);  // and "..."
 }
 
 }  // namespace

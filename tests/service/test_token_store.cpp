@@ -1,5 +1,7 @@
 #include <gtest/gtest.h>
 
+#include <sys/stat.h>
+
 #include <fstream>
 #include <set>
 
@@ -48,8 +50,54 @@ TEST(TokenStore, BadLinesAreNamedWithTheirLineNumber) {
 TEST(TokenStore, LoadsFileAndNamesMissingOne) {
   testing::TempDir dir;
   std::ofstream(dir.path() / "tokens") << "ops 0123456789abcdef0123\n";
+  std::filesystem::permissions(dir.path() / "tokens", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
   EXPECT_EQ(TokenStore::load(dir.path() / "tokens").tenant_for("0123456789abcdef0123"), "ops");
   EXPECT_NE(error_message_of([&] { TokenStore::load(dir.path() / "nope"); }).find("nope"), std::string::npos);
+}
+
+// A tokens file others may read hands out every tenant's identity; one they may write lets them
+// add their own token. Refused, naming the file, its mode and the fix, unless explicitly allowed.
+TEST(TokenStore, FilesGroupOrOthersMayAccessAreRefusedUnlessAllowed) {
+  testing::TempDir dir;
+  const auto file = dir.path() / "tokens";
+  std::ofstream(file) << "ops 0123456789abcdef0123\n";
+  for (const mode_t mode : {0644, 0666, 0640, 0604, 0620, 0602, 0660}) {
+    ASSERT_EQ(::chmod(file.c_str(), mode), 0);
+    char octal[8];
+    std::snprintf(octal, sizeof octal, "%04o", static_cast<unsigned>(mode));
+    const std::string message = error_message_of([&] { TokenStore::load(file); });
+    EXPECT_NE(message.find(file.string()), std::string::npos) << message;
+    EXPECT_NE(message.find(std::string("mode ") + octal), std::string::npos) << message;
+    EXPECT_NE(message.find("chmod 600 " + file.string()), std::string::npos) << message;
+    EXPECT_NE(message.find("--allow-insecure-tokens"), std::string::npos) << message;
+    std::string warning;
+    EXPECT_EQ(TokenStore::load(file, /*allow_insecure=*/true, &warning).tenant_for("0123456789abcdef0123"), "ops");
+    EXPECT_NE(warning.find(std::string("mode ") + octal), std::string::npos) << warning;
+  }
+  ASSERT_EQ(::chmod(file.c_str(), 0644), 0);
+  EXPECT_NE(error_message_of([&] { TokenStore::load(file); }).find("readable by its group and every user"), std::string::npos);
+  ASSERT_EQ(::chmod(file.c_str(), 0666), 0);
+  EXPECT_NE(error_message_of([&] { TokenStore::load(file); }).find("whoever writes it can add tokens"), std::string::npos);
+  for (const mode_t mode : {0600, 0400}) {
+    ASSERT_EQ(::chmod(file.c_str(), mode), 0);
+    std::string warning = "stale";
+    EXPECT_EQ(TokenStore::load(file, false, &warning).tenant_for("0123456789abcdef0123"), "ops");
+    EXPECT_EQ(warning, "");
+  }
+}
+
+// The mode is the opened file's (fstat on the descriptor): a symbolic link (always 0777 itself)
+// is judged by its target, and what is not a regular file is refused.
+TEST(TokenStore, ALinkIsJudgedByItsTarget) {
+  testing::TempDir dir;
+  const auto target = dir.path() / "real-tokens", link = dir.path() / "tokens";
+  std::ofstream(target) << "ops 0123456789abcdef0123\n";
+  std::filesystem::create_symlink(target, link);
+  ASSERT_EQ(::chmod(target.c_str(), 0600), 0);
+  EXPECT_EQ(TokenStore::load(link).tenant_for("0123456789abcdef0123"), "ops");
+  ASSERT_EQ(::chmod(target.c_str(), 0666), 0);
+  EXPECT_NE(error_message_of([&] { TokenStore::load(link); }).find("mode 0666"), std::string::npos);
+  EXPECT_NE(error_message_of([&] { TokenStore::load(dir.path()); }).find("not a regular file"), std::string::npos);
 }
 
 TEST(TokenStore, GeneratedTokensAreLongAndDistinct) {

@@ -1,5 +1,7 @@
 #include "serve_app.hpp"
 
+#include <malloc.h>
+
 #include <csignal>
 #include <iostream>
 
@@ -19,7 +21,10 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
   app.add_option("--listen", flags.listen, "address to listen on (default 127.0.0.1: loopback only)");
   app.add_option("--port", flags.port, "TCP port (default 8470; 0 picks a free one)")->check(CLI::Range(0, 65535));
   app.add_option("--tokens", flags.tokens_file,
-                 "tokens file, one 'tenant token' pair per line (default: one generated token, printed once)");
+                 "tokens file, one 'tenant token' pair per line, readable by its owner only (default: one generated "
+                 "token, printed once)");
+  app.add_flag("--allow-insecure-tokens", flags.allow_insecure_tokens,
+               "start even when the tokens file may be read or written by its group or other users (a warning is printed)");
   app.add_option("--cache-dir", flags.cache_dir, "kernel cache folder (default $KILN_CACHE_DIR or ~/.cache/kiln)");
   app.add_option("--max-body-bytes", flags.max_body_bytes, "largest request body accepted (default 64 MiB)");
   app.add_option("--http-threads", flags.http_threads, "threads serving HTTP requests (default 16)");
@@ -30,6 +35,12 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
 }
 
 int run_serve(const ServeFlags& flags, const std::string& program) {
+  // Request bodies are large, short-lived buffers (up to max_json_bytes, uploads up to
+  // max_body_bytes). glibc raises its mmap threshold to the largest block freed so far (up to
+  // 32 MiB), after which such buffers come from the per-thread heaps and stay with the process when
+  // freed: 16 threads each kept their last bodies. A fixed threshold (which also fixes the trim
+  // threshold) keeps every block of 256 KiB or more mapped on its own, returned when freed.
+  mallopt(M_MMAP_THRESHOLD, 256 * 1024);
   // Block the stop signals before any thread starts, so every thread inherits the mask and only
   // sigwait below receives them.
   sigset_t stop_signals;
@@ -43,6 +54,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (flags.listen) config.listen_address = *flags.listen;
     if (flags.port) config.port = *flags.port;
     if (flags.tokens_file) config.tokens_file = *flags.tokens_file;
+    if (flags.allow_insecure_tokens) config.allow_insecure_tokens = true;
     if (flags.cache_dir) config.cache_dir = *flags.cache_dir;
     if (flags.max_body_bytes) config.max_body_bytes = *flags.max_body_bytes;
     if (flags.http_threads) config.http_threads = *flags.http_threads;
@@ -57,7 +69,9 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
       std::cout << program << ": no tokens file given; tenant 'default' may use this token (shown once, not stored):\n"
                 << "  " << token << "\n";
     } else {
-      tokens = service::TokenStore::load(config.tokens_file);
+      std::string warning;
+      tokens = service::TokenStore::load(config.tokens_file, config.allow_insecure_tokens, &warning);
+      if (!warning.empty()) std::cerr << program << ": " << warning << std::endl;
     }
 
     // With a driver and a GPU: a worker process per GPU, and the machine's topology for placement.

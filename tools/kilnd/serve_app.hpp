@@ -17,6 +17,7 @@ struct ServeFlags {
   std::optional<std::string> listen;
   std::optional<int> port;
   std::optional<std::string> tokens_file;
+  bool allow_insecure_tokens = false;
   std::optional<std::string> cache_dir;
   std::optional<std::size_t> max_body_bytes;
   std::optional<int> http_threads;

@@ -23,6 +23,7 @@ struct ServiceConfig {
   std::string listen_address = "127.0.0.1";  // loopback unless told otherwise
   int port = 8470;                           // 0: an ephemeral port (Server::port() says which)
   std::filesystem::path tokens_file;         // "tenant token" lines; empty: one generated token
+  bool allow_insecure_tokens = false;        // start (with a warning) when group or others may access it
   int http_threads = 16;                     // long polls hold one each
 
   std::size_t max_body_bytes = 64u << 20;       // any request, binary uploads included (413 above)
@@ -30,6 +31,8 @@ struct ServiceConfig {
   std::size_t max_buffer_bytes = 16ull << 30;   // one buffer (413 above)
   std::size_t max_kernels_per_tenant = 1024;
   std::size_t max_launch_arguments = 256;
+  std::size_t max_json_depth = 64;              // nested arrays and objects in a JSON body (400 above)
+  std::size_t max_json_values = 65536;          // values and keys in a JSON body (400 above)
 
   std::filesystem::path cache_dir;              // empty: the JIT's default folder
   std::size_t cache_memory_bytes = 256u << 20;  // the in-memory tier

@@ -51,6 +51,9 @@ class Parsed {
 
 struct RequestLimits {
   std::size_t max_launch_arguments = 256;
+  // Applied while a body is parsed, before any of it is built (detail/bounded_json.hpp).
+  std::size_t max_json_depth = 64;       // nested arrays and objects
+  std::size_t max_json_values = 65536;   // values and object keys in one body
 };
 
 // POST /v1/kernels: {"source", "name"?, "headers"? {name: text}, "include_dirs"? [..],
@@ -84,8 +87,9 @@ struct LaunchRequest {
   bool wait = false;  // answer when the launch finishes (200) rather than at once (202 + job id)
 };
 
-Parsed<KernelRequest> parse_kernel_request(std::string_view body);
-Parsed<BufferRequest> parse_buffer_request(std::string_view body);
+// Refusals name the field; their text is valid UTF-8 (raw bytes quoted from the body are escaped).
+Parsed<KernelRequest> parse_kernel_request(std::string_view body, const RequestLimits& limits = {});
+Parsed<BufferRequest> parse_buffer_request(std::string_view body, const RequestLimits& limits = {});
 Parsed<LaunchRequest> parse_launch_request(std::string_view body, const RequestLimits& limits = {});
 
 std::string_view to_string(ScalarArgument::Type type) noexcept;  // "i32", ..., "f64"

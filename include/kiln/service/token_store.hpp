@@ -25,8 +25,12 @@ class TokenStore {
   // Throws kiln::Error (Errc::invalid_argument) naming origin:line for a malformed line, a bad
   // tenant name, a short token or a token listed twice.
   static TokenStore parse(std::string_view text, std::string_view origin);
-  // Throws kiln::Error naming the file when it cannot be read (or parse()'s errors).
-  static TokenStore load(const std::filesystem::path& file);
+  // Throws kiln::Error naming the file when it cannot be read (or parse()'s errors), and when it is
+  // not a regular file or group or others may read or write it (its mode is checked on the opened
+  // file, so a symbolic link is judged by what it points to): the message names the mode and the
+  // fix (chmod 600). With `allow_insecure` such a file is loaded and `*warning` (when given) says
+  // what is wrong with it; otherwise `*warning` is left empty.
+  static TokenStore load(const std::filesystem::path& file, bool allow_insecure = false, std::string* warning = nullptr);
   // One tenant with one token.
   static TokenStore single(std::string tenant, std::string_view token);
 

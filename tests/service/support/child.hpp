@@ -18,7 +18,8 @@ namespace kiln::testing {
 
 class Child {
  public:
-  explicit Child(const std::vector<std::string>& argv) {
+  // `with_stderr`: the child's standard error is read too, interleaved with its output.
+  explicit Child(const std::vector<std::string>& argv, bool with_stderr = false) {
     int fds[2];
     if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
     pid_ = fork();
@@ -27,6 +28,7 @@ class Child {
       // open and keep ctest waiting.
       prctl(PR_SET_PDEATHSIG, SIGKILL);
       dup2(fds[1], STDOUT_FILENO);
+      if (with_stderr) dup2(fds[1], STDERR_FILENO);
       close(fds[0]);
       close(fds[1]);
       std::vector<char*> args;
