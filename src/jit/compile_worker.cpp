@@ -26,6 +26,20 @@ using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
 constexpr int kWorkerFd = 3;  // where the worker finds its end of the socket
+
+// AddressSanitizer reserves terabytes of address space for its shadow memory at start-up: under it
+// an address-space limit would stop the worker before main. Sanitized builds run without one.
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAddressSpaceLimits = false;
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+constexpr bool kAddressSpaceLimits = false;
+#else
+constexpr bool kAddressSpaceLimits = true;
+#endif
+#else
+constexpr bool kAddressSpaceLimits = true;
+#endif
 constexpr auto kExitGrace = 1s;
 
 std::string errno_text(int err) { return std::string(std::strerror(err)) + " (errno " + std::to_string(err) + ")"; }
@@ -45,7 +59,7 @@ std::string milliseconds(std::chrono::milliseconds d) { return std::to_string(d.
 // Runs in the child between fork and exec: only async-signal-safe calls, no allocation.
 [[noreturn]] void exec_worker(int fd, bool disable_aslr, std::uint64_t memory_limit, const char* path,
                               char* const* argv) noexcept {
-  if (memory_limit > 0) {
+  if (memory_limit > 0 && kAddressSpaceLimits) {
     const rlimit limit{memory_limit, memory_limit};
     if (::setrlimit(RLIMIT_AS, &limit) != 0) ::_exit(125);
   }
@@ -68,6 +82,8 @@ std::string milliseconds(std::chrono::milliseconds d) { return std::to_string(d.
 }
 
 }  // namespace
+
+bool CompileWorker::memory_limits_apply() noexcept { return kAddressSpaceLimits; }
 
 fs::path CompileWorker::default_executable() {
   std::vector<std::string> tried;

@@ -381,6 +381,7 @@ std::uint64_t small_compile_peak() {
 }
 
 TEST(CompileLimits, AWorkerOverItsMemoryLimitRefusesTheCompileAndLivesOn) {
+  if (!CompileWorker::memory_limits_apply()) GTEST_SKIP() << "AddressSanitizer build: no address-space limit";
   const std::uint64_t peak = small_compile_peak();
   ASSERT_GT(peak, 0u);
   CompileWorkerOptions options;
@@ -397,6 +398,7 @@ TEST(CompileLimits, AWorkerOverItsMemoryLimitRefusesTheCompileAndLivesOn) {
 }
 
 TEST(CompileLimits, KernelCacheRefusesByTheMaxCompileMemoryRule) {
+  if (!CompileWorker::memory_limits_apply()) GTEST_SKIP() << "AddressSanitizer build: no address-space limit";
   const std::uint64_t peak = small_compile_peak();
   KernelCacheOptions o;
   o.use_disk = false;
@@ -428,6 +430,7 @@ TEST(CompileLimits, AMemoryLimitNeedsACompileWorker) {
 }
 
 TEST(CompileLimits, ALimitTooSmallForNvrtcSaysSo) {
+  if (!CompileWorker::memory_limits_apply()) GTEST_SKIP() << "AddressSanitizer build: no address-space limit";
   CompileWorkerOptions options;
   options.memory_limit_bytes = 16u << 20;
   try {

@@ -62,8 +62,8 @@ Node start_node(const std::string& name, const TempDir& dir, const std::string& 
 
 httplib::Result register_on(int port, const std::string& source) {
   httplib::Client client("127.0.0.1", port);
-  // A bound for failure only: six CUB compiles on a loaded 2-core machine take minutes.
-  client.set_read_timeout(600s);
+  // A bound for failure only: under stress-ng on a 2-core machine one CUB compile took ~100 s.
+  client.set_read_timeout(1200s);
   return client.Post("/v1/kernels", {{"Authorization", std::string("Bearer ") + kToken}},
                      json{{"source", source}}.dump(), "application/json");
 }
@@ -78,13 +78,14 @@ TEST(KilndCluster, ANodeKilledMidCompileLosesNoJobAndNoneCompletesTwice) {
   // Generous bounds: they only decide when a stuck test fails, never whether a slow one passes.
   std::ofstream(dir.path() / "cluster.json")
       << json{{"queue_prefix", prefix}, {"cluster_lease_ms", 2000}, {"cluster_compile_threads", 1},
-              {"max_wait_ms", 600000}, {"source_policy", {{"max_compile_time_ms", 600000}}}}.dump();
+              {"max_wait_ms", 1200000}, {"source_policy", {{"max_compile_time_ms", 1200000}}}}.dump();
   Node a = start_node("node-a", dir, redis.url());
   Node b = start_node("node-b", dir, redis.url());
   ASSERT_TRUE(a.port && b.port);
 
-  // Four registrations through A and two through B, all at once.
-  constexpr int kThroughA = 4, kThroughB = 2;
+  // Two registrations through A and two through B, all at once: A compiles at most four (its own
+  // and B's), one after another on its one consumer.
+  constexpr int kThroughA = 2, kThroughB = 2;
   std::vector<std::future<httplib::Result>> through_a, through_b;
   for (int i = 0; i < kThroughA; ++i)
     through_a.push_back(std::async(std::launch::async, register_on, a.port, slow_kernel(i)));
@@ -118,7 +119,7 @@ TEST(KilndCluster, ANodeKilledMidCompileLosesNoJobAndNoneCompletesTwice) {
   for (int id = 1; id <= kJobs; ++id) {
     const std::string key = prefix + ":compile:job:" + std::to_string(id);
     service::RedisReply r;
-    for (auto until = std::chrono::steady_clock::now() + 600s; std::chrono::steady_clock::now() < until;
+    for (auto until = std::chrono::steady_clock::now() + 1200s; std::chrono::steady_clock::now() < until;
          std::this_thread::sleep_for(50ms)) {
       r = watcher.command({"HMGET", key, "state", "completions", "completed_by", "deliveries", "status"});
       if (r.at(0).text == "done") break;

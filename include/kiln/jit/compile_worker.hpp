@@ -78,6 +78,10 @@ class CompileWorker {
   bool aslr_disabled() const noexcept { return aslr_disabled_.load(std::memory_order_relaxed); }
   const CompileWorkerOptions& options() const noexcept { return options_; }
 
+  // False in builds with AddressSanitizer, whose shadow memory needs terabytes of address space:
+  // there memory_limit_bytes is not applied.
+  static bool memory_limits_apply() noexcept;
+
   // $KILN_COMPILE_WORKER, else the kiln-compile-worker built with this kiln, else the installed
   // one (<prefix>/libexec/kiln/kiln-compile-worker). Throws kiln::Error listing every place tried.
   static std::filesystem::path default_executable();
