@@ -42,7 +42,7 @@ inline void cpu_relax() noexcept {
 WaitResult poll_until(const std::function<CUresult()>& query, const char* call,
                       Clock::time_point deadline, const std::stop_token& stop, const std::string& what) {
   using namespace std::chrono;
-  // Three phases, each measured on the H200 (bench_core, "wait"): for the first kSpin the thread
+  // Two phases, measured on the H200 (bench_core, "wait"): for the first kSpin the thread
   // spins on the query as the driver's own synchronize does, so short work is seen as soon as the
   // driver would see it; then it sleeps a 128th of the time waited so far (10 µs to 1 ms) with a
   // 1 µs timer slack, so the end is seen under 1% late, and a wait of seconds costs a thousand

@@ -58,12 +58,9 @@ void streaming_copy(void* dst, const void* src, std::size_t n) noexcept {
   std::memcpy(d + blocks * 128, s + blocks * 128, n - blocks * 128);
 }
 
-bool has_streaming_stores() noexcept { return true; }
-
 #else
 
 void streaming_copy(void* dst, const void* src, std::size_t n) noexcept { std::memcpy(dst, src, n); }
-bool has_streaming_stores() noexcept { return false; }
 
 #endif
 

@@ -36,32 +36,25 @@ namespace kiln::memory::detail {
 // sooner (host-to-device) and the last chunk's host copy is shorter (device-to-host), which is
 // the time neither side overlaps with the other.
 struct ChunkPlan {
-  std::vector<std::size_t> bounds;  // count + 1 offsets, from 0 to the copy's size
-  std::size_t count = 0;
+  std::vector<std::size_t> bounds{0};  // count() + 1 offsets, from 0 to the copy's size
+  std::size_t count() const { return bounds.size() - 1; }
   std::size_t offset(std::size_t i) const { return bounds[i]; }
-  std::size_t length(std::size_t i, std::size_t /*total*/) const { return bounds[i + 1] - bounds[i]; }
+  std::size_t length(std::size_t i) const { return bounds[i + 1] - bounds[i]; }
 };
 
 inline ChunkPlan plan_chunks(std::size_t bytes, std::size_t chunk_bytes, bool ramp = false) {
-  ChunkPlan plan;
-  if (bytes == 0) return plan;
-  std::vector<std::size_t> sizes;
   constexpr std::size_t kSmallest = 64u << 10;
   std::vector<std::size_t> edge;  // the ramp's chunk sizes, smallest first
   if (ramp && bytes >= 4 * chunk_bytes)
     for (int shift = 3; shift >= 1; --shift)
       if ((chunk_bytes >> shift) >= kSmallest) edge.push_back(chunk_bytes >> shift);
-  std::size_t edges = 0;
-  for (std::size_t e : edge) edges += e;
-  sizes = edge;
-  std::size_t middle = bytes - 2 * edges;  // bytes >= 4 chunks > 2 * edges
-  for (; middle > chunk_bytes; middle -= chunk_bytes) sizes.push_back(chunk_bytes);
-  if (middle > 0) sizes.push_back(middle);
-  sizes.insert(sizes.end(), edge.rbegin(), edge.rend());
-  plan.bounds.reserve(sizes.size() + 1);
-  plan.bounds.push_back(0);
-  for (std::size_t n : sizes) plan.bounds.push_back(plan.bounds.back() + n);
-  plan.count = sizes.size();
+  std::size_t tail = 0;
+  for (std::size_t e : edge) tail += e;
+  ChunkPlan plan;
+  auto add = [&](std::size_t n) { plan.bounds.push_back(plan.bounds.back() + n); };
+  for (std::size_t e : edge) add(e);
+  while (plan.bounds.back() < bytes - tail) add(std::min(chunk_bytes, bytes - tail - plan.bounds.back()));
+  for (auto e = edge.rbegin(); e != edge.rend(); ++e) add(*e);
   return plan;
 }
 
@@ -121,7 +114,7 @@ class StagingEngine {
     }
     wake_.notify_all();
     std::unique_lock lock(mutex_);
-    done_.wait(lock, [&] { return chunks_done_ == job_.plan.count; });
+    done_.wait(lock, [&] { return chunks_done_ == job_.plan.count(); });
     if (failure_) std::rethrow_exception(failure_);
   }
 
@@ -162,7 +155,7 @@ class StagingEngine {
         {
           std::lock_guard lock(mutex_);
           // A worker that woke late for a finished job must not take chunks of the next one.
-          if (generation_ != seen || next_chunk_ >= job.plan.count) break;
+          if (generation_ != seen || next_chunk_ >= job.plan.count()) break;
           i = next_chunk_++;
         }
         try {
@@ -172,7 +165,7 @@ class StagingEngine {
           if (!failure_) failure_ = std::current_exception();
         }
         std::lock_guard lock(mutex_);
-        if (++chunks_done_ == job.plan.count) done_.notify_all();
+        if (++chunks_done_ == job.plan.count()) done_.notify_all();
       }
     }
   }
@@ -181,7 +174,7 @@ class StagingEngine {
     const Stream stream = job.stream;
     auto& slot = ring.slots[ring.next];
     ring.next = (ring.next + 1) % ring.slots.size();
-    const std::size_t offset = job.plan.offset(i), n = job.plan.length(i, job.bytes);
+    const std::size_t offset = job.plan.offset(i), n = job.plan.length(i);
     backend_.wait(slot);  // the DMA that last used this buffer is over
     if (job.direction == Direction::to_device) {
       copies_.into_staging(backend_.staging(slot), job.host + offset, n);
