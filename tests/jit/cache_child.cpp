@@ -28,7 +28,7 @@
 #include <string>
 #include <vector>
 
-#include "kernels.hpp"
+#include "cache_entries.hpp"
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
@@ -39,12 +39,7 @@ namespace {
 
 using namespace kiln::jit;
 
-Program variant(int i) {
-  Program p;
-  p.name = "variant.cu";
-  p.source = std::string(test_kernels::kSaxpy) + "// variant " + std::to_string(i) + "\n";
-  return p;
-}
+using test_kernels::variant;
 
 bool nvrtc_mapped() {
   std::ifstream maps("/proc/self/maps");

@@ -12,7 +12,7 @@
 #include <set>
 #include <sstream>
 
-#include "kernels.hpp"
+#include "cache_entries.hpp"
 #include "support/files.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 
@@ -46,21 +46,9 @@ class DiskCacheTest : public ::testing::Test {
   fs::path dir_;
 };
 
-Program variant(int i) {
-  Program p;
-  p.name = "variant.cu";
-  p.source = std::string(test_kernels::kSaxpy) + "// variant " + std::to_string(i) + "\n";
-  return p;
-}
+using test_kernels::variant;
 
-Artifact fake(int id, std::size_t image_bytes) {
-  ArtifactContents c;
-  c.image.assign(image_bytes, static_cast<char>('a' + id));
-  c.program_name = "fake" + std::to_string(id);
-  c.key.bytes[0] = static_cast<std::uint8_t>(id);
-  c.key.bytes[31] = 0xa5;
-  return Artifact(std::move(c), Origin::compiled);
-}
+using test_kernels::fake;
 
 using kiln::testing::read_all;
 using kiln::testing::write_all;

@@ -18,7 +18,7 @@
 #include <sstream>
 #include <thread>
 
-#include "kernels.hpp"
+#include "cache_entries.hpp"
 #include "support/files.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 
@@ -32,21 +32,9 @@ namespace fs = std::filesystem;
 using kiln::testing::read_all;
 using kiln::testing::write_all;
 
-Program variant(int i) {  // as jit_cache_child makes them
-  Program p;
-  p.name = "variant.cu";
-  p.source = std::string(test_kernels::kSaxpy) + "// variant " + std::to_string(i) + "\n";
-  return p;
-}
+using test_kernels::variant;
 
-Artifact fake(int id, std::size_t image_bytes) {
-  ArtifactContents c;
-  c.image.assign(image_bytes, static_cast<char>('a' + id % 26));
-  c.program_name = "fake" + std::to_string(id);
-  c.key.bytes[0] = static_cast<std::uint8_t>(id);
-  c.key.bytes[31] = 0x3c;
-  return Artifact(std::move(c), Origin::compiled);
-}
+using test_kernels::fake;
 
 bool contains(const std::vector<std::string>& warnings, std::string_view text) {
   for (const auto& w : warnings)
