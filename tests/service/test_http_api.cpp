@@ -430,6 +430,14 @@ TEST(ServiceConfig, DefaultsLimitEveryCompile) {
   EXPECT_LT(service::compiles_per_tenant(c), c.compile_workers) << "one tenant must not fill every compile slot";
   service::apply_config_json(c, R"({"compile_workers": 0})", "test");
   EXPECT_THROW(service::validate(c), Error) << "limits that cannot be enforced in-process";
+  service::apply_config_json(c, R"({"source_policy": {"max_compile_time_ms": 0}})", "test");
+  try {
+    service::validate(c);
+    ADD_FAILURE() << "accepted a memory limit without compile workers";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("max_compile_memory_bytes needs compile_workers > 0"), std::string::npos)
+        << e.what();
+  }
   service::apply_config_json(c, R"({"source_policy": {"max_compile_time_ms": 0, "max_compile_memory_bytes": 0}})", "test");
   EXPECT_NO_THROW(service::validate(c));
 }
