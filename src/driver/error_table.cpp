@@ -947,6 +947,11 @@ constexpr ErrorInfo kTable[] = {
      "Check that the service (Redis for kilnd's shared queue) runs at the address given, accepts this client and "
      "is version 6.2 or newer (XAUTOCLAIM); the message names the address and the command.",
      kNotSticky},
+    {Domain::kiln, 13, "KILN_ERROR_CANCELLED", "The caller cancelled a wait before the work finished.",
+     "The wait was abandoned (a cancelled std::stop_token, a Go context, a kiln_cancel); the GPU work it waited "
+     "for cannot be stopped from the host and may still be running: the message names it. Wait again, or let "
+     "the stream's later work order after it.",
+     kNotSticky},
 };
 
 }  // namespace

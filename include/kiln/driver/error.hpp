@@ -34,6 +34,7 @@ enum class Errc : int {
   timeout = 10,           // a deadline passed before the work finished
   internal = 11,          // a broken invariant inside kiln
   unavailable = 12,       // a service kiln was told to use (Redis) cannot be reached or refused
+  cancelled = 13,         // the caller abandoned a wait (stop_token, Go context) before the work finished
 };
 
 // One entry of the code table. Text is static: string_views stay valid for the program's life.
