@@ -1,0 +1,194 @@
+package kiln
+
+/*
+#include "kiln_go.h"
+*/
+import "C"
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"sync"
+)
+
+// Domain says which table an error code belongs to.
+type Domain int
+
+// The domains of kiln_status.
+const (
+	DomainDriver Domain = C.KILN_ERROR_DRIVER // a CUresult of the CUDA driver API
+	DomainNVRTC  Domain = C.KILN_ERROR_NVRTC  // an nvrtcResult
+	DomainNVML   Domain = C.KILN_ERROR_NVML   // an nvmlReturn_t
+	DomainKiln   Domain = C.KILN_ERROR_KILN   // one of kiln's own codes
+)
+
+// String names the domain.
+func (d Domain) String() string {
+	switch d {
+	case DomainDriver:
+		return "driver"
+	case DomainNVRTC:
+		return "nvrtc"
+	case DomainNVML:
+		return "nvml"
+	case DomainKiln:
+		return "kiln"
+	}
+	return fmt.Sprintf("domain(%d)", int(d))
+}
+
+// Error is every failure kiln reports: the code in its domain, its symbolic name, the whole story
+// (the failing call, what the code means, the context) and what to do about it.
+//
+// Compare with errors.Is against the sentinels (ErrIllegalAddress, ErrTimeout, ...): two errors
+// are the same when their domain and code are. A wait abandoned because its context was done also
+// satisfies errors.Is(err, context.DeadlineExceeded) or context.Canceled.
+type Error struct {
+	Domain      Domain
+	Code        int
+	Name        string       // "CUDA_ERROR_ILLEGAL_ADDRESS"
+	Message     string       // the whole story, hint included
+	Hint        string       // what to do, on its own; may be empty
+	Call        string       // the failing function ("cuLaunchKernel", "kiln_launch")
+	Diagnostics []Diagnostic // what the compiler said, for ErrCompileFailed
+	sticky      bool
+	context     error // context.DeadlineExceeded or context.Canceled for abandoned waits
+}
+
+// Error returns the message, with the hint when the message does not already hold it.
+func (e *Error) Error() string {
+	msg := e.Message
+	if msg == "" {
+		msg = e.Name
+	}
+	if e.Hint != "" && !strings.Contains(msg, e.Hint) {
+		msg += " (hint: " + e.Hint + ")"
+	}
+	return msg
+}
+
+// Is reports whether target is an *Error of the same domain and code.
+func (e *Error) Is(target error) bool {
+	t, ok := target.(*Error)
+	return ok && t.Domain == e.Domain && t.Code == e.Code
+}
+
+// Unwrap returns the context's error for a wait or a call abandoned because its context was done.
+func (e *Error) Unwrap() error { return e.context }
+
+// Sticky reports whether the CUDA context is unusable after this error: only a new process
+// recovers (an illegal address, say).
+func (e *Error) Sticky() bool { return e.sticky }
+
+func sentinel(d Domain, code int, name string) *Error {
+	return &Error{Domain: d, Code: code, Name: name}
+}
+
+// kiln's own codes.
+var (
+	ErrDriverNotFound  = sentinel(DomainKiln, C.KILN_ERRC_DRIVER_NOT_FOUND, "KILN_ERROR_DRIVER_NOT_FOUND")
+	ErrNVRTCNotFound   = sentinel(DomainKiln, C.KILN_ERRC_NVRTC_NOT_FOUND, "KILN_ERROR_NVRTC_NOT_FOUND")
+	ErrNVMLNotFound    = sentinel(DomainKiln, C.KILN_ERRC_NVML_NOT_FOUND, "KILN_ERROR_NVML_NOT_FOUND")
+	ErrSymbolMissing   = sentinel(DomainKiln, C.KILN_ERRC_SYMBOL_MISSING, "KILN_ERROR_SYMBOL_MISSING")
+	ErrDriverTooOld    = sentinel(DomainKiln, C.KILN_ERRC_DRIVER_TOO_OLD, "KILN_ERROR_DRIVER_TOO_OLD")
+	ErrInvalidArgument = sentinel(DomainKiln, C.KILN_ERRC_INVALID_ARGUMENT, "KILN_ERROR_INVALID_ARGUMENT")
+	ErrVersionMismatch = sentinel(DomainKiln, C.KILN_ERRC_VERSION_MISMATCH, "KILN_ERROR_VERSION_MISMATCH")
+	ErrCompileFailed   = sentinel(DomainKiln, C.KILN_ERRC_COMPILE_FAILED, "KILN_ERROR_COMPILE_FAILED")
+	ErrInvalidHandle   = sentinel(DomainKiln, C.KILN_ERRC_INVALID_HANDLE, "KILN_ERROR_INVALID_HANDLE")
+	ErrTimeout         = sentinel(DomainKiln, C.KILN_ERRC_TIMEOUT, "KILN_ERROR_TIMEOUT")
+	ErrInternal        = sentinel(DomainKiln, C.KILN_ERRC_INTERNAL, "KILN_ERROR_INTERNAL")
+	ErrUnavailable     = sentinel(DomainKiln, C.KILN_ERRC_UNAVAILABLE, "KILN_ERROR_UNAVAILABLE")
+	ErrCancelled       = sentinel(DomainKiln, C.KILN_ERRC_CANCELLED, "KILN_ERROR_CANCELLED")
+)
+
+// The CUDA driver's codes a program most often tests for.
+var (
+	ErrInvalidValue         = sentinel(DomainDriver, 1, "CUDA_ERROR_INVALID_VALUE")
+	ErrOutOfMemory          = sentinel(DomainDriver, 2, "CUDA_ERROR_OUT_OF_MEMORY")
+	ErrNoDevice             = sentinel(DomainDriver, 100, "CUDA_ERROR_NO_DEVICE")
+	ErrInvalidDevice        = sentinel(DomainDriver, 101, "CUDA_ERROR_INVALID_DEVICE")
+	ErrInvalidImage         = sentinel(DomainDriver, 200, "CUDA_ERROR_INVALID_IMAGE")
+	ErrNoBinaryForGPU       = sentinel(DomainDriver, 209, "CUDA_ERROR_NO_BINARY_FOR_GPU")
+	ErrECCUncorrectable     = sentinel(DomainDriver, 214, "CUDA_ERROR_ECC_UNCORRECTABLE")
+	ErrInvalidPTX           = sentinel(DomainDriver, 218, "CUDA_ERROR_INVALID_PTX")
+	ErrUnsupportedPTX       = sentinel(DomainDriver, 222, "CUDA_ERROR_UNSUPPORTED_PTX_VERSION")
+	ErrNotFound             = sentinel(DomainDriver, 500, "CUDA_ERROR_NOT_FOUND")
+	ErrIllegalAddress       = sentinel(DomainDriver, 700, "CUDA_ERROR_ILLEGAL_ADDRESS")
+	ErrLaunchOutOfResources = sentinel(DomainDriver, 701, "CUDA_ERROR_LAUNCH_OUT_OF_RESOURCES")
+	ErrLaunchTimeout        = sentinel(DomainDriver, 702, "CUDA_ERROR_LAUNCH_TIMEOUT")
+	ErrAssert               = sentinel(DomainDriver, 710, "CUDA_ERROR_ASSERT")
+	ErrIllegalInstruction   = sentinel(DomainDriver, 715, "CUDA_ERROR_ILLEGAL_INSTRUCTION")
+	ErrMisalignedAddress    = sentinel(DomainDriver, 716, "CUDA_ERROR_MISALIGNED_ADDRESS")
+	ErrLaunchFailed         = sentinel(DomainDriver, 719, "CUDA_ERROR_LAUNCH_FAILED")
+)
+
+// takeError turns a filled kiln_error into an *Error and releases what the C one holds.
+func takeError(e *C.kiln_error) *Error {
+	err := &Error{
+		Domain:  Domain(e.domain),
+		Code:    int(e.code),
+		Name:    goString(e.name),
+		Message: goString(e.message),
+		Hint:    goString(e.hint),
+		Call:    goString(e.call),
+		sticky:  e.sticky != 0,
+	}
+	C.kiln_error_clear(e)
+	return err
+}
+
+func goString(s *C.char) string {
+	if s == nil {
+		return ""
+	}
+	return C.GoString(s)
+}
+
+// The table entries of kiln's own codes, asked of the library once each: the names, hints and
+// stickiness of errors the Go side finds itself come from the same table as the library's.
+var (
+	tableMu      sync.Mutex
+	tableEntries = map[int]Error{}
+)
+
+func tableEntry(code C.kiln_errc) Error {
+	tableMu.Lock()
+	defer tableMu.Unlock()
+	if e, ok := tableEntries[int(code)]; ok {
+		return e
+	}
+	var ce C.kiln_error
+	e := Error{Domain: DomainKiln, Code: int(code)}
+	if C.kiln_error_lookup(C.KILN_ERROR_KILN, C.int(code), &ce) == C.KILN_OK {
+		e = *takeError(&ce)
+		e.Message = ""
+	} else {
+		C.kiln_error_clear(&ce)
+	}
+	tableEntries[int(code)] = e
+	return e
+}
+
+// newError builds an error the Go side found before calling the library: the code's name, hint
+// and stickiness from kiln's table, the message saying what was wrong.
+func newError(code C.kiln_errc, call, format string, args ...any) *Error {
+	e := tableEntry(code)
+	e.Call = call
+	e.Message = call + ": " + fmt.Sprintf(format, args...)
+	if e.Hint != "" {
+		e.Message += ". " + e.Hint
+	}
+	return &e
+}
+
+// contextError is the error of a call not made because its context was already done.
+func contextError(call string, ctxErr error) *Error {
+	code := C.kiln_errc(C.KILN_ERRC_CANCELLED)
+	if ctxErr == context.DeadlineExceeded {
+		code = C.KILN_ERRC_TIMEOUT
+	}
+	e := newError(code, call, "not started: the context was already done (%v)", ctxErr)
+	e.context = ctxErr
+	return e
+}

@@ -1,0 +1,145 @@
+package kiln
+
+/*
+#include <stdlib.h>
+#include "kiln_go.h"
+*/
+import "C"
+
+import (
+	"runtime"
+	"sync/atomic"
+	"time"
+	"unsafe"
+)
+
+// Origin says where a compile's image came from.
+type Origin int
+
+// The origins of an image.
+const (
+	OriginCompiled Origin = C.KILN_ORIGIN_COMPILED // NVRTC ran
+	OriginMemory   Origin = C.KILN_ORIGIN_MEMORY   // the cache's memory tier
+	OriginDisk     Origin = C.KILN_ORIGIN_DISK     // the cache's disk tier (maybe another process's compile)
+)
+
+// String is "compiled", "memory" or "disk".
+func (o Origin) String() string {
+	switch o {
+	case OriginMemory:
+		return "memory"
+	case OriginDisk:
+		return "disk"
+	}
+	return "compiled"
+}
+
+// Image is a compiled program: CUBIN or PTX, ready to load on devices (LoadModule). Close it when
+// no more modules are to be loaded from it; modules already loaded stay.
+type Image struct {
+	handle      atomic.Pointer[C.kiln_image]
+	target      Target
+	origin      Origin
+	compileTime time.Duration
+	key         string
+	log         string
+	data        unsafe.Pointer // C memory, valid while handle is
+	dataSize    int
+}
+
+func newImage(h *C.kiln_image, info *C.kiln_image_info) *Image {
+	img := &Image{
+		target:      targetOf(info.target),
+		origin:      Origin(info.origin),
+		compileTime: time.Duration(info.compile_ns),
+		key:         goString(info.key),
+		log:         goString(info.log),
+		data:        unsafe.Pointer(info.data),
+		dataSize:    int(info.data_size),
+	}
+	img.handle.Store(h)
+	runtime.SetFinalizer(img, (*Image).finalize)
+	return img
+}
+
+func (i *Image) raw() *C.kiln_image {
+	if i == nil {
+		return nil
+	}
+	return i.handle.Load()
+}
+
+// Target is what the image was compiled for.
+func (i *Image) Target() Target { return i.target }
+
+// Origin says whether NVRTC ran or which cache tier had the image.
+func (i *Image) Origin() Origin { return i.origin }
+
+// CompileTime is how long NVRTC took (for a cache hit: when it compiled the image).
+func (i *Image) CompileTime() time.Duration { return i.compileTime }
+
+// Key is the image's cache key (hex SHA-256).
+func (i *Image) Key() string { return i.key }
+
+// Log is NVRTC's log.
+func (i *Image) Log() string { return i.log }
+
+// Data is a copy of the image: CUBIN bytes or PTX text. Nil once the image is closed.
+func (i *Image) Data() []byte {
+	if i.raw() == nil {
+		return nil
+	}
+	out := C.GoBytes(i.data, C.int(i.dataSize))
+	runtime.KeepAlive(i)
+	return out
+}
+
+// LoweredName is the mangled name of a name expression the program listed.
+func (i *Image) LoweredName(nameExpression string) (string, error) {
+	expr := C.CString(nameExpression)
+	defer C.free(unsafe.Pointer(expr))
+	f := getFrame(0, 0)
+	defer putFrame(f)
+	var lowered *C.char
+	status := C.kiln_image_lowered_name(i.raw(), expr, &lowered, &f.c.error)
+	defer runtime.KeepAlive(i)
+	if status != C.KILN_OK {
+		return "", takeError(&f.c.error)
+	}
+	return goString(lowered), nil
+}
+
+// Diagnostics are the warnings and remarks NVRTC gave for the program it accepted.
+func (i *Image) Diagnostics() ([]Diagnostic, error) {
+	f := getFrame(0, 0)
+	defer putFrame(f)
+	var d *C.kiln_diagnostics
+	status := C.kiln_image_diagnostics(i.raw(), &d, &f.c.error)
+	runtime.KeepAlive(i)
+	if status != C.KILN_OK {
+		return nil, takeError(&f.c.error)
+	}
+	if d == nil {
+		return nil, nil
+	}
+	return takeDiagnostics(d, int(C.kiln_diagnostics_count(d))), nil
+}
+
+// Close releases the image. Closing twice does nothing.
+func (i *Image) Close() error {
+	if i == nil {
+		return nil
+	}
+	if h := i.handle.Swap(nil); h != nil {
+		runtime.SetFinalizer(i, nil)
+		C.kiln_image_destroy(h)
+	}
+	return nil
+}
+
+func (i *Image) finalize() {
+	if h := i.handle.Swap(nil); h != nil {
+		reportLeak("kiln.Image for %v (key %.12s…)", i.target, i.key)
+		C.kiln_image_destroy(h)
+	}
+}
