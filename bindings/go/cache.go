@@ -40,6 +40,9 @@ func NewCache(o CacheOptions) (*Cache, error) {
 	if o.DisableDisk {
 		opts.use_disk = 0
 	}
+	if err := refuseNul("kiln.NewCache", "the disk directory", o.DiskDirectory); err != nil {
+		return nil, err
+	}
 	if o.DiskDirectory != "" {
 		dir := C.CString(o.DiskDirectory)
 		defer C.free(unsafe.Pointer(dir))

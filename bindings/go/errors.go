@@ -192,3 +192,11 @@ func contextError(call string, ctxErr error) *Error {
 	e.context = ctxErr
 	return e
 }
+
+// refuseNul refuses text holding a NUL byte, which C would silently cut there.
+func refuseNul(call, what, s string) error {
+	if i := strings.IndexByte(s, 0); i >= 0 {
+		return newError(C.KILN_ERRC_INVALID_ARGUMENT, call, "%s %q holds a NUL byte at offset %d", what, s, i)
+	}
+	return nil
+}

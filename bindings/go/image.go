@@ -96,6 +96,9 @@ func (i *Image) Data() []byte {
 
 // LoweredName is the mangled name of a name expression the program listed.
 func (i *Image) LoweredName(nameExpression string) (string, error) {
+	if err := refuseNul("kiln.Image.LoweredName", "the name expression", nameExpression); err != nil {
+		return "", err
+	}
 	expr := C.CString(nameExpression)
 	defer C.free(unsafe.Pointer(expr))
 	f := getFrame(0, 0)

@@ -62,6 +62,9 @@ func (m *Module) Device() int {
 
 // Kernel finds a kernel by its name or by a name expression the program listed.
 func (m *Module) Kernel(name string) (*Kernel, error) {
+	if err := refuseNul("kiln.Module.Kernel", "the kernel name", name); err != nil {
+		return nil, err
+	}
 	cname := C.CString(name)
 	defer C.free(unsafe.Pointer(cname))
 	f := getFrame(0, 0)

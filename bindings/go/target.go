@@ -51,6 +51,9 @@ func targetOf(t C.kiln_target) Target { return Target{Kind: ImageKind(t.kind), A
 
 // ParseTarget reads "sm_90", "compute_90", "90" or "9.0".
 func ParseTarget(text string) (Target, error) {
+	if err := refuseNul("kiln.ParseTarget", "the target", text); err != nil {
+		return Target{}, err
+	}
 	s := C.CString(text)
 	defer C.free(unsafe.Pointer(s))
 	f := getFrame(0, 0)

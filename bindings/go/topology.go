@@ -155,6 +155,9 @@ func takeJSON(call string, text *C.char, into any) error {
 // Topology discovers this machine's topology (fixtureDir ""), or reads a recorded machine: a
 // folder with sysfs/ and facts.json.
 func Topology(fixtureDir string) (*TopologyReport, error) {
+	if err := refuseNul("kiln.Topology", "the fixture folder", fixtureDir); err != nil {
+		return nil, err
+	}
 	dir := optionalCString(fixtureDir)
 	defer C.free(unsafe.Pointer(dir))
 	f := getFrame(0, 0)
