@@ -14,6 +14,8 @@ namespace {
 using driver::EnvironmentReport;
 using driver::LibraryReport;
 
+std::string arch_name(int arch) { return "sm_" + std::to_string(arch); }
+
 std::string gib(std::uint64_t bytes) {
   char buf[32];
   std::snprintf(buf, sizeof buf, "%.1f GiB", static_cast<double>(bytes) / (1024.0 * 1024 * 1024));
