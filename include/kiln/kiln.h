@@ -241,8 +241,8 @@ typedef struct kiln_kernel kiln_kernel;
 /* Loads an image into a device's primary context. The image may be destroyed afterwards. */
 KILN_API kiln_status kiln_module_load(const kiln_image* image, int device, kiln_module** module, kiln_error* error);
 KILN_API void kiln_module_destroy(kiln_module* module);
-/* A kernel by its name or by a name expression of the image it was loaded from. The kernel is
- * valid while its module lives; kiln_kernel_destroy releases the handle only. */
+/* A kernel by its name or by a name expression of the image it was loaded from. The kernel keeps
+ * its module's code loaded, so the module may be destroyed first. */
 KILN_API kiln_status kiln_module_get_kernel(const kiln_module* module, const char* name, kiln_kernel** kernel,
                                             kiln_error* error);
 KILN_API void kiln_kernel_destroy(kiln_kernel* kernel);

@@ -79,4 +79,12 @@ std::string topology_to_json(const Topology& topology, int indent) {
   return root.dump(indent);
 }
 
+std::string placement_to_json(const Placement& placement, int indent) {
+  json gpus = json::array();
+  for (const auto& g : placement.gpus)
+    gpus.push_back({{"uuid", g.uuid}, {"pci_bus_id", g.pci_bus_id}, {"cuda_ordinal", optional_json(g.cuda_ordinal)},
+                    {"index", g.index}});
+  return json{{"gpus", gpus}, {"link", placement.worst_link.to_string()}, {"reason", placement.reason}}.dump(indent);
+}
+
 }  // namespace kiln::topology

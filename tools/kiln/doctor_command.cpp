@@ -1,12 +1,12 @@
 // `kiln doctor`: the GPU software stack of this machine, every problem found and its hint.
 #include <cstdio>
 #include <iostream>
-#include <nlohmann/json.hpp>
 #include <sstream>
 
 #include "commands.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/environment.hpp"
+#include "kiln/driver/environment_json.hpp"
 
 namespace kiln::cli {
 namespace {
@@ -14,52 +14,7 @@ namespace {
 using driver::EnvironmentReport;
 using driver::LibraryReport;
 
-nlohmann::json to_json(const LibraryReport& lib) {
-  nlohmann::json j{{"found", lib.found}, {"copies", lib.copies}};
-  j["path"] = lib.found ? nlohmann::json(lib.path) : nlohmann::json(nullptr);
-  j["version"] = lib.version.empty() ? nlohmann::json(nullptr) : nlohmann::json(lib.version);
-  if (!lib.found) j["error"] = lib.failure;
-  if (!lib.tried.empty()) j["tried"] = lib.tried;
-  return j;
-}
-
 std::string arch_name(int arch) { return "sm_" + std::to_string(arch); }
-
-nlohmann::json to_json(const EnvironmentReport& r) {
-  nlohmann::json j;
-  j["kiln"] = {{"version", r.kiln_version},
-               {"built_cuda_version", driver::format_cuda_version(r.built_cuda_version)}};
-  j["system"] = {{"os", r.os}, {"arch", r.arch}};
-  j["driver"] = to_json(r.driver);
-  j["driver"]["cuda_version"] = r.driver_cuda_version
-                                    ? nlohmann::json(driver::format_cuda_version(r.driver_cuda_version))
-                                    : nlohmann::json(nullptr);
-  if (!r.driver_init.empty()) j["driver"]["init"] = r.driver_init;
-  j["nvrtc"] = to_json(r.nvrtc);
-  j["nvrtc"]["supported_archs"] = nlohmann::json::array();
-  for (int a : r.nvrtc_archs) j["nvrtc"]["supported_archs"].push_back(arch_name(a));
-  j["nvml"] = to_json(r.nvml);
-  j["toolkit"] = {{"root", r.toolkit_root}, {"include", r.toolkit_include}, {"cccl", r.toolkit_cccl}};
-  j["gpus"] = nlohmann::json::array();
-  for (const auto& g : r.gpus)
-    j["gpus"].push_back({{"ordinal", g.ordinal},
-                         {"name", g.name},
-                         {"uuid", g.uuid},
-                         {"pci_bus_id", g.pci_bus_id},
-                         {"compute_capability", std::to_string(g.cc_major) + "." + std::to_string(g.cc_minor)},
-                         {"memory_total", g.memory_total},
-                         {"memory_free", g.memory_free},
-                         {"multiprocessors", g.multiprocessors},
-                         {"nvrtc_can_compile", g.nvrtc_can_compile},
-                         {"nvml_index", g.nvml_index >= 0 ? nlohmann::json(g.nvml_index) : nlohmann::json(nullptr)}});
-  j["cuda_device_order"] = r.cuda_device_order.empty() ? "FASTEST_FIRST (default)" : r.cuda_device_order;
-  j["cuda_visible_devices"] =
-      r.cuda_visible_devices_set ? nlohmann::json(r.cuda_visible_devices) : nlohmann::json(nullptr);
-  j["problems"] = nlohmann::json::array();
-  for (const auto& p : r.problems) j["problems"].push_back({{"id", p.id}, {"message", p.message}, {"hint", p.hint}});
-  j["healthy"] = r.healthy();
-  return j;
-}
 
 std::string gib(std::uint64_t bytes) {
   char buf[32];
@@ -124,7 +79,7 @@ void add_doctor_command(CLI::App& app, int& exit_code) {
   cmd->callback([json, &exit_code] {
     const EnvironmentReport report = driver::probe_environment();
     if (*json)
-      std::cout << to_json(report).dump(2) << "\n";
+      std::cout << driver::environment_to_json(report) << "\n";
     else
       print_text(std::cout, report);
     exit_code = report.healthy() ? kExitOk : kExitProblems;

@@ -121,11 +121,7 @@ int run(const TopoOptions& o) {
     c.min_free_memory = static_cast<std::uint64_t>(o.min_free_gib * 1024.0 * 1024 * 1024);
     const topology::Placement p = topology::choose(t, o.choose, c);
     if (o.json) {
-      std::cout << "{\"placement\": {\"gpus\": [";
-      for (std::size_t i = 0; i < p.gpus.size(); ++i)
-        std::cout << (i ? ", " : "") << "{\"uuid\": \"" << p.gpus[i].uuid << "\", \"pci_bus_id\": \""
-                  << p.gpus[i].pci_bus_id << "\"}";
-      std::cout << "], \"link\": \"" << p.worst_link.to_string() << "\"}}\n";
+      std::cout << "{\"placement\": " << topology::placement_to_json(p) << "}\n";
     } else {
       for (const auto& g : p.gpus)
         std::cout << g.uuid << "  " << g.pci_bus_id << "  CUDA "
