@@ -10,7 +10,6 @@ import (
 	"context"
 	"runtime"
 	"sync"
-	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -28,7 +27,7 @@ type CacheOptions struct {
 // Cache compiles programs through a memory tier, a disk tier shared by processes and NVRTC, one
 // compile per key however many goroutines (or processes) ask at once. Any goroutine may use it.
 type Cache struct {
-	handle    atomic.Pointer[C.kiln_cache]
+	handle    cHandle
 	isDefault bool
 }
 
@@ -59,7 +58,7 @@ func NewCache(o CacheOptions) (*Cache, error) {
 		return nil, takeError(&f.c.error)
 	}
 	c := &Cache{}
-	c.handle.Store(h)
+	c.handle.store(unsafe.Pointer(h))
 	runtime.SetFinalizer(c, (*Cache).finalize)
 	return c, nil
 }
@@ -155,7 +154,7 @@ func (c *Cache) raw() *C.kiln_cache {
 	if c == nil {
 		return nil
 	}
-	return c.handle.Load()
+	return (*C.kiln_cache)(c.handle.load())
 }
 
 // Close releases the cache (images it made stay valid). Closing twice, or closing the default
@@ -164,7 +163,7 @@ func (c *Cache) Close() error {
 	if c == nil || c.isDefault {
 		return nil
 	}
-	if h := c.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_cache)(c.handle.take()); h != nil {
 		runtime.SetFinalizer(c, nil)
 		C.kiln_cache_destroy(h)
 	}
@@ -172,7 +171,7 @@ func (c *Cache) Close() error {
 }
 
 func (c *Cache) finalize() {
-	if h := c.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_cache)(c.handle.take()); h != nil {
 		reportLeak("kiln.Cache")
 		C.kiln_cache_destroy(h)
 	}

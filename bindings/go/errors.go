@@ -145,41 +145,47 @@ func goString(s *C.char) string {
 	return C.GoString(s)
 }
 
-// The table entries of kiln's own codes, asked of the library once each: the names, hints and
-// stickiness of errors the Go side finds itself come from the same table as the library's.
-var (
-	tableMu      sync.Mutex
-	tableEntries = map[int]Error{}
-)
+// tableEntry is what kiln's error table says about one of its own codes.
+type tableEntry struct {
+	name, description, hint string
+	sticky                  bool
+}
 
-func tableEntry(code C.kiln_errc) Error {
-	tableMu.Lock()
-	defer tableMu.Unlock()
-	if e, ok := tableEntries[int(code)]; ok {
+// The entries are asked of the library once each: the errors the Go side finds itself get their
+// names, meanings, hints and stickiness from the same table as the library's.
+var errorTable struct {
+	sync.Mutex
+	entries map[C.kiln_errc]tableEntry
+}
+
+func lookupKilnCode(code C.kiln_errc) tableEntry {
+	errorTable.Lock()
+	defer errorTable.Unlock()
+	if e, ok := errorTable.entries[code]; ok {
 		return e
 	}
 	var ce C.kiln_error
-	e := Error{Domain: DomainKiln, Code: int(code)}
+	e := tableEntry{name: fmt.Sprintf("kiln error %d", int(code))}
 	if C.kiln_error_lookup(C.KILN_ERROR_KILN, C.int(code), &ce) == C.KILN_OK {
-		e = *takeError(&ce)
-		e.Message = ""
-	} else {
-		C.kiln_error_clear(&ce)
+		e = tableEntry{goString(ce.name), goString(ce.message), goString(ce.hint), ce.sticky != 0}
 	}
-	tableEntries[int(code)] = e
+	C.kiln_error_clear(&ce)
+	if errorTable.entries == nil {
+		errorTable.entries = map[C.kiln_errc]tableEntry{}
+	}
+	errorTable.entries[code] = e
 	return e
 }
 
-// newError builds an error the Go side found before calling the library: the code's name, hint
-// and stickiness from kiln's table, the message saying what was wrong.
+// newError builds an error the Go side found before calling the library, worded as the library
+// words its own: "NAME (code): meaning", then "call: what was wrong", then "Hint: ...".
 func newError(code C.kiln_errc, call, format string, args ...any) *Error {
-	e := tableEntry(code)
-	e.Call = call
-	e.Message = call + ": " + fmt.Sprintf(format, args...)
-	if e.Hint != "" {
-		e.Message += ". " + e.Hint
+	t := lookupKilnCode(code)
+	msg := fmt.Sprintf("%s (%d): %s\n%s: %s", t.name, int(code), t.description, call, fmt.Sprintf(format, args...))
+	if t.hint != "" {
+		msg += "\nHint: " + t.hint
 	}
-	return &e
+	return &Error{Domain: DomainKiln, Code: int(code), Name: t.name, Message: msg, Hint: t.hint, Call: call, sticky: t.sticky}
 }
 
 // contextError is the error of a call not made because its context was already done.

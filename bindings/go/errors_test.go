@@ -46,7 +46,8 @@ func TestGoSideErrorsComeFromTheLibrarysTable(t *testing.T) {
 	if e.Name != "KILN_ERROR_INVALID_HANDLE" || e.Hint == "" || !errors.Is(e, ErrInvalidHandle) {
 		t.Fatalf("%+v", e)
 	}
-	if !strings.HasPrefix(e.Message, "kiln.Example: the thing is closed") || !strings.Contains(e.Error(), e.Hint) {
+	if !strings.HasPrefix(e.Message, "KILN_ERROR_INVALID_HANDLE (9): ") || !strings.Contains(e.Message, "\nkiln.Example: the thing is closed\nHint: ") ||
+		!strings.Contains(e.Error(), e.Hint) {
 		t.Fatalf("%q", e.Error())
 	}
 }

@@ -8,14 +8,14 @@ import "C"
 import (
 	"context"
 	"runtime"
-	"sync/atomic"
 	"time"
+	"unsafe"
 )
 
 // Event marks a point in a stream's work: to wait for, to order another stream after, or, made
 // with Timing, to measure time between two of them on the GPU.
 type Event struct {
-	handle atomic.Pointer[C.kiln_event]
+	handle cHandle
 	device int
 }
 
@@ -34,7 +34,7 @@ func NewEvent(device int, flags EventFlags) (*Event, error) {
 		return nil, takeError(&f.c.error)
 	}
 	e := &Event{device: device}
-	e.handle.Store(h)
+	e.handle.store(unsafe.Pointer(h))
 	runtime.SetFinalizer(e, (*Event).finalize)
 	return e, nil
 }
@@ -43,7 +43,7 @@ func (e *Event) raw() *C.kiln_event {
 	if e == nil {
 		return nil
 	}
-	return e.handle.Load()
+	return (*C.kiln_event)(e.handle.load())
 }
 
 // Device is the event's CUDA ordinal (-1 for a nil event).
@@ -97,7 +97,7 @@ func (e *Event) Close() error {
 	if e == nil {
 		return nil
 	}
-	if h := e.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_event)(e.handle.take()); h != nil {
 		runtime.SetFinalizer(e, nil)
 		C.kiln_event_destroy(h)
 	}
@@ -105,7 +105,7 @@ func (e *Event) Close() error {
 }
 
 func (e *Event) finalize() {
-	if h := e.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_event)(e.handle.take()); h != nil {
 		reportLeak("kiln.Event of device %d", e.device)
 		C.kiln_event_destroy(h)
 	}

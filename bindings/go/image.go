@@ -8,7 +8,6 @@ import "C"
 
 import (
 	"runtime"
-	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -37,7 +36,7 @@ func (o Origin) String() string {
 // Image is a compiled program: CUBIN or PTX, ready to load on devices (LoadModule). Close it when
 // no more modules are to be loaded from it; modules already loaded stay.
 type Image struct {
-	handle      atomic.Pointer[C.kiln_image]
+	handle      cHandle
 	target      Target
 	origin      Origin
 	compileTime time.Duration
@@ -57,7 +56,7 @@ func newImage(h *C.kiln_image, info *C.kiln_image_info) *Image {
 		data:        unsafe.Pointer(info.data),
 		dataSize:    int(info.data_size),
 	}
-	img.handle.Store(h)
+	img.handle.store(unsafe.Pointer(h))
 	runtime.SetFinalizer(img, (*Image).finalize)
 	return img
 }
@@ -66,7 +65,7 @@ func (i *Image) raw() *C.kiln_image {
 	if i == nil {
 		return nil
 	}
-	return i.handle.Load()
+	return (*C.kiln_image)(i.handle.load())
 }
 
 // Target is what the image was compiled for.
@@ -133,7 +132,7 @@ func (i *Image) Close() error {
 	if i == nil {
 		return nil
 	}
-	if h := i.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_image)(i.handle.take()); h != nil {
 		runtime.SetFinalizer(i, nil)
 		C.kiln_image_destroy(h)
 	}
@@ -141,7 +140,7 @@ func (i *Image) Close() error {
 }
 
 func (i *Image) finalize() {
-	if h := i.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_image)(i.handle.take()); h != nil {
 		reportLeak("kiln.Image for %v (key %.12s…)", i.target, i.key)
 		C.kiln_image_destroy(h)
 	}

@@ -102,7 +102,7 @@ func TestNilKernelIsRefusedByTheLibrary(t *testing.T) {
 func TestBuildingArgumentsAllocatesNothing(t *testing.T) {
 	var a Args
 	x := &Buffer{device: 0, ptr: 0x100}
-	openWithoutC(unsafe.Pointer(&x.handle))
+	x.handle.store(unsafe.Pointer(&fakeHandleStorage)) // never passed to C
 	build := func() {
 		a.Reset()
 		a.Float32(2).Ptr(0x200).Buffer(x).Int32(1 << 20).Add(int64(5))
@@ -129,10 +129,5 @@ func TestCover(t *testing.T) {
 	}
 }
 
-// openWithoutC gives an owner's handle (an atomic.Pointer, whose only word is the pointer) a
-// non-NULL value that is never passed to C: a test-only stand-in for an open owner.
-func openWithoutC(handle unsafe.Pointer) {
-	*(*unsafe.Pointer)(handle) = unsafe.Pointer(&fakeHandleStorage)
-}
-
+// fakeHandleStorage is what a test-only open owner's handle points at.
 var fakeHandleStorage byte

@@ -7,14 +7,13 @@ import "C"
 
 import (
 	"runtime"
-	"sync/atomic"
 	"unsafe"
 )
 
 // Managed is unified memory: one address valid on the host and on every device, its pages
 // migrating on demand or when prefetched.
 type Managed struct {
-	handle atomic.Pointer[C.kiln_managed]
+	handle cHandle
 	ptr    DevicePtr
 	host   unsafe.Pointer // the same address, as the host sees it (C memory)
 	size   int
@@ -33,7 +32,7 @@ func NewManaged(device int, bytes int, tag string) (*Managed, error) {
 		return nil, takeError(&f.c.error)
 	}
 	m := &Managed{ptr: DevicePtr(f.c.address), host: f.c.data, size: bytes, device: device, tag: tag}
-	m.handle.Store((*C.kiln_managed)(f.c.handle))
+	m.handle.store(f.c.handle)
 	runtime.SetFinalizer(m, (*Managed).finalize)
 	return m, nil
 }
@@ -42,7 +41,7 @@ func (m *Managed) raw() *C.kiln_managed {
 	if m == nil {
 		return nil
 	}
-	return m.handle.Load()
+	return (*C.kiln_managed)(m.handle.load())
 }
 
 // Ptr is the memory's address (valid on the host and on devices).
@@ -83,7 +82,7 @@ func (m *Managed) Close() error {
 	if m == nil {
 		return nil
 	}
-	if h := m.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_managed)(m.handle.take()); h != nil {
 		runtime.SetFinalizer(m, nil)
 		C.kiln_managed_destroy(h)
 	}
@@ -91,7 +90,7 @@ func (m *Managed) Close() error {
 }
 
 func (m *Managed) finalize() {
-	if h := m.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_managed)(m.handle.take()); h != nil {
 		reportLeak("kiln.Managed of %d bytes (tag %q)", m.size, m.tag)
 		C.kiln_managed_destroy(h)
 	}

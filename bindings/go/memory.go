@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"runtime"
-	"sync/atomic"
 	"unsafe"
 )
 
@@ -21,7 +20,7 @@ func (p DevicePtr) Add(bytes int) DevicePtr { return p + DevicePtr(bytes) }
 // Buffer is device memory from its device's stream-ordered pool. Close frees it in order on the
 // stream it was allocated on (work enqueued before still sees it).
 type Buffer struct {
-	handle atomic.Pointer[C.kiln_buffer]
+	handle cHandle
 	ptr    DevicePtr
 	size   int
 	device int
@@ -43,7 +42,7 @@ func NewBuffer(s *Stream, bytes int, tag string) (*Buffer, error) {
 		return nil, takeError(&f.c.error)
 	}
 	b := &Buffer{ptr: DevicePtr(f.c.address), size: bytes, device: s.device, tag: tag, stream: s}
-	b.handle.Store((*C.kiln_buffer)(f.c.handle))
+	b.handle.store(f.c.handle)
 	runtime.SetFinalizer(b, (*Buffer).finalize)
 	return b, nil
 }
@@ -52,7 +51,7 @@ func (b *Buffer) raw() *C.kiln_buffer {
 	if b == nil {
 		return nil
 	}
-	return b.handle.Load()
+	return (*C.kiln_buffer)(b.handle.load())
 }
 
 // Ptr is the buffer's device address.
@@ -72,7 +71,7 @@ func (b *Buffer) Close() error {
 	if b == nil {
 		return nil
 	}
-	if h := b.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_buffer)(b.handle.take()); h != nil {
 		runtime.SetFinalizer(b, nil)
 		C.kiln_buffer_destroy(h)
 	}
@@ -80,7 +79,7 @@ func (b *Buffer) Close() error {
 }
 
 func (b *Buffer) finalize() {
-	if h := b.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_buffer)(b.handle.take()); h != nil {
 		reportLeak("kiln.Buffer of %d bytes (tag %q)", b.size, b.tag)
 		C.kiln_buffer_destroy(h)
 	}

@@ -8,25 +8,15 @@ import "C"
 
 import (
 	"runtime"
-	"sync"
-	"sync/atomic"
 	"unsafe"
 )
 
-// Module is an image loaded on one device. Its kernels are valid while it is open: closing the
-// module closes them.
+// Module is an image loaded on one device. Its kernels keep its code loaded, so it may be closed
+// before them.
 type Module struct {
-	handle atomic.Pointer[C.kiln_module]
+	handle cHandle
 	device int
-
-	mu      sync.Mutex
-	kernels map[*kernelHandle]struct{}
 }
-
-// kernelHandle is a kernel's C handle, apart from the Kernel so that the module can close its
-// kernels without referring to them (a module and its kernels referring to each other would never
-// be garbage-collected: Go does not finalize cycles).
-type kernelHandle struct{ p atomic.Pointer[C.kiln_kernel] }
 
 // LoadModule loads an image on a device (into its primary context). The image may be closed
 // afterwards.
@@ -39,8 +29,8 @@ func LoadModule(img *Image, device int) (*Module, error) {
 	if status != C.KILN_OK {
 		return nil, takeError(&f.c.error)
 	}
-	m := &Module{device: device, kernels: map[*kernelHandle]struct{}{}}
-	m.handle.Store(h)
+	m := &Module{device: device}
+	m.handle.store(unsafe.Pointer(h))
 	runtime.SetFinalizer(m, (*Module).finalize)
 	return m, nil
 }
@@ -49,7 +39,7 @@ func (m *Module) raw() *C.kiln_module {
 	if m == nil {
 		return nil
 	}
-	return m.handle.Load()
+	return (*C.kiln_module)(m.handle.load())
 }
 
 // Device is the module's CUDA ordinal (-1 for a nil module).
@@ -75,63 +65,34 @@ func (m *Module) Kernel(name string) (*Kernel, error) {
 	if status != C.KILN_OK {
 		return nil, takeError(&f.c.error)
 	}
-	k := &Kernel{h: &kernelHandle{}, module: m, name: name, device: int(C.kiln_kernel_device(h))}
-	k.h.p.Store(h)
-	m.mu.Lock()
-	closed := m.kernels == nil // closed while the kernel was looked up
-	if !closed {
-		m.kernels[k.h] = struct{}{}
-	}
-	m.mu.Unlock()
-	if closed {
-		C.kiln_kernel_destroy(h)
-		return nil, newError(C.KILN_ERRC_INVALID_HANDLE, "kiln.Module.Kernel", "the module was closed while kernel %q was looked up", name)
-	}
+	k := &Kernel{name: name, device: int(C.kiln_kernel_device(h))}
+	k.handle.store(unsafe.Pointer(h))
 	runtime.SetFinalizer(k, (*Kernel).finalize)
 	return k, nil
 }
 
-// Close unloads the module and closes its kernels. Closing twice does nothing.
+// Close releases the module; its kernels stay usable. Closing twice does nothing.
 func (m *Module) Close() error {
 	if m == nil {
 		return nil
 	}
-	if h := m.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_module)(m.handle.take()); h != nil {
 		runtime.SetFinalizer(m, nil)
-		m.release(h)
+		C.kiln_module_destroy(h)
 	}
 	return nil
 }
 
-func (m *Module) release(h *C.kiln_module) {
-	m.mu.Lock()
-	for k := range m.kernels {
-		if p := k.p.Swap(nil); p != nil {
-			C.kiln_kernel_destroy(p)
-		}
-	}
-	m.kernels = nil
-	m.mu.Unlock()
-	C.kiln_module_destroy(h)
-}
-
-func (m *Module) forget(k *kernelHandle) {
-	m.mu.Lock()
-	delete(m.kernels, k)
-	m.mu.Unlock()
-}
-
 func (m *Module) finalize() {
-	if h := m.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_module)(m.handle.take()); h != nil {
 		reportLeak("kiln.Module of device %d", m.device)
-		m.release(h)
+		C.kiln_module_destroy(h)
 	}
 }
 
 // Kernel is a function of a loaded module, ready to launch from any goroutine.
 type Kernel struct {
-	h      *kernelHandle
-	module *Module // kept reachable while the kernel is: the module must outlive it
+	handle cHandle
 	name   string
 	device int
 }
@@ -140,7 +101,7 @@ func (k *Kernel) raw() *C.kiln_kernel {
 	if k == nil {
 		return nil
 	}
-	return k.h.p.Load()
+	return (*C.kiln_kernel)(k.handle.load())
 }
 
 // Name is the name the kernel was found by.
@@ -156,45 +117,44 @@ func (k *Kernel) Device() int {
 
 // Params are the sizes in bytes of the kernel's parameters, in order.
 func (k *Kernel) Params() ([]int, error) {
-	f := getFrame(0, 0)
-	defer putFrame(f)
-	sizes := unsafe.Slice(f.c.sizes, f.c.size_capacity)
-	var count C.size_t
-	status := C.kiln_kernel_params(k.raw(), f.c.sizes, f.c.size_capacity, &count, &f.c.error)
-	if status == C.KILN_OK && int(count) > len(sizes) {
-		big := getFrame(int(count), 0)
-		defer putFrame(big)
-		sizes = unsafe.Slice(big.c.sizes, big.c.size_capacity)
-		status = C.kiln_kernel_params(k.raw(), big.c.sizes, big.c.size_capacity, &count, &f.c.error)
+	for capacity := frameArgumentCount; ; {
+		f := getFrame(capacity, 0)
+		var count C.size_t
+		status := C.kiln_kernel_params(k.raw(), f.c.sizes, f.c.size_capacity, &count, &f.c.error)
+		runtime.KeepAlive(k)
+		if status != C.KILN_OK {
+			err := takeError(&f.c.error)
+			putFrame(f)
+			return nil, err
+		}
+		if count <= f.c.size_capacity {
+			out := make([]int, int(count))
+			for i, size := range unsafe.Slice(f.c.sizes, int(count)) {
+				out[i] = int(size)
+			}
+			putFrame(f)
+			return out, nil
+		}
+		capacity = int(count) // more parameters than the frame holds: again, with room for all
+		putFrame(f)
 	}
-	runtime.KeepAlive(k)
-	if status != C.KILN_OK {
-		return nil, takeError(&f.c.error)
-	}
-	out := make([]int, int(count))
-	for i := range out {
-		out[i] = int(sizes[i])
-	}
-	return out, nil
 }
 
-// Close releases the kernel handle (the module stays). Closing twice does nothing.
+// Close releases the kernel. Closing twice does nothing.
 func (k *Kernel) Close() error {
 	if k == nil {
 		return nil
 	}
-	if p := k.h.p.Swap(nil); p != nil {
+	if h := (*C.kiln_kernel)(k.handle.take()); h != nil {
 		runtime.SetFinalizer(k, nil)
-		k.module.forget(k.h)
-		C.kiln_kernel_destroy(p)
+		C.kiln_kernel_destroy(h)
 	}
 	return nil
 }
 
 func (k *Kernel) finalize() {
-	if p := k.h.p.Swap(nil); p != nil {
+	if h := (*C.kiln_kernel)(k.handle.take()); h != nil {
 		reportLeak("kiln.Kernel %q of device %d", k.name, k.device)
-		k.module.forget(k.h)
-		C.kiln_kernel_destroy(p)
+		C.kiln_kernel_destroy(h)
 	}
 }

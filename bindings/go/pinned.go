@@ -7,7 +7,6 @@ import "C"
 
 import (
 	"runtime"
-	"sync/atomic"
 	"unsafe"
 )
 
@@ -25,7 +24,7 @@ const (
 // PinnedPool is a caching pool of pinned host memory (power-of-two size classes, per-thread
 // shards). Any goroutine may use it.
 type PinnedPool struct {
-	handle atomic.Pointer[C.kiln_pinned_pool]
+	handle cHandle
 	device int
 }
 
@@ -39,7 +38,7 @@ func NewPinnedPool(device int, memory HostMemory, maxCachedBytes uint64) (*Pinne
 		return nil, takeError(&f.c.error)
 	}
 	p := &PinnedPool{device: device}
-	p.handle.Store(h)
+	p.handle.store(unsafe.Pointer(h))
 	runtime.SetFinalizer(p, (*PinnedPool).finalize)
 	return p, nil
 }
@@ -48,7 +47,7 @@ func (p *PinnedPool) raw() *C.kiln_pinned_pool {
 	if p == nil {
 		return nil
 	}
-	return p.handle.Load()
+	return (*C.kiln_pinned_pool)(p.handle.load())
 }
 
 // Alloc takes a block of at least `bytes` bytes from the pool; the tag names it in reports.
@@ -65,7 +64,7 @@ func (p *PinnedPool) Alloc(bytes int, tag string) (*Pinned, error) {
 		return nil, err
 	}
 	b := &Pinned{data: f.c.data, size: bytes, tag: tag, pool: p}
-	b.handle.Store((*C.kiln_pinned)(f.c.handle))
+	b.handle.store(f.c.handle)
 	putFrame(f)
 	runtime.SetFinalizer(b, (*Pinned).finalize)
 	return b, nil
@@ -96,7 +95,7 @@ func (p *PinnedPool) Close() error {
 	if p == nil {
 		return nil
 	}
-	if h := p.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_pinned_pool)(p.handle.take()); h != nil {
 		runtime.SetFinalizer(p, nil)
 		C.kiln_pinned_pool_destroy(h)
 	}
@@ -104,7 +103,7 @@ func (p *PinnedPool) Close() error {
 }
 
 func (p *PinnedPool) finalize() {
-	if h := p.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_pinned_pool)(p.handle.take()); h != nil {
 		reportLeak("kiln.PinnedPool of device %d", p.device)
 		C.kiln_pinned_pool_destroy(h)
 	}
@@ -113,7 +112,7 @@ func (p *PinnedPool) finalize() {
 // Pinned is a block of a pinned pool. Its memory is visible to Go as a []byte (Bytes) without a
 // copy, valid until Close.
 type Pinned struct {
-	handle atomic.Pointer[C.kiln_pinned]
+	handle cHandle
 	data   unsafe.Pointer // C memory
 	size   int
 	tag    string
@@ -124,7 +123,7 @@ func (b *Pinned) raw() *C.kiln_pinned {
 	if b == nil {
 		return nil
 	}
-	return b.handle.Load()
+	return (*C.kiln_pinned)(b.handle.load())
 }
 
 // Bytes is the block's memory: valid until Close, nil after.
@@ -147,7 +146,7 @@ func (b *Pinned) Close() error {
 	if b == nil {
 		return nil
 	}
-	if h := b.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_pinned)(b.handle.take()); h != nil {
 		runtime.SetFinalizer(b, nil)
 		C.kiln_pinned_destroy(h)
 	}
@@ -155,7 +154,7 @@ func (b *Pinned) Close() error {
 }
 
 func (b *Pinned) finalize() {
-	if h := b.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_pinned)(b.handle.take()); h != nil {
 		reportLeak("kiln.Pinned block of %d bytes (tag %q)", b.size, b.tag)
 		C.kiln_pinned_destroy(h)
 	}

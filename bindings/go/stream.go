@@ -8,13 +8,13 @@ import "C"
 import (
 	"context"
 	"runtime"
-	"sync/atomic"
+	"unsafe"
 )
 
 // Stream is a CUDA stream of one device: work on it runs in order. Any goroutine may use it;
 // Close it when done (it must not race with other uses of it).
 type Stream struct {
-	handle atomic.Pointer[C.kiln_stream]
+	handle cHandle
 	device int
 }
 
@@ -31,7 +31,7 @@ func NewStreamWithPriority(device, priority int) (*Stream, error) {
 		return nil, takeError(&f.c.error)
 	}
 	s := &Stream{device: device}
-	s.handle.Store(h)
+	s.handle.store(unsafe.Pointer(h))
 	runtime.SetFinalizer(s, (*Stream).finalize)
 	return s, nil
 }
@@ -41,7 +41,7 @@ func (s *Stream) raw() *C.kiln_stream {
 	if s == nil {
 		return nil
 	}
-	return s.handle.Load()
+	return (*C.kiln_stream)(s.handle.load())
 }
 
 // Device is the stream's CUDA ordinal (-1 for a nil stream).
@@ -94,7 +94,7 @@ func (s *Stream) Close() error {
 	if s == nil {
 		return nil
 	}
-	if h := s.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_stream)(s.handle.take()); h != nil {
 		runtime.SetFinalizer(s, nil)
 		C.kiln_stream_destroy(h)
 	}
@@ -102,7 +102,7 @@ func (s *Stream) Close() error {
 }
 
 func (s *Stream) finalize() {
-	if h := s.handle.Swap(nil); h != nil {
+	if h := (*C.kiln_stream)(s.handle.take()); h != nil {
 		reportLeak("kiln.Stream of device %d", s.device)
 		C.kiln_stream_destroy(h)
 	}
