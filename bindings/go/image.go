@@ -8,6 +8,7 @@ import "C"
 
 import (
 	"runtime"
+	"sync/atomic"
 	"time"
 	"unsafe"
 )
@@ -36,15 +37,28 @@ func (o Origin) String() string {
 // Image is a compiled program: CUBIN or PTX, ready to load on devices (LoadModule). Close it when
 // no more modules are to be loaded from it; modules already loaded stay.
 type Image struct {
-	handle      cHandle
+	record      atomic.Pointer[imageRecord] // nil once closed
 	target      Target
 	origin      Origin
 	compileTime time.Duration
 	key         string
 	log         string
-	data        unsafe.Pointer // C memory, valid while handle is
-	dataSize    int
 }
+
+type imageRecord struct {
+	handle *C.kiln_image
+	data   unsafe.Pointer // C memory, valid while handle is
+	size   int
+	target Target
+	key    string
+}
+
+var imageRecords = newRecycler(func(r *imageRecord) {
+	if r.handle != nil {
+		reportLeak("kiln.Image for %v (key %.12s…)", r.target, r.key)
+		C.kiln_image_destroy(r.handle)
+	}
+})
 
 func newImage(h *C.kiln_image, info *C.kiln_image_info) *Image {
 	img := &Image{
@@ -53,11 +67,10 @@ func newImage(h *C.kiln_image, info *C.kiln_image_info) *Image {
 		compileTime: time.Duration(info.compile_ns),
 		key:         goString(info.key),
 		log:         goString(info.log),
-		data:        unsafe.Pointer(info.data),
-		dataSize:    int(info.data_size),
 	}
-	img.handle.store(unsafe.Pointer(h))
-	runtime.SetFinalizer(img, (*Image).finalize)
+	r := imageRecords.get()
+	*r = imageRecord{handle: h, data: unsafe.Pointer(info.data), size: int(info.data_size), target: img.target, key: img.key}
+	img.record.Store(r)
 	return img
 }
 
@@ -65,7 +78,10 @@ func (i *Image) raw() *C.kiln_image {
 	if i == nil {
 		return nil
 	}
-	return (*C.kiln_image)(i.handle.load())
+	if r := i.record.Load(); r != nil {
+		return r.handle
+	}
+	return nil
 }
 
 // Target is what the image was compiled for.
@@ -85,12 +101,11 @@ func (i *Image) Log() string { return i.log }
 
 // Data is a copy of the image: CUBIN bytes or PTX text. Nil once the image is closed.
 func (i *Image) Data() []byte {
-	if i.raw() == nil {
+	r := i.record.Load()
+	if r == nil {
 		return nil
 	}
-	out := C.GoBytes(i.data, C.int(i.dataSize))
-	runtime.KeepAlive(i)
-	return out
+	return C.GoBytes(r.data, C.int(r.size))
 }
 
 // LoweredName is the mangled name of a name expression the program listed.
@@ -132,16 +147,10 @@ func (i *Image) Close() error {
 	if i == nil {
 		return nil
 	}
-	if h := (*C.kiln_image)(i.handle.take()); h != nil {
-		runtime.SetFinalizer(i, nil)
-		C.kiln_image_destroy(h)
+	if r := i.record.Swap(nil); r != nil {
+		C.kiln_image_destroy(r.handle)
+		*r = imageRecord{}
+		imageRecords.put(r)
 	}
 	return nil
-}
-
-func (i *Image) finalize() {
-	if h := (*C.kiln_image)(i.handle.take()); h != nil {
-		reportLeak("kiln.Image for %v (key %.12s…)", i.target, i.key)
-		C.kiln_image_destroy(h)
-	}
 }

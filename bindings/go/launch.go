@@ -10,6 +10,7 @@ import (
 	"math"
 	"reflect"
 	"runtime"
+	"slices"
 	"sync"
 	"unsafe"
 )
@@ -75,7 +76,8 @@ func (a *Args) Len() int { return len(a.sizes) }
 func (a *Args) next(size int) []byte {
 	at := len(a.packed)
 	padded := (size + argumentAlignment - 1) &^ (argumentAlignment - 1)
-	a.packed = append(a.packed, make([]byte, padded)...)
+	a.packed = slices.Grow(a.packed, padded)[:at+padded]
+	clear(a.packed[at:]) // the padding is zero
 	a.sizes = append(a.sizes, uintptr(size))
 	return a.packed[at : at+size]
 }
@@ -137,11 +139,12 @@ func (a *Args) Bytes(b []byte) *Args { copy(a.next(len(b)), b); return a }
 // the stream's, and a closed one.
 func (a *Args) Buffer(b *Buffer) *Args {
 	i := len(a.sizes)
-	if b.raw() == nil {
+	r := b.open()
+	if r == nil {
 		return a.fail(C.KILN_ERRC_INVALID_HANDLE, "argument %d is a *kiln.Buffer that is closed (or nil)", i)
 	}
-	a.refs = append(a.refs, argumentOwner{index: i, kind: "*kiln.Buffer", device: b.device, owner: b})
-	return a.Ptr(b.ptr)
+	a.refs = append(a.refs, argumentOwner{index: i, kind: "*kiln.Buffer", device: r.device, owner: b})
+	return a.Ptr(r.ptr)
 }
 
 // Managed adds the device pointer of managed memory (usable from any device).

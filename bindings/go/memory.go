@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -20,13 +21,23 @@ func (p DevicePtr) Add(bytes int) DevicePtr { return p + DevicePtr(bytes) }
 // Buffer is device memory from its device's stream-ordered pool. Close frees it in order on the
 // stream it was allocated on (work enqueued before still sees it).
 type Buffer struct {
-	handle cHandle
+	record atomic.Pointer[bufferRecord] // nil once closed
+}
+
+type bufferRecord struct {
+	handle *C.kiln_buffer
 	ptr    DevicePtr
 	size   int
 	device int
 	tag    string
-	stream *Stream // reachable while the buffer is: it is freed in order on this stream
 }
+
+var bufferRecords = newRecycler(func(r *bufferRecord) {
+	if r.handle != nil {
+		reportLeak("kiln.Buffer of %d bytes (tag %q)", r.size, r.tag)
+		C.kiln_buffer_destroy(r.handle)
+	}
+})
 
 // NewBuffer allocates device memory in order on s, on s's device; the tag names it in leak and
 // allocation reports.
@@ -35,54 +46,71 @@ func NewBuffer(s *Stream, bytes int, tag string) (*Buffer, error) {
 		return nil, newError(C.KILN_ERRC_INVALID_ARGUMENT, "kiln.NewBuffer", "a size of %d bytes", bytes)
 	}
 	f, hasTag := frameWithTag(tag)
-	defer putFrame(f)
 	status := C.kiln_go_buffer_create(s.raw(), C.size_t(bytes), hasTag, f.c)
 	runtime.KeepAlive(s)
 	if status != C.KILN_OK {
-		return nil, takeError(&f.c.error)
+		err := takeError(&f.c.error)
+		putFrame(f)
+		return nil, err
 	}
-	b := &Buffer{ptr: DevicePtr(f.c.address), size: bytes, device: s.device, tag: tag, stream: s}
-	b.handle.store(f.c.handle)
-	runtime.SetFinalizer(b, (*Buffer).finalize)
+	r := bufferRecords.get()
+	*r = bufferRecord{handle: (*C.kiln_buffer)(f.c.handle), ptr: DevicePtr(f.c.address), size: bytes, device: s.device, tag: tag}
+	putFrame(f)
+	b := &Buffer{}
+	b.record.Store(r)
 	return b, nil
 }
 
-func (b *Buffer) raw() *C.kiln_buffer {
+func (b *Buffer) open() *bufferRecord {
 	if b == nil {
 		return nil
 	}
-	return (*C.kiln_buffer)(b.handle.load())
+	return b.record.Load()
 }
 
-// Ptr is the buffer's device address.
-func (b *Buffer) Ptr() DevicePtr { return b.ptr }
+// Ptr is the buffer's device address (0 once closed).
+func (b *Buffer) Ptr() DevicePtr {
+	if r := b.open(); r != nil {
+		return r.ptr
+	}
+	return 0
+}
 
-// Size is the buffer's size in bytes.
-func (b *Buffer) Size() int { return b.size }
+// Size is the buffer's size in bytes (0 once closed).
+func (b *Buffer) Size() int {
+	if r := b.open(); r != nil {
+		return r.size
+	}
+	return 0
+}
 
-// Device is the buffer's CUDA ordinal.
-func (b *Buffer) Device() int { return b.device }
+// Device is the buffer's CUDA ordinal (-1 once closed).
+func (b *Buffer) Device() int {
+	if r := b.open(); r != nil {
+		return r.device
+	}
+	return -1
+}
 
-// Tag is the name the buffer was given.
-func (b *Buffer) Tag() string { return b.tag }
+// Tag is the name the buffer was given ("" once closed).
+func (b *Buffer) Tag() string {
+	if r := b.open(); r != nil {
+		return r.tag
+	}
+	return ""
+}
 
 // Close frees the buffer in order on its stream. Closing twice does nothing.
 func (b *Buffer) Close() error {
 	if b == nil {
 		return nil
 	}
-	if h := (*C.kiln_buffer)(b.handle.take()); h != nil {
-		runtime.SetFinalizer(b, nil)
-		C.kiln_buffer_destroy(h)
+	if r := b.record.Swap(nil); r != nil {
+		C.kiln_buffer_destroy(r.handle)
+		*r = bufferRecord{}
+		bufferRecords.put(r)
 	}
 	return nil
-}
-
-func (b *Buffer) finalize() {
-	if h := (*C.kiln_buffer)(b.handle.take()); h != nil {
-		reportLeak("kiln.Buffer of %d bytes (tag %q)", b.size, b.tag)
-		C.kiln_buffer_destroy(h)
-	}
 }
 
 // PoolStats are the counters of a device's memory pool.

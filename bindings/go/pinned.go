@@ -7,6 +7,7 @@ import "C"
 
 import (
 	"runtime"
+	"sync/atomic"
 	"unsafe"
 )
 
@@ -63,10 +64,11 @@ func (p *PinnedPool) Alloc(bytes int, tag string) (*Pinned, error) {
 		putFrame(f)
 		return nil, err
 	}
-	b := &Pinned{data: f.c.data, size: bytes, tag: tag, pool: p}
-	b.handle.store(f.c.handle)
+	r := pinnedRecords.get()
+	*r = pinnedRecord{handle: (*C.kiln_pinned)(f.c.handle), data: f.c.data, size: bytes, tag: tag, pool: p}
 	putFrame(f)
-	runtime.SetFinalizer(b, (*Pinned).finalize)
+	b := &Pinned{}
+	b.record.Store(r)
 	return b, nil
 }
 
@@ -112,33 +114,55 @@ func (p *PinnedPool) finalize() {
 // Pinned is a block of a pinned pool. Its memory is visible to Go as a []byte (Bytes) without a
 // copy, valid until Close.
 type Pinned struct {
-	handle cHandle
+	record atomic.Pointer[pinnedRecord] // nil once closed
+}
+
+type pinnedRecord struct {
+	handle *C.kiln_pinned
 	data   unsafe.Pointer // C memory
 	size   int
 	tag    string
 	pool   *PinnedPool // reachable while the block is, so the pool is finalized after its blocks
 }
 
-func (b *Pinned) raw() *C.kiln_pinned {
+var pinnedRecords = newRecycler(func(r *pinnedRecord) {
+	if r.handle != nil {
+		reportLeak("kiln.Pinned block of %d bytes (tag %q)", r.size, r.tag)
+		C.kiln_pinned_destroy(r.handle)
+	}
+})
+
+func (b *Pinned) open() *pinnedRecord {
 	if b == nil {
 		return nil
 	}
-	return (*C.kiln_pinned)(b.handle.load())
+	return b.record.Load()
 }
 
 // Bytes is the block's memory: valid until Close, nil after.
 func (b *Pinned) Bytes() []byte {
-	if b.raw() == nil {
+	r := b.open()
+	if r == nil {
 		return nil
 	}
-	return unsafe.Slice((*byte)(b.data), b.size)
+	return unsafe.Slice((*byte)(r.data), r.size)
 }
 
-// Size is the block's size in bytes, as asked for.
-func (b *Pinned) Size() int { return b.size }
+// Size is the block's size in bytes, as asked for (0 once closed).
+func (b *Pinned) Size() int {
+	if r := b.open(); r != nil {
+		return r.size
+	}
+	return 0
+}
 
-// Tag is the name the block was given.
-func (b *Pinned) Tag() string { return b.tag }
+// Tag is the name the block was given ("" once closed).
+func (b *Pinned) Tag() string {
+	if r := b.open(); r != nil {
+		return r.tag
+	}
+	return ""
+}
 
 // Close returns the block to its pool; slices of Bytes must not be used afterwards. Closing twice
 // does nothing.
@@ -146,23 +170,18 @@ func (b *Pinned) Close() error {
 	if b == nil {
 		return nil
 	}
-	if h := (*C.kiln_pinned)(b.handle.take()); h != nil {
-		runtime.SetFinalizer(b, nil)
-		C.kiln_pinned_destroy(h)
+	if r := b.record.Swap(nil); r != nil {
+		C.kiln_pinned_destroy(r.handle)
+		*r = pinnedRecord{}
+		pinnedRecords.put(r)
 	}
 	return nil
 }
 
-func (b *Pinned) finalize() {
-	if h := (*C.kiln_pinned)(b.handle.take()); h != nil {
-		reportLeak("kiln.Pinned block of %d bytes (tag %q)", b.size, b.tag)
-		C.kiln_pinned_destroy(h)
-	}
-}
-
 func (b *Pinned) hostSpan() (unsafe.Pointer, int, bool) {
-	if b.raw() == nil {
+	r := b.open()
+	if r == nil {
 		return nil, 0, false
 	}
-	return b.data, b.size, true
+	return r.data, r.size, true
 }
