@@ -13,7 +13,12 @@ import (
 
 const gib = 1 << 30
 
+// fixture is a recorded machine of tests/topology/fixtures ($KILN_TOPOLOGY_FIXTURES, for a test
+// binary run elsewhere than bindings/go).
 func fixture(name string) string {
+	if dir := os.Getenv("KILN_TOPOLOGY_FIXTURES"); dir != "" {
+		return filepath.Join(dir, name)
+	}
 	return filepath.Join("..", "..", "tests", "topology", "fixtures", name)
 }
 
