@@ -108,9 +108,9 @@ func TestGPUWrongArgumentsAreRefusedBeforeLaunch(t *testing.T) {
 		t.Fatal(err)
 	}
 	err := saxpy.Launch(s, Cover(256, 256), float32(2), y, y)
-	wantError(t, err, ErrInvalidArgument, "3") // three arguments for four parameters
+	wantError(t, err, ErrInvalidArgument, "takes 4 parameters, the launch passed 3", "Nothing was launched")
 	err = saxpy.Launch(s, Cover(256, 256), float64(2), y, y, int32(256))
-	wantError(t, err, ErrInvalidArgument, "argument 0", "8", "4")
+	wantError(t, err, ErrInvalidArgument, "argument 0 is 8 bytes, the parameter is 4 bytes")
 	y.Close()
 	err = saxpy.Launch(s, Cover(256, 256), float32(2), y, y, int32(256))
 	wantError(t, err, ErrInvalidHandle, "argument 1")

@@ -152,9 +152,9 @@ func takeJSON(call string, text *C.char, into any) error {
 	return nil
 }
 
-// Topology discovers this machine's topology (fixtureDir ""), or reads a recorded machine: a
-// folder with sysfs/ and facts.json.
-func Topology(fixtureDir string) (*TopologyReport, error) {
+// TopologyJSON is the topology as the library prints it (`kiln topo --json`): this machine's
+// (fixtureDir ""), or a recorded machine's (a folder with sysfs/ and facts.json).
+func TopologyJSON(fixtureDir string) ([]byte, error) {
 	if err := refuseNul("kiln.Topology", "the fixture folder", fixtureDir); err != nil {
 		return nil, err
 	}
@@ -166,9 +166,19 @@ func Topology(fixtureDir string) (*TopologyReport, error) {
 	if C.kiln_topology_json(dir, &text, &f.c.error) != C.KILN_OK {
 		return nil, takeError(&f.c.error)
 	}
-	t := &TopologyReport{fixtureDir: fixtureDir}
-	if err := takeJSON("kiln.Topology", text, t); err != nil {
+	defer C.kiln_free(unsafe.Pointer(text))
+	return []byte(C.GoString(text)), nil
+}
+
+// Topology is the topology decoded: this machine's (fixtureDir ""), or a recorded machine's.
+func Topology(fixtureDir string) (*TopologyReport, error) {
+	text, err := TopologyJSON(fixtureDir)
+	if err != nil {
 		return nil, err
+	}
+	t := &TopologyReport{fixtureDir: fixtureDir}
+	if err := json.Unmarshal(text, t); err != nil {
+		return nil, newError(C.KILN_ERRC_INTERNAL, "kiln.Topology", "the library's JSON is not what was expected: %v", err)
 	}
 	return t, nil
 }

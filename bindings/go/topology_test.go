@@ -1,6 +1,7 @@
 package kiln
 
 import (
+	"bytes"
 	"encoding/json"
 	"os"
 	"os/exec"
@@ -88,6 +89,22 @@ func TestTopologyFixtures(t *testing.T) {
 	}
 }
 
+// The Go structs hold every field the library writes: a field added to the JSON fails here.
+func TestTopologyStructsCoverTheJSON(t *testing.T) {
+	for _, name := range []string{"pcie-8gpu-2socket", "dgx-h100-8gpu", "h100-x1-vm"} {
+		text, err := TopologyJSON(fixture(name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := json.NewDecoder(bytes.NewReader(text))
+		d.DisallowUnknownFields()
+		var r TopologyReport
+		if err := d.Decode(&r); err != nil {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+}
+
 func TestTopologyBadFixture(t *testing.T) {
 	_, err := Topology("/nonexistent/fixture")
 	if err == nil {
@@ -115,8 +132,8 @@ func kilnCLI(t *testing.T) string {
 
 // The Go binding and `kiln topo` agree on every fixture: GPU count and placements.
 func TestTopologyMatchesTheCLI(t *testing.T) {
-	cli := kilnCLI(t)
-	if cli == "" {
+	cliPath := kilnCLI(t)
+	if cliPath == "" {
 		t.Skip("no kiln CLI: set KILN_CLI (CTest does) or build build/tools/kiln")
 	}
 	for _, name := range []string{"pcie-8gpu-2socket", "dgx-h100-8gpu", "h100-x1-vm", "h100-x2-vm"} {
@@ -130,33 +147,25 @@ func TestTopologyMatchesTheCLI(t *testing.T) {
 				UUID string `json:"uuid"`
 			} `json:"gpus"`
 		}
-		runJSON(t, cli, &cliReport, "topo", "--json", "--fixture", dir)
+		runJSON(t, cliPath, &cliReport, "topo", "--json", "--fixture", dir)
 		if len(report.GPUs) != len(cliReport.GPUs) {
 			t.Fatalf("%s: %d GPUs from Go, %d from the CLI", name, len(report.GPUs), len(cliReport.GPUs))
 		}
+		var whole TopologyReport
+		runJSON(t, cliPath, &whole, "topo", "--json", "--fixture", dir)
+		whole.fixtureDir = report.fixtureDir
+		if !reflect.DeepEqual(&whole, report) {
+			t.Errorf("%s: the CLI's topology differs from the library's:\nGo  %+v\nCLI %+v", name, report, whole)
+		}
 		for k := 1; k <= len(report.GPUs); k++ {
-			var cliChoice struct {
-				Placement struct {
-					GPUs []struct {
-						UUID     string `json:"uuid"`
-						PCIBusID string `json:"pci_bus_id"`
-					} `json:"gpus"`
-					Link string `json:"link"`
-				} `json:"placement"`
-			}
-			runJSON(t, cli, &cliChoice, "topo", "--fixture", dir, "--choose", strconv.Itoa(k), "--json")
+			var cli struct{ Placement Placement }
+			runJSON(t, cliPath, &cli, "topo", "--fixture", dir, "--choose", strconv.Itoa(k), "--json")
 			p, err := report.Choose(k, 0)
 			if err != nil {
 				t.Fatalf("%s choose %d: %v", name, k, err)
 			}
-			if p.Link != cliChoice.Placement.Link || len(p.GPUs) != len(cliChoice.Placement.GPUs) {
-				t.Fatalf("%s choose %d: Go %+v, CLI %+v", name, k, p, cliChoice.Placement)
-			}
-			for i, g := range p.GPUs {
-				c := cliChoice.Placement.GPUs[i]
-				if g.UUID != c.UUID || g.PCIBusID != c.PCIBusID {
-					t.Errorf("%s choose %d GPU %d: Go %s %s, CLI %s %s", name, k, i, g.UUID, g.PCIBusID, c.UUID, c.PCIBusID)
-				}
+			if !reflect.DeepEqual(*p, cli.Placement) {
+				t.Errorf("%s choose %d:\nGo  %+v\nCLI %+v", name, k, *p, cli.Placement)
 			}
 		}
 	}
