@@ -206,3 +206,13 @@ func refuseNul(call, what, s string) error {
 	}
 	return nil
 }
+
+// LookupError is kiln's table entry for a code: its name, what it means (the Message), the hint
+// and whether it is sticky. An unknown code is an ErrInvalidArgument.
+func LookupError(d Domain, code int) (*Error, error) {
+	var ce C.kiln_error
+	if C.kiln_error_lookup(C.kiln_status(d), C.int(code), &ce) != C.KILN_OK {
+		return nil, takeError(&ce)
+	}
+	return takeError(&ce), nil
+}

@@ -170,3 +170,26 @@ func TestClosedOwnersAreRefused(t *testing.T) {
 	_, err = pool.Alloc(64, "")
 	wantError(t, err, ErrInvalidHandle)
 }
+
+func TestLookupError(t *testing.T) {
+	e, err := LookupError(DomainDriver, 700)
+	if err != nil || e.Name != "CUDA_ERROR_ILLEGAL_ADDRESS" || !e.Sticky() || e.Hint == "" || e.Message == "" || !errors.Is(e, ErrIllegalAddress) {
+		t.Fatalf("%+v, %v", e, err)
+	}
+	if e, _ := LookupError(DomainKiln, 10); e.Name != ErrTimeout.Name || e.Sticky() {
+		t.Fatalf("%+v", e)
+	}
+	_, err = LookupError(DomainDriver, 123456)
+	wantError(t, err, ErrInvalidArgument, "123456")
+	// Every sentinel is the library's name for its code.
+	for _, s := range []*Error{ErrDriverNotFound, ErrNVRTCNotFound, ErrNVMLNotFound, ErrSymbolMissing, ErrDriverTooOld,
+		ErrInvalidArgument, ErrVersionMismatch, ErrCompileFailed, ErrInvalidHandle, ErrTimeout, ErrInternal,
+		ErrUnavailable, ErrCancelled, ErrInvalidValue, ErrOutOfMemory, ErrNoDevice, ErrInvalidDevice, ErrInvalidImage,
+		ErrNoBinaryForGPU, ErrECCUncorrectable, ErrInvalidPTX, ErrUnsupportedPTX, ErrNotFound, ErrIllegalAddress,
+		ErrLaunchOutOfResources, ErrLaunchTimeout, ErrAssert, ErrIllegalInstruction, ErrMisalignedAddress, ErrLaunchFailed} {
+		e, err := LookupError(s.Domain, s.Code)
+		if err != nil || e.Name != s.Name {
+			t.Errorf("sentinel %s is %+v in the library's table (%v)", s.Name, e, err)
+		}
+	}
+}
