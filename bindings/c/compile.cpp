@@ -181,7 +181,6 @@ kiln_status kiln_compile(kiln_cache* cache, const kiln_program* program, kiln_ta
     }
     auto out = std::make_unique<kiln_image>();
     out->artifact = std::move(*result.artifact);
-    out->key = out->artifact.key().hex();
     *image = out.release();
   });
 }
@@ -201,6 +200,7 @@ kiln_status kiln_image_get_info(const kiln_image* image, kiln_image_info* info, 
     out.data = a.data();
     out.data_size = a.size();
     out.compile_ns = a.compile_time().count();
+    std::call_once(im.key_once, [&im] { im.key = im.artifact.key().hex(); });
     out.key = im.key.c_str();
     out.log = a.log().c_str();
     out.name_expression_count = a.lowered_names().size();
