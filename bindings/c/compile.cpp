@@ -145,10 +145,8 @@ void kiln_cache_destroy(kiln_cache* cache) { delete cache; }
 kiln_status kiln_cache_get_stats(kiln_cache* cache, kiln_cache_stats* stats, kiln_error* error) {
   return c::guarded(error, "kiln_cache_get_stats", [&] {
     kiln_cache& owner = c::need(cache, "kiln_cache_get_stats", "cache");
-    kiln_cache_stats& out = *c::need_pointer(stats, "kiln_cache_get_stats", "stats");
-    if (out.size < sizeof(kiln_cache_stats))
-      throw Error(Errc::invalid_argument, "kiln_cache_get_stats: stats->size is " + std::to_string(out.size) +
-                                              ", less than sizeof(kiln_cache_stats)");
+    kiln_cache_stats& caller = *c::need_pointer(stats, "kiln_cache_get_stats", "stats");
+    kiln_cache_stats out{};
     const jit::CacheStats s = owner.cache.stats();
     out.memory_hits = s.memory_hits;
     out.memory_misses = s.memory_misses;
@@ -162,6 +160,7 @@ kiln_status kiln_cache_get_stats(kiln_cache* cache, kiln_cache_stats* stats, kil
     out.memory_entries = s.memory_entries;
     out.compile_ns_spent = s.compile_time_spent.count();
     out.compile_ns_saved = s.compile_time_saved.count();
+    c::write_out(caller, out, "kiln_cache_get_stats");
   });
 }
 
@@ -181,7 +180,6 @@ kiln_status kiln_compile(kiln_cache* cache, const kiln_program* program, kiln_ta
     }
     auto out = std::make_unique<kiln_image>();
     out->artifact = std::move(*result.artifact);
-    out->key = out->artifact.key().hex();
     *image = out.release();
   });
 }
@@ -191,19 +189,19 @@ void kiln_image_destroy(kiln_image* image) { delete image; }
 kiln_status kiln_image_get_info(const kiln_image* image, kiln_image_info* info, kiln_error* error) {
   return c::guarded(error, "kiln_image_get_info", [&] {
     const kiln_image& im = c::need(image, "kiln_image_get_info", "image");
-    kiln_image_info& out = *c::need_pointer(info, "kiln_image_get_info", "info");
-    if (out.size < sizeof(kiln_image_info))
-      throw Error(Errc::invalid_argument, "kiln_image_get_info: info->size is " + std::to_string(out.size) +
-                                              ", less than sizeof(kiln_image_info)");
+    kiln_image_info& caller = *c::need_pointer(info, "kiln_image_get_info", "info");
+    kiln_image_info out{};
     const jit::Artifact& a = im.artifact;
     out.target = kiln_target{a.kind() == jit::ImageKind::ptx ? KILN_IMAGE_PTX : KILN_IMAGE_CUBIN, a.arch()};
     out.origin = to_c(a.origin());
     out.data = a.data();
     out.data_size = a.size();
     out.compile_ns = a.compile_time().count();
+    std::call_once(im.key_once, [&im] { im.key = im.artifact.key().hex(); });
     out.key = im.key.c_str();
     out.log = a.log().c_str();
     out.name_expression_count = a.lowered_names().size();
+    c::write_out(caller, out, "kiln_image_get_info");
   });
 }
 

@@ -41,11 +41,8 @@ kiln_status kiln_device_count(int* count, kiln_error* error) {
 
 kiln_status kiln_device_get_info(int ordinal, kiln_device_info* info, kiln_error* error) {
   return c::guarded(error, "kiln_device_get_info", [&] {
-    kiln_device_info& out = *c::need_pointer(info, "kiln_device_get_info", "info");
-    if (out.size < sizeof(kiln_device_info))
-      throw Error(Errc::invalid_argument, "kiln_device_get_info: info->size is " + std::to_string(out.size) +
-                                              ", less than sizeof(kiln_device_info) = " +
-                                              std::to_string(sizeof(kiln_device_info)));
+    kiln_device_info& caller = *c::need_pointer(info, "kiln_device_get_info", "info");
+    kiln_device_info out{};
     const core::Device d = core::Device::get(ordinal);
     out.ordinal = ordinal;
     copy_text(out.name, d.name());
@@ -55,6 +52,7 @@ kiln_status kiln_device_get_info(int ordinal, kiln_device_info* info, kiln_error
     out.cc_minor = d.compute_capability_minor();
     out.multiprocessors = d.multiprocessor_count();
     out.memory_total = d.total_memory();
+    c::write_out(caller, out, "kiln_device_get_info");
   });
 }
 

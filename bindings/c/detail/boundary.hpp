@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstring>
 #include <exception>
 #include <new>
 #include <string>
@@ -52,6 +53,18 @@ T* need_pointer(T* pointer, const char* call, const char* parameter) {
   if (pointer == nullptr) [[unlikely]]
     throw Error(Errc::invalid_argument, std::string(call) + ": " + parameter + " is NULL");
   return pointer;
+}
+
+// Writes an extensible result struct: the members that fit in the caller's out.size (an older
+// caller's struct is shorter), leaving out.size as it was. Refuses a size too small to be one.
+template <typename Struct>
+void write_out(Struct& out, const Struct& full, const char* call) {
+  if (out.size <= sizeof(out.size))
+    throw Error(Errc::invalid_argument, std::string(call) + ": the result struct's size is " +
+                                            std::to_string(out.size) + ": set it to sizeof the struct");
+  const std::size_t size = out.size < sizeof(Struct) ? out.size : sizeof(Struct);
+  std::memcpy(reinterpret_cast<char*>(&out) + sizeof(out.size), reinterpret_cast<const char*>(&full) + sizeof(out.size),
+              size - sizeof(out.size));
 }
 
 // A copy of `text` for the caller, released with kiln_free().

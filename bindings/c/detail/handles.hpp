@@ -4,6 +4,7 @@
 #pragma once
 
 #include <map>
+#include <mutex>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -25,7 +26,10 @@ struct kiln_cache {
 
 struct kiln_image {
   kiln::jit::Artifact artifact;
-  std::string key;  // hex, kept for kiln_image_info
+  // The key in hex for kiln_image_info, made on first request: a memory-tier hit is ~1 us, and
+  // formatting it every time would cost a tenth of that.
+  mutable std::once_flag key_once;
+  mutable std::string key;
 };
 
 struct kiln_diagnostics {
