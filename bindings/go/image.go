@@ -41,8 +41,6 @@ type Image struct {
 	target      Target
 	origin      Origin
 	compileTime time.Duration
-	key         string
-	log         string
 }
 
 type imageRecord struct {
@@ -50,12 +48,13 @@ type imageRecord struct {
 	data   unsafe.Pointer // C memory, valid while handle is
 	size   int
 	target Target
-	key    string
+	key    *C.char // C strings, valid while handle is: copied only when asked for
+	log    *C.char
 }
 
 var imageRecords = newRecycler(func(r *imageRecord) {
 	if r.handle != nil {
-		reportLeak("kiln.Image for %v (key %.12s…)", r.target, r.key)
+		reportLeak("kiln.Image for %v (key %.12s…)", r.target, goString(r.key))
 		C.kiln_image_destroy(r.handle)
 	}
 })
@@ -65,11 +64,10 @@ func newImage(h *C.kiln_image, info *C.kiln_image_info) *Image {
 		target:      targetOf(info.target),
 		origin:      Origin(info.origin),
 		compileTime: time.Duration(info.compile_ns),
-		key:         goString(info.key),
-		log:         goString(info.log),
 	}
 	r := imageRecords.get()
-	*r = imageRecord{handle: h, data: unsafe.Pointer(info.data), size: int(info.data_size), target: img.target, key: img.key}
+	*r = imageRecord{handle: h, data: unsafe.Pointer(info.data), size: int(info.data_size), target: img.target,
+		key: info.key, log: info.log}
 	img.record.Store(r)
 	return img
 }
@@ -93,11 +91,21 @@ func (i *Image) Origin() Origin { return i.origin }
 // CompileTime is how long NVRTC took (for a cache hit: when it compiled the image).
 func (i *Image) CompileTime() time.Duration { return i.compileTime }
 
-// Key is the image's cache key (hex SHA-256).
-func (i *Image) Key() string { return i.key }
+// Key is the image's cache key (hex SHA-256); "" once the image is closed.
+func (i *Image) Key() string {
+	if r := i.record.Load(); r != nil {
+		return goString(r.key)
+	}
+	return ""
+}
 
-// Log is NVRTC's log.
-func (i *Image) Log() string { return i.log }
+// Log is NVRTC's log; "" once the image is closed.
+func (i *Image) Log() string {
+	if r := i.record.Load(); r != nil {
+		return goString(r.log)
+	}
+	return ""
+}
 
 // Data is a copy of the image: CUBIN bytes or PTX text. Nil once the image is closed.
 func (i *Image) Data() []byte {
