@@ -72,11 +72,15 @@ func newImage(h *C.kiln_image, info *C.kiln_image_info) *Image {
 	return img
 }
 
-func (i *Image) raw() *C.kiln_image {
+func (i *Image) open() *imageRecord {
 	if i == nil {
 		return nil
 	}
-	if r := i.record.Load(); r != nil {
+	return i.record.Load()
+}
+
+func (i *Image) raw() *C.kiln_image {
+	if r := i.open(); r != nil {
 		return r.handle
 	}
 	return nil
@@ -93,7 +97,7 @@ func (i *Image) CompileTime() time.Duration { return i.compileTime }
 
 // Key is the image's cache key (hex SHA-256); "" once the image is closed.
 func (i *Image) Key() string {
-	if r := i.record.Load(); r != nil {
+	if r := i.open(); r != nil {
 		return goString(r.key)
 	}
 	return ""
@@ -101,7 +105,7 @@ func (i *Image) Key() string {
 
 // Log is NVRTC's log; "" once the image is closed.
 func (i *Image) Log() string {
-	if r := i.record.Load(); r != nil {
+	if r := i.open(); r != nil {
 		return goString(r.log)
 	}
 	return ""
@@ -109,7 +113,7 @@ func (i *Image) Log() string {
 
 // Data is a copy of the image: CUBIN bytes or PTX text. Nil once the image is closed.
 func (i *Image) Data() []byte {
-	r := i.record.Load()
+	r := i.open()
 	if r == nil {
 		return nil
 	}
