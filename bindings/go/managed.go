@@ -44,11 +44,21 @@ func (m *Managed) raw() *C.kiln_managed {
 	return (*C.kiln_managed)(m.handle.load())
 }
 
-// Ptr is the memory's address (valid on the host and on devices).
-func (m *Managed) Ptr() DevicePtr { return m.ptr }
+// Ptr is the memory's address, valid on the host and on devices (0 once closed).
+func (m *Managed) Ptr() DevicePtr {
+	if m.raw() == nil {
+		return 0
+	}
+	return m.ptr
+}
 
-// Size is the memory's size in bytes.
-func (m *Managed) Size() int { return m.size }
+// Size is the memory's size in bytes (0 once closed).
+func (m *Managed) Size() int {
+	if m.raw() == nil {
+		return 0
+	}
+	return m.size
+}
 
 // Bytes is the memory seen from the host: valid until Close, nil after. Reading or writing it
 // while a kernel uses the memory is a data race the GPU cannot see.

@@ -105,7 +105,12 @@ func (k *Kernel) raw() *C.kiln_kernel {
 }
 
 // Name is the name the kernel was found by.
-func (k *Kernel) Name() string { return k.name }
+func (k *Kernel) Name() string {
+	if k == nil {
+		return ""
+	}
+	return k.name
+}
 
 // Device is the kernel's CUDA ordinal (-1 for a nil kernel).
 func (k *Kernel) Device() int {
