@@ -63,10 +63,11 @@ jit::Program to_program(const kiln_program& p, const char* call) {
 }
 
 jit::Target to_target(kiln_target t, const char* call) {
-  if (t.kind != KILN_IMAGE_CUBIN && t.kind != KILN_IMAGE_PTX)
-    throw Error(Errc::invalid_argument, std::string(call) + ": target.kind " + std::to_string(t.kind) +
+  const auto kind = c::raw(t.kind);
+  if (kind != KILN_IMAGE_CUBIN && kind != KILN_IMAGE_PTX)
+    throw Error(Errc::invalid_argument, std::string(call) + ": target.kind " + std::to_string(kind) +
                                             " is neither KILN_IMAGE_CUBIN nor KILN_IMAGE_PTX");
-  return jit::Target::for_arch(t.arch, t.kind == KILN_IMAGE_PTX ? jit::ImageKind::ptx : jit::ImageKind::cubin);
+  return jit::Target::for_arch(t.arch, kind == KILN_IMAGE_PTX ? jit::ImageKind::ptx : jit::ImageKind::cubin);
 }
 
 kiln_origin to_c(jit::Origin origin) {

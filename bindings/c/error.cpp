@@ -79,16 +79,19 @@ void kiln_error_clear(kiln_error* error) {
 
 kiln_status kiln_error_lookup(kiln_status domain, int code, kiln_error* error) {
   Domain d;
-  switch (domain) {
-    case KILN_ERROR_DRIVER: d = Domain::driver; break;
-    case KILN_ERROR_NVRTC: d = Domain::nvrtc; break;
-    case KILN_ERROR_NVML: d = Domain::nvml; break;
-    case KILN_ERROR_KILN: d = Domain::kiln; break;
-    default:
-      return c::fail(error, Error(Errc::invalid_argument, "kiln_error_lookup: " + std::to_string(domain) +
-                                                              " is not a kiln_status naming a domain"),
-                     "kiln_error_lookup");
-  }
+  const auto number = c::raw(domain);
+  if (number == KILN_ERROR_DRIVER)
+    d = Domain::driver;
+  else if (number == KILN_ERROR_NVRTC)
+    d = Domain::nvrtc;
+  else if (number == KILN_ERROR_NVML)
+    d = Domain::nvml;
+  else if (number == KILN_ERROR_KILN)
+    d = Domain::kiln;
+  else
+    return c::fail(error, Error(Errc::invalid_argument, "kiln_error_lookup: " + std::to_string(number) +
+                                                            " is not a kiln_status naming a domain"),
+                   "kiln_error_lookup");
   const ErrorInfo* info = find_error(d, code);
   if (info == nullptr)
     return c::fail(error, Error(Errc::invalid_argument, "kiln_error_lookup: code " + std::to_string(code) +

@@ -100,13 +100,14 @@ kiln_status kiln_pinned_pool_create(int device, kiln_host_memory memory, uint64_
     c::need_pointer(pool, "kiln_pinned_pool_create", "pool");
     *pool = nullptr;
     memory::HostAllocator allocator;
-    switch (memory) {
-      case KILN_HOST_PINNED: allocator = memory::HostAllocator::pinned(core::Device::get(device).primary_context()); break;
-      case KILN_HOST_PLAIN: allocator = memory::HostAllocator::plain(); break;
-      default:
-        throw Error(Errc::invalid_argument, "kiln_pinned_pool_create: memory " + std::to_string(memory) +
-                                                " is neither KILN_HOST_PINNED nor KILN_HOST_PLAIN");
-    }
+    const auto kind = c::raw(memory);
+    if (kind == KILN_HOST_PINNED)
+      allocator = memory::HostAllocator::pinned(core::Device::get(device).primary_context());
+    else if (kind == KILN_HOST_PLAIN)
+      allocator = memory::HostAllocator::plain();
+    else
+      throw Error(Errc::invalid_argument, "kiln_pinned_pool_create: memory " + std::to_string(kind) +
+                                              " is neither KILN_HOST_PINNED nor KILN_HOST_PLAIN");
     memory::PinnedPoolOptions options;
     if (max_cached_bytes != 0) options.max_cached_bytes = max_cached_bytes;
     *pool = new kiln_pinned_pool{memory::PinnedPool(std::move(allocator), options)};

@@ -63,6 +63,10 @@ TEST(CAbi, ErrorLookupExplainsACode) {
   EXPECT_STREQ(cancelled.name, "KILN_ERROR_CANCELLED");
   EXPECT_EQ(cancelled.sticky, 0);
 
+  Error domain;
+  EXPECT_EQ(kiln_error_lookup(static_cast<kiln_status>(99), 1, &domain), KILN_ERROR_KILN);
+  EXPECT_CONTAINS(domain.text(), "99 is not a kiln_status naming a domain");
+
   Error unknown;
   EXPECT_EQ(kiln_error_lookup(KILN_ERROR_DRIVER, 123456, &unknown), KILN_ERROR_KILN);
   EXPECT_EQ(unknown.code, KILN_ERRC_INVALID_ARGUMENT);

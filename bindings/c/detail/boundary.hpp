@@ -67,6 +67,15 @@ void write_out(Struct& out, const Struct& full, const char* call) {
               size - sizeof(out.size));
 }
 
+// The number a C caller stored in an enum. C allows any int there; in C++ loading an enum outside
+// its enumerators' range is undefined, so the bytes are read as the underlying integer.
+template <typename Enum>
+std::underlying_type_t<Enum> raw(const Enum& value) noexcept {
+  std::underlying_type_t<Enum> n;
+  std::memcpy(&n, &value, sizeof n);
+  return n;
+}
+
 // A copy of `text` for the caller, released with kiln_free().
 char* duplicate(std::string_view text);
 
