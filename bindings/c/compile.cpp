@@ -67,7 +67,12 @@ jit::Target to_target(kiln_target t, const char* call) {
   if (kind != KILN_IMAGE_CUBIN && kind != KILN_IMAGE_PTX)
     throw Error(Errc::invalid_argument, std::string(call) + ": target.kind " + std::to_string(kind) +
                                             " is neither KILN_IMAGE_CUBIN nor KILN_IMAGE_PTX");
-  return jit::Target::for_arch(t.arch, kind == KILN_IMAGE_PTX ? jit::ImageKind::ptx : jit::ImageKind::cubin);
+  if (t.arch <= 0)
+    throw Error(Errc::invalid_argument,
+                std::string(call) + ": target.arch " + std::to_string(t.arch) + " is not positive");
+  // Not Target::for_arch: its reason text is not part of the target's identity, and formatting it
+  // on every memory-tier hit cost a tenth of the hit.
+  return jit::Target{kind == KILN_IMAGE_PTX ? jit::ImageKind::ptx : jit::ImageKind::cubin, t.arch, {}};
 }
 
 kiln_origin to_c(jit::Origin origin) {
@@ -198,11 +203,18 @@ kiln_status kiln_image_get_info(const kiln_image* image, kiln_image_info* info, 
     out.data = a.data();
     out.data_size = a.size();
     out.compile_ns = a.compile_time().count();
-    std::call_once(im.key_once, [&im] { im.key = im.artifact.key().hex(); });
-    out.key = im.key.c_str();
     out.log = a.log().c_str();
     out.name_expression_count = a.lowered_names().size();
     c::write_out(caller, out, "kiln_image_get_info");
+  });
+}
+
+kiln_status kiln_image_key(const kiln_image* image, char hex[65], kiln_error* error) {
+  return c::guarded(error, "kiln_image_key", [&] {
+    const kiln_image& im = c::need(image, "kiln_image_key", "image");
+    c::need_pointer(hex, "kiln_image_key", "hex");
+    const std::string text = im.artifact.key().hex();
+    std::memcpy(hex, text.c_str(), text.size() + 1);
   });
 }
 

@@ -48,13 +48,12 @@ type imageRecord struct {
 	data   unsafe.Pointer // C memory, valid while handle is
 	size   int
 	target Target
-	key    *C.char // C strings, valid while handle is: copied only when asked for
-	log    *C.char
+	log    *C.char // a C string, valid while handle is: copied only when asked for
 }
 
 var imageRecords = newRecycler(func(r *imageRecord) {
 	if r.handle != nil {
-		reportLeak("kiln.Image for %v (key %.12s…)", r.target, goString(r.key))
+		reportLeak("kiln.Image for %v (key %.12s…)", r.target, imageKey(r.handle))
 		C.kiln_image_destroy(r.handle)
 	}
 })
@@ -67,7 +66,7 @@ func newImage(h *C.kiln_image, info *C.kiln_image_info) *Image {
 	}
 	r := imageRecords.get()
 	*r = imageRecord{handle: h, data: unsafe.Pointer(info.data), size: int(info.data_size), target: img.target,
-		key: info.key, log: info.log}
+		log: info.log}
 	img.record.Store(r)
 	return img
 }
@@ -98,9 +97,18 @@ func (i *Image) CompileTime() time.Duration { return i.compileTime }
 // Key is the image's cache key (hex SHA-256); "" once the image is closed.
 func (i *Image) Key() string {
 	if r := i.open(); r != nil {
-		return goString(r.key)
+		return imageKey(r.handle)
 	}
 	return ""
+}
+
+// imageKey formats the key in C only when asked: a cache hit does not pay for it.
+func imageKey(h *C.kiln_image) string {
+	var hex [65]C.char
+	if C.kiln_image_key(h, &hex[0], nil) != C.KILN_OK {
+		return ""
+	}
+	return C.GoString(&hex[0])
 }
 
 // Log is NVRTC's log; "" once the image is closed.

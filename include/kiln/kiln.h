@@ -198,12 +198,13 @@ typedef struct kiln_image_info {
   const void* data; /* CUBIN bytes or PTX text; valid while the image lives */
   size_t data_size;
   int64_t compile_ns;
-  const char* key;     /* the cache key, hex */
   const char* log;     /* NVRTC's log */
   size_t name_expression_count;
 } kiln_image_info;
 
 KILN_API kiln_status kiln_image_get_info(const kiln_image* image, kiln_image_info* info, kiln_error* error);
+/* The image's cache key as 64 lowercase hex digits and a NUL (the name of its disk cache entry). */
+KILN_API kiln_status kiln_image_key(const kiln_image* image, char hex[65], kiln_error* error);
 /* The lowered (mangled) name of a name expression the program listed; valid while the image lives.
  * Fails with INVALID_ARGUMENT naming an expression that was not listed. */
 KILN_API kiln_status kiln_image_lowered_name(const kiln_image* image, const char* name_expression,

@@ -4,7 +4,6 @@
 #pragma once
 
 #include <map>
-#include <mutex>
 #include <memory>
 #include <stop_token>
 #include <string>
@@ -26,10 +25,6 @@ struct kiln_cache {
 
 struct kiln_image {
   kiln::jit::Artifact artifact;
-  // The key in hex for kiln_image_info, made on first request: a memory-tier hit is ~1 us, and
-  // formatting it every time would cost a tenth of that.
-  mutable std::once_flag key_once;
-  mutable std::string key;
 };
 
 struct kiln_diagnostics {
