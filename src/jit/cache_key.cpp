@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 
+#include "jit/detail/key_bytes.hpp"
 #include "jit/detail/sha256.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/jit/compiler.hpp"
@@ -29,7 +30,7 @@ class KeyWriter {
     const auto end = std::to_chars(digits, digits + sizeof digits, value).ptr;
     field(tag, std::string_view(digits, static_cast<std::size_t>(end - digits)));
   }
-  CacheKey finish() { return CacheKey{detail::sha256(bytes_)}; }
+  std::string_view bytes() const { return bytes_; }
 
  private:
   // Reused by each thread, so a key computes without allocating once the buffer has grown.
@@ -83,6 +84,10 @@ CacheKey cache_key(const Program& program, const Target& target) {
 }
 
 CacheKey cache_key(const Program& program, const Target& target, const KeyContext& context) {
+  return CacheKey{detail::sha256(detail::key_bytes(program, target, context))};
+}
+
+std::string_view detail::key_bytes(const Program& program, const Target& target, const KeyContext& context) {
   KeyWriter w;
   w.number('F', kCacheFormatVersion);
   w.number('V', context.nvrtc_cuda_version);
@@ -116,7 +121,7 @@ CacheKey cache_key(const Program& program, const Target& target, const KeyContex
   std::sort(names.begin(), names.end());
   names.erase(std::unique(names.begin(), names.end()), names.end());
   for (auto n : names) w.field('E', n);
-  return w.finish();
+  return w.bytes();
 }
 
 }  // namespace kiln::jit

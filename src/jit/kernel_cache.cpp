@@ -3,6 +3,9 @@
 #include <filesystem>
 #include <utility>
 
+#include "jit/detail/key_bytes.hpp"
+#include "jit/detail/key_memo.hpp"
+
 #include "kiln/jit/nvrtc_facts.hpp"
 
 namespace kiln::jit {
@@ -45,12 +48,13 @@ KernelCache::KernelCache(KernelCacheOptions options)
     }
   }
   key_context_ = disk_ ? KeyContext::current(disk_->directory()) : KeyContext::current();
+  key_memo_ = std::make_unique<detail::KeyMemo>(std::size_t{16} << 20);
 }
 
 KernelCache::~KernelCache() = default;
 
 CacheKey KernelCache::key_for(const Program& program, const Target& target) const {
-  return cache_key(program, target, key_context_);
+  return key_memo_->key(detail::key_bytes(program, target, key_context_));
 }
 
 std::optional<Artifact> KernelCache::find(const CacheKey& key) {

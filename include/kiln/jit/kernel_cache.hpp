@@ -32,6 +32,10 @@
 
 namespace kiln::jit {
 
+namespace detail {
+class KeyMemo;
+}  // namespace detail
+
 struct KernelCacheOptions {
   std::size_t memory_bytes = 256u << 20;  // memory tier capacity
   bool use_disk = true;
@@ -115,6 +119,8 @@ class KernelCache {
   // From the disk folder's NVRTC facts record (nvrtc_facts.hpp), so that a hit never loads NVRTC.
   // Written only by the constructor.
   KeyContext key_context_;
+  // Keys of programs seen before, so a memory-tier hit skips the SHA-256 (16 MiB of key bytes).
+  std::unique_ptr<detail::KeyMemo> key_memo_;
   std::unique_ptr<CompileWorkerPool> workers_;  // null: compile in this process
   std::vector<std::string> startup_warnings_;  // written only by the constructor
 
