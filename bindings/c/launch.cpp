@@ -34,6 +34,9 @@ void launch(const kiln_kernel& k, const kiln_stream& s, const kiln_launch_config
   c.grid = core::Dim3(at_least_one(config.grid[0]), at_least_one(config.grid[1]), at_least_one(config.grid[2]));
   c.block = core::Dim3(at_least_one(config.block[0]), at_least_one(config.block[1]), at_least_one(config.block[2]));
   c.dynamic_shared_bytes = config.dynamic_shared_bytes;
+  if (KILN_C_HAS(config, cluster))
+    c.cluster =
+        core::Dim3(at_least_one(config.cluster[0]), at_least_one(config.cluster[1]), at_least_one(config.cluster[2]));
   core::launch_packed(s.stream->ref(), k.kernel, c, pointers, sizes, count);
 }
 
@@ -47,6 +50,9 @@ kiln_status kiln_launch(const kiln_kernel* kernel, kiln_stream* stream, const ki
     const kiln_kernel& k = c::need(kernel, "kiln_launch", "kernel");
     const kiln_stream& s = c::need(stream, "kiln_launch", "stream");
     const kiln_launch_config& cfg = *c::need_pointer(config, "kiln_launch", "config");
+    if (!KILN_C_HAS(cfg, dynamic_shared_bytes)) [[unlikely]]
+      throw Error(Errc::invalid_argument, "kiln_launch: config->size is " + std::to_string(cfg.size) +
+                                              ": set it to sizeof(kiln_launch_config)");
     if (count > 0) {
       c::need_pointer(arguments, "kiln_launch", "arguments");
       c::need_pointer(sizes, "kiln_launch", "sizes");

@@ -23,6 +23,7 @@ type LaunchConfig struct {
 	Grid               Dim3
 	Block              Dim3
 	DynamicSharedBytes uint32
+	Cluster            Dim3 // thread-block cluster (sm_90+); the zero value is none
 }
 
 // Cover is a one-dimensional launch of enough blocks of blockSize threads to cover n elements.
@@ -245,6 +246,8 @@ func (k *Kernel) LaunchArgs(s *Stream, cfg LaunchConfig, a *Args) error {
 	c.config.grid = [3]C.uint{C.uint(cfg.Grid.X), C.uint(cfg.Grid.Y), C.uint(cfg.Grid.Z)}
 	c.config.block = [3]C.uint{C.uint(cfg.Block.X), C.uint(cfg.Block.Y), C.uint(cfg.Block.Z)}
 	c.config.dynamic_shared_bytes = C.uint(cfg.DynamicSharedBytes)
+	c.config.cluster = [3]C.uint{C.uint(cfg.Cluster.X), C.uint(cfg.Cluster.Y), C.uint(cfg.Cluster.Z)}
+	c.config.size = C.size_t(unsafe.Sizeof(c.config))
 	c.count = C.size_t(len(a.sizes))
 	copy(unsafe.Slice((*uintptr)(unsafe.Pointer(c.sizes)), len(a.sizes)), a.sizes)
 	copy(unsafe.Slice((*byte)(unsafe.Pointer(c.arguments)), len(a.packed)), a.packed)

@@ -187,15 +187,44 @@ func Topology(fixtureDir string) (*TopologyReport, error) {
 // interconnect first, then the most free memory. Too few eligible GPUs is an error saying why each
 // was left out.
 func (t *TopologyReport) Choose(k int, minFreeBytes uint64) (*Placement, error) {
+	return t.ChooseWith(k, PlacementConstraints{MinFreeBytes: minFreeBytes, NUMANode: -1})
+}
+
+// PlacementConstraints narrow the GPUs Choose may pick.
+type PlacementConstraints struct {
+	MinFreeBytes uint64   // each chosen GPU has this much free
+	NUMANode     int      // only GPUs local to this NUMA node; -1: any (the zero value means node 0)
+	Exclude      []string // UUIDs or PCI bus ids never to choose
+}
+
+// ChooseWith picks k GPUs under the constraints, as Choose does.
+func (t *TopologyReport) ChooseWith(k int, constraints PlacementConstraints) (*Placement, error) {
 	if k < 0 {
 		return nil, newError(C.KILN_ERRC_INVALID_ARGUMENT, "kiln.TopologyReport.Choose", "%d GPUs wanted", k)
 	}
 	dir := optionalCString(t.fixtureDir)
 	defer C.free(unsafe.Pointer(dir))
+	// The constraints and their strings in C memory: no Go pointer inside memory passed to C.
+	c := (*C.kiln_placement_constraints)(C.calloc(1, C.size_t(unsafe.Sizeof(C.kiln_placement_constraints{}))))
+	defer C.free(unsafe.Pointer(c))
+	C.kiln_placement_constraints_init(c)
+	c.min_free_bytes = C.uint64_t(constraints.MinFreeBytes)
+	c.numa_node = C.int(constraints.NUMANode)
+	if n := len(constraints.Exclude); n > 0 {
+		list := (**C.char)(C.calloc(C.size_t(n), C.size_t(unsafe.Sizeof((*C.char)(nil)))))
+		defer C.free(unsafe.Pointer(list))
+		items := unsafe.Slice(list, n)
+		for i, e := range constraints.Exclude {
+			items[i] = C.CString(e)
+			defer C.free(unsafe.Pointer(items[i]))
+		}
+		c.exclude = list
+		c.exclude_count = C.size_t(n)
+	}
 	f := getFrame(0, 0)
 	defer putFrame(f)
 	var text *C.char
-	if C.kiln_topology_choose(dir, C.size_t(k), C.uint64_t(minFreeBytes), &text, &f.c.error) != C.KILN_OK {
+	if C.kiln_topology_choose(dir, C.size_t(k), c, &text, &f.c.error) != C.KILN_OK {
 		return nil, takeError(&f.c.error)
 	}
 	p := new(Placement)

@@ -63,6 +63,16 @@ func TestTopologyFixtures(t *testing.T) {
 	wantError(t, err, ErrInvalidArgument, "only 0 of 8 qualify")
 	_, err = pcie.Choose(9, 0)
 	wantError(t, err, ErrInvalidArgument)
+	// Constraints reach the library: one of the best pair excluded, socket 0 only.
+	constrained, err := pcie.ChooseWith(2, PlacementConstraints{NUMANode: 0, Exclude: []string{"0000:bc:00.0"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range constrained.GPUs {
+		if g.PCIBusID == "0000:bc:00.0" || g.Index >= 4 {
+			t.Errorf("constrained choice %+v: excluded, or not on socket 0 (GPUs 0-3)", constrained)
+		}
+	}
 
 	dgx, err := Topology(fixture("dgx-h100-8gpu"))
 	if err != nil {

@@ -109,7 +109,7 @@ int main(void) {
   offset = pack(block, offset, &dx, sizeof dx, sizes, &count);
   offset = pack(block, offset, &dy, sizeof dy, sizes, &count);
   pack(block, offset, &n, sizeof n, sizes, &count);
-  kiln_launch_config config = {{(n + 255) / 256, 1, 1}, {256, 1, 1}, 0};
+  kiln_launch_config config = {sizeof(kiln_launch_config), {(n + 255) / 256, 1, 1}, {256, 1, 1}, 0, {0, 0, 0}};
   if (kiln_launch(saxpy, stream, &config, block, sizes, count, &error) != KILN_OK)
     return failed("kiln_launch", &error);
   /* A wrong argument list is refused before anything runs, with the index and both sizes. */

@@ -290,9 +290,11 @@ KILN_API void kiln_cancel_destroy(kiln_cancel* cancel);
 /* ---------------------------------------------------------------- launching */
 
 typedef struct kiln_launch_config {
+  size_t size;       /* sizeof(kiln_launch_config) */
   unsigned grid[3];  /* 0 is read as 1 */
   unsigned block[3]; /* 0 is read as 1 */
   unsigned dynamic_shared_bytes;
+  unsigned cluster[3]; /* thread-block cluster (sm_90+); all 0 or 1: none */
 } kiln_launch_config;
 
 /* The offset of argument i in a packed argument block: each argument starts at the next multiple
@@ -309,7 +311,8 @@ KILN_API kiln_status kiln_launch(const kiln_kernel* kernel, kiln_stream* stream,
 /* ---------------------------------------------------------------- memory */
 
 /* Device memory from a device's stream-ordered pool (cuMemPool, with kiln's per-stream cache in
- * front). A buffer is freed in order on the stream it was allocated on. */
+ * front). A buffer is freed in order on the stream it was allocated on. Tags (here and below) are
+ * copied: they name the allocation in kiln_allocation_report. */
 typedef struct kiln_buffer kiln_buffer;
 KILN_API kiln_status kiln_buffer_create(kiln_stream* stream, size_t bytes, const char* tag, kiln_buffer** buffer,
                                         uint64_t* address, kiln_error* error);
@@ -346,7 +349,7 @@ typedef struct kiln_pinned_pool_stats {
 KILN_API kiln_status kiln_pinned_pool_get_stats(kiln_pinned_pool* pool, kiln_pinned_pool_stats* stats,
                                                 kiln_error* error);
 
-/* Managed (unified) memory. */
+/* Managed (unified) memory: *address is valid on the device and, as a pointer, on the host. */
 typedef struct kiln_managed kiln_managed;
 KILN_API kiln_status kiln_managed_create(int device, size_t bytes, const char* tag, kiln_managed** buffer,
                                          uint64_t* address, kiln_error* error);
@@ -379,9 +382,21 @@ KILN_API uint64_t kiln_leaks_reported(void);
 /* The topology as `kiln topo --json` prints it. fixture_dir: a recorded machine (DIR/sysfs and
  * DIR/facts.json), or NULL for this one. */
 KILN_API kiln_status kiln_topology_json(const char* fixture_dir, char** json, kiln_error* error);
-/* The k GPUs placement picks, each with min_free_bytes free:
- * {"gpus":[{"uuid","pci_bus_id","cuda_ordinal","index"}],"link":"NV18","reason":"..."}. */
-KILN_API kiln_status kiln_topology_choose(const char* fixture_dir, size_t k, uint64_t min_free_bytes, char** json,
+typedef struct kiln_placement_constraints {
+  size_t size;
+  uint64_t min_free_bytes;     /* each chosen GPU has this much free */
+  int numa_node;               /* only GPUs local to this NUMA node; -1: any */
+  const char* const* exclude;  /* UUIDs or PCI bus ids never to choose */
+  size_t exclude_count;
+} kiln_placement_constraints;
+
+KILN_API void kiln_placement_constraints_init(kiln_placement_constraints* constraints);
+/* The k GPUs placement picks under the constraints (NULL: none): all joined by NVLink if possible,
+ * then under one PCIe switch, one root complex, one NUMA node; ties broken by free memory. As JSON:
+ * {"gpus":[{"uuid","pci_bus_id","cuda_ordinal","index"}],"link":"NV18","reason":"..."}. Fails with
+ * INVALID_ARGUMENT saying why the others were left out when fewer than k qualify. */
+KILN_API kiln_status kiln_topology_choose(const char* fixture_dir, size_t k,
+                                          const kiln_placement_constraints* constraints, char** json,
                                           kiln_error* error);
 
 #ifdef __cplusplus

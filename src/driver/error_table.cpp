@@ -931,8 +931,9 @@ constexpr ErrorInfo kTable[] = {
      "supports.",
      kNotSticky},
     {Domain::kiln, 9, "KILN_ERROR_INVALID_HANDLE", "A moved-from or empty kiln object was used.",
-     "An object was used after std::move or after default construction without a resource. A "
-     "moved-from kiln object may only be assigned to or destroyed; check the call site.",
+     "An object was used after std::move or after default construction without a resource (C++), or a "
+     "handle was NULL, already destroyed or closed (the C ABI, the Go module). A moved-from kiln object may "
+     "only be assigned to or destroyed, a destroyed handle not used at all; the message names the call.",
      kNotSticky},
     {Domain::kiln, 10, "KILN_ERROR_TIMEOUT", "A deadline passed before the work finished.",
      "The compile or GPU work outlasted its deadline and may still be running. Raise the "

@@ -446,7 +446,7 @@ TEST(CAbi, TopologyOfAFixtureAndItsPlacement) {
   kiln_free(text);
   EXPECT_EQ(topology["gpus"].size(), 8u);
 
-  ASSERT_EQ(kiln_topology_choose(fixture.c_str(), 2, 0, &text, &e), KILN_OK) << e.text();
+  ASSERT_EQ(kiln_topology_choose(fixture.c_str(), 2, nullptr, &text, &e), KILN_OK) << e.text();
   const auto placement = nlohmann::json::parse(text);
   kiln_free(text);
   ASSERT_EQ(placement["gpus"].size(), 2u);
@@ -455,8 +455,30 @@ TEST(CAbi, TopologyOfAFixtureAndItsPlacement) {
   EXPECT_EQ(placement["link"], "PIX");
   EXPECT_CONTAINS(placement["reason"].get<std::string>(), "under one PCIe switch");
 
+  // Constraints: leave out one of that pair, and ask for socket 0 only.
+  kiln_placement_constraints constraints;
+  kiln_placement_constraints_init(&constraints);
+  const char* exclude[] = {"0000:bc:00.0"};
+  constraints.exclude = exclude;
+  constraints.exclude_count = 1;
+  constraints.numa_node = 0;
+  ASSERT_EQ(kiln_topology_choose(fixture.c_str(), 2, &constraints, &text, &e), KILN_OK) << e.text();
+  const auto constrained = nlohmann::json::parse(text);
+  kiln_free(text);
+  ASSERT_EQ(constrained["gpus"].size(), 2u);
+  for (const auto& g : constrained["gpus"]) {
+    EXPECT_NE(g["pci_bus_id"], "0000:bc:00.0");
+    EXPECT_LT(g["index"].get<int>(), 4) << "socket 0 holds GPUs 0-3: " << constrained.dump();
+  }
+  constraints.numa_node = -1;
+  constraints.exclude_count = 0;
+  constraints.min_free_bytes = 81000ull << 20;  // five GPUs have 81000 MiB or more free
+  Error too_few;
+  EXPECT_EQ(kiln_topology_choose(fixture.c_str(), 6, &constraints, &text, &too_few), KILN_ERROR_KILN);
+  EXPECT_EQ(too_few.code, KILN_ERRC_INVALID_ARGUMENT);
+
   Error too_many;
-  EXPECT_EQ(kiln_topology_choose(fixture.c_str(), 9, 0, &text, &too_many), KILN_ERROR_KILN);
+  EXPECT_EQ(kiln_topology_choose(fixture.c_str(), 9, nullptr, &text, &too_many), KILN_ERROR_KILN);
   EXPECT_EQ(too_many.code, KILN_ERRC_INVALID_ARGUMENT);
   Error missing;
   EXPECT_EQ(kiln_topology_json("/nonexistent-fixture", &text, &missing), KILN_ERROR_KILN);

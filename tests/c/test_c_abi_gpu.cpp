@@ -95,6 +95,7 @@ struct Arguments {
 
 kiln_launch_config cover(unsigned n, unsigned block = 256) {
   kiln_launch_config c{};
+  c.size = sizeof c;
   c.grid[0] = (n + block - 1) / block;
   c.block[0] = block;
   return c;
@@ -200,6 +201,32 @@ TEST(CAbiGpu, BadArgumentsAreRefusedBeforeAnythingIsLaunched) {
   unsigned launched = 0;
   ASSERT_EQ(kiln_copy_to_host(s.handle, &launched, address, sizeof launched, &e), KILN_OK);
   EXPECT_EQ(launched, 1u);  // only the good launch ran
+  kiln_buffer_destroy(counter);
+}
+
+TEST(CAbiGpu, ALaunchConfigWithoutItsSizeIsRefusedAndClustersLaunch) {
+  KILN_C_REQUIRE_GPU();
+  Stream s;
+  Error e;
+  kiln_buffer* counter = nullptr;
+  uint64_t address = 0;
+  ASSERT_EQ(kiln_buffer_create(s.handle, sizeof(unsigned), nullptr, &counter, &address, &e), KILN_OK);
+  ASSERT_EQ(kiln_memset_async(s.handle, address, 0, sizeof(unsigned), &e), KILN_OK);
+  Arguments args;
+  args.add(address);
+  kiln_launch_config unsized = cover(1, 1);
+  unsized.size = 0;
+  Error refused;
+  EXPECT_EQ(kiln_launch(gpu().add_one, s.handle, &unsized, args.bytes.data(), args.sizes.data(), 1, &refused),
+            KILN_ERROR_KILN);
+  EXPECT_CONTAINS(refused.text(), "set it to sizeof(kiln_launch_config)");
+  kiln_launch_config clusters = cover(4, 32);  // 4 blocks in clusters of 2 (the H200 is sm_90)
+  clusters.cluster[0] = 2;
+  ASSERT_EQ(kiln_launch(gpu().add_one, s.handle, &clusters, args.bytes.data(), args.sizes.data(), 1, &e), KILN_OK)
+      << e.text();
+  unsigned value = 0;
+  ASSERT_EQ(kiln_copy_to_host(s.handle, &value, address, sizeof value, &e), KILN_OK);
+  EXPECT_EQ(value, 4u * 32u);  // every thread of every block ran, once
   kiln_buffer_destroy(counter);
 }
 
