@@ -3,12 +3,10 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "kiln/core/allocation_tracker.hpp"
