@@ -9,7 +9,7 @@
 //   bench_jit [google benchmark flags]
 //   bench_jit --disk-hit-child kiln|kiln-nvrtc|raw DIR   (internal: one side of the disk-hit comparison)
 #include <benchmark/benchmark.h>
-#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -27,6 +27,7 @@
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
+#include "kiln/ipc/spawn.hpp"
 #include "kiln/jit/compile_worker.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 
@@ -177,24 +178,18 @@ struct Row {
 };
 std::vector<Row> g_rows;
 
-// Runs argv to completion (stdout and stderr discarded); milliseconds from fork to exit.
+// Runs args to completion (stdout and stderr discarded); milliseconds from spawn to exit.
 double run_timed(const std::vector<std::string>& args) {
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  std::fflush(nullptr);  // else the child's freopen writes our buffered output a second time
+  kiln::ipc::UniqueFd null(::open("/dev/null", O_WRONLY | O_CLOEXEC));
+  kiln::ipc::SpawnOptions o;
+  o.program = args.at(0);
+  o.arguments.assign(args.begin() + 1, args.end());
+  o.fds = {{1, null.get()}, {2, null.get()}};
   const auto start = Clock::now();
-  const pid_t pid = ::fork();
-  if (pid == 0) {
-    if (!std::freopen("/dev/null", "w", stdout) || !std::freopen("/dev/null", "w", stderr)) ::_exit(126);
-    ::execv(argv[0], argv.data());
-    ::_exit(127);
-  }
-  int status = 0;
-  ::waitpid(pid, &status, 0);
+  const kiln::ipc::ExitStatus status = kiln::ipc::spawn(o).wait();
   const double ms = ms_since(start);
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
-    std::fprintf(stderr, "%s exited with status %d\n", args[0].c_str(), status);
+  if (!status.success()) {
+    std::fprintf(stderr, "%s ended with %s\n", args[0].c_str(), status.describe().c_str());
     return -1;
   }
   return ms;

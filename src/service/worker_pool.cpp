@@ -1,19 +1,12 @@
 #include "kiln/service/worker_pool.hpp"
 
-#include <signal.h>
-#include <spawn.h>
-#include <sys/wait.h>
-#include <unistd.h>
-
 #include <algorithm>
 #include <atomic>
 #include <cstdlib>
-#include <cstring>
 #include <deque>
 #include <filesystem>
 #include <mutex>
 #include <set>
-#include <thread>
 #include <unordered_map>
 
 #include "kiln/core/allocation_tracker.hpp"
@@ -21,11 +14,13 @@
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
+#include "kiln/ipc/channel.hpp"
+#include "kiln/ipc/child_process.hpp"
+#include "kiln/ipc/socket_pair.hpp"
+#include "kiln/ipc/spawn.hpp"
+#include "kiln/service/gpu_worker.hpp"
 #include "kiln/service/vmm_buffer.hpp"
-#include "kiln/service/worker.hpp"
 #include "kiln/version.hpp"
-
-extern char** environ;
 
 namespace kiln::service {
 
@@ -43,11 +38,8 @@ std::string find_worker(const std::string& configured) {
   return KILN_BUILT_WORKER_PATH;
 }
 
-std::string describe_exit(int status) {
-  if (WIFSIGNALED(status)) return "was killed by signal " + std::to_string(WTERMSIG(status));
-  if (WIFEXITED(status)) return "exited with code " + std::to_string(WEXITSTATUS(status));
-  return "ended";
-}
+constexpr int kWorkerFd = 3;  // where the GPU worker finds its end of the socket
+constexpr std::chrono::milliseconds kShutdownGrace{2000}, kExitGrace{1000};
 
 struct Buffer {
   VmmAllocation memory;
@@ -55,8 +47,8 @@ struct Buffer {
 };
 
 struct Worker {
-  pid_t pid = -1;
-  Channel channel;
+  ipc::ChildProcess process;
+  ipc::Channel channel;
   std::set<BufferId> imported;
 };
 
@@ -128,26 +120,15 @@ struct WorkerPool::Impl {
   // Ends the worker (politely if it is alive and `polite`), reaps it, forgets what it had mapped.
   void stop_worker(Slot& s, bool polite) {
     Worker& w = s.worker;
-    if (w.pid > 0) {
+    if (w.process.running()) {
       if (polite && w.channel) {
         try {
-          w.channel.send(FrameType::shutdown, {});
+          w.channel.send(GpuWorkerFrame::shutdown, {});
+          w.process.stop(kShutdownGrace);
         } catch (const Error&) {
         }
-        for (int i = 0; i < 200; ++i) {
-          int status = 0;
-          if (::waitpid(w.pid, &status, WNOHANG) == w.pid) {
-            w.pid = -1;
-            break;
-          }
-          std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        }
       }
-      if (w.pid > 0) {
-        ::kill(w.pid, SIGKILL);
-        int status = 0;
-        ::waitpid(w.pid, &status, 0);
-      }
+      w.process.kill_and_wait();
     }
     w = Worker{};
     s.up = false;
@@ -157,16 +138,9 @@ struct WorkerPool::Impl {
   std::string reap_worker(Slot& s) {
     Worker& w = s.worker;
     std::string how = "ended";
-    if (w.pid > 0) {
-      int status = 0;
-      pid_t r = 0;
-      for (int i = 0; i < 500 && (r = ::waitpid(w.pid, &status, WNOHANG)) == 0; ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(2));
-      if (r == 0) {
-        ::kill(w.pid, SIGKILL);
-        ::waitpid(w.pid, &status, 0);
-      }
-      how = describe_exit(status);
+    if (w.process.running()) {
+      w.channel.close();
+      how = w.process.stop(kExitGrace).describe();
     }
     w = Worker{};
     s.up = false;
@@ -174,40 +148,49 @@ struct WorkerPool::Impl {
   }
 
   void start_worker(Slot& s) {
-    auto [mine, theirs] = Channel::pair();
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_adddup2(&actions, theirs.fd(), 3);  // the worker finds its socket at fd 3
     const std::string device = std::to_string(s.ordinal);
-    std::vector<std::string> args = {worker_path, "--socket", "3", "--device", device};
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_t pid = -1;
-    const int rc = ::posix_spawn(&pid, worker_path.c_str(), &actions, nullptr, argv.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    theirs = Channel();
-    if (rc != 0)
-      throw Error(Errc::internal, "cannot start the worker '" + worker_path + "': " + std::strerror(rc) +
-                                      " (set KILN_WORKER_PATH to the kiln-worker binary)");
-    s.worker.pid = pid;
-    s.worker.channel = std::move(mine);
-    std::optional<Frame> hello;
+    ipc::SocketPair sockets = ipc::SocketPair::create();
+    ipc::SpawnOptions spawn;
+    spawn.program = worker_path;
+    spawn.arguments = {"--socket", std::to_string(kWorkerFd), "--device", device};
+    spawn.fds = {{kWorkerFd, sockets.second.get()}};
     try {
-      hello = s.worker.channel.receive(options.start_timeout);
-    } catch (const Error&) {
-      const std::string how = reap_worker(s);
-      throw Error(Errc::internal, "the worker for GPU " + device + " " + how + " while starting");
+      s.worker.process = ipc::spawn(spawn);
+    } catch (const Error& e) {
+      throw Error(Errc::internal, "cannot start the GPU worker for GPU " + device + ": " + e.detail() +
+                                      " (set KILN_WORKER_PATH to the kiln-worker binary)");
     }
-    if (!hello || hello->type != FrameType::ready) {
-      std::string why = !hello ? "did not report ready in time" : "reported an error";
-      if (hello && hello->type == FrameType::error) {
-        FrameReader r(hello->payload);
-        r.bytes();
-        why += ": " + r.bytes();
+    sockets.second.reset();  // the worker holds its end now
+    const std::string who = "the GPU worker for GPU " + device + " (pid " + std::to_string(s.worker.process.pid()) + ")";
+    s.worker.channel = ipc::Channel(std::move(sockets.first), gpu_worker_channel(who));
+    ipc::Received hello;
+    try {
+      hello = s.worker.channel.receive_for(options.start_timeout);
+    } catch (const ipc::ChannelError& e) {
+      if (e.failure() != ipc::ChannelError::Failure::truncated) {
+        stop_worker(s, false);
+        throw Error(Errc::internal, who + " sent something other than its greeting: " + e.detail());
+      }
+    }
+    if (hello.status == ipc::ReceiveStatus::closed) {
+      const std::string how = reap_worker(s);
+      throw Error(Errc::internal, who + " ended (" + how + ") while starting");
+    }
+    const auto type = hello.frame.type_as<GpuWorkerFrame>();
+    if (!hello || type != GpuWorkerFrame::ready) {
+      std::string why = !hello ? "did not report ready within " + std::to_string(options.start_timeout.count()) + " ms"
+                               : "reported an error";
+      if (hello && type == GpuWorkerFrame::error) {
+        try {
+          PayloadReader r(hello.frame.payload);
+          r.bytes();
+          why += ": " + r.bytes();
+        } catch (const Error&) {
+          why += " it could not encode";
+        }
       }
       stop_worker(s, false);
-      throw Error(Errc::internal, "the worker for GPU " + device + " " + why);
+      throw Error(Errc::internal, who + " " + why);
     }
     s.up = true;
   }
@@ -215,7 +198,7 @@ struct WorkerPool::Impl {
   // Brings the worker up and maps every buffer the launch names that it has not mapped yet.
   void prepare(Slot& s, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used) {
     if (!s.up) {
-      if (s.worker.pid > 0) reap_worker(s);
+      if (s.worker.process.running()) reap_worker(s);
       start_worker(s);
       if (s.ever_started) s.restarts.fetch_add(1);
       s.ever_started = true;
@@ -226,17 +209,13 @@ struct WorkerPool::Impl {
       releases.swap(s.pending_releases);
     }
     for (BufferId id : releases)
-      if (s.worker.imported.erase(id)) s.worker.channel.send(FrameType::release_buffer, FrameWriter().u64(id).take());
+      if (s.worker.imported.erase(id))
+        s.worker.channel.send(GpuWorkerFrame::release_buffer, PayloadWriter().u64(id).take());
     for (const auto& [id, buf] : used) {
       if (s.worker.imported.count(id)) continue;
-      const int fd = buf->memory.export_fd();
-      try {
-        s.worker.channel.send(FrameType::import_buffer, FrameWriter().u64(id).u64(buf->memory.size()).take(), fd);
-      } catch (...) {
-        ::close(fd);
-        throw;
-      }
-      ::close(fd);
+      const ipc::UniqueFd fd(buf->memory.export_fd());  // the worker gets its own copy
+      const int fds[] = {fd.get()};
+      s.worker.channel.send(GpuWorkerFrame::import_buffer, PayloadWriter().u64(id).u64(buf->memory.size()).take(), fds);
       s.worker.imported.insert(id);
     }
   }
@@ -371,7 +350,7 @@ void WorkerPool::free_buffer(BufferId id) {
 int WorkerPool::worker_pid(int device) {
   Slot& s = impl_->slot(device);
   std::lock_guard lock(s.mutex);
-  return s.up ? s.worker.pid : -1;
+  return s.up ? s.worker.process.pid() : -1;
 }
 
 LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
@@ -404,7 +383,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
   const auto start = Clock::now();
   try {
     impl_->prepare(s, used);
-    s.worker.channel.send(FrameType::launch, encode_launch(spec));
+    s.worker.channel.send(GpuWorkerFrame::launch, encode_launch(spec));
   } catch (const Error& e) {
     impl_->note_failure(s, e.what());
     impl_->reap_worker(s);
@@ -413,28 +392,33 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     return result;
   }
   for (;;) {
-    const auto now = Clock::now();
-    const auto left = spec.deadline == Clock::time_point::max()
-                          ? std::chrono::milliseconds(std::chrono::hours(24 * 365))
-                          : std::chrono::ceil<std::chrono::milliseconds>(spec.deadline - now);
-    std::optional<Frame> reply;
-    try {
-      reply = s.worker.channel.receive(std::max(left, std::chrono::milliseconds(0)));
-    } catch (const Error&) {
-      const std::string how = impl_->reap_worker(s);
-      const std::string why = "the worker process for GPU " + std::to_string(spec.device) + " " + how +
-                              " during the launch";
+    auto worker_failed = [&](const std::string& why) {
       impl_->note_failure(s, why);
       result.status = LaunchStatus::failed;
       result.message = why;
       result.suspect_buffers = suspects();
+    };
+    const std::string gpu = "the GPU worker for GPU " + std::to_string(spec.device);
+    ipc::Received reply;
+    try {
+      reply = s.worker.channel.receive(spec.deadline);  // time_point::max(): no deadline
+    } catch (const ipc::ChannelError& e) {
+      if (e.failure() != ipc::ChannelError::Failure::truncated) {  // it broke the protocol
+        impl_->stop_worker(s, false);
+        worker_failed(gpu + " sent a broken reply during the launch and was ended: " + e.detail());
+        break;
+      }
+      reply.status = ipc::ReceiveStatus::closed;  // a reply cut off: it died while writing it
+    }
+    if (reply.status == ipc::ReceiveStatus::closed) {  // a crash during the launch
+      worker_failed(gpu + " ended (" + impl_->reap_worker(s) + ") during the launch");
       break;
     }
-    if (!reply) {
+    if (reply.status == ipc::ReceiveStatus::timed_out) {
       // Past the deadline: the kernel cannot be stopped, its process can.
       impl_->stop_worker(s, false);
       s.kills.fetch_add(1);
-      const std::string why = "job " + std::to_string(spec.job_id) + " ran past its deadline; its worker process "
+      const std::string why = "job " + std::to_string(spec.job_id) + " ran past its deadline; its GPU worker "
                               "was ended to stop the kernel (nothing else can stop a running kernel)";
       impl_->note_failure(s, why);
       result.status = LaunchStatus::timed_out;
@@ -443,15 +427,16 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
       result.suspect_buffers = suspects();
       break;
     }
-    if (reply->type == FrameType::error) {
-      FrameReader r(reply->payload);
+    const auto type = reply.frame.type_as<GpuWorkerFrame>();
+    if (type == GpuWorkerFrame::error) {
+      PayloadReader r(reply.frame.payload);
       result.status = LaunchStatus::failed;
       result.error_name = r.bytes();
       result.message = r.bytes();
       break;
     }
-    if (reply->type != FrameType::launch_done) continue;
-    LaunchOutcome o = decode_outcome(reply->payload);
+    if (type != GpuWorkerFrame::launch_done) continue;
+    LaunchOutcome o = decode_outcome(reply.frame.payload);
     result.status = o.status;
     result.error_name = o.error_name;
     result.message = o.message;

@@ -1,6 +1,6 @@
 #include "support/process.hpp"
 
-#include <sys/wait.h>
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -9,7 +9,8 @@
 #include <sstream>
 #include <stdexcept>
 
-extern char** environ;
+#include "kiln/driver/error.hpp"
+#include "kiln/ipc/spawn.hpp"
 
 namespace kiln::testing {
 namespace {
@@ -21,36 +22,35 @@ std::string slurp(const std::string& path) {
   return s.str();
 }
 
-std::string temp_file() {
+// A new empty file, open for writing (close-on-exec here; mapped onto the child's 1 or 2).
+std::pair<std::string, ipc::UniqueFd> temp_file() {
   char name[] = "/tmp/kiln-test-XXXXXX";
-  int fd = mkstemp(name);
-  if (fd < 0) throw std::runtime_error("mkstemp failed");
-  close(fd);
-  return name;
+  ipc::UniqueFd fd(::mkostemp(name, O_CLOEXEC));
+  if (!fd) throw std::runtime_error("mkstemp failed");
+  return {name, std::move(fd)};
 }
 
 }  // namespace
 
 ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
-  const std::string out_path = temp_file(), err_path = temp_file();
-  pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    for (const auto& name : options.unset_env) unsetenv(name.c_str());
-    for (const auto& [name, value] : options.set_env) setenv(name.c_str(), value.c_str(), 1);
-    if (!freopen(out_path.c_str(), "w", stdout) || !freopen(err_path.c_str(), "w", stderr)) _exit(126);
-    std::vector<char*> args;
-    for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-    args.push_back(nullptr);
-    execvp(args[0], args.data());
-    _exit(127);
-  }
-  int status = 0;
-  waitpid(pid, &status, 0);
+  auto [out_path, out] = temp_file();
+  auto [err_path, err] = temp_file();
+  ipc::SpawnOptions spawn;
+  spawn.program = argv.at(0);
+  spawn.search_path = true;  // as execvp: "nvidia-smi" is looked up in $PATH
+  spawn.arguments.assign(argv.begin() + 1, argv.end());
+  spawn.fds = {{1, out.get()}, {2, err.get()}};
+  for (const auto& name : options.unset_env) spawn.environment[name] = std::nullopt;
+  for (const auto& [name, value] : options.set_env) spawn.environment[name] = value;
   ProcessResult r;
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-  r.out = slurp(out_path);
-  r.err = slurp(err_path);
+  try {
+    r.exit_code = ipc::spawn(spawn).wait().shell_code();
+    r.out = slurp(out_path);
+    r.err = slurp(err_path);
+  } catch (const Error& e) {
+    r.exit_code = 127;  // what a shell answers for a program it cannot run
+    r.err = e.what();
+  }
   std::remove(out_path.c_str());
   std::remove(err_path.c_str());
   return r;

@@ -1,6 +1,7 @@
 // kiln-compile-worker: the child process behind jit::CompileWorker. It runs NVRTC compiles sent
 // over the socket it inherits as `--fd N`, until its owner closes that socket. Not meant to be run
-// by hand: the owner starts it (with fork + exec, optionally without ASLR) and talks to it.
+// by hand: the owner starts it (ipc::spawn, optionally without ASLR) and talks to it over an
+// ipc::Channel.
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>

@@ -1,11 +1,13 @@
-// kiln-worker: the per-GPU worker process of kilnd. Started by the supervisor (fork+exec) with its
-// end of a Unix socket at a known descriptor; not meant to be run by hand.
+// kiln-worker: the GPU worker of kilnd, one process per GPU. Started by the supervisor
+// (WorkerPool, through ipc::spawn) with its end of a Unix socket at a known descriptor; not meant
+// to be run by hand.
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <unistd.h>
 
-#include "kiln/service/worker.hpp"
+#include "kiln/service/gpu_worker.hpp"
 
 int main(int argc, char** argv) {
   int socket_fd = -1, device = -1;
@@ -18,5 +20,7 @@ int main(int argc, char** argv) {
     std::cerr << "usage: kiln-worker --socket FD --device ORDINAL (started by kilnd, not by hand)\n";
     return 2;
   }
-  return kiln::service::run_worker(kiln::service::Channel(socket_fd), device);
+  const std::string supervisor = "the GPU worker's supervisor (pid " + std::to_string(::getppid()) + ")";
+  return kiln::service::serve_gpu_worker(
+      kiln::ipc::Channel(kiln::ipc::UniqueFd(socket_fd), kiln::service::gpu_worker_channel(supervisor)), device);
 }

@@ -1,5 +1,6 @@
-// jit::CompileWorker: one long-lived child process (fork + exec of kiln's small worker binary,
-// never a bare fork) that runs NVRTC compiles sent to it over a Unix socket. It exists because
+// jit::CompileWorker: one long-lived child process (kiln's small worker binary, started with
+// ipc::spawn: fork+exec semantics, never a bare fork) that runs NVRTC compiles sent to it over an
+// ipc::Channel. It exists because
 // NVRTC cannot be cancelled: a compile with a time limit that runs past it is ended by killing the
 // process, and the next compile starts a new one. A long-lived worker also keeps NVRTC's automatic
 // precompiled-header heap between programs, and, started with `disable_aslr`, can load PCH files
@@ -26,6 +27,8 @@
 #include <string>
 #include <vector>
 
+#include "kiln/ipc/channel.hpp"
+#include "kiln/ipc/child_process.hpp"
 #include "kiln/jit/compiler.hpp"
 #include "kiln/jit/program.hpp"
 #include "kiln/jit/target.hpp"
@@ -53,8 +56,9 @@ struct CompileWorkerOptions {
 
 class CompileWorker {
  public:
-  // Starts the process. Throws kiln::Error naming the executable when it is missing, cannot run,
-  // speaks another protocol version, or cannot have ASLR disabled as asked.
+  // Starts the process. Throws kiln::Error naming the executable when it is missing, cannot run
+  // (the path and errno of the failed exec), speaks another protocol version, or cannot have ASLR
+  // disabled as asked.
   explicit CompileWorker(CompileWorkerOptions options = {});
   ~CompileWorker();  // closes the socket, lets the process exit, kills it after a grace period
   CompileWorker(const CompileWorker&) = delete;
@@ -95,16 +99,20 @@ class CompileWorker {
 
   const CompileWorkerOptions options_;
   std::filesystem::path executable_;
-  std::mutex mutex_;  // one compile at a time; guards socket_ and the process
-  int socket_ = -1;
-  std::atomic<pid_t> pid_{0};
+  std::mutex mutex_;  // one compile at a time; guards channel_ and process_
+  ipc::Channel channel_;
+  ipc::ChildProcess process_;
+  std::atomic<pid_t> pid_{0};  // process_.pid(), readable without the mutex
   std::atomic<bool> compiling_{false}, aslr_disabled_{false};
   std::atomic<std::uint64_t> starts_{0}, kills_{0}, deaths_{0};
 };
 
 // The worker's side: loads NVRTC and runs one empty compile (NVRTC's first compile in a process
 // pays for its own start-up, which must not count against a time limit), reports ready, then
-// answers compile requests on the connected socket `fd`. kiln-compile-worker's main is this call; it returns the process's exit status once the other end closes the socket.
+// answers compile requests on the connected socket `fd` (which it takes ownership of).
+// kiln-compile-worker's main is this call; it returns the process's exit status once the other end
+// closes the socket: 0, or 1 (a reply could not be sent), 2 (a broken or unexpected frame),
+// 3 (out of memory).
 // A no-ASLR worker instead ends there with _exit(0), without exit handlers: NVRTC deletes the
 // automatic PCH files a process created when it exits normally, and the next no-ASLR worker should
 // find them.

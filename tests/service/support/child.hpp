@@ -3,8 +3,6 @@
 #pragma once
 
 #include <signal.h>
-#include <sys/prctl.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -14,39 +12,34 @@
 #include <string>
 #include <vector>
 
+#include "kiln/ipc/pipe.hpp"
+#include "kiln/ipc/spawn.hpp"
+
 namespace kiln::testing {
 
 class Child {
  public:
   // `with_stderr`: the child's standard error is read too, interleaved with its output.
   explicit Child(const std::vector<std::string>& argv, bool with_stderr = false) {
-    int fds[2];
-    if (pipe(fds) != 0) throw std::runtime_error("pipe failed");
-    pid_ = fork();
-    if (pid_ == 0) {
-      // Dies with the test even when the test crashes: a survivor would hold ctest's output pipe
-      // open and keep ctest waiting.
-      prctl(PR_SET_PDEATHSIG, SIGKILL);
-      dup2(fds[1], STDOUT_FILENO);
-      if (with_stderr) dup2(fds[1], STDERR_FILENO);
-      close(fds[0]);
-      close(fds[1]);
-      std::vector<char*> args;
-      for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
-      args.push_back(nullptr);
-      execv(args[0], args.data());
-      _exit(127);
-    }
-    close(fds[1]);
-    out_ = fdopen(fds[0], "r");
+    ipc::Pipe out = ipc::Pipe::create();
+    ipc::SpawnOptions o;
+    o.program = argv.at(0);
+    o.arguments.assign(argv.begin() + 1, argv.end());
+    o.fds = {{STDOUT_FILENO, out.write.get()}};
+    if (with_stderr) o.fds.push_back({STDERR_FILENO, out.write.get()});
+    // Dies with the test even when the test crashes: a survivor would hold ctest's output pipe
+    // open and keep ctest waiting. (Tests start children from their main thread, which lives as
+    // long as the test process.)
+    o.parent_death_signal = SIGKILL;
+    process_ = ipc::spawn(o);
+    out_ = ::fdopen(out.read.release(), "r");
   }
   ~Child() {
-    if (pid_ > 0) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
+    process_.kill_and_wait();
     if (out_) fclose(out_);
   }
+  Child(const Child&) = delete;
+  Child& operator=(const Child&) = delete;
   // The next line of output, or nullopt at end of output.
   std::optional<std::string> line() {
     char buffer[4096];
@@ -64,23 +57,16 @@ class Child {
     }
     return {};
   }
-  pid_t pid() const noexcept { return pid_; }
+  pid_t pid() const noexcept { return process_.pid(); }
   // SIGKILL, as a crash or the OOM killer would end it: no clean-up runs.
-  void kill_now() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    pid_ = -1;
-  }
+  void kill_now() { process_.kill_and_wait(); }
   int terminate() {
-    kill(pid_, SIGTERM);
-    int status = 0;
-    waitpid(pid_, &status, 0);
-    pid_ = -1;
-    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    process_.kill(SIGTERM);
+    return process_.wait().shell_code();
   }
 
  private:
-  pid_t pid_ = -1;
+  ipc::ChildProcess process_;
   FILE* out_ = nullptr;
 };
 

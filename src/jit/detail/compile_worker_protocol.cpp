@@ -1,21 +1,9 @@
-#include "jit/detail/worker_protocol.hpp"
-
-#include <poll.h>
-#include <sys/socket.h>
-#include <unistd.h>
-
-#include <cerrno>
-#include <cstring>
+#include "jit/detail/compile_worker_protocol.hpp"
 
 #include "jit/detail/byte_io.hpp"
 
 namespace kiln::jit::detail {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-constexpr std::uint32_t kFrameMagic = 0x3157434b;  // "KCW1"
-constexpr std::size_t kFrameHeaderSize = 4 + 1 + 8;
 
 enum class ReplyKind : std::uint8_t { result = 0, error = 1 };
 
@@ -81,71 +69,18 @@ std::vector<Diagnostic> get_diagnostics(ByteReader& r) {
   return diagnostics;
 }
 
-// Waits until `fd` is readable or the deadline passes. False on timeout.
-bool wait_readable(int fd, std::optional<Clock::time_point> deadline) {
-  for (;;) {
-    int timeout_ms = -1;
-    if (deadline) {
-      const auto left = std::chrono::ceil<std::chrono::milliseconds>(*deadline - Clock::now()).count();
-      if (left <= 0) return false;
-      timeout_ms = static_cast<int>(std::min<long long>(left, 1 << 30));
-    }
-    pollfd p{fd, POLLIN, 0};
-    const int n = ::poll(&p, 1, timeout_ms);
-    if (n > 0) return true;  // readable, or hung up: recv reports which
-    if (n < 0 && errno != EINTR) return true;  // let recv surface the error
-  }
-}
-
-// Reads exactly `size` bytes. ok, timed_out, or closed (EOF or a socket error).
-ReadStatus read_exact(int fd, char* data, std::size_t size, std::optional<Clock::time_point> deadline) {
-  while (size > 0) {
-    if (!wait_readable(fd, deadline)) return ReadStatus::timed_out;
-    const ssize_t n = ::recv(fd, data, size, 0);
-    if (n > 0) {
-      data += n;
-      size -= static_cast<std::size_t>(n);
-    } else if (n == 0 || (errno != EINTR && errno != EAGAIN)) {
-      return ReadStatus::closed;
-    }
-  }
-  return ReadStatus::ok;
-}
-
 }  // namespace
 
-bool write_frame(int fd, FrameType type, std::string_view payload) noexcept {
-  std::string header;
-  put<std::uint32_t>(header, kFrameMagic);
-  put<std::uint8_t>(header, static_cast<std::uint8_t>(type));
-  put<std::uint64_t>(header, payload.size());
-  for (std::string_view part : {std::string_view(header), payload}) {
-    while (!part.empty()) {
-      const ssize_t n = ::send(fd, part.data(), part.size(), MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EINTR) continue;
-        return false;
-      }
-      part.remove_prefix(static_cast<std::size_t>(n));
-    }
-  }
-  return true;
+ipc::ChannelOptions compile_worker_channel(std::string peer) {
+  ipc::ChannelOptions o;
+  o.peer = std::move(peer);
+  o.max_frame_bytes = kMaxCompileWorkerFrameBytes;
+  o.first_type = static_cast<std::uint32_t>(CompileWorkerFrame::hello);
+  o.last_type = static_cast<std::uint32_t>(CompileWorkerFrame::compile_response);
+  return o;
 }
 
-ReadStatus read_frame(int fd, std::optional<Clock::time_point> deadline, Frame& frame) {
-  char header[kFrameHeaderSize];
-  if (auto s = read_exact(fd, header, sizeof header, deadline); s != ReadStatus::ok) return s;
-  ByteReader r(std::string_view(header, sizeof header));
-  const auto magic = r.get<std::uint32_t>();
-  const auto type = r.get<std::uint8_t>();
-  const auto size = r.get<std::uint64_t>();
-  if (magic != kFrameMagic || type < 1 || type > 3 || size > kMaxFrameBytes) return ReadStatus::malformed;
-  frame.type = static_cast<FrameType>(type);
-  frame.payload.resize(size);
-  return read_exact(fd, frame.payload.data(), size, deadline);
-}
-
-std::string encode_hello(const WorkerHello& hello) {
+std::string encode_hello(const CompileWorkerHello& hello) {
   std::string out;
   put<std::uint32_t>(out, hello.protocol_version);
   put<std::int32_t>(out, hello.pid);
@@ -153,9 +88,9 @@ std::string encode_hello(const WorkerHello& hello) {
   return out;
 }
 
-std::optional<WorkerHello> decode_hello(std::string_view bytes) {
+std::optional<CompileWorkerHello> decode_hello(std::string_view bytes) {
   ByteReader r(bytes);
-  WorkerHello h;
+  CompileWorkerHello h;
   h.protocol_version = r.get<std::uint32_t>();
   h.pid = r.get<std::int32_t>();
   h.aslr_disabled = r.get<std::uint8_t>() != 0;

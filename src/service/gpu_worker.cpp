@@ -1,10 +1,8 @@
-#include "kiln/service/worker.hpp"
+#include "kiln/service/gpu_worker.hpp"
 
 #include <chrono>
 #include <map>
 #include <unordered_map>
-
-#include <unistd.h>
 
 #include "kiln/core/launch.hpp"
 #include "kiln/core/device.hpp"
@@ -18,7 +16,7 @@ namespace kiln::service {
 // ---- frames
 
 std::string encode_launch(const LaunchSpec& s) {
-  FrameWriter w;
+  PayloadWriter w;
   w.u64(s.job_id).bytes(s.tenant).bytes(s.image_key).bytes(s.image ? std::string_view(*s.image) : std::string_view());
   w.bytes(s.kernel);
   for (unsigned v : s.grid) w.u32(v);
@@ -36,7 +34,7 @@ std::string encode_launch(const LaunchSpec& s) {
 }
 
 LaunchSpec decode_launch(std::string_view payload) {
-  FrameReader r(payload);
+  PayloadReader r(payload);
   LaunchSpec s;
   s.job_id = r.u64();
   s.tenant = r.bytes();
@@ -48,12 +46,12 @@ LaunchSpec decode_launch(std::string_view payload) {
   s.shared_bytes = r.u32();
   s.device = static_cast<int>(r.u32());
   const std::uint32_t n = r.u32();
-  if (n > 4096) throw Error(Errc::invalid_argument, "worker protocol: " + std::to_string(n) + " arguments");
+  if (n > 4096) throw Error(Errc::invalid_argument, "GPU worker protocol: " + std::to_string(n) + " arguments");
   for (std::uint32_t i = 0; i < n; ++i) {
     if (r.u8() == 0) {
       const auto type = r.u8();
       if (type > static_cast<std::uint8_t>(ScalarArgument::Type::f64))
-        throw Error(Errc::invalid_argument, "worker protocol: unknown scalar type " + std::to_string(type));
+        throw Error(Errc::invalid_argument, "GPU worker protocol: unknown scalar type " + std::to_string(type));
       s.arguments.emplace_back(ScalarArgument{static_cast<ScalarArgument::Type>(type), r.u64()});
     } else {
       BufferArgument b;
@@ -62,18 +60,18 @@ LaunchSpec decode_launch(std::string_view payload) {
       s.arguments.emplace_back(b);
     }
   }
-  if (!r.done()) throw Error(Errc::invalid_argument, "worker protocol: trailing bytes after a launch");
+  if (!r.done()) throw Error(Errc::invalid_argument, "GPU worker protocol: trailing bytes after a launch");
   return s;
 }
 
 std::string encode_outcome(const LaunchOutcome& o) {
-  FrameWriter w;
+  PayloadWriter w;
   w.u64(o.job_id).u8(static_cast<std::uint8_t>(o.status)).bytes(o.error_name).bytes(o.message).u8(o.sticky).f64(o.elapsed_ms);
   return w.take();
 }
 
 LaunchOutcome decode_outcome(std::string_view payload) {
-  FrameReader r(payload);
+  PayloadReader r(payload);
   LaunchOutcome o;
   o.job_id = r.u64();
   o.status = static_cast<LaunchStatus>(r.u8());
@@ -146,52 +144,61 @@ LaunchOutcome run_launch(WorkerState& w, const LaunchSpec& spec) {
 
 }  // namespace
 
-int run_worker(Channel channel, int device) {
+int serve_gpu_worker(ipc::Channel channel, int device) {
   WorkerState w;
   w.device = device;
+  auto report = [&](const Error& e) {
+    channel.send(GpuWorkerFrame::error, PayloadWriter().bytes(e.name()).bytes(e.what()).take());
+  };
   try {
-    core::Device dev = core::Device::get(device);
-    w.context = dev.primary_context();
-    w.context.make_current();
-    w.stream = core::Stream::create(w.context);
-    channel.send(FrameType::ready, FrameWriter().bytes(dev.name()).take());
-  } catch (const Error& e) {
-    channel.send(FrameType::error, FrameWriter().bytes(e.name()).bytes(e.what()).take());
-    return 1;
-  }
-  for (;;) {
-    Frame f;
     try {
-      f = channel.receive();
-    } catch (const Error&) {
-      return 0;  // the supervisor went away: nothing left to serve
-    }
-    try {
-      switch (f.type) {
-        case FrameType::import_buffer: {
-          FrameReader r(f.payload);
-          const BufferId id = r.u64();
-          const std::size_t size = r.u64();
-          if (f.fd < 0) throw Error(Errc::invalid_argument, "import of buffer " + std::to_string(id) + " came without a descriptor");
-          const int fd = std::exchange(f.fd, -1);
-          w.buffers.insert_or_assign(id, VmmAllocation::import(device, fd, size));
-          break;
-        }
-        case FrameType::release_buffer: w.buffers.erase(FrameReader(f.payload).u64()); break;
-        case FrameType::launch: {
-          LaunchOutcome o = run_launch(w, decode_launch(f.payload));
-          channel.send(FrameType::launch_done, encode_outcome(o));
-          if (o.sticky) return 3;  // the context is poisoned: only a new process recovers
-          break;
-        }
-        case FrameType::shutdown: return 0;
-        default: throw Error(Errc::invalid_argument, "worker protocol: unexpected frame type " + std::to_string(int(f.type)));
-      }
+      core::Device dev = core::Device::get(device);
+      w.context = dev.primary_context();
+      w.context.make_current();
+      w.stream = core::Stream::create(w.context);
+      channel.send(GpuWorkerFrame::ready, PayloadWriter().bytes(dev.name()).take());
+    } catch (const ipc::ChannelError&) {
+      throw;
     } catch (const Error& e) {
-      if (f.fd >= 0) ::close(f.fd);
-      channel.send(FrameType::error, FrameWriter().bytes(e.name()).bytes(e.what()).take());
-      if (e.sticky()) return 3;
+      report(e);
+      return 1;
     }
+    for (;;) {
+      ipc::Received r = channel.receive();
+      if (!r) return 0;  // the supervisor went away: nothing left to serve
+      ipc::Frame& f = r.frame;
+      try {
+        switch (f.type_as<GpuWorkerFrame>()) {
+          case GpuWorkerFrame::import_buffer: {
+            PayloadReader p(f.payload);
+            const BufferId id = p.u64();
+            const std::size_t size = p.u64();
+            if (f.fds.size() != 1)
+              throw Error(Errc::invalid_argument, "import of buffer " + std::to_string(id) + " came with " +
+                                                      std::to_string(f.fds.size()) + " descriptors, not 1");
+            w.buffers.insert_or_assign(id, VmmAllocation::import(device, f.fds[0].release(), size));
+            break;
+          }
+          case GpuWorkerFrame::release_buffer: w.buffers.erase(PayloadReader(f.payload).u64()); break;
+          case GpuWorkerFrame::launch: {
+            LaunchOutcome o = run_launch(w, decode_launch(f.payload));
+            channel.send(GpuWorkerFrame::launch_done, encode_outcome(o));
+            if (o.sticky) return 3;  // the context is poisoned: only a new process recovers
+            break;
+          }
+          case GpuWorkerFrame::shutdown: return 0;
+          default:
+            throw Error(Errc::invalid_argument, "GPU worker protocol: unexpected frame type " + std::to_string(f.type));
+        }
+      } catch (const ipc::ChannelError&) {
+        throw;
+      } catch (const Error& e) {
+        report(e);  // the frame's descriptors (if any) close with it
+        if (e.sticky()) return 3;
+      }
+    }
+  } catch (const ipc::ChannelError& e) {
+    return e.failure() == ipc::ChannelError::Failure::closed ? 0 : 2;
   }
 }
 
