@@ -180,6 +180,24 @@ std::optional<JobSnapshot> Scheduler::wait(JobId id, std::string_view tenant, st
   return snapshot(id, *job);
 }
 
+std::vector<JobSnapshot> Scheduler::list(std::string_view tenant, JobId after, std::size_t limit) {
+  std::vector<std::pair<JobId, std::shared_ptr<Job>>> mine;
+  for (Shard& shard : shards_) {
+    std::lock_guard lock(shard.mutex);
+    for (const auto& [id, job] : shard.jobs)
+      if (id > after && job->spec.tenant == tenant) mine.emplace_back(id, job);
+  }
+  std::sort(mine.begin(), mine.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+  if (mine.size() > limit) mine.resize(limit);
+  std::vector<JobSnapshot> out;
+  out.reserve(mine.size());
+  for (auto& [id, job] : mine) {
+    std::lock_guard lock(job->mutex);
+    out.push_back(snapshot(id, *job));
+  }
+  return out;
+}
+
 void Scheduler::finish(Job& job, JobOutcome outcome, LaunchResult result) {
   const int device = job.spec.device;
   const JobId id = job.spec.job_id;

@@ -10,18 +10,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "detail/buffer_registry.hpp"
-#include "detail/compile_gate.hpp"
-#include "detail/kernel_build.hpp"
-#include "detail/cluster_compiles.hpp"
+#include "core/service_core.hpp"
 #include "detail/error_body.hpp"
-#include "detail/kernel_registry.hpp"
 #include "detail/routes.hpp"
 #include "kiln/driver/error.hpp"
-#include "kiln/jit/kernel_cache.hpp"
-#include "kiln/memory/out_of_memory.hpp"
-#include "kiln/service/in_process_queue.hpp"
-#include "kiln/service/metrics.hpp"
 #include "kiln/service/requests.hpp"
 #include "kiln/service/scheduler.hpp"
 
@@ -163,52 +155,69 @@ int status_of(const JobSnapshot& s) {
   return 500;
 }
 
-jit::KernelCacheOptions cache_options(const ServiceConfig& config) {
-  jit::KernelCacheOptions o;
-  o.memory_bytes = config.cache_memory_bytes;
-  o.disk.directory = config.cache_dir;
-  o.policy = config.source_policy;
-  if (config.compile_workers > 0) {
-    o.compile_worker = jit::CompileWorkerOptions{};
-    try {
-      o.compile_worker->executable = jit::CompileWorker::default_executable();
-    } catch (const Error& e) {
-      throw Error(Errc::invalid_argument, e.detail() + "; kilnd compiles in compile worker processes by default "
-                                                       "(compile_workers), or set compile_workers, "
-                                                       "source_policy.max_compile_time_ms and max_compile_memory_bytes "
-                                                       "to 0 to compile in its own process");
-    }
-    o.compile_worker_processes = config.compile_workers;
+// A core error as an HTTP answer: the status and code the API documents for its kind, the error
+// body of src/service/detail/error_body.*, and the kind's members (a rule, a field, details).
+void send_service_error(Response& res, const core::ServiceError& e) {
+  using core::ErrorKind;
+  json extra = e.details.is_object() ? e.details : json::object();
+  int status = 500;
+  std::string_view code = "internal";
+  switch (e.kind) {
+    case ErrorKind::not_found: status = 404, code = "not_found"; break;
+    case ErrorKind::invalid_argument: status = 400, code = "bad_request"; break;
+    case ErrorKind::too_large: status = 413, code = "payload_too_large"; break;
+    case ErrorKind::policy: status = 422, code = "source_policy"; break;
+    case ErrorKind::compile_failed: status = 422, code = "compile_failed"; break;
+    case ErrorKind::too_many_kernels: status = 429, code = "too_many_kernels"; break;
+    case ErrorKind::too_many_compiles: status = 429, code = "too_many_compiles"; break;
+    case ErrorKind::compile_busy:
+      status = 503, code = "compile_busy";
+      res.set_header("Retry-After", "1");
+      break;
+    case ErrorKind::compile_pending: status = 504, code = "compile_pending"; break;
+    case ErrorKind::queue_full: status = 429, code = "queue_full"; break;
+    case ErrorKind::shutting_down: status = 503, code = "shutting_down"; break;
+    case ErrorKind::out_of_memory: status = 507, code = "out_of_memory"; break;
+    case ErrorKind::out_of_host_memory: status = 503, code = "out_of_host_memory"; break;
+    case ErrorKind::unavailable: status = 503, code = "no_gpu"; break;
+    case ErrorKind::internal: status = 500, code = "internal"; break;
   }
-  return o;
+  if (!e.rule.empty()) extra["rule"] = e.rule;
+  if (!e.field.empty()) extra["field"] = e.field;
+  send_error(res, status, code, e.message, extra.empty() ? json(nullptr) : extra);
 }
 
-detail::CompileGateLimits gate_limits(const ServiceConfig& config) {
-  const unsigned slots = config.compile_workers > 0 ? config.compile_workers : std::max(1u, std::thread::hardware_concurrency());
-  return {slots, compiles_per_tenant(config), config.max_queued_compiles_per_tenant};
+// ?after= and ?limit= of a list route (limit above core::kMaxPageSize is cut to it), or nullopt
+// with a 400 sent.
+std::optional<core::PageRequest> page_request(const Request& req, Response& res) {
+  auto after = query_number(req, res, "after", 0);
+  if (!after) return std::nullopt;
+  auto limit = query_number(req, res, "limit", core::kDefaultPageSize);
+  if (!limit) return std::nullopt;
+  if (*limit == 0) {
+    send_error(res, 400, "bad_request", "query parameter 'limit': must be at least 1", {{"field", "limit"}});
+    return std::nullopt;
+  }
+  return core::PageRequest{*after, static_cast<std::size_t>(std::min<std::uint64_t>(*limit, core::kMaxPageSize))};
 }
 
-InProcessQueueOptions queue_options(const ServiceConfig& config) {
-  return {config.max_queued_jobs, config.max_queued_jobs_per_tenant, config.aging_step};
+template <class T, class F>
+json page_json(const char* name, const core::Page<T>& page, F item_json) {
+  json items = json::array();
+  for (const T& item : page.items) items.push_back(item_json(item));
+  json body = {{name, items}};
+  body["next_after"] = page.next_after ? json(*page.next_after) : json(nullptr);
+  return body;
 }
 
-}  // namespace
+json kernel_json(const core::KernelInfo& k) {
+  json targets = json::array();
+  for (const core::KernelTarget& t : k.targets) targets.push_back({{"arch", t.arch}, {"kind", t.kind}});
+  return {{"id", k.id}, {"name", k.name}, {"lowered_names", k.lowered_names}, {"targets", targets}};
+}
 
-using detail::CompiledImage;
-using detail::diagnostic_json;
-
-namespace {
-
-bool uses_shared_queue(const ServiceConfig& config) { return !config.queue_url.empty() && config.queue_url != "memory"; }
-
-std::unique_ptr<RedisStreamQueue> shared_queue_for(const ServiceConfig& config) {
-  if (!uses_shared_queue(config)) return nullptr;
-  // Without hiredis the queue's RedisClient refuses to connect, naming the address and the reason.
-  StreamQueueOptions o;
-  o.prefix = config.queue_prefix;
-  o.lease = config.cluster_lease;
-  o.retention = config.job_retention;
-  return std::make_unique<RedisStreamQueue>(parse_redis_url(config.queue_url), o);
+json buffer_json(const core::BufferInfo& b) {
+  return {{"id", b.id}, {"device", b.device}, {"bytes", b.bytes}, {"tag", b.tag}};
 }
 
 }  // namespace
@@ -217,39 +226,17 @@ struct Server::Impl {
   using Handler = void (Impl::*)(const Request&, Response&, const std::string& tenant);
 
   Impl(ServiceConfig c, TokenStore t, GpuBackend& b, std::shared_ptr<const topology::Topology> topo)
-      : config((validate(c), std::move(c))),
-        tokens(std::move(t)),
-        backend(b),
-        cache(cache_options(config)),
-        compile_gate(gate_limits(config)),
-        queue(queue_options(config)),
-        scheduler(backend, queue, metrics,
-                  SchedulerOptions{config.dispatchers_per_device, std::chrono::milliseconds(5000), config.job_retention},
-                  std::move(topo)) {
-    if (shared_queue)
-      cluster = std::make_unique<detail::ClusterCompiles>(
-          *shared_queue, config.node_name.empty() ? detail::default_node_name() : config.node_name,
-          config.cluster_compile_threads, config.cluster_max_deliveries, cache);
+      : tokens(std::move(t)), core(std::move(c), b, std::move(topo)) {
     configure();
   }
 
-  ServiceConfig config;
   TokenStore tokens;
-  GpuBackend& backend;
-  Metrics metrics;
-  jit::KernelCache cache;
-  detail::CompileGate compile_gate;
-  InProcessQueue queue;
-  Scheduler scheduler;
-  detail::KernelRegistry kernels;
-  detail::BufferRegistry buffers;
-  std::unique_ptr<RedisStreamQueue> shared_queue = shared_queue_for(config);  // scale-out only
-  std::unique_ptr<detail::ClusterCompiles> cluster;
+  core::ServiceCore core;
+  const ServiceConfig& config = core.config();
   httplib::Server http;
   std::thread listener;
   std::atomic<int> bound_port{0};
   std::atomic<int> listen_socket{-1};
-  std::atomic<bool> draining{false};
   std::atomic<bool> listener_done{false};
   std::mutex stop_mutex;
   bool stopped = false;
@@ -264,33 +251,35 @@ struct Server::Impl {
   // request's body is left unread).
   std::optional<std::string> authenticate(const Request& req, Response& res, bool body_unread);
   bool json_size_ok(const Request& req, Response& res);
-  RequestLimits request_limits() const { return {config.max_launch_arguments, config.max_json_depth, config.max_json_values}; }
-  std::string why_not_ready(const std::vector<DeviceStatus>& devices);
-  const CompiledImage* image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch);
 
   void healthz(const Request&, Response&, const std::string&);
   void readyz(const Request&, Response&, const std::string&);
   void metrics_text(const Request&, Response&, const std::string&);
   void create_kernel(const Request&, Response&, const std::string&);
+  void list_kernels(const Request&, Response&, const std::string&);
   void get_kernel(const Request&, Response&, const std::string&);
   void delete_kernel(const Request&, Response&, const std::string&);
   void create_buffer(const Request&, Response&, const std::string&);
+  void list_buffers(const Request&, Response&, const std::string&);
   void get_buffer(const Request&, Response&, const std::string&);
   void delete_buffer(const Request&, Response&, const std::string&);
   void upload(const Request&, Response&, const std::string&);
   void download(const Request&, Response&, const std::string&);
   void launch(const Request&, Response&, const std::string&);
+  void list_jobs(const Request&, Response&, const std::string&);
   void get_job(const Request&, Response&, const std::string&);
 
   // Each route's handler, in detail::kRouteTable's order, and whether it needs a tenant's token.
   static constexpr std::array<std::pair<Handler, bool>, detail::kRouteTable.size()> kHandlers = {{
       {&Impl::healthz, false},       {&Impl::readyz, false},        {&Impl::metrics_text, false},
-      {&Impl::create_kernel, true},  {&Impl::get_kernel, true},     {&Impl::delete_kernel, true},
-      {&Impl::create_buffer, true},  {&Impl::get_buffer, true},     {&Impl::delete_buffer, true},
-      {&Impl::upload, true},         {&Impl::download, true},       {&Impl::launch, true},
+      {&Impl::create_kernel, true},  {&Impl::list_kernels, true},   {&Impl::get_kernel, true},
+      {&Impl::delete_kernel, true},  {&Impl::create_buffer, true},  {&Impl::list_buffers, true},
+      {&Impl::get_buffer, true},     {&Impl::delete_buffer, true},  {&Impl::upload, true},
+      {&Impl::download, true},       {&Impl::launch, true},         {&Impl::list_jobs, true},
       {&Impl::get_job, true},
   }};
 };
+
 
 void Server::Impl::configure() {
   http.new_task_queue = [n = config.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
@@ -314,7 +303,7 @@ void Server::Impl::configure() {
   // catches everything.
   http.set_logger([this](const Request&, const Response& res) {
     try {
-      metrics.http_answered(res.status);
+      core.http_answered(res.status);
     } catch (...) {
     }
   });
@@ -411,7 +400,7 @@ void Server::Impl::answer(const Request& req, Response& res, const httplib::Cont
       auto who = authenticate(req, res, has_body);  // nothing of an unauthenticated body is read
       if (!who) return;
       tenant = std::move(*who);
-      if (draining.load(std::memory_order_acquire)) {
+      if (core.draining()) {
         if (has_body) send_error_and_close(res, 503, "shutting_down", "the service is shutting down");
         else send_error(res, 503, "shutting_down", "the service is shutting down");
         return;
@@ -498,23 +487,10 @@ std::optional<std::string> Server::Impl::authenticate(const Request& req, Respon
 void Server::Impl::serve(const Request& req, Response& res, Handler handler, const std::string& tenant) {
   try {
     (this->*handler)(req, res, tenant);
-  } catch (const memory::OutOfMemoryError& e) {
-    const memory::MemoryPicture& p = e.picture();
-    send_error(res, 507, "out_of_memory", e.detail(),
-               {{"device", p.device}, {"requested", p.requested}, {"free", p.free}, {"total", p.total},
-                {"in_use", p.in_use}, {"reserved", p.reserved}});
-  } catch (const Error& e) {
-    if (e.is(Errc::driver_not_found) || e.is(Errc::nvrtc_not_found))
-      send_error(res, 503, "no_gpu", e.detail().empty() ? e.what() : e.detail());
-    else if (e.is(Errc::invalid_argument))
-      send_error(res, 400, "bad_request", e.detail());
-    else
-      send_error(res, 500, "internal", e.what(), {{"name", std::string(e.name())}});
-  } catch (const std::bad_alloc&) {
-    send_error(res, 503, "out_of_host_memory", "kilnd could not allocate host memory for this request; retry later");
   } catch (...) {
-    // A bug, not the client's fault; the answer says what was thrown and the server stays up.
-    send_error(res, 500, "internal", "internal error: " + what_of(std::current_exception()));
+    // The core answers typed errors; what is thrown here is the front end's own (or a bug): the
+    // answer says what was thrown and the server stays up.
+    send_service_error(res, core::error_from_exception(std::current_exception()));
   }
 }
 
@@ -526,315 +502,141 @@ bool Server::Impl::json_size_ok(const Request& req, Response& res) {
   return false;
 }
 
-std::string Server::Impl::why_not_ready(const std::vector<DeviceStatus>& devices) {
-  if (devices.empty()) {
-    const std::string reason = backend.unavailable_reason();
-    return "no GPU on this machine: " + (reason.empty() ? "the GPU backend reports no devices" : reason);
-  }
-  std::string why;
-  for (const DeviceStatus& d : devices) {
-    if (d.worker_up && !d.circuit_open) return {};
-    why += (why.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(d.ordinal) + ": " +
-           (!d.worker_up ? "no worker" : "circuit breaker open") + (d.last_failure.empty() ? "" : " (" + d.last_failure + ")");
-  }
-  return "no GPU can take work: " + why;
-}
-
 void Server::Impl::healthz(const Request&, Response& res, const std::string&) {
-  send_json(res, 200, {{"status", draining ? "draining" : "ok"}});
+  send_json(res, 200, {{"status", core.draining() ? "draining" : "ok"}});
 }
 
 void Server::Impl::readyz(const Request&, Response& res, const std::string&) {
-  const std::vector<DeviceStatus> devices = backend.devices();
-  std::string why = draining ? "the service is shutting down" : why_not_ready(devices);
-  json body = {{"ready", why.empty()}, {"devices", json::array()}};
-  for (const DeviceStatus& d : devices) body["devices"].push_back(device_json(d));
-  if (!why.empty()) body["reason"] = why;
-  send_json(res, why.empty() ? 200 : 503, body);
+  const core::Readiness r = core.readiness();
+  json body = {{"ready", r.why_not.empty()}, {"devices", json::array()}};
+  for (const DeviceStatus& d : r.devices) body["devices"].push_back(device_json(d));
+  if (!r.why_not.empty()) body["reason"] = r.why_not;
+  send_json(res, r.why_not.empty() ? 200 : 503, body);
 }
 
 void Server::Impl::metrics_text(const Request&, Response& res, const std::string&) {
-  MetricsInputs in;
-  in.queue_depth = queue.depth();
-  in.jobs_running = scheduler.running();
-  in.devices = backend.devices();
-  in.buffer_bytes_by_device = buffers.bytes_by_device();
-  in.buffer_bytes_by_tenant = buffers.bytes_by_tenant();
-  in.kernels = kernels.size();
-  in.compiles_running = compile_gate.running();
-  in.compiles_waiting = compile_gate.waiting();
-  in.cache = cache.stats();
-  in.ready = !draining && why_not_ready(in.devices).empty();
-  if (cluster) in.cluster = cluster->counters();
   res.status = 200;
-  res.set_content(metrics.render(in), "text/plain; version=0.0.4; charset=utf-8");
+  res.set_content(core.metrics_text(), "text/plain; version=0.0.4; charset=utf-8");
 }
 
 void Server::Impl::create_kernel(const Request& req, Response& res, const std::string& tenant) {
   if (!json_size_ok(req, res)) return;
-  Parsed<KernelRequest> parsed = parse_kernel_request(req.body, request_limits());
+  Parsed<KernelRequest> parsed = parse_kernel_request(req.body, core.request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
-
-  std::set<int> archs;
-  for (const DeviceStatus& d : backend.devices()) archs.insert(d.arch);
-  if (archs.empty()) archs.insert(config.fallback_arch);
-
-  detail::KernelBuild build;
-  std::string compiled_by;
-  if (cluster) {
-    // Any node may compile it; this one waits, holding the client's connection.
-    detail::ClusterCompiles::Outcome outcome = cluster->compile(tenant, req.body, archs, config.max_wait);
-    if (!outcome.build)
-      return send_error(res, 504, "compile_pending",
-                        "compile job " + std::to_string(outcome.job) + " did not finish within max_wait_ms (" +
-                            std::to_string(config.max_wait.count()) + "); the shared queue still holds it",
-                        {{"job", outcome.job}});
-    build = std::move(*outcome.build);
-    compiled_by = outcome.compiled_by;
-  } else {
-    // A kernel every architecture of which is in the memory tier needs no compile slot.
-    bool cached = true;
-    for (int arch : archs)
-      cached = cached && cache.memory().find(cache.key_for(parsed.value().program, detail::target_for_arch(arch))).has_value();
-    std::optional<detail::CompileGate::Admission> admission;
-    if (!cached) {
-      admission.emplace(compile_gate.enter(tenant, Clock::now() + config.max_wait));
-      if (!admission->ticket) {
-        const detail::CompileGateLimits& limits = compile_gate.limits();
-        if (admission->refusal == detail::CompileGate::Refusal::tenant_queue_full)
-          return send_error(res, 429, "too_many_compiles",
-                            "tenant '" + tenant + "' has " + std::to_string(limits.per_tenant) + " compile(s) running and " +
-                                std::to_string(limits.queued_per_tenant) +
-                                " waiting (max_compiles_per_tenant, max_queued_compiles_per_tenant); retry when one ends");
-        res.set_header("Retry-After", "1");
-        return send_error(res, 503, "compile_busy",
-                          "no compile slot came free within max_wait_ms (" + std::to_string(config.max_wait.count()) +
-                              "); every compile worker is busy");
-      }
-    }  // the admission's ticket holds the slot until the build is done
-    build = detail::build_kernel(cache, parsed.value().program, archs);
-  }
-  if (!build.ok()) {
-    json extra = build.error;
-    const std::string code = extra.value("code", "compile_failed"), message = extra.value("message", "");
-    extra.erase("code");
-    extra.erase("message");
-    if (!compiled_by.empty()) extra["compiled_by"] = compiled_by;
-    return send_error(res, build.status, code, message, extra);
-  }
-  detail::RegisteredKernel kernel;
-  kernel.tenant = tenant;
-  kernel.program = std::move(parsed.value().program);
-  for (auto& [arch, artifact] : build.images) {
-    std::string bytes(artifact.image());
-    if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
-    kernel.images[arch] = CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
-  }
-  const json lowered = kernel.images.begin()->second.artifact.lowered_names();
-  const std::string name = kernel.program.name;
-  auto added = kernels.add(std::move(kernel), config.max_kernels_per_tenant);
-  if (!added)
-    return send_error(res, 429, "too_many_kernels",
-                      "tenant '" + tenant + "' holds " + std::to_string(config.max_kernels_per_tenant) +
-                          " kernels (max_kernels_per_tenant); delete some first");
-  res.set_header("Location", "/v1/kernels/" + std::to_string(added->id));
-  json answer = {{"id", added->id}, {"name", name}, {"lowered_names", lowered}, {"targets", build.targets},
-                 {"warnings", build.warnings}};
-  if (!compiled_by.empty()) answer["compiled_by"] = compiled_by;
+  auto k = core.register_kernel(tenant, std::move(parsed.value()), req.body);
+  if (!k) return send_service_error(res, k.error());
+  res.set_header("Location", "/v1/kernels/" + std::to_string(k->id));
+  json answer = {{"id", k->id}, {"name", k->name}, {"lowered_names", k->lowered_names}, {"targets", k->targets},
+                 {"warnings", k->warnings}};
+  if (!k->compiled_by.empty()) answer["compiled_by"] = k->compiled_by;
   send_json(res, 201, answer);
 }
 
+void Server::Impl::list_kernels(const Request& req, Response& res, const std::string& tenant) {
+  auto page = page_request(req, res);
+  if (!page) return;
+  send_json(res, 200, page_json("kernels", core.list_kernels(tenant, *page), kernel_json));
+}
+
 void Server::Impl::get_kernel(const Request& req, Response& res, const std::string& tenant) {
-  auto kernel = kernels.find(path_id(req), tenant);
-  if (!kernel) return send_error(res, 404, "not_found", "kernel " + std::to_string(path_id(req)) + " not found");
-  json targets = json::array();
-  for (const auto& [arch, image] : kernel->images)
-    targets.push_back({{"arch", image.artifact.target().arch_name()}, {"kind", std::string(jit::to_string(image.artifact.kind()))}});
-  send_json(res, 200, {{"id", kernel->id}, {"name", kernel->program.name},
-                       {"lowered_names", kernel->images.begin()->second.artifact.lowered_names()}, {"targets", targets}});
+  auto k = core.kernel(tenant, path_id(req));
+  if (!k) return send_service_error(res, k.error());
+  send_json(res, 200, kernel_json(k.value()));
 }
 
 void Server::Impl::delete_kernel(const Request& req, Response& res, const std::string& tenant) {
-  if (!kernels.remove(path_id(req), tenant))
-    return send_error(res, 404, "not_found", "kernel " + std::to_string(path_id(req)) + " not found");
+  auto done = core.delete_kernel(tenant, path_id(req));
+  if (!done) return send_service_error(res, done.error());
   res.status = 204;
 }
 
 void Server::Impl::create_buffer(const Request& req, Response& res, const std::string& tenant) {
   if (!json_size_ok(req, res)) return;
-  Parsed<BufferRequest> parsed = parse_buffer_request(req.body, request_limits());
+  Parsed<BufferRequest> parsed = parse_buffer_request(req.body, core.request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
-  const BufferRequest& r = parsed.value();
-  if (r.bytes > config.max_buffer_bytes)
-    return send_error(res, 413, "payload_too_large",
-                      "bytes: " + std::to_string(r.bytes) + " exceeds the largest buffer allowed (max_buffer_bytes = " +
-                          std::to_string(config.max_buffer_bytes) + ")");
-  const std::vector<DeviceStatus> devices = backend.devices();
-  if (devices.empty()) throw Error(Errc::driver_not_found, why_not_ready(devices) + "; buffers need a GPU");
-  auto device = std::find_if(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == r.device; });
-  if (device == devices.end())
-    return send_error(res, 400, "bad_request",
-                      "device: " + std::to_string(r.device) + " does not exist (this machine has " +
-                          std::to_string(devices.size()) + " GPU(s))", {{"field", "device"}});
-  admit_buffer(*device, r.bytes, buffers.bytes_on(r.device));
-  const BufferId id = backend.create_buffer(r.device, r.bytes, tenant + (r.tag.empty() ? "" : ":" + r.tag));
-  buffers.add({id, tenant, r.device, r.bytes, r.tag});
-  res.set_header("Location", "/v1/buffers/" + std::to_string(id));
-  send_json(res, 201, {{"id", id}, {"device", r.device}, {"bytes", r.bytes}, {"tag", r.tag}});
+  auto b = core.create_buffer(tenant, parsed.value());
+  if (!b) return send_service_error(res, b.error());
+  res.set_header("Location", "/v1/buffers/" + std::to_string(b->id));
+  send_json(res, 201, buffer_json(b.value()));
+}
+
+void Server::Impl::list_buffers(const Request& req, Response& res, const std::string& tenant) {
+  auto page = page_request(req, res);
+  if (!page) return;
+  send_json(res, 200, page_json("buffers", core.list_buffers(tenant, *page), buffer_json));
 }
 
 void Server::Impl::get_buffer(const Request& req, Response& res, const std::string& tenant) {
-  auto b = buffers.find(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
-  send_json(res, 200, {{"id", b->id}, {"device", b->device}, {"bytes", b->bytes}, {"tag", b->tag}});
+  auto b = core.buffer(tenant, path_id(req));
+  if (!b) return send_service_error(res, b.error());
+  send_json(res, 200, buffer_json(b.value()));
 }
 
 void Server::Impl::delete_buffer(const Request& req, Response& res, const std::string& tenant) {
-  auto b = buffers.remove(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
-  backend.free_buffer(b->id);
+  auto done = core.delete_buffer(tenant, path_id(req));
+  if (!done) return send_service_error(res, done.error());
   res.status = 204;
 }
 
 void Server::Impl::upload(const Request& req, Response& res, const std::string& tenant) {
-  auto b = buffers.find(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
+  // A missing buffer is answered before a malformed offset, as before the core existed.
+  if (auto b = core.buffer(tenant, path_id(req)); !b) return send_service_error(res, b.error());
   auto offset = query_number(req, res, "offset", 0);
   if (!offset) return;
-  if (*offset > b->bytes || req.body.size() > b->bytes - *offset)
-    return send_error(res, 400, "bad_request",
-                      "writing " + std::to_string(req.body.size()) + " bytes at offset " + std::to_string(*offset) +
-                          " overruns buffer " + std::to_string(b->id) + " of " + std::to_string(b->bytes) + " bytes");
-  backend.write_buffer(b->id, *offset, std::as_bytes(std::span(req.body.data(), req.body.size())));
+  auto done = core.write_buffer(tenant, path_id(req), *offset, std::as_bytes(std::span(req.body.data(), req.body.size())));
+  if (!done) return send_service_error(res, done.error());
   send_json(res, 200, {{"written", req.body.size()}, {"offset", *offset}});
 }
 
 void Server::Impl::download(const Request& req, Response& res, const std::string& tenant) {
-  auto b = buffers.find(path_id(req), tenant);
-  if (!b) return send_error(res, 404, "not_found", "buffer " + std::to_string(path_id(req)) + " not found");
+  if (auto b = core.buffer(tenant, path_id(req)); !b) return send_service_error(res, b.error());
   auto offset = query_number(req, res, "offset", 0);
   if (!offset) return;
-  if (*offset > b->bytes)
-    return send_error(res, 400, "bad_request", "offset " + std::to_string(*offset) + " is past the end of buffer " +
-                                                   std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)");
-  auto bytes = query_number(req, res, "bytes", b->bytes - *offset);
-  if (!bytes) return;
-  if (*bytes > b->bytes - *offset)
-    return send_error(res, 400, "bad_request", "reading " + std::to_string(*bytes) + " bytes at offset " +
-                                                   std::to_string(*offset) + " overruns buffer " + std::to_string(b->id) +
-                                                   " of " + std::to_string(b->bytes) + " bytes");
-  if (*bytes > config.max_body_bytes)
-    return send_error(res, 413, "payload_too_large", "reading " + std::to_string(*bytes) +
-                                                         " bytes exceeds max_body_bytes (" + std::to_string(config.max_body_bytes) +
-                                                         "); read in ranges with offset and bytes");
-  const std::vector<std::byte> data = backend.read_buffer(b->id, *offset, *bytes);
+  std::optional<std::uint64_t> bytes;
+  if (req.has_param("bytes")) {
+    bytes = query_number(req, res, "bytes", 0);
+    if (!bytes) return;
+  }
+  auto data = core.read_buffer(tenant, path_id(req), *offset, bytes);
+  if (!data) return send_service_error(res, data.error());
   res.status = 200;
-  res.set_content(std::string(reinterpret_cast<const char*>(data.data()), data.size()), "application/octet-stream");
-}
-
-const CompiledImage* Server::Impl::image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch) {
-  if (auto it = kernel->images.find(arch); it != kernel->images.end()) return &it->second;
-  // A GPU of an architecture the kernel was not compiled for (one came up since): compile now.
-  jit::Artifact artifact = cache.compile(kernel->program, detail::target_for_arch(arch));
-  std::string bytes(artifact.image());
-  if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
-  auto updated = std::make_shared<detail::RegisteredKernel>(*kernel);
-  updated->images[arch] = CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
-  kernels.update(updated);
-  kernel = updated;
-  return &kernel->images.at(arch);
+  res.set_content(std::string(reinterpret_cast<const char*>(data->data()), data->size()), "application/octet-stream");
 }
 
 void Server::Impl::launch(const Request& req, Response& res, const std::string& tenant) {
   const Clock::time_point entered = Clock::now();
   if (!json_size_ok(req, res)) return;
-  Parsed<LaunchRequest> parsed = parse_launch_request(req.body, request_limits());
+  Parsed<LaunchRequest> parsed = parse_launch_request(req.body, core.request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
-  LaunchRequest& r = parsed.value();
-  auto kernel = kernels.find(r.kernel, tenant);
-  if (!kernel) return send_error(res, 404, "not_found", "kernel " + std::to_string(r.kernel) + " not found");
-
-  // A name expression maps to its lowered name; anything else must be a symbol of the image.
-  const auto& lowered = kernel->images.begin()->second.artifact.lowered_names();
-  std::string symbol = r.function;
-  if (auto it = lowered.find(r.function); it != lowered.end()) symbol = it->second;
-  if (!kernel->has_symbol(symbol)) {
-    std::string known;
-    for (const auto& [expr, name] : lowered) known += (known.empty() ? "" : ", ") + expr;
-    return send_error(res, 400, "bad_request",
-                      "function: kernel " + std::to_string(r.kernel) + " has no function '" + r.function + "'" +
-                          (known.empty() ? "" : " (its name expressions: " + known + ")"), {{"field", "function"}});
-  }
-
-  // Buffers: the tenant's own, offsets inside them, all on one GPU, which is the launch's GPU.
-  std::optional<int> device = r.device;
-  for (std::size_t i = 0; i < r.arguments.size(); ++i) {
-    const auto* arg = std::get_if<BufferArgument>(&r.arguments[i]);
-    if (!arg) continue;
-    const std::string field = "arguments[" + std::to_string(i) + "]";
-    auto b = buffers.find(arg->buffer, tenant);
-    if (!b) return send_error(res, 404, "not_found", field + ": buffer " + std::to_string(arg->buffer) + " not found");
-    if (arg->offset >= b->bytes)
-      return send_error(res, 400, "bad_request", field + ": offset " + std::to_string(arg->offset) + " is outside buffer " +
-                                                     std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)");
-    if (device && *device != b->device)
-      return send_error(res, 400, "bad_request", field + ": buffer " + std::to_string(b->id) + " is on device " +
-                                                     std::to_string(b->device) + ", the launch is on device " +
-                                                     std::to_string(*device));
-    device = b->device;
-  }
-  if (r.deadline && *r.deadline > config.max_deadline)
-    return send_error(res, 400, "bad_request", "deadline_ms: " + std::to_string(r.deadline->count()) +
-                                                   " exceeds the service's max_deadline_ms (" +
-                                                   std::to_string(config.max_deadline.count()) + ")");
-
-  LaunchSpec spec;
-  const std::vector<DeviceStatus> devices = backend.devices();
-  spec.device = scheduler.place(device, devices);
-  int arch = config.fallback_arch;
-  for (const DeviceStatus& d : devices)
-    if (d.ordinal == spec.device) arch = d.arch;
-  const CompiledImage* image = image_for(kernel, arch);
-  spec.tenant = tenant;
-  spec.image = image->bytes;
-  spec.image_key = image->artifact.key().hex();
-  spec.kernel = symbol;
-  spec.grid = r.grid;
-  spec.block = r.block;
-  spec.shared_bytes = r.shared_bytes;
-  spec.arguments = std::move(r.arguments);
-  spec.deadline = Clock::now() + r.deadline.value_or(config.default_deadline);
-
-  const Clock::time_point checked = Clock::now();
-  const SubmitResult submitted = scheduler.submit(std::move(spec), r.priority, /*run_here=*/r.wait);
-  switch (submitted.status) {
-    case SubmitStatus::accepted: break;
-    case SubmitStatus::queue_full:
-    case SubmitStatus::tenant_full: return send_error(res, 429, "queue_full", submitted.message);
-    case SubmitStatus::shutting_down: return send_error(res, 503, "shutting_down", submitted.message);
-  }
-  res.set_header("Location", "/v1/jobs/" + std::to_string(submitted.id));
-  const auto snapshot = scheduler.wait(submitted.id, tenant, r.wait ? config.max_wait : std::chrono::milliseconds(0));
+  auto launched = core.launch(tenant, std::move(parsed.value()));
+  if (!launched) return send_service_error(res, launched.error());
+  const core::LaunchOutcome& out = launched.value();
+  res.set_header("Location", "/v1/jobs/" + std::to_string(out.job.id));
   // Where the request's time went, for clients and benchmarks (W3C Server-Timing, milliseconds):
   // checking it (parse, lookups, placement), and from submission to the answer (queue and launch).
   const Clock::time_point answered = Clock::now();
   auto ms = [](Clock::time_point a, Clock::time_point b) { return std::chrono::duration<double, std::milli>(b - a).count(); };
   char timing[128];
-  std::snprintf(timing, sizeof timing, "check;dur=%.3f, run;dur=%.3f, total;dur=%.3f", ms(entered, checked),
-                ms(checked, answered), ms(entered, answered));
+  std::snprintf(timing, sizeof timing, "check;dur=%.3f, run;dur=%.3f, total;dur=%.3f", ms(entered, out.checked),
+                ms(out.checked, answered), ms(entered, answered));
   res.set_header("Server-Timing", timing);
-  send_json(res, r.wait ? status_of(*snapshot) : 202, job_json(*snapshot));
+  send_json(res, out.waited ? status_of(out.job) : 202, job_json(out.job));
+}
+
+void Server::Impl::list_jobs(const Request& req, Response& res, const std::string& tenant) {
+  auto page = page_request(req, res);
+  if (!page) return;
+  send_json(res, 200, page_json("jobs", core.list_jobs(tenant, *page), job_json));
 }
 
 void Server::Impl::get_job(const Request& req, Response& res, const std::string& tenant) {
   auto wait_ms = query_number(req, res, "wait_ms", 0);
   if (!wait_ms) return;
-  const auto wait = std::min<std::chrono::milliseconds>(std::chrono::milliseconds(std::min<std::uint64_t>(*wait_ms, 1u << 30)),
-                                                        config.max_wait);
-  auto snapshot = scheduler.wait(path_id(req), tenant, wait);
-  if (!snapshot) return send_error(res, 404, "not_found", "job " + std::to_string(path_id(req)) + " not found");
-  send_json(res, 200, job_json(*snapshot));
+  auto job = core.job(tenant, path_id(req), std::chrono::milliseconds(std::min<std::uint64_t>(*wait_ms, 1u << 30)));
+  if (!job) return send_service_error(res, job.error());
+  send_json(res, 200, job_json(job.value()));
 }
+
 
 Server::Server(ServiceConfig config, TokenStore tokens, GpuBackend& backend,
                std::shared_ptr<const topology::Topology> topology)
@@ -872,17 +674,11 @@ void Server::stop() noexcept {
   std::lock_guard lock(s.stop_mutex);
   if (s.stopped) return;
   s.stopped = true;
-  s.draining.store(true, std::memory_order_release);
-  s.scheduler.shutdown(s.config.drain_timeout);
+  s.core.begin_drain();
+  s.core.drain_jobs();
   s.http.stop();
   if (s.listener.joinable()) s.listener.join();
-  for (const detail::BufferRecord& b : s.buffers.take_all()) {
-    try {
-      s.backend.free_buffer(b.id);
-    } catch (const std::exception&) {
-      // The backend is going away too (its worker died); nothing more can be freed from here.
-    }
-  }
+  s.core.shutdown();  // frees the buffers once no handler can add one
 }
 
 std::span<const Route> Server::routes() noexcept { return kRoutes; }

@@ -97,6 +97,10 @@ class Scheduler {
   std::optional<JobSnapshot> wait(JobId id, std::string_view tenant, std::chrono::milliseconds timeout);
   std::optional<JobSnapshot> find(JobId id, std::string_view tenant) { return wait(id, tenant, {}); }
 
+  // The tenant's jobs (queued, running, and finished ones still retained) with ids above `after`,
+  // in increasing id order, at most `limit`.
+  std::vector<JobSnapshot> list(std::string_view tenant, JobId after, std::size_t limit);
+
   std::size_t running() const noexcept { return running_.load(std::memory_order_relaxed); }
 
   // Stops accepting, lets queued and running jobs finish for up to `drain`, then cancels what is

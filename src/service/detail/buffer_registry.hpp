@@ -5,6 +5,7 @@
 // launch and transfer run side by side).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <mutex>
@@ -49,6 +50,18 @@ class BufferRegistry {
     if ((by_device_[record.device] -= record.bytes) == 0) by_device_.erase(record.device);
     if ((by_tenant_[record.tenant] -= record.bytes) == 0) by_tenant_.erase(record.tenant);
     return record;
+  }
+  // The tenant's buffers with ids above `after`, in increasing id order, at most `limit`.
+  std::vector<BufferRecord> list(std::string_view tenant, BufferId after, std::size_t limit) const {
+    std::vector<BufferRecord> out;
+    {
+      std::shared_lock lock(mutex_);
+      for (const auto& [id, record] : buffers_)
+        if (id > after && record.tenant == tenant) out.push_back(record);
+    }
+    std::sort(out.begin(), out.end(), [](const BufferRecord& a, const BufferRecord& b) { return a.id < b.id; });
+    if (out.size() > limit) out.resize(limit);
+    return out;
   }
   // Every record, removed (shutdown frees them all).
   std::vector<BufferRecord> take_all() {

@@ -5,6 +5,7 @@
 // launch) run side by side, registration and removal take it alone for a map insert or erase.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <map>
 #include <memory>
@@ -13,6 +14,7 @@
 #include <shared_mutex>
 #include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "kiln/jit/artifact.hpp"
 #include "kiln/jit/program.hpp"
@@ -86,6 +88,19 @@ class KernelRegistry {
     if (--per_tenant_[it->second->tenant] == 0) per_tenant_.erase(it->second->tenant);
     kernels_.erase(it);
     return true;
+  }
+  // The tenant's kernels with ids above `after`, in increasing id order, at most `limit`.
+  std::vector<std::shared_ptr<const RegisteredKernel>> list(std::string_view tenant, std::uint64_t after,
+                                                            std::size_t limit) const {
+    std::vector<std::shared_ptr<const RegisteredKernel>> out;
+    {
+      std::shared_lock lock(mutex_);
+      for (const auto& [id, kernel] : kernels_)
+        if (id > after && kernel->tenant == tenant) out.push_back(kernel);
+    }
+    std::sort(out.begin(), out.end(), [](const auto& a, const auto& b) { return a->id < b->id; });
+    if (out.size() > limit) out.resize(limit);
+    return out;
   }
   std::size_t size() const {
     std::shared_lock lock(mutex_);

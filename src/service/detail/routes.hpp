@@ -32,19 +32,22 @@ struct RouteSpec {
   BodyKind body;
 };
 
-inline constexpr std::array<RouteSpec, 13> kRouteTable = {{
+inline constexpr std::array<RouteSpec, 16> kRouteTable = {{
     {"GET", "/healthz", BodyKind::none},
     {"GET", "/readyz", BodyKind::none},
     {"GET", "/metrics", BodyKind::none},
     {"POST", "/v1/kernels", BodyKind::json},
+    {"GET", "/v1/kernels", BodyKind::none},
     {"GET", "/v1/kernels/{id}", BodyKind::none},
     {"DELETE", "/v1/kernels/{id}", BodyKind::none},
     {"POST", "/v1/buffers", BodyKind::json},
+    {"GET", "/v1/buffers", BodyKind::none},
     {"GET", "/v1/buffers/{id}", BodyKind::none},
     {"DELETE", "/v1/buffers/{id}", BodyKind::none},
     {"PUT", "/v1/buffers/{id}/data", BodyKind::bytes},
     {"GET", "/v1/buffers/{id}/data", BodyKind::none},
     {"POST", "/v1/launches", BodyKind::json},
+    {"GET", "/v1/jobs", BodyKind::none},
     {"GET", "/v1/jobs/{id}", BodyKind::none},
 }};
 

@@ -1,0 +1,516 @@
+#include "core/service_core.hpp"
+
+#include <algorithm>
+#include <set>
+#include <thread>
+
+#include "detail/kernel_build.hpp"
+#include "kiln/driver/error.hpp"
+#include "kiln/memory/out_of_memory.hpp"
+
+namespace kiln::service::core {
+
+namespace {
+
+using nlohmann::json;
+
+jit::KernelCacheOptions cache_options(const ServiceConfig& config) {
+  jit::KernelCacheOptions o;
+  o.memory_bytes = config.cache_memory_bytes;
+  o.disk.directory = config.cache_dir;
+  o.policy = config.source_policy;
+  if (config.compile_workers > 0) {
+    o.compile_worker = jit::CompileWorkerOptions{};
+    try {
+      o.compile_worker->executable = jit::CompileWorker::default_executable();
+    } catch (const Error& e) {
+      throw Error(Errc::invalid_argument, e.detail() + "; kilnd compiles in compile worker processes by default "
+                                                       "(compile_workers), or set compile_workers, "
+                                                       "source_policy.max_compile_time_ms and max_compile_memory_bytes "
+                                                       "to 0 to compile in its own process");
+    }
+    o.compile_worker_processes = config.compile_workers;
+  }
+  return o;
+}
+
+detail::CompileGateLimits gate_limits(const ServiceConfig& config) {
+  const unsigned slots = config.compile_workers > 0 ? config.compile_workers : std::max(1u, std::thread::hardware_concurrency());
+  return {slots, compiles_per_tenant(config), config.max_queued_compiles_per_tenant};
+}
+
+InProcessQueueOptions queue_options(const ServiceConfig& config) {
+  return {config.max_queued_jobs, config.max_queued_jobs_per_tenant, config.aging_step};
+}
+
+bool uses_shared_queue(const ServiceConfig& config) { return !config.queue_url.empty() && config.queue_url != "memory"; }
+
+std::unique_ptr<RedisStreamQueue> shared_queue_for(const ServiceConfig& config) {
+  if (!uses_shared_queue(config)) return nullptr;
+  // Without hiredis the queue's RedisClient refuses to connect, naming the address and the reason.
+  StreamQueueOptions o;
+  o.prefix = config.queue_prefix;
+  o.lease = config.cluster_lease;
+  o.retention = config.job_retention;
+  return std::make_unique<RedisStreamQueue>(parse_redis_url(config.queue_url), o);
+}
+
+const ServiceConfig& validated(const ServiceConfig& c) {
+  validate(c);
+  return c;
+}
+
+ServiceError error(ErrorKind kind, std::string message, std::string field = {}) {
+  ServiceError e;
+  e.kind = kind;
+  e.message = std::move(message);
+  e.field = std::move(field);
+  return e;
+}
+
+ServiceError not_found(std::string_view noun, std::uint64_t id, const std::string& prefix = {}) {
+  return error(ErrorKind::not_found, prefix + std::string(noun) + " " + std::to_string(id) + " not found");
+}
+
+std::size_t page_limit(const PageRequest& page) { return std::clamp<std::size_t>(page.limit, 1, kMaxPageSize); }
+
+template <class T, class Id>
+Page<T> make_page(std::vector<T> items, std::size_t limit, Id id_of) {
+  Page<T> page;
+  if (items.size() > limit) {
+    items.resize(limit);
+    page.next_after = id_of(items.back());
+  }
+  page.items = std::move(items);
+  return page;
+}
+
+KernelInfo info_of(const detail::RegisteredKernel& k) {
+  KernelInfo info;
+  info.id = k.id;
+  info.name = k.program.name;
+  info.lowered_names = k.images.begin()->second.artifact.lowered_names();
+  for (const auto& [arch, image] : k.images)
+    info.targets.push_back({image.artifact.target().arch_name(), std::string(jit::to_string(image.artifact.kind()))});
+  return info;
+}
+
+}  // namespace
+
+std::string_view to_string(ErrorKind kind) noexcept {
+  switch (kind) {
+    case ErrorKind::not_found: return "not_found";
+    case ErrorKind::invalid_argument: return "invalid_argument";
+    case ErrorKind::too_large: return "too_large";
+    case ErrorKind::policy: return "policy";
+    case ErrorKind::compile_failed: return "compile_failed";
+    case ErrorKind::too_many_kernels: return "too_many_kernels";
+    case ErrorKind::too_many_compiles: return "too_many_compiles";
+    case ErrorKind::compile_busy: return "compile_busy";
+    case ErrorKind::compile_pending: return "compile_pending";
+    case ErrorKind::queue_full: return "queue_full";
+    case ErrorKind::shutting_down: return "shutting_down";
+    case ErrorKind::out_of_memory: return "out_of_memory";
+    case ErrorKind::out_of_host_memory: return "out_of_host_memory";
+    case ErrorKind::unavailable: return "unavailable";
+    case ErrorKind::internal: return "internal";
+  }
+  return "internal";
+}
+
+ServiceError error_from_exception(std::exception_ptr ep) noexcept {
+  try {
+    try {
+      std::rethrow_exception(ep);
+    } catch (const memory::OutOfMemoryError& e) {
+      const memory::MemoryPicture& p = e.picture();
+      ServiceError s = error(ErrorKind::out_of_memory, e.detail());
+      s.details = {{"device", p.device}, {"requested", p.requested}, {"free", p.free},
+                   {"total", p.total},   {"in_use", p.in_use},       {"reserved", p.reserved}};
+      return s;
+    } catch (const Error& e) {
+      if (e.is(Errc::driver_not_found) || e.is(Errc::nvrtc_not_found))
+        return error(ErrorKind::unavailable, e.detail().empty() ? e.what() : e.detail());
+      if (e.is(Errc::invalid_argument)) return error(ErrorKind::invalid_argument, e.detail());
+      ServiceError s = error(ErrorKind::internal, e.what());
+      s.details = {{"name", std::string(e.name())}};
+      return s;
+    } catch (const std::bad_alloc&) {
+      return error(ErrorKind::out_of_host_memory, "kilnd could not allocate host memory for this request; retry later");
+    } catch (const std::exception& e) {
+      return error(ErrorKind::internal, std::string("internal error: ") + e.what());
+    } catch (...) {
+      return error(ErrorKind::internal, "internal error: unknown exception");
+    }
+  } catch (...) {
+    ServiceError s;
+    return s;
+  }
+}
+
+template <class T, class F>
+Result<T> ServiceCore::guarded(F&& body) {
+  try {
+    return body();
+  } catch (...) {
+    return error_from_exception(std::current_exception());
+  }
+}
+
+ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_ptr<const topology::Topology> topology)
+    : config_(validated(config)),
+      backend_(backend),
+      cache_(cache_options(config_)),
+      compile_gate_(gate_limits(config_)),
+      queue_(queue_options(config_)),
+      scheduler_(backend_, queue_, metrics_,
+                 SchedulerOptions{config_.dispatchers_per_device, std::chrono::milliseconds(5000), config_.job_retention},
+                 std::move(topology)),
+      shared_queue_(shared_queue_for(config_)) {
+  if (shared_queue_)
+    cluster_ = std::make_unique<detail::ClusterCompiles>(
+        *shared_queue_, config_.node_name.empty() ? detail::default_node_name() : config_.node_name,
+        config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_);
+}
+
+ServiceCore::~ServiceCore() { shutdown(); }
+
+RequestLimits ServiceCore::request_limits() const noexcept {
+  return {config_.max_launch_arguments, config_.max_json_depth, config_.max_json_values};
+}
+
+void ServiceCore::drain_jobs() noexcept {
+  begin_drain();
+  scheduler_.shutdown(config_.drain_timeout);
+}
+
+void ServiceCore::shutdown() noexcept {
+  drain_jobs();
+  for (const detail::BufferRecord& b : buffers_.take_all()) {
+    try {
+      backend_.free_buffer(b.id);
+    } catch (...) {
+      // The backend is going away too (its worker died); nothing more can be freed from here.
+    }
+  }
+}
+
+std::string ServiceCore::why_not_ready(const std::vector<DeviceStatus>& devices) {
+  if (devices.empty()) {
+    const std::string reason = backend_.unavailable_reason();
+    return "no GPU on this machine: " + (reason.empty() ? "the GPU backend reports no devices" : reason);
+  }
+  std::string why;
+  for (const DeviceStatus& d : devices) {
+    if (d.worker_up && !d.circuit_open) return {};
+    why += (why.empty() ? "" : "; ") + std::string("GPU ") + std::to_string(d.ordinal) + ": " +
+           (!d.worker_up ? "no worker" : "circuit breaker open") + (d.last_failure.empty() ? "" : " (" + d.last_failure + ")");
+  }
+  return "no GPU can take work: " + why;
+}
+
+Readiness ServiceCore::readiness() {
+  Readiness r;
+  r.devices = backend_.devices();
+  r.why_not = draining() ? "the service is shutting down" : why_not_ready(r.devices);
+  return r;
+}
+
+std::string ServiceCore::metrics_text() {
+  MetricsInputs in;
+  in.queue_depth = queue_.depth();
+  in.jobs_running = scheduler_.running();
+  in.devices = backend_.devices();
+  in.buffer_bytes_by_device = buffers_.bytes_by_device();
+  in.buffer_bytes_by_tenant = buffers_.bytes_by_tenant();
+  in.kernels = kernels_.size();
+  in.compiles_running = compile_gate_.running();
+  in.compiles_waiting = compile_gate_.waiting();
+  in.cache = cache_.stats();
+  in.ready = !draining() && why_not_ready(in.devices).empty();
+  if (cluster_) in.cluster = cluster_->counters();
+  return metrics_.render(in);
+}
+
+// ---- kernels
+
+Result<KernelRegistration> ServiceCore::register_kernel(const std::string& tenant, KernelRequest request,
+                                                         std::string_view request_body) {
+  return guarded<KernelRegistration>([&] { return register_now(tenant, request, request_body); });
+}
+
+Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, KernelRequest& request,
+                                                     std::string_view request_body) {
+  std::set<int> archs;
+  for (const DeviceStatus& d : backend_.devices()) archs.insert(d.arch);
+  if (archs.empty()) archs.insert(config_.fallback_arch);
+
+  detail::KernelBuild build;
+  std::string compiled_by;
+  if (cluster_) {
+    // Any node may compile it; this one waits.
+    detail::ClusterCompiles::Outcome outcome = cluster_->compile(tenant, std::string(request_body), archs, config_.max_wait);
+    if (!outcome.build) {
+      ServiceError e = error(ErrorKind::compile_pending,
+                             "compile job " + std::to_string(outcome.job) + " did not finish within max_wait_ms (" +
+                                 std::to_string(config_.max_wait.count()) + "); the shared queue still holds it");
+      e.details = {{"job", outcome.job}};
+      return e;
+    }
+    build = std::move(*outcome.build);
+    compiled_by = outcome.compiled_by;
+  } else {
+    // A kernel every architecture of which is in the memory tier needs no compile slot.
+    bool cached = true;
+    for (int arch : archs)
+      cached = cached && cache_.memory().find(cache_.key_for(request.program, detail::target_for_arch(arch))).has_value();
+    std::optional<detail::CompileGate::Admission> admission;
+    if (!cached) {
+      admission.emplace(compile_gate_.enter(tenant, Clock::now() + config_.max_wait));
+      if (!admission->ticket) {
+        const detail::CompileGateLimits& limits = compile_gate_.limits();
+        if (admission->refusal == detail::CompileGate::Refusal::tenant_queue_full)
+          return error(ErrorKind::too_many_compiles,
+                       "tenant '" + tenant + "' has " + std::to_string(limits.per_tenant) + " compile(s) running and " +
+                           std::to_string(limits.queued_per_tenant) +
+                           " waiting (max_compiles_per_tenant, max_queued_compiles_per_tenant); retry when one ends");
+        ServiceError e = error(ErrorKind::compile_busy, "no compile slot came free within max_wait_ms (" +
+                                                            std::to_string(config_.max_wait.count()) +
+                                                            "); every compile worker is busy");
+        e.hint = "retry in a second";
+        return e;
+      }
+    }  // the admission's ticket holds the slot until the build is done
+    build = detail::build_kernel(cache_, request.program, archs);
+  }
+  if (!build.ok()) {
+    json details = build.error;
+    const std::string code = details.value("code", "compile_failed");
+    ServiceError e = error(code == "source_policy" ? ErrorKind::policy : ErrorKind::compile_failed, details.value("message", ""));
+    if (e.kind == ErrorKind::policy) e.rule = details.value("rule", "");
+    details.erase("code");
+    details.erase("message");
+    details.erase("rule");
+    if (!compiled_by.empty()) details["compiled_by"] = compiled_by;
+    e.details = std::move(details);
+    return e;
+  }
+  detail::RegisteredKernel kernel;
+  kernel.tenant = tenant;
+  kernel.program = std::move(request.program);
+  for (auto& [arch, artifact] : build.images) {
+    std::string bytes(artifact.image());
+    if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
+    kernel.images[arch] = detail::CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
+  }
+  KernelRegistration out;
+  out.lowered_names = kernel.images.begin()->second.artifact.lowered_names();
+  out.name = kernel.program.name;
+  auto added = kernels_.add(std::move(kernel), config_.max_kernels_per_tenant);
+  if (!added)
+    return error(ErrorKind::too_many_kernels, "tenant '" + tenant + "' holds " + std::to_string(config_.max_kernels_per_tenant) +
+                                                  " kernels (max_kernels_per_tenant); delete some first");
+  out.id = added->id;
+  out.targets = std::move(build.targets);
+  out.warnings = std::move(build.warnings);
+  out.compiled_by = std::move(compiled_by);
+  return out;
+}
+
+Result<KernelInfo> ServiceCore::kernel(const std::string& tenant, std::uint64_t id) const {
+  auto k = kernels_.find(id, tenant);
+  if (!k) return not_found("kernel", id);
+  return info_of(*k);
+}
+
+Result<Done> ServiceCore::delete_kernel(const std::string& tenant, std::uint64_t id) {
+  if (!kernels_.remove(id, tenant)) return not_found("kernel", id);
+  return Done{};
+}
+
+Page<KernelInfo> ServiceCore::list_kernels(const std::string& tenant, PageRequest page) const {
+  const std::size_t limit = page_limit(page);
+  std::vector<KernelInfo> items;
+  for (const auto& k : kernels_.list(tenant, page.after, limit + 1)) items.push_back(info_of(*k));
+  return make_page(std::move(items), limit, [](const KernelInfo& k) { return k.id; });
+}
+
+// ---- buffers
+
+Result<BufferInfo> ServiceCore::create_buffer(const std::string& tenant, const BufferRequest& r) {
+  return guarded<BufferInfo>([&]() -> Result<BufferInfo> {
+    if (r.bytes > config_.max_buffer_bytes)
+      return error(ErrorKind::too_large, "bytes: " + std::to_string(r.bytes) +
+                                             " exceeds the largest buffer allowed (max_buffer_bytes = " +
+                                             std::to_string(config_.max_buffer_bytes) + ")");
+    const std::vector<DeviceStatus> devices = backend_.devices();
+    if (devices.empty()) return error(ErrorKind::unavailable, why_not_ready(devices) + "; buffers need a GPU");
+    auto device = std::find_if(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == r.device; });
+    if (device == devices.end())
+      return error(ErrorKind::invalid_argument,
+                   "device: " + std::to_string(r.device) + " does not exist (this machine has " +
+                       std::to_string(devices.size()) + " GPU(s))",
+                   "device");
+    admit_buffer(*device, r.bytes, buffers_.bytes_on(r.device));
+    const BufferId id = backend_.create_buffer(r.device, r.bytes, tenant + (r.tag.empty() ? "" : ":" + r.tag));
+    BufferInfo record{id, tenant, r.device, r.bytes, r.tag};
+    buffers_.add(record);
+    return record;
+  });
+}
+
+Result<BufferInfo> ServiceCore::buffer(const std::string& tenant, std::uint64_t id) const {
+  auto b = buffers_.find(id, tenant);
+  if (!b) return not_found("buffer", id);
+  return *b;
+}
+
+Result<Done> ServiceCore::delete_buffer(const std::string& tenant, std::uint64_t id) {
+  return guarded<Done>([&]() -> Result<Done> {
+    auto b = buffers_.remove(id, tenant);
+    if (!b) return not_found("buffer", id);
+    backend_.free_buffer(b->id);
+    return Done{};
+  });
+}
+
+Page<BufferInfo> ServiceCore::list_buffers(const std::string& tenant, PageRequest page) const {
+  const std::size_t limit = page_limit(page);
+  return make_page(buffers_.list(tenant, page.after, limit + 1), limit, [](const BufferInfo& b) { return b.id; });
+}
+
+Result<Done> ServiceCore::write_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
+                                       std::span<const std::byte> data) {
+  return guarded<Done>([&]() -> Result<Done> {
+    auto b = buffers_.find(id, tenant);
+    if (!b) return not_found("buffer", id);
+    if (offset > b->bytes || data.size() > b->bytes - offset)
+      return error(ErrorKind::invalid_argument, "writing " + std::to_string(data.size()) + " bytes at offset " +
+                                                    std::to_string(offset) + " overruns buffer " + std::to_string(b->id) +
+                                                    " of " + std::to_string(b->bytes) + " bytes");
+    backend_.write_buffer(b->id, offset, data);
+    return Done{};
+  });
+}
+
+Result<std::vector<std::byte>> ServiceCore::read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
+                                                        std::optional<std::uint64_t> wanted) {
+  return guarded<std::vector<std::byte>>([&]() -> Result<std::vector<std::byte>> {
+    auto b = buffers_.find(id, tenant);
+    if (!b) return not_found("buffer", id);
+    if (offset > b->bytes)
+      return error(ErrorKind::invalid_argument, "offset " + std::to_string(offset) + " is past the end of buffer " +
+                                                    std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)");
+    const std::uint64_t bytes = wanted.value_or(b->bytes - offset);
+    if (bytes > b->bytes - offset)
+      return error(ErrorKind::invalid_argument, "reading " + std::to_string(bytes) + " bytes at offset " +
+                                                    std::to_string(offset) + " overruns buffer " + std::to_string(b->id) +
+                                                    " of " + std::to_string(b->bytes) + " bytes");
+    if (bytes > config_.max_body_bytes)
+      return error(ErrorKind::too_large, "reading " + std::to_string(bytes) + " bytes exceeds max_body_bytes (" +
+                                             std::to_string(config_.max_body_bytes) + "); read in ranges with offset and bytes");
+    return backend_.read_buffer(b->id, offset, bytes);
+  });
+}
+
+// ---- launches and jobs
+
+const detail::CompiledImage* ServiceCore::image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch) {
+  if (auto it = kernel->images.find(arch); it != kernel->images.end()) return &it->second;
+  // A GPU of an architecture the kernel was not compiled for (one came up since): compile now.
+  jit::Artifact artifact = cache_.compile(kernel->program, detail::target_for_arch(arch));
+  std::string bytes(artifact.image());
+  if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
+  auto updated = std::make_shared<detail::RegisteredKernel>(*kernel);
+  updated->images[arch] = detail::CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
+  kernels_.update(updated);
+  kernel = updated;
+  return &kernel->images.at(arch);
+}
+
+Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchRequest r) {
+  return guarded<LaunchOutcome>([&]() -> Result<LaunchOutcome> {
+    auto kernel = kernels_.find(r.kernel, tenant);
+    if (!kernel) return not_found("kernel", r.kernel);
+
+    // A name expression maps to its lowered name; anything else must be a symbol of the image.
+    const auto& lowered = kernel->images.begin()->second.artifact.lowered_names();
+    std::string symbol = r.function;
+    if (auto it = lowered.find(r.function); it != lowered.end()) symbol = it->second;
+    if (!kernel->has_symbol(symbol)) {
+      std::string known;
+      for (const auto& [expr, name] : lowered) known += (known.empty() ? "" : ", ") + expr;
+      return error(ErrorKind::invalid_argument,
+                   "function: kernel " + std::to_string(r.kernel) + " has no function '" + r.function + "'" +
+                       (known.empty() ? "" : " (its name expressions: " + known + ")"),
+                   "function");
+    }
+
+    // Buffers: the tenant's own, offsets inside them, all on one GPU, which is the launch's GPU.
+    std::optional<int> device = r.device;
+    for (std::size_t i = 0; i < r.arguments.size(); ++i) {
+      const auto* arg = std::get_if<BufferArgument>(&r.arguments[i]);
+      if (!arg) continue;
+      const std::string field = "arguments[" + std::to_string(i) + "]";
+      auto b = buffers_.find(arg->buffer, tenant);
+      if (!b) return not_found("buffer", arg->buffer, field + ": ");
+      if (arg->offset >= b->bytes)
+        return error(ErrorKind::invalid_argument, field + ": offset " + std::to_string(arg->offset) + " is outside buffer " +
+                                                      std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)");
+      if (device && *device != b->device)
+        return error(ErrorKind::invalid_argument, field + ": buffer " + std::to_string(b->id) + " is on device " +
+                                                      std::to_string(b->device) + ", the launch is on device " +
+                                                      std::to_string(*device));
+      device = b->device;
+    }
+    if (r.deadline && *r.deadline > config_.max_deadline)
+      return error(ErrorKind::invalid_argument, "deadline_ms: " + std::to_string(r.deadline->count()) +
+                                                    " exceeds the service's max_deadline_ms (" +
+                                                    std::to_string(config_.max_deadline.count()) + ")");
+
+    LaunchSpec spec;
+    const std::vector<DeviceStatus> devices = backend_.devices();
+    spec.device = scheduler_.place(device, devices);
+    int arch = config_.fallback_arch;
+    for (const DeviceStatus& d : devices)
+      if (d.ordinal == spec.device) arch = d.arch;
+    const detail::CompiledImage* image = image_for(kernel, arch);
+    spec.tenant = tenant;
+    spec.image = image->bytes;
+    spec.image_key = image->artifact.key().hex();
+    spec.kernel = symbol;
+    spec.grid = r.grid;
+    spec.block = r.block;
+    spec.shared_bytes = r.shared_bytes;
+    spec.arguments = std::move(r.arguments);
+    spec.deadline = Clock::now() + r.deadline.value_or(config_.default_deadline);
+
+    LaunchOutcome out;
+    out.checked = Clock::now();
+    out.waited = r.wait;
+    const SubmitResult submitted = scheduler_.submit(std::move(spec), r.priority, /*run_here=*/r.wait);
+    switch (submitted.status) {
+      case SubmitStatus::accepted: break;
+      case SubmitStatus::queue_full:
+      case SubmitStatus::tenant_full: return error(ErrorKind::queue_full, submitted.message);
+      case SubmitStatus::shutting_down: return error(ErrorKind::shutting_down, submitted.message);
+    }
+    auto snapshot = scheduler_.wait(submitted.id, tenant, r.wait ? config_.max_wait : std::chrono::milliseconds(0));
+    if (!snapshot) return error(ErrorKind::internal, "job " + std::to_string(submitted.id) + " vanished after submission");
+    out.job = std::move(*snapshot);
+    return out;
+  });
+}
+
+Result<JobSnapshot> ServiceCore::job(const std::string& tenant, std::uint64_t id, std::chrono::milliseconds wait) {
+  auto snapshot = scheduler_.wait(id, tenant, std::min(wait, config_.max_wait));
+  if (!snapshot) return not_found("job", id);
+  return std::move(*snapshot);
+}
+
+Page<JobSnapshot> ServiceCore::list_jobs(const std::string& tenant, PageRequest page) {
+  const std::size_t limit = page_limit(page);
+  return make_page(scheduler_.list(tenant, page.after, limit + 1), limit, [](const JobSnapshot& j) { return j.id; });
+}
+
+}  // namespace kiln::service::core

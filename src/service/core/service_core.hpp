@@ -1,0 +1,219 @@
+// kilnd's service core: everything a request does once a front end has parsed and authenticated
+// it. It owns the kernel and buffer registries, the compile cache and gate, the scheduler and (in
+// scale-out) the shared-queue compiles; it validates a request once, places and submits it, and
+// answers with a typed result or a typed ServiceError. It knows nothing of HTTP (no status codes,
+// no headers): the HTTP front end (server.cpp) maps ServiceError::kind to a status, and a second
+// front end (gRPC, the C ABI, shared memory) would map it its own way.
+//
+// Not public API: kilnd's front ends are its only users (see docs/ARCHITECTURE.md).
+//
+// Thread safety: every member may be called from any thread at once.
+#pragma once
+
+#include <chrono>
+#include <atomic>
+#include <cstdint>
+#include <exception>
+#include <map>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <variant>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "detail/buffer_registry.hpp"
+#include "detail/cluster_compiles.hpp"
+#include "detail/compile_gate.hpp"
+#include "detail/kernel_registry.hpp"
+#include "kiln/jit/kernel_cache.hpp"
+#include "kiln/service/config.hpp"
+#include "kiln/service/in_process_queue.hpp"
+#include "kiln/service/metrics.hpp"
+#include "kiln/service/redis_stream_queue.hpp"
+#include "kiln/service/requests.hpp"
+#include "kiln/service/scheduler.hpp"
+
+namespace kiln::service::core {
+
+enum class ErrorKind : std::uint8_t {
+  not_found,           // no such kernel, buffer or job for this tenant (another tenant's reads the same)
+  invalid_argument,    // the request is well formed but names something impossible (field says which)
+  too_large,           // a size over one of the service's limits
+  policy,              // a source policy rule refused the program (rule names it)
+  compile_failed,      // NVRTC refused the program (details: diagnostics, target)
+  too_many_kernels,    // the tenant holds max_kernels_per_tenant kernels
+  too_many_compiles,   // the tenant's compile slots and queue are full
+  compile_busy,        // no compile slot came free in time (retry soon)
+  compile_pending,     // scale-out: the shared queue's compile did not finish in time (details: job)
+  queue_full,          // the launch queue (or the tenant's share of it) is full
+  shutting_down,       // the service is draining
+  out_of_memory,       // the GPU cannot hold it (details: the device's memory picture)
+  out_of_host_memory,  // kilnd could not allocate host memory
+  unavailable,         // no GPU (or no NVRTC) can serve it
+  internal,            // a bug or an unexpected library error (details: name)
+};
+
+std::string_view to_string(ErrorKind kind) noexcept;
+
+struct ServiceError {
+  ErrorKind kind = ErrorKind::internal;
+  std::string message;
+  std::string rule;           // policy: the source policy rule
+  std::string field;          // invalid_argument: the request field at fault, when one is
+  std::string hint;           // what the caller can do about it, when the core knows
+  nlohmann::json details;     // kind-specific members (an object, or null)
+};
+
+// A value or a ServiceError (std::expected is C++23).
+template <class T>
+class Result {
+ public:
+  Result(T value) : state_(std::in_place_index<0>, std::move(value)) {}           // NOLINT: implicit on purpose
+  Result(ServiceError error) : state_(std::in_place_index<1>, std::move(error)) {}  // NOLINT
+  bool ok() const noexcept { return state_.index() == 0; }
+  explicit operator bool() const noexcept { return ok(); }
+  T& value() { return std::get<0>(state_); }
+  const T& value() const { return std::get<0>(state_); }
+  T* operator->() { return &value(); }
+  const T* operator->() const { return &value(); }
+  const ServiceError& error() const { return std::get<1>(state_); }
+
+ private:
+  std::variant<T, ServiceError> state_;
+};
+
+struct Done {};  // a Result without a value
+
+// A page of a tenant's items in increasing id order; next_after is the `after` for the next page,
+// when there may be one.
+template <class T>
+struct Page {
+  std::vector<T> items;
+  std::optional<std::uint64_t> next_after;
+};
+
+// Lists are bounded: at most kMaxPageSize items per call (kDefaultPageSize when not asked).
+inline constexpr std::size_t kDefaultPageSize = 100;
+inline constexpr std::size_t kMaxPageSize = 1000;
+
+struct PageRequest {
+  std::uint64_t after = 0;  // items with a larger id
+  std::size_t limit = kDefaultPageSize;
+};
+
+struct KernelTarget {
+  std::string arch;  // "sm_90"
+  std::string kind;  // "cubin", "ptx"
+};
+
+struct KernelInfo {
+  std::uint64_t id = 0;
+  std::string name;
+  std::map<std::string, std::string> lowered_names;
+  std::vector<KernelTarget> targets;
+};
+
+struct KernelRegistration {
+  std::uint64_t id = 0;
+  std::string name;
+  std::map<std::string, std::string> lowered_names;
+  nlohmann::json targets;   // [{arch, kind, origin, compile_ms}]
+  nlohmann::json warnings;  // [Diagnostic]
+  std::string compiled_by;  // scale-out: the node that compiled it
+};
+
+using BufferInfo = detail::BufferRecord;
+
+struct LaunchOutcome {
+  JobSnapshot job;
+  bool waited = false;             // the caller asked to wait (the job may still be unfinished)
+  Clock::time_point checked{};     // when validation and placement were done (submission began)
+};
+
+struct Health {
+  bool draining = false;
+};
+
+struct Readiness {
+  std::vector<DeviceStatus> devices;
+  std::string why_not;  // empty when ready
+};
+
+class ServiceCore {
+ public:
+  // Validates `config` (kiln::Error invalid_argument) and starts the scheduler.
+  ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_ptr<const topology::Topology> topology = {});
+  ~ServiceCore();
+  ServiceCore(const ServiceCore&) = delete;
+  ServiceCore& operator=(const ServiceCore&) = delete;
+
+  const ServiceConfig& config() const noexcept { return config_; }
+  RequestLimits request_limits() const noexcept;
+
+  // Kernels. `request_body` is the registration's JSON as received: scale-out sends it on as is.
+  Result<KernelRegistration> register_kernel(const std::string& tenant, KernelRequest request, std::string_view request_body);
+  Result<KernelInfo> kernel(const std::string& tenant, std::uint64_t id) const;
+  Result<Done> delete_kernel(const std::string& tenant, std::uint64_t id);
+  Page<KernelInfo> list_kernels(const std::string& tenant, PageRequest page) const;
+
+  // Buffers.
+  Result<BufferInfo> create_buffer(const std::string& tenant, const BufferRequest& request);
+  Result<BufferInfo> buffer(const std::string& tenant, std::uint64_t id) const;
+  Result<Done> delete_buffer(const std::string& tenant, std::uint64_t id);
+  Page<BufferInfo> list_buffers(const std::string& tenant, PageRequest page) const;
+  Result<Done> write_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset, std::span<const std::byte> data);
+  // `bytes` empty: to the end of the buffer.
+  Result<std::vector<std::byte>> read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
+                                             std::optional<std::uint64_t> bytes);
+
+  // Launches and jobs.
+  Result<LaunchOutcome> launch(const std::string& tenant, LaunchRequest request);
+  Result<JobSnapshot> job(const std::string& tenant, std::uint64_t id, std::chrono::milliseconds wait);
+  Page<JobSnapshot> list_jobs(const std::string& tenant, PageRequest page);
+
+  // Health, readiness and metrics.
+  void begin_drain() noexcept { draining_.store(true, std::memory_order_release); }
+  bool draining() const noexcept { return draining_.load(std::memory_order_acquire); }
+  Readiness readiness();
+  std::string metrics_text();
+  void http_answered(int status) { metrics_.http_answered(status); }
+
+  // Stops accepting launches and lets queued and running ones finish for up to drain_timeout.
+  // Idempotent; never throws.
+  void drain_jobs() noexcept;
+  // drain_jobs(), then frees every buffer (call it once no request can create one). Idempotent;
+  // never throws.
+  void shutdown() noexcept;
+
+ private:
+  template <class T, class F>
+  Result<T> guarded(F&& body);
+  std::string why_not_ready(const std::vector<DeviceStatus>& devices);
+  const detail::CompiledImage* image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch);
+  Result<KernelRegistration> register_now(const std::string& tenant, KernelRequest& request, std::string_view request_body);
+
+  ServiceConfig config_;
+  GpuBackend& backend_;
+  Metrics metrics_;
+  jit::KernelCache cache_;
+  detail::CompileGate compile_gate_;
+  InProcessQueue queue_;
+  Scheduler scheduler_;
+  detail::KernelRegistry kernels_;
+  detail::BufferRegistry buffers_;
+  std::unique_ptr<RedisStreamQueue> shared_queue_;  // scale-out only
+  std::unique_ptr<detail::ClusterCompiles> cluster_;
+  std::atomic<bool> draining_{false};
+};
+
+// Converts the exceptions the libraries below throw into a ServiceError (out_of_memory with the
+// memory picture, unavailable for a missing driver or NVRTC, invalid_argument, out_of_host_memory,
+// internal with the error's name).
+ServiceError error_from_exception(std::exception_ptr ep) noexcept;
+
+}  // namespace kiln::service::core

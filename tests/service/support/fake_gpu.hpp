@@ -1,0 +1,66 @@
+// A stand-in for one GPU (sm_90, 1 GiB, a worker up): buffers are host bytes, every launch
+// completes at once. For tests of the service core and the list routes on a machine without a GPU.
+//
+// Thread safety: every member may be called from any thread.
+#pragma once
+
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "kiln/driver/error.hpp"
+#include "kiln/service/gpu_backend.hpp"
+
+namespace kiln::testing {
+
+class FakeGpu final : public service::GpuBackend {
+ public:
+  std::vector<service::DeviceStatus> devices() override {
+    service::DeviceStatus d;
+    d.name = "fake GPU";
+    d.arch = 90;
+    d.memory_total = d.memory_free = std::size_t{1} << 30;
+    d.worker_up = true;
+    return {d};
+  }
+  service::BufferId create_buffer(int, std::size_t bytes, std::string_view) override {
+    std::lock_guard lock(mutex_);
+    buffers_[next_].assign(bytes, std::byte{0});
+    return next_++;
+  }
+  std::size_t buffer_size(service::BufferId id) override {
+    std::lock_guard lock(mutex_);
+    return at(id).size();
+  }
+  void write_buffer(service::BufferId id, std::size_t offset, std::span<const std::byte> data) override {
+    std::lock_guard lock(mutex_);
+    if (!data.empty()) std::memcpy(at(id).data() + offset, data.data(), data.size());
+  }
+  std::vector<std::byte> read_buffer(service::BufferId id, std::size_t offset, std::size_t bytes) override {
+    std::lock_guard lock(mutex_);
+    auto& b = at(id);
+    return {b.begin() + static_cast<std::ptrdiff_t>(offset), b.begin() + static_cast<std::ptrdiff_t>(offset + bytes)};
+  }
+  void free_buffer(service::BufferId id) override {
+    std::lock_guard lock(mutex_);
+    buffers_.erase(id);
+  }
+  service::LaunchResult launch(const service::LaunchSpec&) override { return {}; }
+
+  std::size_t buffers() {
+    std::lock_guard lock(mutex_);
+    return buffers_.size();
+  }
+
+ private:
+  std::vector<std::byte>& at(service::BufferId id) {
+    auto it = buffers_.find(id);
+    if (it == buffers_.end()) throw Error(Errc::invalid_argument, "no buffer " + std::to_string(id));
+    return it->second;
+  }
+  std::mutex mutex_;
+  std::map<service::BufferId, std::vector<std::byte>> buffers_;
+  service::BufferId next_ = 100;
+};
+
+}  // namespace kiln::testing
