@@ -1,7 +1,8 @@
-// Server: kilnd's gateway. HTTP/JSON on cpp-httplib: bearer-token auth per tenant, request limits,
-// kernel registration through the JIT cache under the source policy, buffers and launches through a
-// GpuBackend (503 with the reason when there is no GPU), the scheduler, health, readiness and
-// Prometheus metrics. docs/SERVICE.md describes the API; docs/openapi.json is its contract (a test
+// Server: kilnd's HTTP front end. HTTP/JSON on cpp-httplib: bearer-token auth per tenant, request
+// limits and parsing; everything past that (kernel registration through the JIT cache under the
+// source policy, buffers and launches through a GpuBackend, the scheduler, health, readiness and
+// Prometheus metrics) is the service core's (src/service/core), whose typed errors it maps to
+// statuses. docs/SERVICE.md describes the API; docs/openapi.json is its contract (a test
 // checks that the two list the same routes).
 //
 // Thread safety: start() and stop() from one controlling thread; requests are served on the
