@@ -13,6 +13,7 @@
 #include "kiln/driver/error.hpp"
 #include "kiln/ipc/pipe.hpp"
 #include "kiln/ipc/spawn.hpp"
+#include "support/error_message.hpp"
 
 namespace kiln::ipc {
 inline void PrintTo(const ExitStatus& s, std::ostream* os) { *os << s.describe(); }
@@ -63,16 +64,7 @@ inline Output shell(const std::string& script, SpawnOptions options = {}) {
   return r;
 }
 
-template <class F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no kiln::Error was thrown";
-  return Error(Errc::internal, "nothing thrown");
-}
+using kiln::testing::error_of;
 
 inline bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 

@@ -19,6 +19,7 @@
 #include "kiln/jit/compile_worker_pool.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "support/compile_bomb.hpp"
+#include "support/error_message.hpp"
 #include "support/process.hpp"
 
 namespace {
@@ -47,16 +48,7 @@ Program cub_program(int variant) {
 
 bool process_exists(pid_t pid) { return ::kill(pid, 0) == 0 || errno != ESRCH; }
 
-template <class F>
-Error error_of(F&& f) {
-  try {
-    f();
-  } catch (const Error& e) {
-    return e;
-  }
-  ADD_FAILURE() << "no kiln::Error was thrown";
-  return Error(Errc::internal, "nothing thrown");
-}
+using kiln::testing::error_of;
 
 bool contains(const std::string& text, const std::string& part) { return text.find(part) != std::string::npos; }
 
