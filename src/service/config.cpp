@@ -100,6 +100,14 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     else if (key == "tokens_file") (r.text(key, value, path), c.tokens_file = path);
     else if (key == "allow_insecure_tokens") r.flag(key, value, c.allow_insecure_tokens);
     else if (key == "http_threads") r.integer(key, value, c.http_threads, 1, 1024);
+    else if (key == "http_io_threads") r.integer(key, value, c.http_io_threads, 1, 256);
+    else if (key == "max_connections") r.integer(key, value, c.max_connections, 1, 1u << 24);
+    else if (key == "max_connections_per_client") r.integer(key, value, c.max_connections_per_client, 1, 1u << 24);
+    else if (key == "header_timeout_ms") r.ms(key, value, c.header_timeout);
+    else if (key == "idle_timeout_ms") r.ms(key, value, c.idle_timeout);
+    else if (key == "body_timeout_ms") r.ms(key, value, c.body_timeout);
+    else if (key == "min_body_rate") r.integer(key, value, c.min_body_rate, 1, kMaxBytes);
+    else if (key == "write_timeout_ms") r.ms(key, value, c.write_timeout);
     else if (key == "max_body_bytes") r.integer(key, value, c.max_body_bytes, 1, kMaxBytes);
     else if (key == "max_json_bytes") r.integer(key, value, c.max_json_bytes, 1, kMaxBytes);
     else if (key == "max_buffer_bytes") r.integer(key, value, c.max_buffer_bytes, 1, kMaxBytes);
@@ -169,6 +177,13 @@ void validate(const ServiceConfig& c) {
   if (c.listen_address.empty()) fail("listen_address is empty");
   if (c.port < 0 || c.port > 65535) fail("port " + std::to_string(c.port) + " is outside 0-65535");
   if (c.http_threads < 1) fail("http_threads must be at least 1");
+  if (c.http_io_threads < 1) fail("http_io_threads must be at least 1");
+  if (c.max_connections < 1 || c.max_connections_per_client < 1)
+    fail("max_connections and max_connections_per_client must be at least 1");
+  for (const auto& [name, value] : {std::pair{"header_timeout_ms", c.header_timeout}, std::pair{"idle_timeout_ms", c.idle_timeout},
+                                    std::pair{"body_timeout_ms", c.body_timeout}, std::pair{"write_timeout_ms", c.write_timeout}})
+    if (value.count() < 1) fail(std::string(name) + " must be at least 1");
+  if (c.min_body_rate < 1) fail("min_body_rate must be at least 1 byte per second");
   if (c.dispatchers_per_device < 1) fail("dispatchers_per_device must be at least 1");
   if (c.max_json_bytes > c.max_body_bytes)
     fail("max_json_bytes (" + std::to_string(c.max_json_bytes) + ") exceeds max_body_bytes (" +

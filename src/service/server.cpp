@@ -1,18 +1,15 @@
 #include "kiln/service/server.hpp"
 
-#include <httplib.h>
-#include <sys/socket.h>
-
 #include <algorithm>
 #include <atomic>
-#include <set>
-#include <thread>
+#include <mutex>
 
 #include <nlohmann/json.hpp>
 
 #include "core/service_core.hpp"
 #include "detail/error_body.hpp"
 #include "detail/routes.hpp"
+#include "http/transport.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/service/requests.hpp"
 #include "kiln/service/scheduler.hpp"
@@ -22,8 +19,8 @@ namespace kiln::service {
 namespace {
 
 using nlohmann::json;
-using httplib::Request;
-using httplib::Response;
+using http::Request;
+using http::Response;
 
 // The routes as the OpenAPI document spells them (Server::routes()), from the table the router uses.
 constexpr auto kRoutes = [] {
@@ -31,13 +28,6 @@ constexpr auto kRoutes = [] {
   for (std::size_t i = 0; i < out.size(); ++i) out[i] = {detail::kRouteTable[i].method, detail::kRouteTable[i].path};
   return out;
 }();
-
-// cpp-httplib hands its callbacks a const view of the Request that Server::process_request owns as
-// a non-const local, so changing it through this reference is defined behaviour. kilnd changes two
-// things: the body, which it reads itself under its own limits (cpp-httplib 0.11 bounds neither a
-// chunked nor a compressed body), and the ranges, which it does not serve (a Range header is
-// ignored, as RFC 9110 allows: cpp-httplib would cut any answer, errors included, to the ranges).
-Request& owned(const Request& req) { return const_cast<Request&>(req); }
 
 void send_json(Response& res, int status, const json& body) {
   res.status = status;
@@ -49,27 +39,10 @@ void send_error(Response& res, int status, std::string_view code, std::string_vi
   res.set_content(detail::error_body(code, message, extra), "application/json");
 }
 
-// An error answer after which the connection closes: the request's body was not read (or not all
-// of it), so what follows on the connection cannot be told from the next request. cpp-httplib
-// closes a connection whose answer fails to write, so the answer goes out through a content
-// provider that writes all of it and then reports failure.
-void send_error_and_close(Response& res, int status, std::string_view code, std::string_view message,
-                          const json& extra = nullptr) {
-  auto body = std::make_shared<const std::string>(detail::error_body(code, message, extra));
-  res.status = status;
-  res.body.clear();
-  res.set_header("Connection", "close");
-  res.set_content_provider(body->size(), "application/json",
-                           [body](std::size_t offset, std::size_t length, httplib::DataSink& sink) {
-                             sink.write(body->data() + offset, std::min(length, body->size() - offset));
-                             return false;  // ends the connection once the answer is out
-                           });
-}
-
 // A query parameter as an unsigned number, or nullopt (and a 400 sent) when malformed.
 std::optional<std::uint64_t> query_number(const Request& req, Response& res, const char* name, std::uint64_t fallback) {
   if (!req.has_param(name)) return fallback;
-  const std::string text = req.get_param_value(name);
+  const std::string_view text = req.param_value(name);
   const std::optional<std::uint64_t> value = detail::parse_id(text);
   if (!value) {
     send_error(res, 400, "bad_request",
@@ -79,19 +52,6 @@ std::optional<std::uint64_t> query_number(const Request& req, Response& res, con
     return std::nullopt;
   }
   return value;
-}
-
-std::optional<detail::FramingError> check_framing(const Request& req, detail::Framing& framing) {
-  std::vector<std::pair<std::string_view, std::string_view>> headers;
-  headers.reserve(req.headers.size());
-  for (const auto& [name, value] : req.headers) headers.emplace_back(name, value);
-  return detail::check_framing(req.method, headers, framing);
-}
-
-detail::Framing framing_of(const Request& req) {
-  detail::Framing framing;
-  (void)check_framing(req, framing);
-  return framing;
 }
 
 std::string what_of(std::exception_ptr ep) {
@@ -104,7 +64,7 @@ std::string what_of(std::exception_ptr ep) {
   return "unknown exception";
 }
 
-// The route's {id}; the router answered 404 already when it does not fit in 64 bits.
+// The route's {id}; on_head() answered 404 already when it does not fit in 64 bits.
 std::uint64_t path_id(const Request& req) { return detail::match_route(req.method, req.path).id.value_or(0); }
 
 json device_json(const DeviceStatus& d) {
@@ -222,34 +182,47 @@ json buffer_json(const core::BufferInfo& b) {
 
 }  // namespace
 
-struct Server::Impl {
-  using Handler = void (Impl::*)(const Request&, Response&, const std::string& tenant);
+struct Server::Impl final : http::Handler {
+  using Route = void (Impl::*)(const Request&, Response&, const std::string& tenant);
 
   Impl(ServiceConfig c, TokenStore t, GpuBackend& b, std::shared_ptr<const topology::Topology> topo)
-      : tokens(std::move(t)), core(std::move(c), b, std::move(topo)) {
-    configure();
+      : tokens(std::move(t)), core(std::move(c), b, std::move(topo)), transport(transport_options(core.config()), *this) {}
+
+  static http::TransportOptions transport_options(const ServiceConfig& c) {
+    http::TransportOptions o;
+    o.address = c.listen_address;
+    o.port = c.port;
+    o.io_threads = c.http_io_threads;
+    o.handler_threads = c.http_threads;
+    o.max_connections = c.max_connections;
+    o.max_connections_per_client = c.max_connections_per_client;
+    o.header_timeout = c.header_timeout;
+    o.idle_timeout = c.idle_timeout;
+    o.body_timeout = c.body_timeout;
+    o.min_body_rate = c.min_body_rate;
+    o.write_timeout = c.write_timeout;
+    o.max_body_bytes = c.max_body_bytes;
+    return o;
   }
 
   TokenStore tokens;
   core::ServiceCore core;
   const ServiceConfig& config = core.config();
-  httplib::Server http;
-  std::thread listener;
-  std::atomic<int> bound_port{0};
-  std::atomic<int> listen_socket{-1};
-  std::atomic<bool> listener_done{false};
+  http::Transport transport;
   std::mutex stop_mutex;
-  bool stopped = false;
+  bool started = false, stopped = false;
 
-  void configure();
-  bool before_routing(const Request& req, Response& res);
-  void answer(const Request& req, Response& res, const httplib::ContentReader* reader);
-  bool read_body(const Request& req, Response& res, const httplib::ContentReader& reader, const detail::Framing& framing,
-                 detail::BodyKind kind);
-  void serve(const Request& req, Response& res, Handler handler, const std::string& tenant);
-  // The tenant of the request's token, or nullopt with a 401 sent (closing the connection when the
-  // request's body is left unread).
-  std::optional<std::string> authenticate(const Request& req, Response& res, bool body_unread);
+  http::HeadVerdict on_head(const Request& head, const detail::Framing& framing) noexcept override;
+  Response serve(Request& request, http::HeadVerdict& verdict) noexcept override;
+  void answered(int status) noexcept override {
+    try {
+      core.http_answered(status);
+    } catch (...) {
+    }
+  }
+
+  // The tenant of the request's token, or nullopt with the 401 in `res`.
+  std::optional<std::string> authenticate(const Request& req, Response& res);
   bool json_size_ok(const Request& req, Response& res);
 
   void healthz(const Request&, Response&, const std::string&);
@@ -269,229 +242,112 @@ struct Server::Impl {
   void list_jobs(const Request&, Response&, const std::string&);
   void get_job(const Request&, Response&, const std::string&);
 
-  // Each route's handler, in detail::kRouteTable's order, and whether it needs a tenant's token.
-  static constexpr std::array<std::pair<Handler, bool>, detail::kRouteTable.size()> kHandlers = {{
-      {&Impl::healthz, false},       {&Impl::readyz, false},        {&Impl::metrics_text, false},
-      {&Impl::create_kernel, true},  {&Impl::list_kernels, true},   {&Impl::get_kernel, true},
-      {&Impl::delete_kernel, true},  {&Impl::create_buffer, true},  {&Impl::list_buffers, true},
-      {&Impl::get_buffer, true},     {&Impl::delete_buffer, true},  {&Impl::upload, true},
-      {&Impl::download, true},       {&Impl::launch, true},         {&Impl::list_jobs, true},
-      {&Impl::get_job, true},
+  // Each route's handler, in detail::kRouteTable's order: whether it needs a tenant's token, and
+  // whether it may block (compile, touch a GPU, wait), which serves it on the transport's handler
+  // pool instead of an I/O thread. Readiness and metrics read the devices from the backend's
+  // cached state and answer at once, so that probes are answered while every handler is busy.
+  struct RouteHandler {
+    Route route;
+    bool needs_tenant;
+    bool may_block;
+  };
+  static constexpr std::array<RouteHandler, detail::kRouteTable.size()> kHandlers = {{
+      {&Impl::healthz, false, false},      {&Impl::readyz, false, false},       {&Impl::metrics_text, false, false},
+      {&Impl::create_kernel, true, true},  {&Impl::list_kernels, true, false},  {&Impl::get_kernel, true, false},
+      {&Impl::delete_kernel, true, false}, {&Impl::create_buffer, true, true},  {&Impl::list_buffers, true, false},
+      {&Impl::get_buffer, true, false},    {&Impl::delete_buffer, true, true},  {&Impl::upload, true, true},
+      {&Impl::download, true, true},       {&Impl::launch, true, true},         {&Impl::list_jobs, true, false},
+      {&Impl::get_job, true, true},
   }};
 };
 
-
-void Server::Impl::configure() {
-  http.new_task_queue = [n = config.http_threads] { return new httplib::ThreadPool(static_cast<std::size_t>(n)); };
-  http.set_payload_max_length(config.max_body_bytes);
-  http.set_keep_alive_timeout(2);
-  // cpp-httplib closes a kept-alive connection after 5 requests by default: a busy client would pay
-  // a new connection (and sometimes a failed read) every fifth request. The idle timeout above is
-  // what frees threads from quiet clients.
-  http.set_keep_alive_max_count(1000);
-  // Remember the listening socket: start() widens its backlog (below).
-  http.set_socket_options([this](socket_t sock) {
-    httplib::default_socket_options(sock);
-    listen_socket.store(sock, std::memory_order_relaxed);
-  });
-  // A response goes out in several writes (headers, body): with Nagle's algorithm on, the client's
-  // delayed ACK holds the second one back ~40 ms on every request of a keep-alive connection.
-  http.set_tcp_nodelay(true);
-  http.set_read_timeout(std::chrono::seconds(30));
-  // Every callback below runs on cpp-httplib's threads, some outside any try (the error handler,
-  // the logger, the exception handler itself): an exception escaping one ends the process. Each
-  // catches everything.
-  http.set_logger([this](const Request&, const Response& res) {
-    try {
-      core.http_answered(res.status);
-    } catch (...) {
-    }
-  });
-  http.set_pre_routing_handler([this](const Request& req, Response& res) {
-    try {
-      return before_routing(req, res) ? httplib::Server::HandlerResponse::Handled
-                                      : httplib::Server::HandlerResponse::Unhandled;
-    } catch (...) {
-      send_error_and_close(res, 500, "internal", "internal error while checking the request");
-      return httplib::Server::HandlerResponse::Handled;
-    }
-  });
-  // Answers cpp-httplib produced itself (a malformed request line or header, a URI over 8 KiB, an
-  // unparsable Range) get the JSON error shape; answers kilnd wrote are left alone.
-  http.set_error_handler(httplib::Server::HandlerWithResponse([](const Request& req, Response& res) {
-    try {
-      if (!res.body.empty() || res.content_provider_) return httplib::Server::HandlerResponse::Unhandled;
-      owned(req).ranges.clear();
-      std::string message;
-      if (res.status == 400) message = "malformed HTTP request (request line or headers)";
-      else if (res.status == 413) message = "the request body exceeds the service's limit (max_body_bytes)";
-      else if (res.status == 414) message = "the request line exceeds 8 KiB";
-      else if (res.status == 416) message = "the Range header cannot be parsed";
-      else message = "the request could not be served";
-      send_error(res, res.status, detail::status_code_name(res.status), message);
-    } catch (...) {
-      res.body = "{}";
-    }
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  http.set_exception_handler([](const Request&, Response& res, std::exception_ptr ep) {
-    try {
-      send_error(res, 500, "internal", "internal error: " + what_of(ep));
-    } catch (...) {
-      res.status = 500;
-    }
-  });
-  // before_routing() matched every request that gets this far to one of kilnd's routes (the
-  // others are answered there), so one handler per method serves them all. Methods that may carry
-  // a body take it through a ContentReader: kilnd reads it (read_body) only once the route and the
-  // token are known.
-  auto plain = [this](const Request& req, Response& res) { answer(req, res, nullptr); };
-  auto reading = [this](const Request& req, Response& res, const httplib::ContentReader& reader) {
-    answer(req, res, &reader);
-  };
-  http.Get(".*", plain);
-  http.Post(".*", reading);
-  http.Put(".*", reading);
-  http.Delete(".*", reading);
-}
-
-bool Server::Impl::before_routing(const Request& req, Response& res) {
-  owned(req).ranges.clear();
-  detail::Framing framing;
-  if (auto refused = check_framing(req, framing)) {
-    send_error_and_close(res, refused->status, detail::status_code_name(refused->status), refused->message);
-    return true;
-  }
-  // Answered here, before any body is read: a body left unread ends the connection.
-  auto refuse = [&](int status, std::string_view code, const std::string& message) {
-    if (framing.has_body()) send_error_and_close(res, status, code, message);
-    else send_error(res, status, code, message);
-    return true;
-  };
-  const detail::RouteMatch match = detail::match_route(req.method, req.path);
-  if (match.result == detail::RouteResult::no_route)
-    return refuse(404, "not_found", "no route for " + detail::printable(req.method, 16) + " " + detail::printable(req.path, 256));
-  if (match.result == detail::RouteResult::wrong_method) {
-    res.set_header("Allow", match.allowed);
-    return refuse(405, "method_not_allowed",
-                  detail::printable(req.path, 256) + " answers " + match.allowed + ", not " + detail::printable(req.method, 16));
-  }
-  if (match.has_id && !match.id) {
-    // More digits than any id has: no such thing exists, for any tenant.
-    if (kHandlers[match.index].second && !authenticate(req, res, framing.has_body())) return true;
-    const detail::RouteSpec& route = detail::kRouteTable[match.index];
-    return refuse(404, "not_found", std::string(detail::id_noun(route)) + " " + detail::printable(match.id_text, 40) + " not found");
-  }
-  return false;
-}
-
-void Server::Impl::answer(const Request& req, Response& res, const httplib::ContentReader* reader) {
+http::HeadVerdict Server::Impl::on_head(const Request& req, const detail::Framing& framing) noexcept {
+  http::HeadVerdict verdict;
   try {
+    auto answer = [&](Response res) {
+      verdict.answer = std::move(res);
+      return std::move(verdict);
+    };
+    Response res;
     const detail::RouteMatch match = detail::match_route(req.method, req.path);
-    if (match.result != detail::RouteResult::found) {  // before_routing() answered these already
-      send_error_and_close(res, 404, "not_found", "no route for " + detail::printable(req.path, 256));
-      return;
+    if (match.result == detail::RouteResult::no_route) {
+      send_error(res, 404, "not_found",
+                 "no route for " + detail::printable(req.method, 16) + " " + detail::printable(req.path, 256));
+      return answer(std::move(res));
     }
-    const auto [handler, needs_tenant] = kHandlers[match.index];
-    const detail::Framing framing = framing_of(req);  // before_routing() refused what is ambiguous
-    const bool has_body = framing.has_body();
-    std::string tenant;
-    if (needs_tenant) {
-      auto who = authenticate(req, res, has_body);  // nothing of an unauthenticated body is read
-      if (!who) return;
-      tenant = std::move(*who);
-      if (core.draining()) {
-        if (has_body) send_error_and_close(res, 503, "shutting_down", "the service is shutting down");
-        else send_error(res, 503, "shutting_down", "the service is shutting down");
-        return;
-      }
+    if (match.result == detail::RouteResult::wrong_method) {
+      res.set_header("Allow", match.allowed);
+      send_error(res, 405, "method_not_allowed",
+                 detail::printable(req.path, 256) + " answers " + match.allowed + ", not " + detail::printable(req.method, 16));
+      return answer(std::move(res));
     }
-    if (reader && has_body && !read_body(req, res, *reader, framing, detail::kRouteTable[match.index].body)) return;
-    serve(req, res, handler, tenant);
+    const RouteHandler& route = kHandlers[match.index];
+    if (route.needs_tenant) {
+      auto who = authenticate(req, res);  // nothing of an unauthenticated body is read
+      if (!who) return answer(std::move(res));
+      verdict.context = std::move(*who);
+    }
+    const detail::RouteSpec& spec = detail::kRouteTable[match.index];
+    if (match.has_id && !match.id) {
+      // More digits than any id has: no such thing exists, for any tenant.
+      send_error(res, 404, "not_found", std::string(detail::id_noun(spec)) + " " + detail::printable(match.id_text, 40) + " not found");
+      return answer(std::move(res));
+    }
+    if (route.needs_tenant && core.draining()) {
+      send_error(res, 503, "shutting_down", "the service is shutting down");
+      return answer(std::move(res));
+    }
+    // A JSON body (and the body of a DELETE, which kilnd ignores) is held up to max_json_bytes; an
+    // upload up to max_body_bytes.
+    const bool bytes = spec.body == detail::BodyKind::bytes;
+    verdict.body_limit = bytes ? config.max_body_bytes : config.max_json_bytes;
+    verdict.limit_name = bytes ? "max_body_bytes" : "max_json_bytes";
+    // A job read without wait_ms answers at once.
+    verdict.may_block = route.may_block && !(route.route == &Impl::get_job && !req.has_param("wait_ms"));
+    (void)framing;
   } catch (...) {
-    send_error(res, 500, "internal", "internal error: " + what_of(std::current_exception()));
+    Response res;
+    send_error(res, 500, "internal", "internal error while checking the request: " + what_of(std::current_exception()));
+    verdict.answer = std::move(res);
   }
+  return verdict;
 }
 
-bool Server::Impl::read_body(const Request& req, Response& res, const httplib::ContentReader& reader,
-                             const detail::Framing& framing, detail::BodyKind kind) {
-  // A JSON body (and the body of a DELETE, which kilnd ignores) is held up to max_json_bytes; an
-  // upload up to max_body_bytes. Past its limit a body is read on and dropped up to max_body_bytes,
-  // so the connection stays in step and the client reads its 413; past max_body_bytes reading stops.
-  const std::size_t limit = kind == detail::BodyKind::bytes ? config.max_body_bytes : config.max_json_bytes;
-  std::string body;
-  if (framing.content_length) body.reserve(static_cast<std::size_t>(std::min<std::uint64_t>(*framing.content_length, limit)));
-  std::uint64_t received = 0;
-  bool over_limit = false, over_max = false;
-  const bool complete = reader([&](const char* data, std::size_t n) {
-    received += n;
-    if (received > config.max_body_bytes) {
-      over_max = true;
-      return false;
-    }
-    if (received > limit) {
-      if (!over_limit) std::string().swap(body);
-      over_limit = true;
-      return true;
-    }
-    body.append(data, n);
-    return true;
-  });
-  const std::string limit_name = kind == detail::BodyKind::bytes ? "max_body_bytes" : "max_json_bytes";
-  if (over_max || (!complete && res.status == 413)) {
-    const std::string message = "the request body exceeds the service's limit (max_body_bytes = " +
-                                std::to_string(config.max_body_bytes) + ")";
-    // cpp-httplib refuses a Content-Length over the limit and skips the body; a chunked or
-    // compressed body kilnd stopped reading ends the connection.
-    if (over_max) send_error_and_close(res, 413, "payload_too_large", message);
-    else send_error(res, 413, "payload_too_large", message);
-    return false;
-  }
-  if (!complete) {
-    if (res.status == 415)
-      send_error_and_close(res, 415, "unsupported_media_type", "the body's Content-Encoding is not supported");
-    else
-      send_error_and_close(res, 400, "bad_request",
-                           "the request body could not be read (malformed chunked encoding or compressed data, "
-                           "or the client stopped sending)");
-    return false;
-  }
-  if (over_limit) {
-    send_error(res, 413, "payload_too_large",
-               "the " + std::string(kind == detail::BodyKind::bytes ? "" : "JSON ") + "body has " + std::to_string(received) +
-                   " bytes; the limit (" + limit_name + ") is " + std::to_string(limit));
-    return false;
-  }
-  owned(req).body = std::move(body);
-  return true;
-}
-
-std::optional<std::string> Server::Impl::authenticate(const Request& req, Response& res, bool body_unread) {
-  res.set_header("WWW-Authenticate", "Bearer realm=\"kilnd\"");
-  const std::string header = req.get_header_value("Authorization");
+std::optional<std::string> Server::Impl::authenticate(const Request& req, Response& res) {
+  const std::string_view header = req.header_value("Authorization");
   static constexpr std::string_view kScheme = "Bearer ";
   std::string_view refusal;
   std::optional<std::string> tenant;
   if (header.empty()) refusal = "missing 'Authorization: Bearer <token>' header";
   else if (header.size() <= kScheme.size() || header.compare(0, kScheme.size(), kScheme) != 0)
     refusal = "the Authorization header must use the Bearer scheme";
-  else if (!(tenant = tokens.tenant_for(std::string_view(header).substr(kScheme.size()))))
+  else if (!(tenant = tokens.tenant_for(header.substr(kScheme.size()))))
     refusal = "unknown bearer token";
   if (!tenant) {
-    if (body_unread) send_error_and_close(res, 401, "unauthorized", refusal);
-    else send_error(res, 401, "unauthorized", refusal);
+    res.set_header("WWW-Authenticate", "Bearer realm=\"kilnd\"");
+    send_error(res, 401, "unauthorized", refusal);
   }
   return tenant;
 }
 
-void Server::Impl::serve(const Request& req, Response& res, Handler handler, const std::string& tenant) {
+Response Server::Impl::serve(Request& req, http::HeadVerdict& verdict) noexcept {
+  Response res;
   try {
-    (this->*handler)(req, res, tenant);
+    const detail::RouteMatch match = detail::match_route(req.method, req.path);
+    (this->*kHandlers[match.index].route)(req, res, verdict.context);
   } catch (...) {
     // The core answers typed errors; what is thrown here is the front end's own (or a bug): the
     // answer says what was thrown and the server stays up.
-    send_service_error(res, core::error_from_exception(std::current_exception()));
+    try {
+      res = Response{};
+      send_service_error(res, core::error_from_exception(std::current_exception()));
+    } catch (...) {
+      res.status = 500;
+      res.body.clear();
+      res.content_type.clear();
+    }
   }
+  return res;
 }
 
 bool Server::Impl::json_size_ok(const Request& req, Response& res) {
@@ -646,28 +502,14 @@ Server::~Server() { stop(); }
 
 void Server::start() {
   Impl& s = *impl_;
-  int port = s.config.port;
-  const bool bound = port == 0 ? (port = s.http.bind_to_any_port(s.config.listen_address)) > 0
-                               : s.http.bind_to_port(s.config.listen_address, port);
-  if (!bound)
-    throw Error(Errc::invalid_argument, "cannot listen on " + s.config.listen_address + ":" + std::to_string(s.config.port) +
-                                            " (address in use, or not an address of this machine)");
-  s.bound_port = port;
-  // cpp-httplib listens with a backlog of 5 (a compile-time setting of the library): 64 clients
-  // connecting at once overflowed it and some first requests failed with a reset. Listening again
-  // on the bound socket raises the backlog (Linux).
-  if (const int fd = s.listen_socket.load(std::memory_order_relaxed); fd >= 0) ::listen(fd, SOMAXCONN);
-  s.listener = std::thread([&s] {
-    s.http.listen_after_bind();
-    s.listener_done.store(true, std::memory_order_release);
-  });
-  // httplib's stop() does nothing until the listener runs: return only once it does, so a stop()
-  // right after start() cannot be lost.
-  while (!s.http.is_running() && !s.listener_done.load(std::memory_order_acquire))
-    std::this_thread::sleep_for(std::chrono::microseconds(100));
+  std::lock_guard lock(s.stop_mutex);
+  if (s.started) return;
+  s.transport.listen();
+  s.transport.start();
+  s.started = true;
 }
 
-int Server::port() const noexcept { return impl_->bound_port.load(); }
+int Server::port() const noexcept { return impl_->transport.port(); }
 
 void Server::stop() noexcept {
   Impl& s = *impl_;
@@ -676,8 +518,8 @@ void Server::stop() noexcept {
   s.stopped = true;
   s.core.begin_drain();
   s.core.drain_jobs();
-  s.http.stop();
-  if (s.listener.joinable()) s.listener.join();
+  // Requests still in a handler (a long poll, a launch the drain let finish) write their answers.
+  s.transport.stop(std::chrono::seconds(5));
   s.core.shutdown();  // frees the buffers once no handler can add one
 }
 

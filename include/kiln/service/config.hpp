@@ -24,7 +24,17 @@ struct ServiceConfig {
   int port = 8470;                           // 0: an ephemeral port (Server::port() says which)
   std::filesystem::path tokens_file;         // "tenant token" lines; empty: one generated token
   bool allow_insecure_tokens = false;        // start (with a warning) when group or others may access it
-  int http_threads = 16;                     // long polls hold one each
+  // HTTP (docs/SERVICE.md): connections cost no thread; a request that may block (a compile, a
+  // launch, a copy, a long poll) holds one of http_threads while it runs.
+  int http_threads = 16;
+  int http_io_threads = 2;                            // threads reading and writing every connection
+  std::size_t max_connections = 16384;                // open at once (503 and closed above)
+  std::size_t max_connections_per_client = 4096;      // open at once from one client address
+  std::chrono::milliseconds header_timeout{10000};    // a request's first byte to the end of its headers
+  std::chrono::milliseconds idle_timeout{60000};      // a kept-alive connection between requests
+  std::chrono::milliseconds body_timeout{10000};      // a body: this, plus its size at min_body_rate
+  std::size_t min_body_rate = 64 * 1024;              // bytes per second
+  std::chrono::milliseconds write_timeout{30000};     // an answer to a client that does not read it
 
   std::size_t max_body_bytes = 64u << 20;       // any request, binary uploads included (413 above)
   std::size_t max_json_bytes = 4u << 20;        // a JSON request body (413 above)

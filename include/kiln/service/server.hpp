@@ -1,12 +1,12 @@
-// Server: kilnd's HTTP front end. HTTP/JSON on cpp-httplib: bearer-token auth per tenant, request
-// limits and parsing; everything past that (kernel registration through the JIT cache under the
+// Server: kilnd's HTTP front end. HTTP/JSON on an event-driven transport (Boost.Beast on Asio,
+// src/service/http): bearer-token auth per tenant, request limits and parsing; everything past that (kernel registration through the JIT cache under the
 // source policy, buffers and launches through a GpuBackend, the scheduler, health, readiness and
 // Prometheus metrics) is the service core's (src/service/core), whose typed errors it maps to
 // statuses. docs/SERVICE.md describes the API; docs/openapi.json is its contract (a test
 // checks that the two list the same routes).
 //
 // Thread safety: start() and stop() from one controlling thread; requests are served on the
-// server's own thread pool, and every other member may be called from any thread.
+// transport's I/O threads and handler pool, and every other member may be called from any thread.
 #pragma once
 
 #include <memory>
@@ -40,7 +40,7 @@ class Server {
   Server& operator=(const Server&) = delete;
 
   // Binds the configured address and port and serves on background threads. Throws kiln::Error
-  // naming the address and port when they cannot be bound.
+  // naming the address and port when they cannot be bound. Idempotent.
   void start();
   // The bound port (the chosen one when the configuration says 0); 0 before start().
   int port() const noexcept;

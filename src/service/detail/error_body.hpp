@@ -1,8 +1,8 @@
 // Rendering what kilnd answers so that it cannot fail: text quoted from a request (a path, a
 // parser's message, a field name) made valid UTF-8, messages cut on a character boundary, and
 // JSON bodies dumped with a replacement for anything nlohmann would refuse. A JSON answer that
-// throws while it is rendered would otherwise end the request with a 500 (inside a handler) or the
-// process (in cpp-httplib's error handler, which runs outside any try).
+// throws while it is rendered would otherwise end the request with a 500, or the connection when
+// the transport renders it.
 //
 // Built twice: into kiln_service and alone into the fuzz target (by clang), so it uses nothing of
 // kiln's compiled code.

@@ -56,9 +56,8 @@ bool is_token(std::string_view s) noexcept {
 }  // namespace
 
 std::optional<std::uint64_t> parse_id(std::string_view digits) noexcept {
-  // 2^64-1 has 20 digits. Longer text is refused even when it is zeros in front of a small number:
-  // the path of a request that reaches cpp-httplib's dispatch (a std::regex match, recursive in
-  // libstdc++) stays short.
+  // 2^64-1 has 20 digits. Longer text is refused even when it is zeros in front of a small number
+  // (no id has them).
   if (digits.empty() || digits.size() > 20) return std::nullopt;
   for (char c : digits)
     if (!is_digit(c)) return std::nullopt;
