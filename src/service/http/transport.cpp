@@ -12,12 +12,12 @@
 #include <vector>
 
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
-#include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/buffer_body.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -165,7 +165,11 @@ namespace {
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
   Connection(Transport::Impl& t, tcp::socket socket, ConnectionLimits::Ticket ticket)
-      : t_(t), stream_(std::move(socket)), buffer_(t.options.max_header_bytes + 64 * 1024), ticket_(std::move(ticket)) {}
+      : t_(t),
+        socket_(std::move(socket)),
+        timer_(socket_.get_executor()),
+        buffer_(t.options.max_header_bytes + 64 * 1024),
+        ticket_(std::move(ticket)) {}
 
   ~Connection() {
     std::lock_guard lock(t_.registry_mutex);
@@ -178,19 +182,19 @@ class Connection : public std::enable_shared_from_this<Connection> {
       std::lock_guard lock(t_.registry_mutex);
       t_.registry.emplace(this, weak_from_this());
     }
-    net::post(stream_.get_executor(), [self = shared_from_this()] { self->wait_request(/*first=*/true); });
+    net::post(socket_.get_executor(), [self = shared_from_this()] { self->wait_request(/*first=*/true); });
   }
 
   // At stop: a connection between requests (or still reading one) is closed; one being served
   // writes its answer and closes after it.
   void close_unless_serving() {
-    net::post(stream_.get_executor(), [self = shared_from_this()] {
+    net::post(socket_.get_executor(), [self = shared_from_this()] {
       if (self->phase_ != Phase::serving && self->phase_ != Phase::writing) self->close();
     });
   }
 
  private:
-  enum class Phase { waiting, head, body, serving, writing, closed };
+  enum class Phase { waiting, head, body, serving, writing, lingering, closed };
 
   // Waits for the first byte of the next request: a kept-alive connection may stay quiet for
   // idle_timeout, a new one for header_timeout. Bytes already read (a pipelined request) go on.
@@ -198,8 +202,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (t_.stopping.load(std::memory_order_acquire)) return close();
     phase_ = Phase::waiting;
     if (buffer_.size() > 0) return read_head();
-    stream_.expires_after(first ? t_.options.header_timeout : t_.options.idle_timeout);
-    stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+    arm(Clock::now() + (first ? t_.options.header_timeout : t_.options.idle_timeout));
+    socket_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
       self->buffer_.commit(n);
       if (ec) return self->close();  // timed out idle, closed by the client, or closed at stop
       self->read_head();
@@ -214,7 +218,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     scanned_ = 0;
     parser_.emplace();
     parser_->body_limit(boost::none);  // BodyDecoder holds the limits, on decoded bytes
-    stream_.expires_at(head_started_ + t_.options.header_timeout);
+    arm(head_started_ + t_.options.header_timeout);
     parse_head_or_read_more();
   }
 
@@ -225,9 +229,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (end == std::string_view::npos || end + 4 > t_.options.max_header_bytes) {
       if (text.size() > t_.options.max_header_bytes) return refuse_large_head(text);
       scanned_ = text.size();
-      stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      socket_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
         self->buffer_.commit(n);
-        if (ec == beast::error::timeout)
+        if (self->timed_out_)
           return self->refuse_now(408, "the request's headers did not arrive within header_timeout_ms");
         if (ec) return self->close();  // the client went away (or stop() closed it)
         self->parse_head_or_read_more();
@@ -284,8 +288,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (http::equals_ignoring_case(request_.header_value("Expect"), "100-continue")) {
       phase_ = Phase::writing;
       out_ = "HTTP/1.1 100 Continue\r\n\r\n";
-      stream_.expires_after(t_.options.write_timeout);
-      net::async_write(stream_, net::buffer(out_), [self = shared_from_this()](beast::error_code e, std::size_t) {
+      arm(Clock::now() + t_.options.write_timeout);
+      net::async_write(socket_, net::buffer(out_), [self = shared_from_this()](beast::error_code e, std::size_t) {
         if (e) return self->close();
         self->read_body();
       });
@@ -330,8 +334,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     auto& body = parser_->get().body();
     body.data = chunk_.data();
     body.size = chunk_.size();
-    stream_.expires_at(body_deadline());
-    bhttp::async_read_some(stream_, buffer_, *parser_,
+    arm(body_deadline());
+    bhttp::async_read_some(socket_, buffer_, *parser_,
                            [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_body(ec); });
   }
 
@@ -339,7 +343,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (ec == bhttp::error::need_buffer) ec = {};
     const std::size_t got = chunk_.size() - parser_->get().body().size;
     wire_bytes_ += got;
-    if (ec == beast::error::timeout)
+    if (timed_out_)
       return refuse_now(408, "the request's body did not arrive within body_timeout_ms at min_body_rate");
     if (ec == bhttp::error::partial_message || ec == net::error::eof || ec == net::error::connection_reset ||
         ec == net::error::operation_aborted)
@@ -370,11 +374,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void dispatch() {
     phase_ = Phase::serving;
-    stream_.expires_never();
+    disarm();
     if (!verdict_.may_block) return respond(t_.handler.serve(request_, verdict_));
     // The slot's owner resumes on this connection's strand, whichever thread freed the slot.
     t_.slots.take_or_wait([self = shared_from_this()] {
-      net::dispatch(self->stream_.get_executor(), [self] {
+      net::dispatch(self->socket_.get_executor(), [self] {
         Response answer = self->t_.handler.serve(self->request_, self->verdict_);
         self->t_.slots.give_back();
         self->respond(std::move(answer));
@@ -388,15 +392,16 @@ class Connection : public std::enable_shared_from_this<Connection> {
     close_after_ = answer.close;
     t_.handler.answered(answer.status);
     out_ = serialize(answer, head_only_);
-    stream_.expires_after(t_.options.write_timeout);
-    net::async_write(stream_, net::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
+    arm(Clock::now() + t_.options.write_timeout);
+    net::async_write(socket_, net::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
       self->on_written(ec);
     });
   }
 
   void on_written(beast::error_code ec) {
     std::string().swap(out_);
-    if (ec || close_after_) return close();
+    if (ec || timed_out_) return close();
+    if (close_after_) return linger_close();
     parser_.reset();
     request_ = Request{};
     wait_request(/*first=*/false);
@@ -407,20 +412,68 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void refuse_now(int status, std::string_view message) {
     Response r = error_response(status, detail::status_code_name(status), message, true);
     t_.handler.answered(status);
-    send_now(stream_.socket(), serialize(r, false));
-    close();
+    send_now(socket_, serialize(r, false));
+    linger_close();
+  }
+
+  // Closing a socket with unread input sends a reset, and a reset can reach the client before it
+  // has read the answer (RFC 9112 9.6): the sending side is shut first, and what the client still
+  // sends is read and dropped for a moment (1 MiB or 2 s at most) before the close.
+  void linger_close() {
+    if (phase_ == Phase::closed || phase_ == Phase::lingering) return;
+    phase_ = Phase::lingering;
+    beast::error_code ignored;
+    socket_.shutdown(tcp::socket::shutdown_send, ignored);
+    arm(Clock::now() + std::chrono::seconds(2));
+    lingered_ = 0;
+    drain();
+  }
+
+  void drain() {
+    if (chunk_.empty()) chunk_.resize(64 * 1024);
+    socket_.async_read_some(net::buffer(chunk_), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+      self->lingered_ += n;
+      if (ec || self->timed_out_ || self->lingered_ > (1u << 20)) return self->close();
+      self->drain();
+    });
   }
 
   void close() {
     if (phase_ == Phase::closed) return;
     phase_ = Phase::closed;
+    disarm();
     beast::error_code ignored;
-    stream_.socket().shutdown(tcp::socket::shutdown_both, ignored);
-    stream_.close();
+    socket_.shutdown(tcp::socket::shutdown_both, ignored);
+    socket_.close(ignored);
+  }
+
+  // One deadline at a time for whatever the connection waits on: when it passes, the pending
+  // operation is cancelled and timed_out_ tells its completion why. A generation number keeps a
+  // deadline that fired just before it was replaced from cancelling the next operation.
+  void arm(Clock::time_point when) {
+    timed_out_ = false;
+    const std::uint64_t generation = ++deadline_generation_;
+    timer_.expires_at(when);
+    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
+      if (ec || generation != self->deadline_generation_) return;
+      self->timed_out_ = true;
+      beast::error_code ignored;
+      self->socket_.cancel(ignored);
+    });
+  }
+
+  void disarm() {
+    ++deadline_generation_;
+    timed_out_ = false;
+    timer_.cancel();
   }
 
   Transport::Impl& t_;
-  beast::tcp_stream stream_;
+  tcp::socket socket_;
+  net::steady_timer timer_;
+  std::uint64_t deadline_generation_ = 0;
+  bool timed_out_ = false;
+  std::size_t lingered_ = 0;
   beast::flat_buffer buffer_;
   std::optional<bhttp::request_parser<bhttp::buffer_body>> parser_;
   Request request_;
