@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/service_core.hpp"
+#include "kiln/jit/policy_error.hpp"
 #include "kiln/service/no_gpu_backend.hpp"
 #include "support/fake_gpu.hpp"
 #include "support/http_fixture.hpp"
@@ -214,6 +215,16 @@ TEST(ServiceCoreErrors, ExceptionsBecomeTypedErrors) {
   EXPECT_EQ(internal.kind, ErrorKind::internal);
   EXPECT_EQ(internal.message, "internal error: boom");
   EXPECT_EQ(to_string(ErrorKind::policy), "policy");
+
+  const ServiceError policy =
+      error_from_exception(std::make_exception_ptr(jit::PolicyError("include", "", "program 'a.cu' line 1: bad")));
+  EXPECT_EQ(policy.kind, ErrorKind::policy);
+  EXPECT_EQ(policy.rule, "include");
+  EXPECT_EQ(policy.message, "source policy rule 'include': program 'a.cu' line 1: bad");
+  const ServiceError timeout = error_from_exception(
+      std::make_exception_ptr(jit::PolicyError("max_compile_time", "100 ms", "too slow", Errc::timeout)));
+  EXPECT_EQ(timeout.kind, ErrorKind::policy);
+  EXPECT_EQ(timeout.rule, "max_compile_time");
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include "detail/kernel_build.hpp"
 #include "kiln/driver/error.hpp"
+#include "kiln/jit/policy_error.hpp"
 #include "kiln/memory/out_of_memory.hpp"
 
 namespace kiln::service::core {
@@ -127,6 +128,10 @@ ServiceError error_from_exception(std::exception_ptr ep) noexcept {
       ServiceError s = error(ErrorKind::out_of_memory, e.detail());
       s.details = {{"device", p.device}, {"requested", p.requested}, {"free", p.free},
                    {"total", p.total},   {"in_use", p.in_use},       {"reserved", p.reserved}};
+      return s;
+    } catch (const jit::PolicyError& e) {
+      ServiceError s = error(ErrorKind::policy, e.detail());
+      s.rule = e.rule();
       return s;
     } catch (const Error& e) {
       if (e.is(Errc::driver_not_found) || e.is(Errc::nvrtc_not_found))
