@@ -9,5 +9,6 @@
 #include "kiln/core/launch.hpp"
 #include "kiln/core/memory.hpp"
 #include "kiln/core/module.hpp"
+#include "kiln/core/shareable_buffer.hpp"
 #include "kiln/core/stream.hpp"
 #include "kiln/core/wait.hpp"

@@ -7,6 +7,7 @@
 #include "jit/detail/key_memo.hpp"
 
 #include "kiln/jit/nvrtc_facts.hpp"
+#include "kiln/jit/policy_error.hpp"
 
 namespace kiln::jit {
 namespace {
@@ -185,15 +186,14 @@ CompileResult KernelCache::run_nvrtc(const Program& program, const Target& targe
     if (memory_limit > 0 && !result.ok())
       for (const Diagnostic& d : result.diagnostics)
         if (d.severity == Severity::fatal && d.message.find("out of memory") != std::string::npos)
-          throw Error(Errc::invalid_argument,
-                      "source policy rule 'max_compile_memory' (" + std::to_string(memory_limit >> 20) + " MiB): program '" +
-                          program.name + "' for " + target.arch_name() + " ran out of memory at " + d.file + ":" +
-                          std::to_string(d.line) + " (a compile worker's limit; raise max_compile_memory for it)");
+          throw PolicyError("max_compile_memory", std::to_string(memory_limit >> 20) + " MiB",
+                            "program '" + program.name + "' for " + target.arch_name() + " ran out of memory at " +
+                                d.file + ":" + std::to_string(d.line) +
+                                " (a compile worker's limit; raise max_compile_memory for it)");
     return result;
   } catch (const Error& e) {
     if (!limit || !e.is(Errc::timeout)) throw;
-    throw Error(Errc::timeout, "source policy rule 'max_compile_time' (" + std::to_string(limit->count()) +
-                                   " ms): " + e.detail());
+    throw PolicyError("max_compile_time", std::to_string(limit->count()) + " ms", e.detail(), Errc::timeout);
   }
 }
 

@@ -5,6 +5,7 @@
 
 #include "kiln/driver/error.hpp"
 #include "kiln/jit/compiler.hpp"
+#include "kiln/jit/policy_error.hpp"
 
 namespace kiln::jit {
 namespace {
@@ -12,7 +13,7 @@ namespace {
 namespace fs = std::filesystem;
 
 [[noreturn]] void refuse(std::string_view rule, const std::string& what) {
-  throw Error(Errc::invalid_argument, "source policy rule '" + std::string(rule) + "': " + what);
+  throw PolicyError(std::string(rule), {}, what);
 }
 
 bool is_ident_char(char c) {

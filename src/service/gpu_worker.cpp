@@ -6,10 +6,10 @@
 
 #include "kiln/core/launch.hpp"
 #include "kiln/core/device.hpp"
+#include "kiln/core/shareable_buffer.hpp"
 #include "kiln/core/module.hpp"
 #include "kiln/core/stream.hpp"
 #include "kiln/driver/error.hpp"
-#include "kiln/service/vmm_buffer.hpp"
 
 namespace kiln::service {
 
@@ -90,7 +90,7 @@ struct WorkerState {
   int device;
   core::ContextRef context;
   core::Stream stream;
-  std::unordered_map<BufferId, VmmAllocation> buffers;
+  std::unordered_map<BufferId, core::ShareableBuffer> buffers;
   std::map<std::string, core::Module> modules;  // by image key
 };
 
@@ -122,7 +122,7 @@ LaunchOutcome run_launch(WorkerState& w, const LaunchSpec& spec) {
         if (b.offset >= buffer->second.size())
           throw Error(Errc::invalid_argument, "argument " + std::to_string(i) + ": offset " + std::to_string(b.offset) +
                                                   " is past the end of buffer " + std::to_string(b.buffer));
-        values[i] = buffer->second.address() + b.offset;
+        values[i] = buffer->second.data() + b.offset;
         sizes[i] = sizeof(CUdeviceptr);
       }
       pointers[i] = &values[i];  // little-endian: a 4-byte parameter reads the low half
@@ -176,7 +176,7 @@ int serve_gpu_worker(ipc::Channel channel, int device) {
             if (f.fds.size() != 1)
               throw Error(Errc::invalid_argument, "import of buffer " + std::to_string(id) + " came with " +
                                                       std::to_string(f.fds.size()) + " descriptors, not 1");
-            w.buffers.insert_or_assign(id, VmmAllocation::import(device, f.fds[0].release(), size));
+            w.buffers.insert_or_assign(id, core::ShareableBuffer::import(w.context, f.fds[0].release(), size));
             break;
           }
           case GpuWorkerFrame::release_buffer: w.buffers.erase(PayloadReader(f.payload).u64()); break;

@@ -9,17 +9,16 @@
 #include <set>
 #include <unordered_map>
 
-#include "kiln/core/allocation_tracker.hpp"
 #include "kiln/core/device.hpp"
-#include "kiln/driver/check.hpp"
-#include "kiln/driver/cuda_api.hpp"
+#include "kiln/core/memory.hpp"
+#include "kiln/core/shareable_buffer.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/ipc/channel.hpp"
 #include "kiln/ipc/child_process.hpp"
 #include "kiln/ipc/socket_pair.hpp"
 #include "kiln/ipc/spawn.hpp"
+#include "kiln/memory/out_of_memory.hpp"
 #include "kiln/service/gpu_worker.hpp"
-#include "kiln/service/vmm_buffer.hpp"
 #include "kiln/version.hpp"
 
 namespace kiln::service {
@@ -42,7 +41,8 @@ constexpr int kWorkerFd = 3;  // where the GPU worker finds its end of the socke
 constexpr std::chrono::milliseconds kShutdownGrace{2000}, kExitGrace{1000};
 
 struct Buffer {
-  VmmAllocation memory;
+  core::ShareableBuffer memory;
+  int device = 0;  // ordinal
   std::size_t requested = 0;
 };
 
@@ -255,7 +255,6 @@ WorkerPool::~WorkerPool() {
     impl_->stop_worker(*s, true);
   }
   std::lock_guard lock(impl_->buffers_mutex);
-  for (auto& [id, _] : impl_->buffers) core::AllocationTracker::instance().remove(id);
   impl_->buffers.clear();
 }
 
@@ -289,12 +288,17 @@ std::vector<DeviceStatus> WorkerPool::devices() {
 BufferId WorkerPool::create_buffer(int device, std::size_t bytes, std::string_view tag) {
   impl_->slot(device);  // validates the ordinal
   auto b = std::make_shared<Buffer>();
-  b->memory = VmmAllocation::create(device, bytes);
+  const core::Device dev = core::Device::get(device);
+  try {
+    // The tracker sees kilnd's buffers under their tags.
+    b->memory = core::ShareableBuffer::allocate(dev.primary_context(), bytes, tag);
+  } catch (const Error& e) {
+    if (!e.is(Domain::driver, CUDA_ERROR_OUT_OF_MEMORY)) throw;
+    throw memory::OutOfMemoryError(memory::picture_of(dev, bytes, 0), "cuMemCreate");
+  }
+  b->device = device;
   b->requested = bytes;
   const BufferId id = impl_->next_buffer.fetch_add(1);
-  // Keyed by id, not address: the tracker sees kilnd's buffers under their tags.
-  core::AllocationTracker::instance().add(id, b->memory.size(), core::AllocationKind::device, device, tag,
-                                          std::source_location::current());
   impl_->slot(device).memory_read_ns.store(0, std::memory_order_release);
   std::lock_guard lock(impl_->buffers_mutex);
   impl_->buffers.emplace(id, std::move(b));
@@ -316,8 +320,7 @@ void WorkerPool::write_buffer(BufferId id, std::size_t offset, std::span<const s
   auto b = impl_->buffer(id);
   check_range(id, b->requested, offset, data.size());
   if (data.empty()) return;
-  core::Device::get(b->memory.device()).primary_context().make_current();
-  driver::check(driver::cuda().cuMemcpyHtoD(b->memory.address() + offset, data.data(), data.size()), "cuMemcpyHtoD");
+  core::copy(b->memory.data() + offset, data.data(), data.size(), b->memory.context());
 }
 
 std::vector<std::byte> WorkerPool::read_buffer(BufferId id, std::size_t offset, std::size_t bytes) {
@@ -325,8 +328,7 @@ std::vector<std::byte> WorkerPool::read_buffer(BufferId id, std::size_t offset, 
   check_range(id, b->requested, offset, bytes);
   std::vector<std::byte> out(bytes);
   if (bytes == 0) return out;
-  core::Device::get(b->memory.device()).primary_context().make_current();
-  driver::check(driver::cuda().cuMemcpyDtoH(out.data(), b->memory.address() + offset, bytes), "cuMemcpyDtoH");
+  core::copy(out.data(), b->memory.data() + offset, bytes, b->memory.context());
   return out;
 }
 
@@ -339,8 +341,7 @@ void WorkerPool::free_buffer(BufferId id) {
     b = std::move(it->second);
     impl_->buffers.erase(it);
   }
-  core::AllocationTracker::instance().remove(id);
-  Slot& s = impl_->slot(b->memory.device());
+  Slot& s = impl_->slot(b->device);
   b.reset();  // the supervisor's mapping and handle go now (the worker's at its next launch)
   s.memory_read_ns.store(0, std::memory_order_release);
   std::lock_guard lock(s.releases_mutex);
@@ -360,9 +361,9 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
   for (const KernelArgument& a : spec.arguments)
     if (const auto* b = std::get_if<BufferArgument>(&a)) {
       auto buf = impl_->buffer(b->buffer);
-      if (buf->memory.device() != spec.device)
+      if (buf->device != spec.device)
         throw Error(Errc::invalid_argument, "buffer " + std::to_string(b->buffer) + " is on GPU " +
-                                                std::to_string(buf->memory.device()) + ", the launch on GPU " +
+                                                std::to_string(buf->device) + ", the launch on GPU " +
                                                 std::to_string(spec.device));
       used.emplace_back(b->buffer, std::move(buf));
     }

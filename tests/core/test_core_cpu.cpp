@@ -1,6 +1,10 @@
 // The core layer without a GPU: headers link from two translation units, empty owners are safe,
 // and every call that needs the driver fails with kiln's clear error instead of crashing.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cerrno>
 
 #include "kiln/core.hpp"
 #include "kiln/driver/cuda_api.hpp"
@@ -34,6 +38,11 @@ TEST(CoreOwners, EmptyOwnersMoveAndDestroyWithoutTheDriver) {
   PinnedBuffer p;
   ManagedBuffer m;
   HostRegistration h;
+  ShareableBuffer v1;
+  ShareableBuffer v2(std::move(v1));
+  ShareableBuffer& v_alias = v2;
+  v2 = std::move(v_alias);
+  v1 = std::move(v2);
   Module mod;
   Library lib;
   Graph g;
@@ -43,6 +52,9 @@ TEST(CoreOwners, EmptyOwnersMoveAndDestroyWithoutTheDriver) {
   EXPECT_FALSE(d2);
   EXPECT_FALSE(mod);
   EXPECT_FALSE(g);
+  EXPECT_FALSE(v1);
+  EXPECT_EQ(v1.data(), 0u);
+  EXPECT_EQ(v1.size(), 0u);
 }
 
 TEST(CoreValues, LaunchConfigCover) {
@@ -80,6 +92,14 @@ TEST(CoreNoDriver, EveryEntryFailsWithTheNoDriverError) {
   expect_no_driver_error([&] { DeviceBuffer::allocate(fake, 16); }, "DeviceBuffer::allocate");
   expect_no_driver_error([&] { PinnedBuffer::allocate(fake, 16); }, "PinnedBuffer::allocate");
   expect_no_driver_error([&] { ManagedBuffer::allocate(fake, 16); }, "ManagedBuffer::allocate");
+  expect_no_driver_error([&] { ShareableBuffer::allocate(fake, 16); }, "ShareableBuffer::allocate");
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ::close(pipe_fds[1]);
+  expect_no_driver_error([&] { ShareableBuffer::import(fake, pipe_fds[0], 16); }, "ShareableBuffer::import");
+  errno = 0;
+  EXPECT_EQ(::fcntl(pipe_fds[0], F_GETFD), -1) << "import did not close the descriptor it was given";
+  EXPECT_EQ(errno, EBADF);
   expect_no_driver_error([&] { Module::load(fake, std::string_view("x")); }, "Module::load");
   expect_no_driver_error([&] { Library::load(std::string_view("x")); }, "Library::load");
   expect_no_driver_error([&] { pointer_attributes(static_cast<const void*>(&fake)); }, "pointer_attributes");
@@ -102,6 +122,42 @@ TEST(CoreMisuse, EmptyHandlesGiveKilnErrors) {
   EXPECT_THROW(e.query(), kiln::Error);
   EXPECT_THROW(m.kernel("k"), kiln::Error);
   EXPECT_THROW(DeviceBuffer::allocate(ContextRef{}, 0), kiln::Error);
+}
+
+// What ShareableBuffer refuses before any driver call, driver or not: the error says what was wrong,
+// and a descriptor handed to import() is closed whatever happens.
+TEST(CoreMisuse, ShareableBufferRefusesBadArgumentsClearly) {
+  auto refusal = [](auto&& f) -> kiln::Error {
+    try {
+      f();
+    } catch (const kiln::Error& e) {
+      return e;
+    }
+    ADD_FAILURE() << "accepted";
+    return kiln::Error(kiln::Errc::internal, "accepted");
+  };
+  kiln::Error e = refusal([] { ShareableBuffer::import(ContextRef{}, -1, 4096); });
+  EXPECT_TRUE(e.is(kiln::Errc::invalid_argument)) << e.what();
+  EXPECT_EQ(e.detail(), "ShareableBuffer::import of descriptor -1");
+
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ::close(pipe_fds[1]);
+  e = refusal([&] { ShareableBuffer::import(ContextRef{}, pipe_fds[0], 0); });
+  EXPECT_TRUE(e.is(kiln::Errc::invalid_argument)) << e.what();
+  EXPECT_NE(e.detail().find("of 0 bytes"), std::string::npos) << e.what();
+  errno = 0;
+  EXPECT_EQ(::fcntl(pipe_fds[0], F_GETFD), -1) << "a refused import did not close its descriptor";
+  EXPECT_EQ(errno, EBADF);
+
+  e = refusal([] { ShareableBuffer::allocate(ContextRef{}, 0); });
+  EXPECT_TRUE(e.is(kiln::Errc::invalid_argument)) << e.what();
+  EXPECT_EQ(e.detail(), "ShareableBuffer::allocate of 0 bytes");
+
+  const ShareableBuffer empty;
+  e = refusal([&] { (void)empty.export_fd(); });
+  EXPECT_TRUE(e.is(kiln::Errc::invalid_handle)) << e.what();
+  EXPECT_EQ(e.detail(), "export_fd() on an empty ShareableBuffer");
 }
 
 }  // namespace

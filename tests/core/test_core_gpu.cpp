@@ -1,6 +1,11 @@
 // Core layer on a real GPU: owners, contexts shared by threads, streams, events, modules, checked
 // launches, memory kinds, graphs and deadline waits.
+#include <fcntl.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 
 #include <atomic>
 #include <chrono>
@@ -115,6 +120,119 @@ TEST_F(CoreGpu, PinnedBufferReleasesAndIsReallyPinned) {
     EXPECT_TRUE(pointer_attributes(plain.data()).pinned_host());
   }
   EXPECT_FALSE(pointer_attributes(plain.data()).known_to_driver);
+}
+
+// ---------------------------------------------------------------- shareable (VMM) buffers
+
+namespace shareable {
+
+std::size_t granularity(int ordinal) {
+  CUmemAllocationProp prop{};
+  prop.type = CU_MEM_ALLOCATION_TYPE_PINNED;
+  prop.location.type = CU_MEM_LOCATION_TYPE_DEVICE;
+  prop.location.id = ordinal;
+  prop.requestedHandleTypes = CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR;
+  std::size_t g = 0;
+  EXPECT_EQ(kiln::driver::cuda().cuMemGetAllocationGranularity(&g, &prop, CU_MEM_ALLOC_GRANULARITY_MINIMUM),
+            CUDA_SUCCESS);
+  return g;
+}
+
+const kiln::core::AllocationRecord* record_at(const std::vector<kiln::core::AllocationRecord>& live, CUdeviceptr p) {
+  auto it = std::find_if(live.begin(), live.end(), [&](const kiln::core::AllocationRecord& r) { return r.address == p; });
+  return it == live.end() ? nullptr : &*it;
+}
+
+}  // namespace shareable
+
+TEST_F(CoreGpu, ShareableBufferRoundsUpIsTrackedAndReleasesExactlyOnce) {
+  constexpr std::size_t bytes = 512u << 20;
+  const std::size_t g = shareable::granularity(device_->ordinal());
+  ASSERT_GT(g, 0u);
+  const auto free_before = device_->memory_info().first;
+  {
+    ShareableBuffer a = ShareableBuffer::allocate(ctx_, bytes + 1, "shareable-test");
+    EXPECT_EQ(a.size(), (bytes + 1 + g - 1) / g * g) << "not rounded up to the granularity " << g;
+    EXPECT_EQ(a.context().handle(), ctx_.handle());
+    EXPECT_LT(device_->memory_info().first, free_before - bytes / 2);
+    {
+      const auto live = AllocationTracker::instance().live();
+      const AllocationRecord* r = shareable::record_at(live, a.data());
+      ASSERT_NE(r, nullptr) << "the allocation is not registered with the tracker";
+      EXPECT_EQ(r->tag, "shareable-test");
+      EXPECT_EQ(r->bytes, a.size());
+      EXPECT_EQ(r->device, device_->ordinal());
+    }
+    ShareableBuffer b(std::move(a));  // move construction
+    EXPECT_FALSE(a);
+    EXPECT_EQ(a.size(), 0u);
+    ShareableBuffer c;
+    c = std::move(b);  // move assignment
+    EXPECT_FALSE(b);
+    auto& alias = c;
+    c = std::move(alias);  // self-move keeps the buffer
+    ASSERT_TRUE(c);
+    const CUdeviceptr p = c.data();
+    memset8(p, 0x5a, c.size(), ctx_);  // mapped read-write for the device, all of it
+    unsigned char ends[2] = {};
+    copy(&ends[0], p, 1, ctx_);
+    copy(&ends[1], p + c.size() - 1, 1, ctx_);
+    EXPECT_EQ(ends[0], 0x5a);
+    EXPECT_EQ(ends[1], 0x5a);
+    c = ShareableBuffer::allocate(ctx_, 1);  // assignment releases the old buffer
+    EXPECT_EQ(c.size(), g);
+    EXPECT_FALSE(pointer_attributes(p).known_to_driver) << "the old buffer is still mapped";
+    EXPECT_EQ(shareable::record_at(AllocationTracker::instance().live(), p), nullptr) << "still tracked";
+  }
+  EXPECT_GT(device_->memory_info().first, free_before - (64u << 20)) << "memory did not come back";
+}
+
+TEST_F(CoreGpu, ShareableBufferExportedDescriptorMapsTheSameMemory) {
+  constexpr int n = 1024;
+  std::vector<int> values(n);
+  std::iota(values.begin(), values.end(), 0);
+  ShareableBuffer exporter = ShareableBuffer::allocate(ctx_, n * sizeof(int));
+  copy(exporter.data(), values.data(), n * sizeof(int), ctx_);
+  const int fd = exporter.export_fd();
+  ASSERT_GE(fd, 0);
+  // An import in this process stands in for the other process (kilnd's GPU worker).
+  ShareableBuffer importer = ShareableBuffer::import(ctx_, fd, exporter.size());
+  errno = 0;
+  EXPECT_EQ(::fcntl(fd, F_GETFD), -1) << "import did not close the descriptor";
+  ASSERT_TRUE(importer);
+  EXPECT_EQ(importer.size(), exporter.size());
+  EXPECT_NE(importer.data(), exporter.data()) << "the import has its own mapping";
+  Stream s = Stream::create(ctx_);
+  launch(s, module_.kernel("add_one"), LaunchConfig::cover(n, 128), importer, n);
+  s.synchronize();
+  std::vector<int> seen(n);
+  copy(seen.data(), exporter.data(), n * sizeof(int), ctx_);
+  for (int i = 0; i < n; ++i) ASSERT_EQ(seen[i], i + 1) << "the exporter does not see the importer's write at " << i;
+  // The physical memory lives while any handle does: the exporter going leaves the data.
+  exporter = ShareableBuffer{};
+  std::fill(seen.begin(), seen.end(), 0);
+  copy(seen.data(), importer.data(), n * sizeof(int), ctx_);
+  for (int i = 0; i < n; ++i) ASSERT_EQ(seen[i], i + 1) << "the data went with the exporter at " << i;
+}
+
+TEST_F(CoreGpu, ShareableBufferImportOfAForeignDescriptorIsAClearError) {
+  int pipe_fds[2];
+  ASSERT_EQ(::pipe(pipe_fds), 0);
+  ::close(pipe_fds[1]);
+  try {
+    ShareableBuffer::import(ctx_, pipe_fds[0], shareable::granularity(device_->ordinal()));
+    FAIL() << "a pipe was imported as device memory";
+  } catch (const kiln::Error& e) {
+    EXPECT_EQ(e.domain(), kiln::Domain::driver) << e.what();
+    EXPECT_EQ(e.call(), "cuMemImportFromShareableHandle") << e.what();
+  }
+  errno = 0;
+  EXPECT_EQ(::fcntl(pipe_fds[0], F_GETFD), -1) << "a failed import did not close its descriptor";
+  EXPECT_EQ(errno, EBADF);
+  // Nothing was left half made: the context still works.
+  ShareableBuffer ok = ShareableBuffer::allocate(ctx_, 16);
+  memset8(ok.data(), 1, 16, ctx_);
+  ctx_.synchronize();
 }
 
 // ---------------------------------------------------------------- contexts and threads

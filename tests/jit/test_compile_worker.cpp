@@ -18,6 +18,7 @@
 #include "kiln/jit/compile_worker.hpp"
 #include "kiln/jit/compile_worker_pool.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "kiln/jit/policy_error.hpp"
 #include "support/compile_bomb.hpp"
 #include "support/error_message.hpp"
 #include "support/process.hpp"
@@ -326,13 +327,44 @@ TEST_F(WorkerCache, PolicyTimeLimitKillsTheCompileAndNamesTheRule) {
   // (the worker has warmed NVRTC up before it reports ready).
   o.policy->max_compile_time = 3s;
   KernelCache cache(o);
-  const Error e = error_of([&] { cache.compile(program("bomb.cu", kiln::testing::compile_bomb()), kSm90); });
-  EXPECT_TRUE(e.is(Errc::timeout)) << e.what();
-  EXPECT_EQ(e.detail().rfind("source policy rule 'max_compile_time' (3000 ms): program 'bomb.cu'", 0), 0u) << e.what();
+  try {
+    cache.compile(program("bomb.cu", kiln::testing::compile_bomb()), kSm90);
+    ADD_FAILURE() << "the bomb compiled within 3 s";
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.rule(), "max_compile_time");
+    EXPECT_EQ(e.limit(), "3000 ms");
+    EXPECT_TRUE(e.is(Errc::timeout)) << e.what();
+    EXPECT_EQ(e.detail().rfind("source policy rule 'max_compile_time' (3000 ms): program 'bomb.cu'", 0), 0u) << e.what();
+  }
   EXPECT_EQ(cache.stats().workers.kills, 1u);
   EXPECT_EQ(cache.stats().compiles, 0u);
   EXPECT_TRUE(cache.compile(program("saxpy.cu", test_kernels::kSaxpy), kSm90));  // the next one works
   EXPECT_EQ(cache.stats().workers.starts, 2u);
+}
+
+TEST_F(WorkerCache, PolicyRefusalIsTypedWithACompileWorker) {
+  KernelCacheOptions o = options(true);
+  o.policy = SourcePolicy{};
+  KernelCache cache(o);
+  try {
+    cache.compile(program("leak.cu", "#include \"/etc/passwd\"\n"), kSm90);
+    ADD_FAILURE() << "an absolute include was let through";
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.rule(), "include");
+    EXPECT_TRUE(e.is(Errc::invalid_argument)) << e.what();
+  }
+  // Checked before any worker compiles; the PTX check of a worker's image is typed too.
+  EXPECT_EQ(cache.stats().compiles, 0u);
+  o.policy->forbidden_identifiers.clear();
+  o.policy->forbidden_ptx_instructions = {"brkpt"};
+  KernelCache ptx_checked(o);
+  try {
+    ptx_checked.compile(program("brk.cu", "extern \"C\" __global__ void k(int* p) { if (*p) asm volatile(\"brkpt;\"); }"),
+                        kSm90);
+    ADD_FAILURE() << "brkpt was let through";
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.rule(), "forbidden_ptx_instruction") << e.what();
+  }
 }
 
 TEST_F(WorkerCache, TimeLimitWithoutAWorkerIsRefused) {
@@ -402,7 +434,10 @@ TEST(CompileLimits, KernelCacheRefusesByTheMaxCompileMemoryRule) {
   try {
     cache.compile(cub_program(0), kSm90);
     FAIL() << "a CUB kernel compiled under the memory limit";
-  } catch (const Error& e) {
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.rule(), "max_compile_memory");
+    EXPECT_EQ(e.limit(), std::to_string(o.policy->max_compile_memory >> 20) + " MiB");
+    EXPECT_TRUE(e.is(Errc::invalid_argument)) << e.what();
     EXPECT_NE(e.detail().find("source policy rule 'max_compile_memory'"), std::string::npos) << e.what();
     EXPECT_NE(e.detail().find("program 'cub.cu'"), std::string::npos) << e.what();
   }

@@ -1,9 +1,11 @@
-// jit::SourcePolicy: every rule refuses its case, naming the rule and the input.
+// jit::SourcePolicy: every rule refuses its case with a jit::PolicyError that carries the rule as a
+// field, and whose text names the rule and the input.
 #include <gtest/gtest.h>
 
 #include "kernels.hpp"
 #include "kiln/jit/compiler.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "kiln/jit/policy_error.hpp"
 #include "kiln/jit/source_policy.hpp"
 
 namespace {
@@ -17,22 +19,35 @@ Program clean() {
   return p;
 }
 
-// The policy's refusal text, or "" when it accepted.
-std::string refusal(const SourcePolicy& policy, const Program& p) {
+struct Refusal {
+  std::string rule;  // PolicyError::rule()
+  std::string text;  // the detail
+};
+
+// The policy's refusal, or empty rule and text when it accepted. Every refusal is a PolicyError.
+Refusal refusal_of(const SourcePolicy& policy, const Program& p) {
   try {
     policy.check(p);
-    return "";
-  } catch (const kiln::Error& e) {
+    return {};
+  } catch (const PolicyError& e) {
     EXPECT_TRUE(e.is(kiln::Errc::invalid_argument));
-    return e.detail();
+    EXPECT_TRUE(e.limit().empty()) << e.limit();
+    return {e.rule(), e.detail()};
+  } catch (const kiln::Error& e) {
+    ADD_FAILURE() << "a refusal that is not a PolicyError: " << e.what();
+    return {"", e.detail()};
   }
 }
 
+// The policy's refusal text, or "" when it accepted.
+std::string refusal(const SourcePolicy& policy, const Program& p) { return refusal_of(policy, p).text; }
+
 void expect_refused(const Program& p, const std::string& rule, const std::string& detail,
                     const SourcePolicy& policy = {}) {
-  const std::string text = refusal(policy, p);
-  EXPECT_NE(text.find("source policy rule '" + rule + "'"), std::string::npos) << text;
-  EXPECT_NE(text.find(detail), std::string::npos) << text;
+  const Refusal r = refusal_of(policy, p);
+  EXPECT_EQ(r.rule, rule) << r.text;
+  EXPECT_EQ(r.text.rfind("source policy rule '" + rule + "': ", 0), 0u) << r.text;
+  EXPECT_NE(r.text.find(detail), std::string::npos) << r.text;
 }
 
 TEST(SourcePolicy, AcceptsCleanProgramsRegisteredHeadersAndToolkitIncludes) {
@@ -116,7 +131,8 @@ TEST(SourcePolicy, ForbiddenPtxInstructionsAfterCompile) {
   try {
     policy.check_ptx(ptx.image(), p.name);
     FAIL();
-  } catch (const kiln::Error& e) {
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.rule(), "forbidden_ptx_instruction");
     EXPECT_NE(std::string(e.what()).find("source policy rule 'forbidden_ptx_instruction'"), std::string::npos);
     EXPECT_NE(std::string(e.what()).find("'brkpt'"), std::string::npos) << e.what();
   }
@@ -129,9 +145,43 @@ TEST(SourcePolicy, ForbiddenPtxInstructionsAfterCompile) {
   o.use_disk = false;
   o.policy = policy;
   KernelCache cache(o);
-  EXPECT_THROW(cache.compile(p, Target::for_arch(90)), kiln::Error);
+  EXPECT_THROW(cache.compile(p, Target::for_arch(90)), PolicyError);
   EXPECT_EQ(cache.stats().memory_entries, 0u);
   EXPECT_NO_THROW(cache.compile(clean(), Target::for_arch(90)));
+}
+
+TEST(SourcePolicy, PtxRuleIsAPolicyErrorWithoutNvrtc) {
+  SourcePolicy policy;
+  policy.forbidden_ptx_instructions = {"brkpt"};
+  try {
+    policy.check_ptx(".visible .entry k()\n{\n  { brkpt; }\n  ret;\n}\n", "k.cu");
+    FAIL() << "brkpt was let through";
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.rule(), "forbidden_ptx_instruction");
+    EXPECT_TRUE(e.is(kiln::Errc::invalid_argument));
+    EXPECT_EQ(e.detail(), "source policy rule 'forbidden_ptx_instruction': program 'k.cu' compiles to PTX line 3 "
+                          "using instruction 'brkpt'");
+  }
+}
+
+TEST(SourcePolicy, PolicyErrorIsAKilnErrorWithItsRuleAndLimit) {
+  const PolicyError e("max_compile_time", "3000 ms", "program 'x.cu' ran too long", kiln::Errc::timeout);
+  const kiln::Error& base = e;
+  EXPECT_TRUE(base.is(kiln::Errc::timeout));
+  EXPECT_EQ(e.rule(), "max_compile_time");
+  EXPECT_EQ(e.limit(), "3000 ms");
+  EXPECT_EQ(base.detail(), "source policy rule 'max_compile_time' (3000 ms): program 'x.cu' ran too long");
+  EXPECT_NE(std::string(base.what()).find(base.detail()), std::string::npos) << base.what();
+  const PolicyError plain("include", "", "bad");
+  EXPECT_TRUE(plain.is(kiln::Errc::invalid_argument));
+  EXPECT_EQ(plain.detail(), "source policy rule 'include': bad");
+  // Thrown as a PolicyError, it survives an exception_ptr (KernelCache's single flight) typed.
+  std::exception_ptr p = std::make_exception_ptr(plain);
+  try {
+    std::rethrow_exception(p);
+  } catch (const PolicyError& again) {
+    EXPECT_EQ(again.rule(), "include");
+  }
 }
 
 TEST(SourcePolicy, KernelCacheChecksBeforeCompiling) {
@@ -144,7 +194,8 @@ TEST(SourcePolicy, KernelCacheChecksBeforeCompiling) {
   try {
     cache.compile(p, Target::for_arch(90));
     FAIL();
-  } catch (const kiln::Error& e) {
+  } catch (const PolicyError& e) {
+    EXPECT_EQ(e.rule(), "include");
     EXPECT_NE(std::string(e.what()).find("rule 'include'"), std::string::npos) << e.what();
     EXPECT_EQ(std::string(e.what()).find("root:"), std::string::npos) << "the file leaked: " << e.what();
   }

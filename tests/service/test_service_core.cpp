@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/service_core.hpp"
+#include "kiln/jit/policy_error.hpp"
 #include "kiln/service/no_gpu_backend.hpp"
 #include "support/fake_gpu.hpp"
 #include "support/http_fixture.hpp"
@@ -172,6 +173,52 @@ TEST_F(ServiceCoreTest, TypedErrorsNameTheirField) {
   EXPECT_EQ(read->size(), 4u);
 }
 
+TEST_F(ServiceCoreTest, LaunchFailuresAreTypedAndNameTheirField) {
+  const std::uint64_t kernel = register_saxpy("alice");
+  const std::uint64_t buffer = create_buffer("alice", 64);
+  auto launch = [&](nlohmann::json j) {
+    j["kernel"] = kernel;
+    j["function"] = "saxpy";
+    return core_->launch("alice", launch_request(j));
+  };
+
+  auto no_device = launch({{"device", 7}});
+  ASSERT_FALSE(no_device);
+  EXPECT_EQ(no_device.error().kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(no_device.error().field, "device");
+  EXPECT_EQ(no_device.error().message, "device: 7 does not exist (this machine has 1 GPU(s))");
+
+  auto missing = launch({{"arguments", {{{"buffer", 4242}}}}});
+  ASSERT_FALSE(missing);
+  EXPECT_EQ(missing.error().kind, ErrorKind::not_found);
+  EXPECT_EQ(missing.error().field, "arguments[0]");
+
+  auto outside = launch({{"arguments", {{{"type", "f32"}, {"value", 2.0}}, {{"buffer", buffer}, {"offset", 64}}}}});
+  ASSERT_FALSE(outside);
+  EXPECT_EQ(outside.error().kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(outside.error().field, "arguments[1]") << outside.error().message;
+
+  auto other_device = launch({{"device", 3}, {"arguments", {{{"buffer", buffer}}}}});
+  ASSERT_FALSE(other_device);
+  EXPECT_EQ(other_device.error().kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(other_device.error().field, "arguments[0]") << other_device.error().message;
+
+  auto long_deadline = launch({{"deadline_ms", config_.max_deadline.count() + 1}});
+  ASSERT_FALSE(long_deadline);
+  EXPECT_EQ(long_deadline.error().kind, ErrorKind::invalid_argument);
+  EXPECT_EQ(long_deadline.error().field, "deadline_ms");
+
+  gpu_.set_worker_up(false);  // placement has no GPU to choose (a launch naming its GPU waits for the new worker)
+  auto down = launch(nlohmann::json::object());
+  ASSERT_FALSE(down);
+  EXPECT_EQ(down.error().kind, ErrorKind::unavailable);
+  EXPECT_NE(down.error().message.find("GPU 0: no worker (the worker exited with signal 9 (Killed))"), std::string::npos)
+      << down.error().message;
+  EXPECT_FALSE(down.error().hint.empty());
+  gpu_.set_worker_up(true);
+  EXPECT_TRUE(launch({{"arguments", {{{"buffer", buffer}}}}}));
+}
+
 TEST_F(ServiceCoreTest, TooManyKernelsIsItsOwnKind) {
   core_.reset();
   config_.max_kernels_per_tenant = 1;
@@ -214,6 +261,18 @@ TEST(ServiceCoreErrors, ExceptionsBecomeTypedErrors) {
   EXPECT_EQ(internal.kind, ErrorKind::internal);
   EXPECT_EQ(internal.message, "internal error: boom");
   EXPECT_EQ(to_string(ErrorKind::policy), "policy");
+
+  const ServiceError policy =
+      error_from_exception(std::make_exception_ptr(jit::PolicyError("include", "", "program 'a.cu' line 1: bad")));
+  EXPECT_EQ(policy.kind, ErrorKind::policy);
+  EXPECT_EQ(policy.rule, "include");
+  EXPECT_EQ(policy.message, "source policy rule 'include': program 'a.cu' line 1: bad");
+  const ServiceError timeout = error_from_exception(
+      std::make_exception_ptr(jit::PolicyError("max_compile_time", "100 ms", "too slow", Errc::timeout)));
+  EXPECT_EQ(timeout.kind, ErrorKind::policy);
+  EXPECT_EQ(timeout.rule, "max_compile_time");
+  EXPECT_EQ(error_from_exception(std::make_exception_ptr(Error(Errc::compile_failed, "a.cu:1:1: error: x"))).kind,
+            ErrorKind::compile_failed);
 }
 
 }  // namespace

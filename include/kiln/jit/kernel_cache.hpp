@@ -46,7 +46,8 @@ struct KernelCacheOptions {
   bool precompiled_headers = false;
   // When set, every program is checked before compiling and every compiled or disk-loaded image is
   // checked after (PTX; for a CUBIN target a PTX twin is compiled only to be checked). A policy
-  // with max_compile_time needs compile_worker.
+  // with max_compile_time needs compile_worker. Every refusal, max_compile_time and
+  // max_compile_memory included, is a jit::PolicyError naming its rule.
   std::optional<SourcePolicy> policy;
   // When set, NVRTC runs in up to compile_worker_processes child processes instead of this one
   // (CompileWorkerPool): compiles can be killed, NVRTC's PCH heap lives as long as the worker and,
@@ -87,8 +88,8 @@ class KernelCache {
   KernelCache& operator=(const KernelCache&) = delete;
   ~KernelCache();
 
-  // The artifact, or kiln::Error (Errc::compile_failed with compiler-style diagnostics, or what
-  // the policy or NVRTC threw).
+  // The artifact, or kiln::Error (Errc::compile_failed with compiler-style diagnostics, a
+  // jit::PolicyError, or what NVRTC threw).
   Artifact compile(const Program& program, const Target& target);
   // Same, but a program NVRTC rejects is returned (with its diagnostics) instead of thrown.
   CompileResult try_compile(const Program& program, const Target& target);

@@ -1,6 +1,6 @@
 // jit::SourcePolicy: what code from outside (a service's clients) may ask NVRTC to do. Each
-// refusal is a kiln::Error (Errc::invalid_argument) whose detail starts with
-// "source policy rule '<rule>'" and names the offending input.
+// refusal is a jit::PolicyError (a kiln::Error, Errc::invalid_argument) whose rule() names the rule
+// and whose detail starts with "source policy rule '<rule>'" and names the offending input.
 //
 // Why the include allow-list is a security boundary: NVRTC opens any file an #include names and its
 // log quotes the file's lines (`#include "/etc/passwd"` puts that file's first line into the log),
@@ -22,6 +22,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/jit/policy_error.hpp"
 #include "kiln/jit/program.hpp"
 
 namespace kiln::jit {

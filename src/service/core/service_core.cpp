@@ -6,6 +6,7 @@
 
 #include "detail/kernel_build.hpp"
 #include "kiln/driver/error.hpp"
+#include "kiln/jit/policy_error.hpp"
 #include "kiln/memory/out_of_memory.hpp"
 
 namespace kiln::service::core {
@@ -128,10 +129,17 @@ ServiceError error_from_exception(std::exception_ptr ep) noexcept {
       s.details = {{"device", p.device}, {"requested", p.requested}, {"free", p.free},
                    {"total", p.total},   {"in_use", p.in_use},       {"reserved", p.reserved}};
       return s;
+    } catch (const jit::PolicyError& e) {
+      ServiceError s = error(ErrorKind::policy, e.detail());
+      s.rule = e.rule();
+      return s;
     } catch (const Error& e) {
       if (e.is(Errc::driver_not_found) || e.is(Errc::nvrtc_not_found))
         return error(ErrorKind::unavailable, e.detail().empty() ? e.what() : e.detail());
       if (e.is(Errc::invalid_argument)) return error(ErrorKind::invalid_argument, e.detail());
+      // A kernel compiled at registration for the GPUs then present, and refused by NVRTC for a
+      // GPU of another architecture that came up since (ServiceCore::image_for).
+      if (e.is(Errc::compile_failed)) return error(ErrorKind::compile_failed, e.detail());
       ServiceError s = error(ErrorKind::internal, e.what());
       s.details = {{"name", std::string(e.name())}};
       return s;
@@ -448,29 +456,56 @@ Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchReque
 
     // Buffers: the tenant's own, offsets inside them, all on one GPU, which is the launch's GPU.
     std::optional<int> device = r.device;
+    std::optional<std::string> device_field;  // the request field that chose `device`
+    if (device) device_field = "device";
     for (std::size_t i = 0; i < r.arguments.size(); ++i) {
       const auto* arg = std::get_if<BufferArgument>(&r.arguments[i]);
       if (!arg) continue;
       const std::string field = "arguments[" + std::to_string(i) + "]";
       auto b = buffers_.find(arg->buffer, tenant);
-      if (!b) return not_found("buffer", arg->buffer, field + ": ");
+      if (!b) {
+        ServiceError e = not_found("buffer", arg->buffer, field + ": ");
+        e.field = field;
+        return e;
+      }
       if (arg->offset >= b->bytes)
-        return error(ErrorKind::invalid_argument, field + ": offset " + std::to_string(arg->offset) + " is outside buffer " +
-                                                      std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)");
+        return error(ErrorKind::invalid_argument,
+                     field + ": offset " + std::to_string(arg->offset) + " is outside buffer " + std::to_string(b->id) +
+                         " (" + std::to_string(b->bytes) + " bytes)",
+                     field);
       if (device && *device != b->device)
-        return error(ErrorKind::invalid_argument, field + ": buffer " + std::to_string(b->id) + " is on device " +
-                                                      std::to_string(b->device) + ", the launch is on device " +
-                                                      std::to_string(*device));
+        return error(ErrorKind::invalid_argument,
+                     field + ": buffer " + std::to_string(b->id) + " is on device " + std::to_string(b->device) +
+                         ", the launch is on device " + std::to_string(*device),
+                     field);
       device = b->device;
+      if (!device_field) device_field = field;
     }
     if (r.deadline && *r.deadline > config_.max_deadline)
-      return error(ErrorKind::invalid_argument, "deadline_ms: " + std::to_string(r.deadline->count()) +
-                                                    " exceeds the service's max_deadline_ms (" +
-                                                    std::to_string(config_.max_deadline.count()) + ")");
+      return error(ErrorKind::invalid_argument,
+                   "deadline_ms: " + std::to_string(r.deadline->count()) + " exceeds the service's max_deadline_ms (" +
+                       std::to_string(config_.max_deadline.count()) + ")",
+                   "deadline_ms");
 
     LaunchSpec spec;
     const std::vector<DeviceStatus> devices = backend_.devices();
-    spec.device = scheduler_.place(device, devices);
+    if (devices.empty()) return error(ErrorKind::unavailable, why_not_ready(devices) + "; launches need a GPU");
+    if (device && std::none_of(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == *device; }))
+      return error(ErrorKind::invalid_argument,
+                   (*device_field == "device" ? "device: " : *device_field + ": its buffer's device ") +
+                       std::to_string(*device) + " does not exist (this machine has " + std::to_string(devices.size()) +
+                       " GPU(s))",
+                   *device_field);
+    try {
+      spec.device = scheduler_.place(device, devices);
+    } catch (const Error& e) {
+      // The device exists (checked above): what is left is a GPU without a worker or with its
+      // circuit breaker open, which a new worker or the breaker's timeout ends.
+      if (!e.is(Errc::driver_not_found)) throw;
+      ServiceError s = error(ErrorKind::unavailable, e.detail());
+      s.hint = "retry later: a GPU whose worker died gets a new one at once, an open circuit breaker closes by itself";
+      return s;
+    }
     int arch = config_.fallback_arch;
     for (const DeviceStatus& d : devices)
       if (d.ordinal == spec.device) arch = d.arch;
@@ -492,7 +527,11 @@ Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchReque
     switch (submitted.status) {
       case SubmitStatus::accepted: break;
       case SubmitStatus::queue_full:
-      case SubmitStatus::tenant_full: return error(ErrorKind::queue_full, submitted.message);
+      case SubmitStatus::tenant_full: {
+        ServiceError e = error(ErrorKind::queue_full, submitted.message);
+        e.hint = "retry later, when queued launches have run";
+        return e;
+      }
       case SubmitStatus::shutting_down: return error(ErrorKind::shutting_down, submitted.message);
     }
     auto snapshot = scheduler_.wait(submitted.id, tenant, r.wait ? config_.max_wait : std::chrono::milliseconds(0));

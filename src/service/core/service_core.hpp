@@ -212,8 +212,8 @@ class ServiceCore {
 };
 
 // Converts the exceptions the libraries below throw into a ServiceError (out_of_memory with the
-// memory picture, unavailable for a missing driver or NVRTC, invalid_argument, out_of_host_memory,
-// internal with the error's name).
+// memory picture, policy with the rule of a jit::PolicyError, unavailable for a missing driver or
+// NVRTC, invalid_argument, out_of_host_memory, internal with the error's name).
 ServiceError error_from_exception(std::exception_ptr ep) noexcept;
 
 }  // namespace kiln::service::core

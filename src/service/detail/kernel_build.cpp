@@ -2,24 +2,11 @@
 
 #include "kiln/driver/error.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
+#include "kiln/jit/policy_error.hpp"
 
 namespace kiln::service::detail {
 
 using nlohmann::json;
-
-namespace {
-
-// The rule name inside a SourcePolicy refusal ("source policy rule '<rule>' ..."), or empty.
-std::string policy_rule(const Error& e) {
-  static constexpr std::string_view kPrefix = "source policy rule '";
-  const std::string& d = e.detail();
-  const auto at = d.find(kPrefix);
-  if (at == std::string::npos) return {};
-  const auto end = d.find('\'', at + kPrefix.size());
-  return end == std::string::npos ? std::string{} : d.substr(at + kPrefix.size(), end - at - kPrefix.size());
-}
-
-}  // namespace
 
 json diagnostic_json(const jit::Diagnostic& d) {
   return {{"file", d.file},       {"line", d.line},       {"column", d.column},
@@ -38,11 +25,9 @@ KernelBuild build_kernel(jit::KernelCache& cache, const jit::Program& program, c
     jit::CompileResult result;
     try {
       result = cache.try_compile(program, target_for_arch(arch));
-    } catch (const Error& e) {
-      const std::string rule = policy_rule(e);
-      if (rule.empty()) throw;
+    } catch (const jit::PolicyError& e) {
       build.status = 422;
-      build.error = {{"code", "source_policy"}, {"message", e.detail()}, {"rule", rule}};
+      build.error = {{"code", "source_policy"}, {"message", e.detail()}, {"rule", e.rule()}};
       return build;
     }
     if (!result.ok()) {

@@ -1,9 +1,10 @@
-// A stand-in for one GPU (sm_90, 1 GiB, a worker up): buffers are host bytes, every launch
-// completes at once. For tests of the service core and the list routes on a machine without a GPU.
+// A stand-in for one GPU (sm_90, 1 GiB, a worker up unless a test says otherwise): buffers are host
+// bytes, every launch completes at once. For tests of the service core and the list routes on a machine without a GPU.
 //
 // Thread safety: every member may be called from any thread.
 #pragma once
 
+#include <atomic>
 #include <cstring>
 #include <map>
 #include <mutex>
@@ -20,9 +21,12 @@ class FakeGpu final : public service::GpuBackend {
     d.name = "fake GPU";
     d.arch = 90;
     d.memory_total = d.memory_free = std::size_t{1} << 30;
-    d.worker_up = true;
+    d.worker_up = worker_up_.load();
+    if (!d.worker_up) d.last_failure = "the worker exited with signal 9 (Killed)";
     return {d};
   }
+  // A GPU whose worker died (and has not been replaced yet).
+  void set_worker_up(bool up) { worker_up_.store(up); }
   service::BufferId create_buffer(int, std::size_t bytes, std::string_view) override {
     std::lock_guard lock(mutex_);
     buffers_[next_].assign(bytes, std::byte{0});
@@ -58,6 +62,7 @@ class FakeGpu final : public service::GpuBackend {
     if (it == buffers_.end()) throw Error(Errc::invalid_argument, "no buffer " + std::to_string(id));
     return it->second;
   }
+  std::atomic<bool> worker_up_{true};
   std::mutex mutex_;
   std::map<service::BufferId, std::vector<std::byte>> buffers_;
   service::BufferId next_ = 100;
