@@ -1,6 +1,7 @@
 #include "serve_app.hpp"
 
 #include <malloc.h>
+#include <sys/resource.h>
 
 #include <csignal>
 #include <iostream>
@@ -41,6 +42,12 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
   // freed: 16 threads each kept their last bodies. A fixed threshold (which also fixes the trim
   // threshold) keeps every block of 256 KiB or more mapped on its own, returned when freed.
   mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  // Each connection is a descriptor: the soft limit (often 1024) is raised to the hard one, so
+  // max_connections rather than the default limit bounds how many clients kilnd holds.
+  if (rlimit files{}; getrlimit(RLIMIT_NOFILE, &files) == 0 && files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   // Block the stop signals before any thread starts, so every thread inherits the mask and only
   // sigwait below receives them.
   sigset_t stop_signals;
