@@ -571,6 +571,7 @@ LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec
   // A launch that never reached a worker (it was lost just before) is sent to its replacement,
   // and one whose image the worker did not hold is repeated after the image: a few attempts.
   for (int attempt = 0; attempt < 3 && !reply; ++attempt) {
+    inflight.reset();
     {
       std::lock_guard lock(s.mutex);
       if (Clock::now() < s.circuit_until) {
@@ -589,10 +590,13 @@ LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec
         send_image(s, spec);
         s.worker.channel.send(GpuWorkerFrame::launch, encode_launch(spec));
       } catch (const Error& e) {
+        // The frame did not reach the worker: it is gone or going (after a sticky error it reads
+        // nothing more). Reaping it joins its reader, so the record then says how it was lost.
         if (registered) inflight->remove(spec.job_id);
-        if (inflight && inflight->lost() && attempt + 1 < 3) continue;  // the worker went first: its replacement
-        note_failure(s, e.what());
+        const bool ours = inflight && s.worker.inflight == inflight;
         reap_worker(s);
+        note_failure(s, ours && inflight->lost() ? inflight->loss() : std::string(e.what()));
+        if (ours && attempt + 1 < 3) continue;  // to its replacement
         result.status = LaunchStatus::device_unavailable;
         result.message = e.what();
         return result;
