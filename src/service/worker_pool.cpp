@@ -195,6 +195,10 @@ struct WorkerPool::Impl {
     spawn.arguments = {"--socket", std::to_string(kWorkerFd), "--device", device, "--lanes",
                        std::to_string(concurrent ? options.streams_per_gpu : 1)};
     spawn.fds = {{kWorkerFd, sockets.second.get()}};
+    // Lazy loading (CUDA 12's default) loads a kernel at its first launch and may synchronize the
+    // context to do so: a short kernel's first launch would then wait for a long one beside it.
+    // A concurrent worker loads each module whole, at the first launch of its image.
+    if (concurrent) spawn.environment["CUDA_MODULE_LOADING"] = "EAGER";
     try {
       s.worker.process = ipc::spawn(spawn);
     } catch (const Error& e) {
