@@ -235,4 +235,17 @@ TEST(GpuWorkerNoDriver, TheKilnWorkerBinaryReportsWhyOverFdThree) {
   EXPECT_EQ(status->exit_code(), 1) << status->describe();
 }
 
+TEST(GpuWorkerBinary, RefusesALaneCountOutsideOneTo256) {
+  if (!std::filesystem::exists(KILN_WORKER_BINARY)) GTEST_SKIP() << "kiln-worker is not built (KILN_BUILD_TOOLS=OFF)";
+  for (const char* lanes : {"0", "257"}) {
+    kiln::ipc::SpawnOptions o;
+    o.program = KILN_WORKER_BINARY;
+    o.arguments = {"--socket", "3", "--device", "0", "--lanes", lanes};
+    kiln::ipc::ChildProcess worker = kiln::ipc::spawn(o);
+    const auto status = worker.wait_for(60s);
+    ASSERT_TRUE(status);
+    EXPECT_EQ(status->exit_code(), 2) << lanes << ": " << status->describe();
+  }
+}
+
 }  // namespace
