@@ -122,6 +122,13 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     else if (key == "max_queued_jobs_per_tenant") r.integer(key, value, c.max_queued_jobs_per_tenant, 1, kMaxBytes);
     else if (key == "aging_step_ms") r.ms(key, value, c.aging_step);
     else if (key == "dispatchers_per_device") r.integer(key, value, c.dispatchers_per_device, 1, 256);
+    else if (key == "gpu_mode") {
+      std::string mode;
+      r.text(key, value, mode);
+      const auto parsed = parse_gpu_mode(mode);
+      if (!parsed) r.fail(key, "expected \"isolation\" or \"concurrent\", got " + value.dump());
+      c.gpu_mode = *parsed;
+    } else if (key == "streams_per_gpu") r.integer(key, value, c.streams_per_gpu, 1, 256);
     else if (key == "default_deadline_ms") r.ms(key, value, c.default_deadline);
     else if (key == "max_deadline_ms") r.ms(key, value, c.max_deadline);
     else if (key == "max_wait_ms") r.ms(key, value, c.max_wait);
@@ -157,6 +164,10 @@ unsigned default_compile_workers() {
   return std::clamp(std::thread::hardware_concurrency() / 2, 2u, 8u);
 }
 
+int dispatchers_per_gpu(const ServiceConfig& c) {
+  return c.gpu_mode == GpuMode::concurrent ? c.streams_per_gpu : c.dispatchers_per_device;
+}
+
 unsigned compiles_per_tenant(const ServiceConfig& c) {
   if (c.max_compiles_per_tenant > 0) return c.max_compiles_per_tenant;
   return std::max(1u, std::max(c.compile_workers, 1u) / 2);
@@ -185,6 +196,8 @@ void validate(const ServiceConfig& c) {
     if (value.count() < 1) fail(std::string(name) + " must be at least 1");
   if (c.min_body_rate < 1) fail("min_body_rate must be at least 1 byte per second");
   if (c.dispatchers_per_device < 1) fail("dispatchers_per_device must be at least 1");
+  if (c.streams_per_gpu < 1 || c.streams_per_gpu > 256)
+    fail("streams_per_gpu " + std::to_string(c.streams_per_gpu) + " is outside 1-256");
   if (c.max_json_bytes > c.max_body_bytes)
     fail("max_json_bytes (" + std::to_string(c.max_json_bytes) + ") exceeds max_body_bytes (" +
          std::to_string(c.max_body_bytes) + ")");

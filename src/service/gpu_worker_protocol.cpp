@@ -22,7 +22,7 @@ ipc::ChannelOptions gpu_worker_channel(std::string peer) {
   o.peer = std::move(peer);
   o.max_frame_bytes = kMaxGpuWorkerFrameBytes;
   o.first_type = static_cast<std::uint32_t>(GpuWorkerFrame::ready);
-  o.last_type = static_cast<std::uint32_t>(GpuWorkerFrame::error);
+  o.last_type = static_cast<std::uint32_t>(GpuWorkerFrame::forget_image);
   return o;
 }
 

@@ -147,6 +147,8 @@ std::string Metrics::render(const MetricsInputs& in) const {
   for (const auto& d : in.devices) w.sample("kiln_worker_restarts_total", device_labels(d), d.worker_restarts);
   w.family("kiln_watchdog_kills_total", "counter", "Workers ended because a kernel passed its deadline.");
   for (const auto& d : in.devices) w.sample("kiln_watchdog_kills_total", device_labels(d), d.watchdog_kills);
+  w.family("kiln_worker_image_bytes_total", "counter", "Kernel image bytes sent to GPU workers (each image once per worker), by GPU.");
+  for (const auto& d : in.devices) w.sample("kiln_worker_image_bytes_total", device_labels(d), d.image_bytes_sent);
 
   if (in.cluster) {
     const ClusterMetrics& c = *in.cluster;

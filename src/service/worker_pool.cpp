@@ -6,7 +6,9 @@
 #include <deque>
 #include <filesystem>
 #include <mutex>
+#include <optional>
 #include <set>
+#include <thread>
 #include <unordered_map>
 
 #include "kiln/core/device.hpp"
@@ -20,6 +22,8 @@
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/service/gpu_worker.hpp"
 #include "kiln/version.hpp"
+#include "service/detail/inflight_launches.hpp"
+#include "service/detail/loaded_images.hpp"
 
 namespace kiln::service {
 
@@ -48,14 +52,49 @@ struct Buffer {
 
 struct Worker {
   ipc::ChildProcess process;
-  ipc::Channel channel;
+  ipc::Channel channel;  // the supervisor's sends (and, in isolation mode, its receives)
   std::set<BufferId> imported;
+  detail::LoadedImages images;
+  // Concurrent mode: the launches in flight and the thread reading the worker's replies. The
+  // reader is joined (moved over or destroyed) only after the process is gone, when it sees
+  // end-of-file.
+  std::shared_ptr<detail::InFlightLaunches> inflight;
+  std::jthread reader;
 };
+
+// Concurrent mode: completes the launches in flight from the worker's replies until it ends.
+void read_replies(ipc::Channel channel, std::shared_ptr<detail::InFlightLaunches> inflight, std::string who) {
+  std::string reported;  // the worker's last error frame: perhaps why it is ending
+  for (;;) {
+    try {
+      ipc::Received r = channel.receive();
+      if (!r) break;
+      const auto type = r.frame.type_as<GpuWorkerFrame>();
+      if (type == GpuWorkerFrame::launch_done) {
+        inflight->complete(decode_outcome(r.frame.payload));
+      } else if (type == GpuWorkerFrame::error) {
+        PayloadReader p(r.frame.payload);
+        const std::string name = p.bytes();
+        reported = name + ": " + p.bytes();
+      }
+    } catch (const ipc::ChannelError& e) {
+      if (e.failure() == ipc::ChannelError::Failure::truncated) break;  // it died while writing
+      inflight->lose(who + " sent a broken reply: " + e.detail());
+      return;
+    } catch (const Error& e) {
+      inflight->lose(who + " sent a reply that does not decode: " + e.detail());
+      return;
+    }
+  }
+  inflight->lose(who + " ended during the launch" + (reported.empty() ? "" : " (it last reported " + reported + ")"));
+}
 
 struct Slot {
   int ordinal = 0;
   DeviceStatus info;
-  std::mutex mutex;  // one launch (and one worker start) at a time on this GPU
+  // One worker start at a time, and everything in `worker`; in isolation mode also one launch at
+  // a time (held for the whole launch), in concurrent mode held only while a launch is sent.
+  std::mutex mutex;
   Worker worker;
   std::deque<Clock::time_point> failures;
   Clock::time_point circuit_until{};
@@ -63,7 +102,7 @@ struct Slot {
   std::vector<BufferId> pending_releases;  // buffers freed while a launch ran
   std::atomic<bool> up{false};
   bool ever_started = false;
-  std::atomic<std::uint64_t> restarts{0}, kills{0};
+  std::atomic<std::uint64_t> restarts{0}, kills{0}, image_bytes_sent{0};
   std::mutex failure_text_mutex;
   std::string last_failure;
   // Free memory as the driver last said, and when (steady-clock ns; 0: read it again). Every
@@ -152,8 +191,14 @@ struct WorkerPool::Impl {
     ipc::SocketPair sockets = ipc::SocketPair::create();
     ipc::SpawnOptions spawn;
     spawn.program = worker_path;
-    spawn.arguments = {"--socket", std::to_string(kWorkerFd), "--device", device};
+    const bool concurrent = options.mode == GpuMode::concurrent;
+    spawn.arguments = {"--socket", std::to_string(kWorkerFd), "--device", device, "--lanes",
+                       std::to_string(concurrent ? options.streams_per_gpu : 1)};
     spawn.fds = {{kWorkerFd, sockets.second.get()}};
+    // Lazy loading (CUDA 12's default) loads a kernel at its first launch and may synchronize the
+    // context to do so: a short kernel's first launch would then wait for a long one beside it.
+    // A concurrent worker loads each module whole, at the first launch of its image.
+    if (concurrent) spawn.environment["CUDA_MODULE_LOADING"] = "EAGER";
     try {
       s.worker.process = ipc::spawn(spawn);
     } catch (const Error& e) {
@@ -162,7 +207,10 @@ struct WorkerPool::Impl {
     }
     sockets.second.reset();  // the worker holds its end now
     const std::string who = "the GPU worker for GPU " + device + " (pid " + std::to_string(s.worker.process.pid()) + ")";
+    // Concurrent mode: replies are read on their own descriptor (a Channel serves one thread).
+    ipc::UniqueFd reading = concurrent ? sockets.first.duplicate() : ipc::UniqueFd();
     s.worker.channel = ipc::Channel(std::move(sockets.first), gpu_worker_channel(who));
+    s.worker.images = detail::LoadedImages({options.max_images_per_worker, options.max_image_bytes_per_worker});
     ipc::Received hello;
     try {
       hello = s.worker.channel.receive_for(options.start_timeout);
@@ -192,11 +240,39 @@ struct WorkerPool::Impl {
       stop_worker(s, false);
       throw Error(Errc::internal, who + " " + why);
     }
+    if (concurrent) {
+      s.worker.inflight = std::make_shared<detail::InFlightLaunches>();
+      s.worker.reader = std::jthread(read_replies, ipc::Channel(std::move(reading), gpu_worker_channel(who)),
+                                     s.worker.inflight, who);
+    }
     s.up = true;
   }
 
+  // Concurrent mode: a worker lost with launches in flight (they have their results) is reaped
+  // here, once, by the first thread that finds it.
+  void retire_if_lost(Slot& s) {
+    if (!s.worker.inflight || !s.worker.inflight->lost()) return;
+    const std::string why = s.worker.inflight->loss();
+    reap_worker(s);
+    note_failure(s, why);
+  }
+
+  // Sends the launch's image unless this worker incarnation holds it, and unloads what that
+  // evicts. Requires s.mutex.
+  void send_image(Slot& s, const LaunchSpec& spec) {
+    if (s.worker.images.touch(spec.image_key)) return;
+    for (const std::string& key : s.worker.images.add(spec.image_key, spec.image->size()))
+      s.worker.channel.send(GpuWorkerFrame::forget_image, encode_forget_image(key));
+    s.worker.channel.send(GpuWorkerFrame::load_image, encode_load_image(spec.image_key, *spec.image));
+    s.image_bytes_sent.fetch_add(spec.image->size(), std::memory_order_relaxed);
+  }
+
+  LaunchResult launch_concurrent(Slot& s, const LaunchSpec& spec, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
+                                 const std::vector<BufferId>& suspects);
+
   // Brings the worker up and maps every buffer the launch names that it has not mapped yet.
   void prepare(Slot& s, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used) {
+    retire_if_lost(s);
     if (!s.up) {
       if (s.worker.process.running()) reap_worker(s);
       start_worker(s);
@@ -265,6 +341,7 @@ std::vector<DeviceStatus> WorkerPool::devices() {
     d.worker_up = s->up.load();
     d.worker_restarts = s->restarts.load();
     d.watchdog_kills = s->kills.load();
+    d.image_bytes_sent = s->image_bytes_sent.load(std::memory_order_relaxed);
     {
       std::lock_guard lock(s->failure_text_mutex);
       d.last_failure = s->last_failure;
@@ -357,6 +434,12 @@ int WorkerPool::worker_pid(int device) {
 LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
   LaunchResult result;
   Slot& s = impl_->slot(spec.device);
+  if (!spec.image || spec.image->empty()) {
+    result.status = LaunchStatus::failed;
+    result.error_name = "KILN_ERROR_INVALID_ARGUMENT";
+    result.message = "job " + std::to_string(spec.job_id) + ": the launch carries no image (LaunchSpec::image)";
+    return result;
+  }
   std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>> used;
   for (const KernelArgument& a : spec.arguments)
     if (const auto* b = std::get_if<BufferArgument>(&a)) {
@@ -372,6 +455,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     for (auto& [id, _] : used) ids.push_back(id);
     return ids;
   };
+  if (impl_->options.mode == GpuMode::concurrent) return impl_->launch_concurrent(s, spec, used, suspects());
 
   std::lock_guard lock(s.mutex);
   if (Clock::now() < s.circuit_until) {
@@ -382,9 +466,13 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     return result;
   }
   const auto start = Clock::now();
+  auto send_launch = [&] {
+    impl_->send_image(s, spec);
+    s.worker.channel.send(GpuWorkerFrame::launch, encode_launch(spec));
+  };
   try {
     impl_->prepare(s, used);
-    s.worker.channel.send(GpuWorkerFrame::launch, encode_launch(spec));
+    send_launch();
   } catch (const Error& e) {
     impl_->note_failure(s, e.what());
     impl_->reap_worker(s);
@@ -392,6 +480,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     result.message = e.what();
     return result;
   }
+  bool image_resent = false;
   for (;;) {
     auto worker_failed = [&](const std::string& why) {
       impl_->note_failure(s, why);
@@ -438,6 +527,21 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     }
     if (type != GpuWorkerFrame::launch_done) continue;
     LaunchOutcome o = decode_outcome(reply.frame.payload);
+    if (o.error_name == kImageNotLoaded && !image_resent) {
+      // The worker lost track of the image (it should not): send it again, launch again, once.
+      image_resent = true;
+      s.worker.images.forget(spec.image_key);
+      try {
+        send_launch();
+        continue;
+      } catch (const Error& e) {
+        impl_->note_failure(s, e.what());
+        impl_->reap_worker(s);
+        result.status = LaunchStatus::device_unavailable;
+        result.message = e.what();
+        break;
+      }
+    }
     result.status = o.status;
     result.error_name = o.error_name;
     result.message = o.message;
@@ -457,6 +561,93 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
       impl_->prepare(s, {});
     } catch (const Error& e) {
       impl_->note_failure(s, e.what());
+    }
+  }
+  return result;
+}
+
+LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec,
+                                                 const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
+                                                 const std::vector<BufferId>& suspects) {
+  LaunchResult result;
+  const auto start = Clock::now();
+  std::shared_ptr<detail::InFlightLaunches> inflight;
+  std::optional<LaunchResult> reply;
+  // A launch that never reached a worker (it was lost just before) is sent to its replacement,
+  // and one whose image the worker did not hold is repeated after the image: a few attempts.
+  for (int attempt = 0; attempt < 3 && !reply; ++attempt) {
+    inflight.reset();
+    {
+      std::lock_guard lock(s.mutex);
+      if (Clock::now() < s.circuit_until) {
+        result.status = LaunchStatus::device_unavailable;
+        std::lock_guard text(s.failure_text_mutex);
+        result.message = "GPU " + std::to_string(spec.device) + " is not scheduled (circuit open) after repeated "
+                         "worker failures; last: " + s.last_failure;
+        return result;
+      }
+      bool registered = false;
+      try {
+        prepare(s, used);
+        inflight = s.worker.inflight;
+        if (!inflight || !inflight->add(spec.job_id, suspects)) continue;  // lost since prepare: again
+        registered = true;
+        send_image(s, spec);
+        s.worker.channel.send(GpuWorkerFrame::launch, encode_launch(spec));
+      } catch (const Error& e) {
+        // The frame did not reach the worker: it is gone or going (after a sticky error it reads
+        // nothing more). Reaping it joins its reader, so the record then says how it was lost.
+        if (registered) inflight->remove(spec.job_id);
+        const bool ours = inflight && s.worker.inflight == inflight;
+        reap_worker(s);
+        note_failure(s, ours && inflight->lost() ? inflight->loss() : std::string(e.what()));
+        if (ours && attempt + 1 < 3) continue;  // to its replacement
+        result.status = LaunchStatus::device_unavailable;
+        result.message = e.what();
+        return result;
+      }
+    }
+    reply = inflight->wait(spec.job_id, spec.deadline);
+    if (!reply) {
+      std::lock_guard lock(s.mutex);
+      reply = inflight->blame(spec.job_id, "ran past its deadline, and the worker was ended to stop its kernel");
+      if (!reply) {
+        // Past the deadline: the kernel cannot be stopped, its process can (with its neighbours).
+        if (s.worker.inflight == inflight) stop_worker(s, false);
+        s.kills.fetch_add(1);
+        const std::string why = "job " + std::to_string(spec.job_id) + " ran past its deadline; its GPU worker "
+                                "was ended to stop the kernel (nothing else can stop a running kernel)";
+        note_failure(s, why);
+        result.status = LaunchStatus::timed_out;
+        result.error_name = "KILN_ERROR_TIMEOUT";
+        result.message = why;
+        result.suspect_buffers = suspects;
+        break;
+      }
+    }
+    if (reply->error_name == kImageNotLoaded && attempt + 1 < 3) {
+      std::lock_guard lock(s.mutex);
+      if (s.worker.inflight == inflight) s.worker.images.forget(spec.image_key);
+      reply.reset();
+    }
+  }
+  if (reply) {
+    result = std::move(*reply);
+  } else if (result.status == LaunchStatus::completed) {
+    result.status = LaunchStatus::device_unavailable;
+    result.message = "GPU " + std::to_string(spec.device) + ": the launch could not be handed to a GPU worker";
+  }
+  result.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
+  // A lost worker is replaced at once, so the GPU is ready again before the next request.
+  if (result.sticky || (inflight && inflight->lost()) || !s.up) {
+    std::lock_guard lock(s.mutex);
+    retire_if_lost(s);
+    if (!s.up && Clock::now() >= s.circuit_until) {
+      try {
+        prepare(s, {});
+      } catch (const Error& e) {
+        note_failure(s, e.what());
+      }
     }
   }
   return result;

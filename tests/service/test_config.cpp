@@ -96,5 +96,44 @@ TEST(ServiceConfig, ValidateRefusesContradictions) {
   EXPECT_NE(error_message_of([&] { validate(c); }).find("default_deadline_ms"), std::string::npos);
 }
 
+TEST(ServiceConfig, GpuModeIsIsolationUnlessToldAndSizesTheDispatchers) {
+  ServiceConfig c;
+  EXPECT_EQ(c.gpu_mode, GpuMode::isolation);
+  EXPECT_EQ(c.streams_per_gpu, 4);
+  EXPECT_EQ(dispatchers_per_gpu(c), c.dispatchers_per_device) << "isolation: dispatchers_per_device";
+  apply_config_json(c, R"({"gpu_mode": "concurrent", "streams_per_gpu": 6, "dispatchers_per_device": 3})", "m.json");
+  EXPECT_EQ(c.gpu_mode, GpuMode::concurrent);
+  EXPECT_EQ(c.streams_per_gpu, 6);
+  EXPECT_EQ(dispatchers_per_gpu(c), 6) << "concurrent: a dispatcher per stream";
+  EXPECT_NO_THROW(validate(c));
+  apply_config_json(c, R"({"gpu_mode": "isolation"})", "m.json");
+  EXPECT_EQ(c.gpu_mode, GpuMode::isolation);
+  EXPECT_EQ(dispatchers_per_gpu(c), 3);
+  EXPECT_EQ(to_string(GpuMode::concurrent), "concurrent");
+  EXPECT_EQ(to_string(GpuMode::isolation), "isolation");
+  EXPECT_EQ(parse_gpu_mode("Concurrent"), std::nullopt);
+}
+
+TEST(ServiceConfig, GpuModeErrorsNameTheKeyAndTheChoices) {
+  ServiceConfig c;
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"gpu_mode": "parallel"})", "m.json"); })
+                .find("m.json: key 'gpu_mode': expected \"isolation\" or \"concurrent\", got \"parallel\""),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"gpu_mode": 2})", "m.json"); })
+                .find("key 'gpu_mode': expected a string, got 2"),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"streams_per_gpu": 0})", "m.json"); })
+                .find("key 'streams_per_gpu': must be between 1 and 256, got 0"),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"streams_per_gpu": 257})", "m.json"); })
+                .find("must be between 1 and 256, got 257"),
+            std::string::npos);
+  EXPECT_EQ(c.gpu_mode, GpuMode::isolation) << "a refused value changes nothing";
+  EXPECT_EQ(c.streams_per_gpu, 4);
+  c.streams_per_gpu = 0;
+  EXPECT_NE(error_message_of([&] { validate(c); }).find("invalid setting: streams_per_gpu 0 is outside 1-256"),
+            std::string::npos);
+}
+
 }  // namespace
 }  // namespace kiln::service

@@ -18,6 +18,7 @@
 #include "kiln/service/gpu_worker.hpp"
 #include "kiln/service/gpu_worker_protocol.hpp"
 #include "kiln/service/worker_pool.hpp"
+#include "support/error_message.hpp"
 
 namespace {
 
@@ -89,7 +90,7 @@ TEST(GpuWorkerProtocol, LimitsTypesTimeoutsAndPeerGone) {
     EXPECT_NE(std::string(e.what()).find("ipc channel to the supervisor: the peer announced a frame of 268435457 bytes"), std::string::npos) << e.what();
   }
   auto [c, d] = gpu_worker_pair();
-  const std::uint32_t unknown = 8;  // past GpuWorkerFrame::error
+  const std::uint32_t unknown = static_cast<std::uint32_t>(GpuWorkerFrame::forget_image) + 1;  // past the last type
   std::memcpy(header, &unknown, 4);
   std::memset(header + 4, 0, 8);
   ASSERT_EQ(::write(c.fd(), header, sizeof header), ssize_t(sizeof header));
@@ -119,10 +120,13 @@ TEST(GpuWorkerProtocol, LaunchAndOutcomeEncodeBothWays) {
   s.device = 0;
   s.arguments = {ScalarArgument{ScalarArgument::Type::f32, 0x40000000}, BufferArgument{7, 256},
                  ScalarArgument{ScalarArgument::Type::i64, 1ull << 33}};
-  LaunchSpec d = decode_launch(encode_launch(s));
+  const std::string frame = encode_launch(s);
+  EXPECT_EQ(frame.find("ELF cubin bytes"), std::string::npos) << "a launch names its image by key only";
+  LaunchSpec d = decode_launch(frame);
   EXPECT_EQ(d.job_id, 42u);
   EXPECT_EQ(d.tenant, "tenant-a");
-  EXPECT_EQ(*d.image, *s.image);
+  EXPECT_EQ(d.image, nullptr);
+  EXPECT_EQ(d.image_key, "abc123");
   EXPECT_EQ(d.kernel, s.kernel);
   EXPECT_EQ(d.grid, s.grid);
   EXPECT_EQ(d.block, s.block);
@@ -143,6 +147,39 @@ TEST(GpuWorkerProtocol, LaunchAndOutcomeEncodeBothWays) {
   EXPECT_EQ(p.error_name, "CUDA_ERROR_ILLEGAL_ADDRESS");
   EXPECT_TRUE(p.sticky);
   EXPECT_EQ(p.elapsed_ms, 3.5);
+  std::string bad_status = encode_outcome(o);
+  bad_status[8] = 9;  // after the job id: a status no LaunchStatus has
+  EXPECT_NE(kiln::testing::error_of([&] { decode_outcome(bad_status); }).detail().find("unknown launch status 9"),
+            std::string::npos);
+}
+
+TEST(GpuWorkerProtocol, ImageFramesEncodeBothWaysAndTravelOnTheChannel) {
+  const std::string image("\x7f" "ELF\0 cubin with a NUL", 22);
+  auto [a, b] = gpu_worker_pair();
+  a.send(GpuWorkerFrame::load_image, encode_load_image("key-1", image));
+  a.send(GpuWorkerFrame::forget_image, encode_forget_image("key-0"));
+  Received load = b.receive_for(5s), forget = b.receive_for(5s);
+  ASSERT_TRUE(load);
+  ASSERT_TRUE(forget);
+  EXPECT_EQ(load.frame.type_as<GpuWorkerFrame>(), GpuWorkerFrame::load_image);
+  const ImageFrame f = decode_load_image(load.frame.payload);
+  EXPECT_EQ(f.key, "key-1");
+  EXPECT_EQ(f.image, image);
+  EXPECT_EQ(forget.frame.type_as<GpuWorkerFrame>(), GpuWorkerFrame::forget_image);
+  EXPECT_EQ(decode_forget_image(forget.frame.payload), "key-0");
+
+  using kiln::testing::error_of;
+  EXPECT_NE(error_of([] { decode_load_image(encode_load_image("", "bytes")); }).detail().find("needs a key and bytes"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { decode_load_image(encode_load_image("k", "")); }).detail().find("needs a key and bytes"),
+            std::string::npos);
+  EXPECT_NE(error_of([] { decode_load_image(encode_load_image("k", "b") + "x"); }).detail().find("trailing bytes"),
+            std::string::npos);
+  std::string cut = encode_load_image("k", image);
+  cut.pop_back();
+  EXPECT_NE(error_of([&] { decode_load_image(cut); }).detail().find("ends 1 bytes early"), std::string::npos);
+  EXPECT_NE(error_of([] { decode_forget_image(encode_forget_image("k") + "x"); }).detail().find("trailing bytes"),
+            std::string::npos);
 }
 
 void expect_driver_not_found_report(const Received& f) {
@@ -169,6 +206,16 @@ TEST(GpuWorkerNoDriver, WorkerReportsWhyAndPoolRefuses) {
   }
 }
 
+TEST(GpuWorkerNoDriver, ConcurrentWorkerReportsWhyToo) {
+  if (kiln::driver::driver_state().api) GTEST_SKIP() << "a driver is installed here";
+  auto [supervisor, worker] = gpu_worker_pair();
+  std::thread t([w = std::move(worker)]() mutable { EXPECT_EQ(serve_gpu_worker(std::move(w), 0, 4), 1); });
+  const Received f = supervisor.receive();
+  t.join();
+  expect_driver_not_found_report(f);
+  EXPECT_EQ(supervisor.receive_for(5s).status, kiln::ipc::ReceiveStatus::closed);
+}
+
 TEST(GpuWorkerNoDriver, TheKilnWorkerBinaryReportsWhyOverFdThree) {
   if (kiln::driver::driver_state().api) GTEST_SKIP() << "a driver is installed here";
   if (!std::filesystem::exists(KILN_WORKER_BINARY)) GTEST_SKIP() << "kiln-worker is not built (KILN_BUILD_TOOLS=OFF)";
@@ -186,6 +233,19 @@ TEST(GpuWorkerNoDriver, TheKilnWorkerBinaryReportsWhyOverFdThree) {
   const auto status = worker.wait_for(60s);
   ASSERT_TRUE(status);
   EXPECT_EQ(status->exit_code(), 1) << status->describe();
+}
+
+TEST(GpuWorkerBinary, RefusesALaneCountOutsideOneTo256) {
+  if (!std::filesystem::exists(KILN_WORKER_BINARY)) GTEST_SKIP() << "kiln-worker is not built (KILN_BUILD_TOOLS=OFF)";
+  for (const char* lanes : {"0", "257"}) {
+    kiln::ipc::SpawnOptions o;
+    o.program = KILN_WORKER_BINARY;
+    o.arguments = {"--socket", "3", "--device", "0", "--lanes", lanes};
+    kiln::ipc::ChildProcess worker = kiln::ipc::spawn(o);
+    const auto status = worker.wait_for(60s);
+    ASSERT_TRUE(status);
+    EXPECT_EQ(status->exit_code(), 2) << lanes << ": " << status->describe();
+  }
 }
 
 }  // namespace

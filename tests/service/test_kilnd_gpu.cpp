@@ -1,7 +1,8 @@
 // kilnd end to end on a real GPU, over HTTP on loopback: the gateway, the scheduler and the
 // WorkerPool together. A faulting kernel from one client fails only its own request while other
 // clients' launches go on, and every buffer reads back byte-identical; a kernel past its deadline
-// gets a timeout and the GPU serves the next request.
+// gets a timeout and the GPU serves the next request. With gpu_mode concurrent, a short launch is
+// answered while a long one runs, and the long one still ends at its deadline.
 #include <gtest/gtest.h>
 
 #include <regex>
@@ -40,11 +41,13 @@ class KilndGpu : public ::testing::Test {
     config_.port = 0;
     config_.cache_dir = dir_.path() / "cache";
     config_.http_threads = 16;
-    pool_ = std::make_unique<kiln::service::WorkerPool>();
+    configure();
+    pool_ = std::make_unique<kiln::service::WorkerPool>(pool_options_);
     const std::string tokens = std::string("alice ") + kiln::testing::kAliceToken + "\nbob " + kiln::testing::kBobToken + "\n";
     server_ = std::make_unique<kiln::service::Server>(config_, kiln::service::TokenStore::parse(tokens, "test"), *pool_);
     server_->start();
   }
+  virtual void configure() {}  // a variant's settings, before the pool starts
   void TearDown() override {
     if (server_) server_->stop();
     server_.reset();
@@ -83,6 +86,7 @@ class KilndGpu : public ::testing::Test {
 
   kiln::testing::TempDir dir_;
   kiln::service::ServiceConfig config_;
+  kiln::service::WorkerPoolOptions pool_options_;
   std::unique_ptr<kiln::service::WorkerPool> pool_;
   std::unique_ptr<kiln::service::Server> server_;
 };
@@ -179,6 +183,49 @@ TEST_F(KilndGpu, DeadlineGivesATimeoutAndTheGpuServesTheNextRequest) {
                     {"arguments", {{{"type", "f32"}, {"value", 1.0}}, {{"buffer", y}}, {{"buffer", y}}, {{"type", "i32"}, {"value", 32}}}}},
                    200);
   EXPECT_EQ(download(*c, y)[0], 2.f);
+}
+
+class KilndConcurrentGpu : public KilndGpu {
+ protected:
+  void configure() override {
+    config_.gpu_mode = kiln::service::GpuMode::concurrent;
+    config_.streams_per_gpu = 4;
+    pool_options_.mode = config_.gpu_mode;
+    pool_options_.streams_per_gpu = config_.streams_per_gpu;
+  }
+};
+
+TEST_F(KilndConcurrentGpu, AShortLaunchIsAnsweredWhileALongOneRuns) {
+  auto c = client();
+  const std::uint64_t k = kernel(*c);
+  const std::uint64_t flag = buffer(*c, {0.f}), y = buffer(*c, std::vector<float>(32, 1.f));
+  auto held = post(*c, "/v1/launches",
+                   {{"kernel", k}, {"function", "forever"}, {"deadline_ms", 5000}, {"arguments", {{{"buffer", flag}}}}}, 202);
+  const std::string job = "/v1/jobs/" + std::to_string(held["id"].get<std::uint64_t>());
+  for (int i = 0; i < 500; ++i) {  // until a dispatcher has handed it to the worker
+    auto r = c->Get(job, auth(kiln::testing::kAliceToken));
+    ASSERT_TRUE(r && r->status == 200);
+    if (json::parse(r->body)["state"] == "running") break;
+    std::this_thread::sleep_for(10ms);
+  }
+  auto next = post(*c, "/v1/launches",
+                   {{"kernel", k}, {"function", "saxpy"}, {"block", 32}, {"wait", true},
+                    {"arguments", {{{"type", "f32"}, {"value", 1.0}}, {{"buffer", y}}, {{"buffer", y}}, {{"type", "i32"}, {"value", 32}}}}},
+                   200);
+  EXPECT_EQ(next["status"], "completed") << next.dump();
+  auto still = c->Get(job, auth(kiln::testing::kAliceToken));
+  ASSERT_TRUE(still);
+  EXPECT_EQ(json::parse(still->body)["state"], "running") << "the long launch ends only at its deadline: " << still->body;
+  EXPECT_EQ(download(*c, y)[0], 2.f);
+  auto ended = c->Get(job + "?wait_ms=20000", auth(kiln::testing::kAliceToken));
+  ASSERT_TRUE(ended);
+  EXPECT_EQ(json::parse(ended->body)["status"], "timed_out") << ended->body;
+  auto metrics = c->Get("/metrics");
+  ASSERT_TRUE(metrics);
+  EXPECT_NE(metrics->body.find("kiln_worker_image_bytes_total{device=\"0\""), std::string::npos) << metrics->body;
+  EXPECT_EQ(metrics->body.find("kiln_worker_image_bytes_total{device=\"0\",uuid=\"" + pool_->devices()[0].uuid + "\"} 0\n"),
+            std::string::npos)
+      << "the image was sent";
 }
 
 }  // namespace

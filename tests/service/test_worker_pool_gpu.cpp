@@ -1,6 +1,9 @@
 // kilnd's isolation on a real GPU: launches through worker processes, a sticky fault that kills
 // only its worker while every buffer survives, a deadline enforced by ending the worker, and the
-// circuit breaker.
+// circuit breaker. Then images sent once per worker (and again to a new one, or after the worker's
+// bound unloaded them), and gpu_mode concurrent: a long kernel does not hold up a short one, and a
+// sticky fault or a deadline aborts the launches in flight beside it, reported with their buffers.
+// Ordering is proven on the GPU (a kernel records what it saw), never by wall-clock thresholds.
 #include <gtest/gtest.h>
 
 #include <atomic>
@@ -11,6 +14,7 @@
 
 #include "kiln/driver/error.hpp"
 #include "kiln/service/worker_pool.hpp"
+#include "service/detail/inflight_launches.hpp"
 #include "support/gpu.hpp"
 #include "support/nvrtc_compile.hpp"
 
@@ -200,6 +204,232 @@ TEST_F(WorkerPoolGpu, ManyThreadsShareTheWorker) {
     });
   for (auto& th : threads) th.join();
   EXPECT_EQ(failures.load(), 0);
+}
+
+// ---- images: sent once per worker and key
+
+LaunchSpec spec_as(std::string key, const std::string& kernel, std::vector<KernelArgument> args, unsigned block = 1) {
+  LaunchSpec s = spec(kernel, std::move(args), 1, block);
+  s.image_key = std::move(key);
+  return s;
+}
+
+TEST_F(WorkerPoolGpu, AnImageIsSentOncePerWorkerAndAgainToItsReplacement) {
+  WorkerPool pool;
+  const std::uint64_t size = image()->size();
+  EXPECT_EQ(pool.devices()[0].image_bytes_sent, 0u);
+  BufferId p = pool.create_buffer(0, 4 * 32, "p"), arg = pool.create_buffer(0, 4, "arg");
+  write(pool, p, std::vector<int>(32, 1));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_EQ(pool.launch(spec("twice", {BufferArgument{p, 0}, i32(32)}, 1, 32)).status, LaunchStatus::completed);
+  EXPECT_EQ(read<int>(pool, p, 32), std::vector<int>(32, 8));
+  EXPECT_EQ(pool.devices()[0].image_bytes_sent, size) << "three launches, one image sent";
+  // A sticky fault ends the worker; its replacement holds no image and is sent it again.
+  const int before = pool.worker_pid(0);
+  ASSERT_TRUE(pool.launch(spec("fault", {BufferArgument{arg, 0}})).sticky);
+  LaunchResult again = pool.launch(spec("twice", {BufferArgument{p, 0}, i32(32)}, 1, 32));
+  ASSERT_EQ(again.status, LaunchStatus::completed) << again.message;
+  EXPECT_NE(pool.worker_pid(0), before);
+  EXPECT_EQ(read<int>(pool, p, 32), std::vector<int>(32, 16));
+  EXPECT_EQ(pool.devices()[0].image_bytes_sent, 2 * size) << "once to each worker";
+  ASSERT_EQ(pool.launch(spec("twice", {BufferArgument{p, 0}, i32(32)}, 1, 32)).status, LaunchStatus::completed);
+  EXPECT_EQ(pool.devices()[0].image_bytes_sent, 2 * size);
+}
+
+TEST_F(WorkerPoolGpu, ImagesBeyondTheWorkersBoundAreUnloadedAndSentAgain) {
+  WorkerPoolOptions o;
+  o.max_images_per_worker = 1;  // every other key evicts the one before
+  WorkerPool pool(o);
+  const std::uint64_t size = image()->size();
+  BufferId p = pool.create_buffer(0, 4 * 32, "p");
+  write(pool, p, std::vector<int>(32, 1));
+  for (const char* key : {"a", "a", "b", "a"}) {
+    LaunchResult r = pool.launch(spec_as(key, "twice", {BufferArgument{p, 0}, i32(32)}, 32));
+    ASSERT_EQ(r.status, LaunchStatus::completed) << key << ": " << r.message;
+  }
+  EXPECT_EQ(read<int>(pool, p, 32), std::vector<int>(32, 16));
+  EXPECT_EQ(pool.devices()[0].image_bytes_sent, 3 * size) << "a, b, then a again after b evicted it";
+  EXPECT_EQ(pool.devices()[0].worker_restarts, 0u);
+}
+
+// ---- gpu_mode concurrent
+
+constexpr const char* kConcurrentKernels = R"(
+// flags[0]: release (set by `release`), flags[1]: 1 while `hold` runs, flags[2]: how `hold` ended
+// (1: released, 2: its safety bound of `limit` cycles passed, so a test never hangs). The kernels
+// talk through device memory only: nothing is copied while one of them holds the GPU.
+extern "C" __global__ void hold(int* flags, long long limit) {
+  volatile int* f = flags;
+  f[1] = 1;
+  __threadfence_system();
+  const long long start = clock64();
+  while (f[0] == 0 && clock64() - start < limit) {}
+  f[2] = f[0] != 0 ? 1 : 2;
+  f[1] = 0;
+  __threadfence_system();
+}
+// Waits (at most `limit` cycles) until `hold` runs on `flags`, then records what it saw (1: running).
+extern "C" __global__ void observe(const int* flags, int* out, long long limit) {
+  volatile const int* f = flags;
+  const long long start = clock64();
+  while (f[1] == 0 && clock64() - start < limit) {}
+  out[0] = f[1];
+}
+extern "C" __global__ void release(int* flags) {
+  ((volatile int*)flags)[0] = 1;
+  __threadfence_system();
+}
+extern "C" __global__ void fault(int* p) { *(volatile int*)(0x10) = *p; }
+extern "C" __global__ void twice(int* p, int n) {
+  int i = blockIdx.x * blockDim.x + threadIdx.x;
+  if (i < n) p[i] *= 2;
+}
+)";
+
+std::shared_ptr<const std::string> concurrent_image() {
+  static auto cubin = std::make_shared<const std::string>(
+      kiln::testing::compile_for_test(kConcurrentKernels, kiln::testing::device0_arch()));
+  return cubin;
+}
+
+// About 10 s at 2 GHz: far beyond any test's wait, short of its deadline.
+constexpr long long kHoldLimitCycles = 20'000'000'000LL;
+
+ScalarArgument i64(long long v) { return {ScalarArgument::Type::i64, static_cast<std::uint64_t>(v)}; }
+
+LaunchSpec cspec(const std::string& kernel, std::vector<KernelArgument> args, std::chrono::milliseconds deadline = 30s) {
+  LaunchSpec s = spec(kernel, std::move(args));
+  s.image = concurrent_image();
+  s.image_key = "worker-pool-concurrent-kernels";
+  s.deadline = Clock::now() + deadline;
+  return s;
+}
+
+WorkerPoolOptions concurrent(int streams = 4) {
+  WorkerPoolOptions o;
+  o.mode = GpuMode::concurrent;
+  o.streams_per_gpu = streams;
+  return o;
+}
+
+// A launch beside `hold` that returns once it has seen `hold` running on `flags` (out[0] = 1).
+LaunchResult observe(WorkerPool& pool, BufferId flags, BufferId out) {
+  return pool.launch(cspec("observe", {BufferArgument{flags, 0}, BufferArgument{out, 0}, i64(kHoldLimitCycles)}));
+}
+
+class WorkerPoolConcurrentGpu : public WorkerPoolGpu {};
+
+TEST_F(WorkerPoolConcurrentGpu, ALongKernelDoesNotHoldUpAShortOne) {
+  WorkerPool pool(concurrent());
+  BufferId flags = pool.create_buffer(0, 4 * 4, "flags"), out = pool.create_buffer(0, 4, "out");
+  write(pool, flags, std::vector<int>(4, 0));
+  write(pool, out, std::vector<int>{0});
+  std::atomic<bool> long_returned{false};
+  LaunchResult long_result;
+  std::thread holder([&] {
+    long_result = pool.launch(cspec("hold", {BufferArgument{flags, 0}, i64(kHoldLimitCycles)}));
+    long_returned = true;
+  });
+  // The short launch runs (and returns) while the long one is still on the GPU: it sees it running,
+  // and the long one cannot end before the release below, launched only after the short returned.
+  const LaunchResult short_result = observe(pool, flags, out);
+  ASSERT_EQ(short_result.status, LaunchStatus::completed) << short_result.message;
+  EXPECT_FALSE(long_returned.load()) << "the long kernel ends only when released";
+  ASSERT_EQ(pool.launch(cspec("release", {BufferArgument{flags, 0}})).status, LaunchStatus::completed);
+  holder.join();
+  ASSERT_EQ(long_result.status, LaunchStatus::completed) << long_result.message;
+  EXPECT_EQ(read<int>(pool, flags, 4)[2], 1) << "the long kernel was released, not ended by its safety bound";
+  EXPECT_EQ(read<int>(pool, out, 1)[0], 1) << "the short kernel ran while the long one was running";
+  EXPECT_EQ(pool.devices()[0].worker_restarts, 0u);
+}
+
+TEST_F(WorkerPoolConcurrentGpu, AStickyFaultAbortsTheLaunchInFlightBesideIt) {
+  WorkerPool pool(concurrent());
+  BufferId flags = pool.create_buffer(0, 4 * 4, "flags"), out = pool.create_buffer(0, 4, "out"),
+           arg = pool.create_buffer(0, 4, "fault-arg"), p = pool.create_buffer(0, 4 * 32, "p");
+  write(pool, flags, std::vector<int>(4, 0));
+  write(pool, p, std::vector<int>(32, 1));
+  const int before = pool.worker_pid(0);
+  LaunchSpec long_spec = cspec("hold", {BufferArgument{flags, 0}, i64(kHoldLimitCycles)});
+  LaunchResult long_result;
+  std::thread holder([&] { long_result = pool.launch(long_spec); });
+  const LaunchResult seen = observe(pool, flags, out);  // returns once the long kernel runs
+  ASSERT_EQ(seen.status, LaunchStatus::completed) << seen.message;
+  LaunchSpec fault_spec = cspec("fault", {BufferArgument{arg, 0}});
+  LaunchResult fault_result = pool.launch(fault_spec);
+  holder.join();
+  // Neither completed. One context holds both, so the driver cannot tell which kernel faulted:
+  // the first launch to see the sticky error is reported with it, the other as aborted by it.
+  ASSERT_EQ(fault_result.status, LaunchStatus::failed) << fault_result.message;
+  ASSERT_EQ(long_result.status, LaunchStatus::failed) << long_result.message;
+  const bool fault_first = fault_result.error_name != kiln::service::detail::kAbortedByNeighbour;
+  const LaunchResult& culprit = fault_first ? fault_result : long_result;
+  const LaunchResult& neighbour = fault_first ? long_result : fault_result;
+  const std::uint64_t culprit_job = fault_first ? fault_spec.job_id : long_spec.job_id;
+  EXPECT_TRUE(culprit.sticky);
+  EXPECT_EQ(culprit.error_name, "CUDA_ERROR_ILLEGAL_ADDRESS");
+  EXPECT_EQ(neighbour.error_name, kiln::service::detail::kAbortedByNeighbour);
+  EXPECT_NE(neighbour.message.find("job " + std::to_string(culprit_job) + " on the same GPU worker hit CUDA_ERROR_ILLEGAL_ADDRESS"),
+            std::string::npos)
+      << neighbour.message;
+  std::printf("the sticky error was seen first by the %s launch\n", fault_first ? "faulting" : "neighbouring");
+  EXPECT_EQ(fault_result.suspect_buffers, std::vector<BufferId>{arg});
+  EXPECT_EQ(long_result.suspect_buffers, std::vector<BufferId>{flags});
+  // A new worker serves the next launch, and is sent the image again.
+  LaunchResult next = pool.launch(cspec("twice", {BufferArgument{p, 0}, i32(32)}));
+  ASSERT_EQ(next.status, LaunchStatus::completed) << next.message;
+  EXPECT_NE(pool.worker_pid(0), before);
+  EXPECT_EQ(pool.devices()[0].worker_restarts, 1u);
+  EXPECT_EQ(pool.devices()[0].image_bytes_sent, 2 * concurrent_image()->size());
+  EXPECT_EQ(read<int>(pool, p, 1)[0], 2);
+}
+
+TEST_F(WorkerPoolConcurrentGpu, ADeadlineEndsTheWorkerAndAbortsItsNeighbour) {
+  WorkerPool pool(concurrent());
+  BufferId flags_a = pool.create_buffer(0, 4 * 4, "a"), flags_b = pool.create_buffer(0, 4 * 4, "b"),
+           out = pool.create_buffer(0, 4, "out");
+  write(pool, flags_a, std::vector<int>(4, 0));
+  write(pool, flags_b, std::vector<int>(4, 0));
+  LaunchSpec patient = cspec("hold", {BufferArgument{flags_a, 0}, i64(kHoldLimitCycles)});
+  LaunchResult patient_result;
+  std::thread a([&] { patient_result = pool.launch(patient); });
+  const LaunchResult seen = observe(pool, flags_a, out);  // returns once the patient kernel runs
+  ASSERT_EQ(seen.status, LaunchStatus::completed) << seen.message;
+  LaunchSpec hasty = cspec("hold", {BufferArgument{flags_b, 0}, i64(kHoldLimitCycles)}, 300ms);
+  LaunchResult hasty_result = pool.launch(hasty);
+  a.join();
+  EXPECT_EQ(hasty_result.status, LaunchStatus::timed_out) << hasty_result.message;
+  EXPECT_EQ(hasty_result.suspect_buffers, std::vector<BufferId>{flags_b});
+  EXPECT_EQ(patient_result.status, LaunchStatus::failed);
+  EXPECT_EQ(patient_result.error_name, kiln::service::detail::kAbortedByNeighbour);
+  EXPECT_NE(patient_result.message.find("job " + std::to_string(hasty.job_id) + " on the same GPU worker ran past its deadline"),
+            std::string::npos)
+      << patient_result.message;
+  EXPECT_EQ(patient_result.suspect_buffers, std::vector<BufferId>{flags_a});
+  EXPECT_EQ(pool.devices()[0].watchdog_kills, 1u);
+  write(pool, out, std::vector<int>{5});
+  ASSERT_EQ(pool.launch(cspec("twice", {BufferArgument{out, 0}, i32(1)})).status, LaunchStatus::completed);
+  EXPECT_EQ(read<int>(pool, out, 1)[0], 10);
+}
+
+TEST_F(WorkerPoolConcurrentGpu, ManyThreadsShareTheWorker) {
+  WorkerPool pool(concurrent());
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t)
+    threads.emplace_back([&, t] {
+      BufferId y = pool.create_buffer(0, 256 * 4, "t" + std::to_string(t));
+      write(pool, y, std::vector<float>(256, 1.f));
+      for (int i = 0; i < 20; ++i)
+        if (pool.launch(spec("saxpy", {f32(1.f), BufferArgument{y, 0}, BufferArgument{y, 0}, i32(256)}, 1, 256)).status !=
+            LaunchStatus::completed)
+          ++failures;
+      if (read<float>(pool, y, 256) != std::vector<float>(256, 1048576.f)) ++failures;  // doubled 20 times
+      pool.free_buffer(y);
+    });
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(pool.devices()[0].image_bytes_sent, image()->size()) << "one worker, one image, sent once";
 }
 
 }  // namespace

@@ -10,17 +10,18 @@
 #include "kiln/service/gpu_worker.hpp"
 
 int main(int argc, char** argv) {
-  int socket_fd = -1, device = -1;
+  int socket_fd = -1, device = -1, lanes = 1;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string flag = argv[i];
     if (flag == "--socket") socket_fd = std::atoi(argv[i + 1]);
     else if (flag == "--device") device = std::atoi(argv[i + 1]);
+    else if (flag == "--lanes") lanes = std::atoi(argv[i + 1]);  // launches at once (gpu_mode concurrent)
   }
-  if (socket_fd < 0 || device < 0) {
-    std::cerr << "usage: kiln-worker --socket FD --device ORDINAL (started by kilnd, not by hand)\n";
+  if (socket_fd < 0 || device < 0 || lanes < 1 || lanes > 256) {
+    std::cerr << "usage: kiln-worker --socket FD --device ORDINAL [--lanes 1-256] (started by kilnd, not by hand)\n";
     return 2;
   }
   const std::string supervisor = "the GPU worker's supervisor (pid " + std::to_string(::getppid()) + ")";
   return kiln::service::serve_gpu_worker(
-      kiln::ipc::Channel(kiln::ipc::UniqueFd(socket_fd), kiln::service::gpu_worker_channel(supervisor)), device);
+      kiln::ipc::Channel(kiln::ipc::UniqueFd(socket_fd), kiln::service::gpu_worker_channel(supervisor)), device, lanes);
 }

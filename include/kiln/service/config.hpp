@@ -13,6 +13,7 @@
 #include <string_view>
 
 #include "kiln/jit/source_policy.hpp"
+#include "kiln/service/gpu_mode.hpp"
 
 namespace kiln::service {
 
@@ -51,7 +52,13 @@ struct ServiceConfig {
   std::size_t max_queued_jobs = 10000;            // all tenants together (429 above)
   std::size_t max_queued_jobs_per_tenant = 1000;  // one tenant (429 above)
   std::chrono::milliseconds aging_step{2000};     // a waiting job rises one priority level per step
-  int dispatchers_per_device = 2;                 // threads calling GpuBackend::launch per GPU
+  int dispatchers_per_device = 2;                 // threads calling GpuBackend::launch per GPU (isolation)
+  // How each GPU's worker runs launches (gpu_mode.hpp): one at a time (isolation: a sticky fault
+  // loses only its own launch) or up to streams_per_gpu at once (concurrent: a sticky fault, a
+  // deadline or a crash aborts every launch in flight on that worker). In concurrent mode the
+  // scheduler runs streams_per_gpu dispatchers per GPU instead of dispatchers_per_device.
+  GpuMode gpu_mode = GpuMode::isolation;
+  int streams_per_gpu = 4;
   std::chrono::milliseconds default_deadline{60000};
   std::chrono::milliseconds max_deadline{600000};
   std::chrono::milliseconds max_wait{30000};       // longest synchronous launch or long poll
@@ -92,5 +99,7 @@ ServiceConfig load_config_file(const std::filesystem::path& file);
 void validate(const ServiceConfig& config);
 // max_compiles_per_tenant with its default (0) resolved.
 unsigned compiles_per_tenant(const ServiceConfig& config);
+// Dispatcher threads per GPU: dispatchers_per_device, or streams_per_gpu in concurrent gpu_mode.
+int dispatchers_per_gpu(const ServiceConfig& config);
 
 }  // namespace kiln::service

@@ -33,6 +33,7 @@ struct DeviceStatus {
   bool circuit_open = false;  // too many recent failures: not scheduled until it cools down
   std::uint64_t worker_restarts = 0;
   std::uint64_t watchdog_kills = 0;
+  std::uint64_t image_bytes_sent = 0;  // kernel image bytes sent to this GPU's workers (each image once per worker)
   std::string last_failure;
 };
 

@@ -1,6 +1,7 @@
 // The supervisor <-> GPU worker protocol on ipc::Channel frames: the frame types, the channel's
 // limits, and the payload encoding. Buffers exported by the supervisor travel as descriptors
-// attached to their import frame (SCM_RIGHTS).
+// attached to their import frame (SCM_RIGHTS). Kernel images travel once per worker and image key
+// (load_image), like buffers: a launch names its image by key only.
 //
 // A payload is a sequence of fixed-width little-endian integers and u32-length-prefixed byte
 // strings, written by PayloadWriter and read by PayloadReader, which throws kiln::Error rather
@@ -22,13 +23,19 @@ enum class GpuWorkerFrame : std::uint32_t {
   ready = 1,          // worker -> supervisor: device opened; payload: device name
   import_buffer = 2,  // supervisor -> worker: id, size; one descriptor attached
   release_buffer = 3, // supervisor -> worker: id
-  launch = 4,         // supervisor -> worker: a launch (see gpu_worker.cpp for the layout)
+  launch = 4,         // supervisor -> worker: a launch by image key (see gpu_worker.cpp for the layout)
   launch_done = 5,    // worker -> supervisor: its outcome
   shutdown = 6,       // supervisor -> worker: exit now
   error = 7,          // worker -> supervisor: a request it could not serve (not a launch)
+  load_image = 8,     // supervisor -> worker: image key, image bytes; not answered (a launch reports a bad image)
+  forget_image = 9,   // supervisor -> worker: image key; unload its module once no launch uses it
 };
 
-// A launch frame carries its image (once per key and worker) and its arguments.
+// The error_name of a launch_done whose image key the worker does not hold: the supervisor sends
+// the image again and repeats the launch (it should not happen: the supervisor tracks the keys).
+inline constexpr const char* kImageNotLoaded = "KILN_ERROR_IMAGE_NOT_LOADED";
+
+// A load_image frame carries one image (a CUBIN of a few MiB at most in practice).
 inline constexpr std::uint64_t kMaxGpuWorkerFrameBytes = 256u << 20;
 
 // The limits both ends use; `peer` names the other end in errors.

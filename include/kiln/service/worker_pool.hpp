@@ -7,11 +7,24 @@
 //   - A sticky error kills only the worker's context: it reports the failed launch, exits, and a
 //     new worker is started; other buffers are untouched, and those the failed launch could write
 //     are named as suspect in its result.
+//   - Kernel images go to a worker once: the supervisor remembers, per worker incarnation, which
+//     image keys it holds (detail/loaded_images.hpp), sends an image (load_image) only before its
+//     first launch there, and launch frames carry the key. A worker holds at most
+//     max_images_per_worker images and max_image_bytes_per_worker bytes of them (default 256 and
+//     512 MiB): the least recently used beyond that are unloaded (forget_image). A new worker
+//     starts with none; a worker that does not know a key is sent the image again.
 //   - A launch past its deadline is stopped the only reliable way, by ending its worker.
+//   - mode (gpu_mode.hpp): isolation runs one launch at a time per GPU (the slot's lock is held for
+//     the whole launch). concurrent runs up to streams_per_gpu at once in the worker; the lock is
+//     held only to send, a reader thread per worker matches replies to launches by job id
+//     (detail/inflight_launches.hpp), and when the worker is lost (a sticky error, a deadline, a
+//     crash) every other launch in flight on it fails as aborted_by_neighbour (or worker_lost)
+//     with its suspect buffers.
 //   - `circuit_failures` worker deaths within `circuit_window` open the circuit for `cooldown`:
 //     launches on that GPU are refused (device_unavailable) and devices() says why.
 //
-// Thread safety: every member may be called from any thread; launches on one GPU take turns.
+// Thread safety: every member may be called from any thread; in isolation mode launches on one
+// GPU take turns.
 #pragma once
 
 #include <chrono>
@@ -19,6 +32,7 @@
 #include <string>
 
 #include "kiln/service/gpu_backend.hpp"
+#include "kiln/service/gpu_mode.hpp"
 
 namespace kiln::service {
 
@@ -30,6 +44,10 @@ struct WorkerPoolOptions {
   std::chrono::seconds circuit_window{60};
   std::chrono::seconds cooldown{30};
   std::chrono::milliseconds start_timeout{30000};
+  GpuMode mode = GpuMode::isolation;
+  int streams_per_gpu = 4;  // concurrent mode: launches a worker runs at once (1-256)
+  std::size_t max_images_per_worker = 256;
+  std::size_t max_image_bytes_per_worker = std::size_t{512} << 20;
 };
 
 class WorkerPool final : public GpuBackend {

@@ -172,7 +172,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
       compile_gate_(gate_limits(config_)),
       queue_(queue_options(config_)),
       scheduler_(backend_, queue_, metrics_,
-                 SchedulerOptions{config_.dispatchers_per_device, std::chrono::milliseconds(5000), config_.job_retention},
+                 SchedulerOptions{dispatchers_per_gpu(config_), std::chrono::milliseconds(5000), config_.job_retention},
                  std::move(topology)),
       shared_queue_(shared_queue_for(config_)) {
   if (shared_queue_)
@@ -249,6 +249,7 @@ Result<KernelRegistration> ServiceCore::register_kernel(const std::string& tenan
 
 Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, KernelRequest& request,
                                                      std::string_view request_body) {
+  // Every architecture of the GPUs present now, so no launch waits for a compile (image_for).
   std::set<int> archs;
   for (const DeviceStatus& d : backend_.devices()) archs.insert(d.arch);
   if (archs.empty()) archs.insert(config_.fallback_arch);
@@ -425,7 +426,9 @@ Result<std::vector<std::byte>> ServiceCore::read_buffer(const std::string& tenan
 
 const detail::CompiledImage* ServiceCore::image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch) {
   if (auto it = kernel->images.find(arch); it != kernel->images.end()) return &it->second;
-  // A GPU of an architecture the kernel was not compiled for (one came up since): compile now.
+  // Registration compiled for every architecture the backend reported then (register_now), so a
+  // compile here is only the fallback for a GPU of a new architecture that appeared since: it
+  // happens once, on this launch's path, and the kernel keeps the image for later launches.
   jit::Artifact artifact = cache_.compile(kernel->program, detail::target_for_arch(arch));
   std::string bytes(artifact.image());
   if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
