@@ -246,6 +246,53 @@ int main() {
     healthz.push_back(us_since(t));
     if (!r || r->status != 200) return 1;
   }
+  // The same with the one-write client, and against the machine's own floor: a thread that answers
+  // every request on a blocking socket with fixed bytes (no parsing, no routing), on this VM.
+  std::vector<double> healthz_one_write, loopback_floor;
+  {
+    OneWriteClient lean(server.port());
+    for (int i = 0; i < reps; ++i) {
+      auto t = clk::now();
+      if (lean.get("/healthz") != 200) return 1;
+      healthz_one_write.push_back(us_since(t));
+    }
+    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t length = sizeof address;
+    ::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address);
+    ::listen(listener, 1);
+    ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
+    std::thread echo([listener] {
+      const int c = ::accept(listener, nullptr, nullptr);
+      int one = 1;
+      ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+      static constexpr std::string_view kAnswer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}";
+      std::string in;
+      char buf[4096];
+      for (;;) {
+        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
+        if (n <= 0) break;
+        in.append(buf, static_cast<std::size_t>(n));
+        for (std::size_t end; (end = in.find("\r\n\r\n")) != std::string::npos;) {
+          in.erase(0, end + 4);
+          ::send(c, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
+        }
+      }
+      ::close(c);
+    });
+    {
+      OneWriteClient floor_client(ntohs(address.sin_port));
+      for (int i = 0; i < reps; ++i) {
+        auto t = clk::now();
+        if (floor_client.get("/healthz") != 200) return 1;
+        loopback_floor.push_back(us_since(t));
+      }
+    }
+    echo.join();
+    ::close(listener);
+  }
 
   // The same with a new connection for every request (httplib's default client).
   std::vector<double> http_new;
@@ -265,6 +312,8 @@ int main() {
   std::printf("| HTTP POST /v1/launches over loopback, kept-alive connection | %.1f us | %.1f us |\n", kiln::bench::quantile(http, .5), kiln::bench::quantile(http, .99));
   std::printf("| HTTP POST /v1/launches over loopback, kept-alive, one write per request | %.1f us | %.1f us |\n", kiln::bench::quantile(http_one_write, .5), kiln::bench::quantile(http_one_write, .99));
   std::printf("| HTTP GET /healthz over loopback, kept-alive connection (HTTP floor) | %.1f us | %.1f us |\n", kiln::bench::quantile(healthz, .5), kiln::bench::quantile(healthz, .99));
+  std::printf("| HTTP GET /healthz over loopback, kept-alive, one write per request | %.1f us | %.1f us |\n", kiln::bench::quantile(healthz_one_write, .5), kiln::bench::quantile(healthz_one_write, .99));
+  std::printf("| this VM's loopback floor: fixed answer from a blocking socket thread, one-write client | %.1f us | %.1f us |\n", kiln::bench::quantile(loopback_floor, .5), kiln::bench::quantile(loopback_floor, .99));
   std::printf("| HTTP POST /v1/launches over loopback, new connection each | %.1f us | %.1f us |\n", kiln::bench::quantile(http_new, .5), kiln::bench::quantile(http_new, .99));
   if (!total_us.empty())
     std::printf("inside kilnd (Server-Timing, p50): checking the request %.1f us, submission to answer (the inline "

@@ -52,12 +52,12 @@ class CoreGpu : public ::testing::Test {
 
 // ---------------------------------------------------------------- owners
 
+// Release is checked by the driver's view of the freed address, not by the device's free memory:
+// that is device-wide, and the GPU tests run in parallel processes that allocate too.
 TEST_F(CoreGpu, DeviceBufferReleasesExactlyOnce) {
   constexpr std::size_t bytes = 512u << 20;
-  const auto free_before = device_->memory_info().first;
   {
     DeviceBuffer a = DeviceBuffer::allocate(ctx_, bytes);
-    EXPECT_LT(device_->memory_info().first, free_before - bytes / 2);
     DeviceBuffer b(std::move(a));  // move construction
     EXPECT_EQ(a.data(), 0u);
     EXPECT_FALSE(a);
@@ -73,7 +73,6 @@ TEST_F(CoreGpu, DeviceBufferReleasesExactlyOnce) {
     c = DeviceBuffer::allocate(ctx_, 4096);  // assignment releases the old buffer
     EXPECT_FALSE(pointer_attributes(p).known_to_driver) << "the old buffer is still known to the driver";
   }
-  EXPECT_GT(device_->memory_info().first, free_before - (64u << 20)) << "memory did not come back";
 }
 
 TEST_F(CoreGpu, StreamEventModuleOwnersMove) {
@@ -149,12 +148,10 @@ TEST_F(CoreGpu, ShareableBufferRoundsUpIsTrackedAndReleasesExactlyOnce) {
   constexpr std::size_t bytes = 512u << 20;
   const std::size_t g = shareable::granularity(device_->ordinal());
   ASSERT_GT(g, 0u);
-  const auto free_before = device_->memory_info().first;
   {
     ShareableBuffer a = ShareableBuffer::allocate(ctx_, bytes + 1, "shareable-test");
     EXPECT_EQ(a.size(), (bytes + 1 + g - 1) / g * g) << "not rounded up to the granularity " << g;
     EXPECT_EQ(a.context().handle(), ctx_.handle());
-    EXPECT_LT(device_->memory_info().first, free_before - bytes / 2);
     {
       const auto live = AllocationTracker::instance().live();
       const AllocationRecord* r = shareable::record_at(live, a.data());
@@ -184,7 +181,6 @@ TEST_F(CoreGpu, ShareableBufferRoundsUpIsTrackedAndReleasesExactlyOnce) {
     EXPECT_FALSE(pointer_attributes(p).known_to_driver) << "the old buffer is still mapped";
     EXPECT_EQ(shareable::record_at(AllocationTracker::instance().live(), p), nullptr) << "still tracked";
   }
-  EXPECT_GT(device_->memory_info().first, free_before - (64u << 20)) << "memory did not come back";
 }
 
 TEST_F(CoreGpu, ShareableBufferExportedDescriptorMapsTheSameMemory) {

@@ -15,7 +15,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http/buffer_body.hpp>
@@ -78,118 +77,211 @@ RawHead split_raw_head(std::string_view bytes) {
   return head;
 }
 
-// Blocking handlers take one of `n` slots; a request that finds none waits its turn in order.
-// Whoever gives a slot back hands it to the oldest waiter.
-class HandlerSlots {
+class Connection;
+
+// One event loop on one thread: the connections it was given, read, parsed and written there and
+// nowhere else, so they need no locks and no strands. A sweep every kSweepPeriod ends those past
+// their deadline: a deadline is a field the connection moves, not a timer re-armed per operation
+// (each re-arm would post a cancelled wait and wake a thread).
+struct Loop {
+  net::io_context io{1};
+  net::steady_timer sweep_timer{io};
+  std::unordered_map<Connection*, std::weak_ptr<Connection>> connections;  // this loop's thread only
+  std::thread thread;
+};
+
+constexpr std::chrono::milliseconds kSweepPeriod{100};
+
+// The threads that serve requests that may block. A request goes to the thread that went idle
+// last, handed to it directly: its core's caches still hold what the last request touched (a
+// shared condition variable wakes the threads in turn, each on a cold core), and it spins a
+// moment before sleeping, so a kept-alive client's next request, a round trip later, finds it
+// awake. With none idle, requests wait in arrival order.
+class HandlerPool {
  public:
-  explicit HandlerSlots(int n) : free_(n) {}
-  bool try_take() {
-    std::lock_guard lock(mutex_);
-    if (free_ == 0) return false;
-    --free_;
-    return true;
+  ~HandlerPool() { stop(); }
+
+  void start(int n, std::function<void(std::shared_ptr<Connection>)> serve) {
+    serve_ = std::move(serve);
+    workers_.reserve(static_cast<std::size_t>(n));
+    for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
+    for (auto& w : workers_) w->thread = std::thread([this, &w = *w] { run(w); });
   }
-  // Runs `resume` (which owns a slot) when one is free: now, on this thread, or later on the thread
-  // that gives one back.
-  void take_or_wait(std::function<void()> resume) {
+
+  void submit(std::shared_ptr<Connection> c) {
+    Worker* idle = nullptr;
     {
       std::lock_guard lock(mutex_);
-      if (free_ == 0) {
-        waiting_.push_back(std::move(resume));
+      if (idle_.empty()) {
+        backlog_.push_back(std::move(c));
         return;
       }
-      --free_;
+      idle = idle_.back();
+      idle_.pop_back();
     }
-    resume();
+    idle->give(std::move(c));
   }
-  void give_back() {
-    std::function<void()> next;
+
+  // Serves what is queued, then joins.
+  void stop() {
+    std::vector<Worker*> idle;
     {
       std::lock_guard lock(mutex_);
-      if (waiting_.empty()) {
-        ++free_;
-        return;
-      }
-      next = std::move(waiting_.front());
-      waiting_.pop_front();
+      if (stopping_) return;
+      stopping_ = true;
+      idle.swap(idle_);
     }
-    next();
-  }
-  void drop_waiters() {
-    std::deque<std::function<void()>> dropped;
-    std::lock_guard lock(mutex_);
-    dropped.swap(waiting_);
+    for (Worker* w : idle) w->give(nullptr);  // an empty job: stop
+    for (auto& w : workers_)
+      if (w->thread.joinable()) w->thread.join();
   }
 
  private:
-  std::mutex mutex_;
-  int free_;
-  std::deque<std::function<void()>> waiting_;
-};
+  struct Worker {
+    std::mutex mutex;
+    std::condition_variable wake;
+    std::shared_ptr<Connection> job;
+    std::atomic<bool> given{false};
+    bool sleeping = false;
+    std::thread thread;
 
-class Connection;
+    void give(std::shared_ptr<Connection> c) {
+      bool notify;
+      {
+        std::lock_guard lock(mutex);
+        job = std::move(c);
+        given.store(true, std::memory_order_release);
+        notify = sleeping;
+      }
+      if (notify) wake.notify_one();
+    }
+
+    std::shared_ptr<Connection> take() {
+      // ~50 us of spinning: about one loopback round trip of a kept-alive client.
+      for (int i = 0; i < 2000 && !given.load(std::memory_order_acquire); ++i) pause();
+      std::unique_lock lock(mutex);
+      sleeping = true;
+      wake.wait(lock, [this] { return given.load(std::memory_order_acquire); });
+      sleeping = false;
+      given.store(false, std::memory_order_relaxed);
+      return std::move(job);
+    }
+
+    static void pause() noexcept {
+#if defined(__x86_64__) || defined(__i386__)
+      __builtin_ia32_pause();
+#elif defined(__aarch64__)
+      asm volatile("yield");
+#endif
+    }
+  };
+
+  void run(Worker& self) {
+    for (;;) {
+      std::shared_ptr<Connection> job;
+      {
+        std::lock_guard lock(mutex_);
+        if (!backlog_.empty()) {
+          job = std::move(backlog_.front());
+          backlog_.pop_front();
+        } else if (stopping_) {
+          return;
+        } else {
+          idle_.push_back(&self);
+        }
+      }
+      if (!job) job = self.take();
+      if (!job) return;  // stop() woke it
+      serve_(std::move(job));
+    }
+  }
+
+  std::function<void(std::shared_ptr<Connection>)> serve_;
+  std::vector<std::unique_ptr<Worker>> workers_;
+  std::mutex mutex_;
+  std::vector<Worker*> idle_;  // a stack: the last to go idle is the first given work
+  std::deque<std::shared_ptr<Connection>> backlog_;
+  bool stopping_ = false;
+};
 
 }  // namespace
 
 struct Transport::Impl {
   Impl(TransportOptions o, Handler& h)
-      : options(std::move(o)),
-        handler(h),
-        limits(options.max_connections, options.max_connections_per_client),
-        slots(options.handler_threads),
-        acceptor(net::make_strand(io)),
-        retry_timer(acceptor.get_executor()) {}
+      : options(std::move(o)), handler(h), limits(options.max_connections, options.max_connections_per_client) {
+    for (int i = 0; i < std::max(1, options.io_threads); ++i) loops.push_back(std::make_unique<Loop>());
+    acceptor.emplace(loops.front()->io);
+    retry_timer.emplace(loops.front()->io);
+  }
 
   TransportOptions options;
   Handler& handler;
   ConnectionLimits limits;
-  HandlerSlots slots;
-  net::io_context io;
-  tcp::acceptor acceptor;
-  net::steady_timer retry_timer;  // accepting again after running out of descriptors
-  std::vector<std::thread> threads;
+  std::vector<std::unique_ptr<Loop>> loops;
+  std::optional<tcp::acceptor> acceptor;          // on the first loop
+  std::optional<net::steady_timer> retry_timer;  // accepting again after running out of descriptors
+  std::size_t next_loop = 0;                      // the first loop's thread only
+  HandlerPool pool;
   std::atomic<int> bound_port{0};
   std::atomic<bool> stopping{false};
   std::atomic<bool> stopped{false};
-
-  std::mutex registry_mutex;
-  std::condition_variable registry_changed;
-  std::unordered_map<Connection*, std::weak_ptr<Connection>> registry;
+  bool started = false;
 
   void accept();
-  void on_accept(beast::error_code ec, tcp::socket socket);
+  void on_accept(beast::error_code ec, tcp::socket socket, Loop& loop);
+  void sweep(Loop& loop);
 };
 
 namespace {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Transport::Impl& t, tcp::socket socket, ConnectionLimits::Ticket ticket)
-      : t_(t),
-        socket_(std::move(socket)),
-        timer_(socket_.get_executor()),
-        buffer_(t.options.max_header_bytes + 64 * 1024),
-        ticket_(std::move(ticket)) {}
+  Connection(Transport::Impl& t, Loop& loop, tcp::socket socket, ConnectionLimits::Ticket ticket)
+      : t_(t), loop_(loop), socket_(std::move(socket)), buffer_(t.options.max_header_bytes + 64 * 1024), ticket_(std::move(ticket)) {}
 
-  ~Connection() {
-    std::lock_guard lock(t_.registry_mutex);
-    t_.registry.erase(this);
-    t_.registry_changed.notify_all();
-  }
-
+  // On the connection's loop.
   void start() {
-    {
-      std::lock_guard lock(t_.registry_mutex);
-      t_.registry.emplace(this, weak_from_this());
-    }
-    net::post(socket_.get_executor(), [self = shared_from_this()] { self->wait_request(/*first=*/true); });
+    loop_.connections.emplace(this, weak_from_this());
+    wait_request(/*first=*/true);
   }
 
-  // At stop: a connection between requests (or still reading one) is closed; one being served
-  // writes its answer and closes after it.
+  // The sweep, on the loop: a deadline that has passed cancels what the connection waits on, and
+  // timed_out_ tells its completion why.
+  void check_deadline(Clock::time_point now) {
+    if (now < deadline_) return;
+    deadline_ = Clock::time_point::max();
+    timed_out_ = true;
+    beast::error_code ignored;
+    socket_.cancel(ignored);
+  }
+
+  // At stop, on the loop: a connection between requests (or still reading one) is closed; one being
+  // served writes its answer and closes after it.
   void close_unless_serving() {
-    net::post(socket_.get_executor(), [self = shared_from_this()] {
-      if (self->phase_ != Phase::serving && self->phase_ != Phase::writing) self->close();
+    if (phase_ != Phase::serving && phase_ != Phase::writing) close();
+  }
+
+  // On a handler thread: serves a request that may block, and writes the answer from here without
+  // waiting (the loop leaves a connection alone while it is served); what the socket does not take
+  // at once, and the next request, go back to the loop.
+  void serve_blocking() {
+    Response answer = t_.handler.serve(request_, verdict_);
+    prepare(std::move(answer));
+    std::size_t sent = 0;
+    bool broken = false;
+    while (sent < out_.size()) {
+      const ssize_t n = ::send(socket_.native_handle(), out_.data() + sent, out_.size() - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (n > 0) sent += static_cast<std::size_t>(n);
+      else if (n < 0 && errno == EINTR) continue;
+      else {
+        broken = n < 0 && errno != EAGAIN && errno != EWOULDBLOCK;
+        break;
+      }
+    }
+    net::post(loop_.io, [self = shared_from_this(), sent, broken] {
+      if (broken) return self->close();
+      if (sent == self->out_.size()) return self->on_written({});
+      self->write_from(sent);
     });
   }
 
@@ -375,27 +467,30 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch() {
     phase_ = Phase::serving;
     disarm();
-    if (!verdict_.may_block) return respond(t_.handler.serve(request_, verdict_));
-    // The slot's owner resumes on this connection's strand, whichever thread freed the slot.
-    t_.slots.take_or_wait([self = shared_from_this()] {
-      net::dispatch(self->socket_.get_executor(), [self] {
-        Response answer = self->t_.handler.serve(self->request_, self->verdict_);
-        self->t_.slots.give_back();
-        self->respond(std::move(answer));
-      });
-    });
+    if (verdict_.may_block) return t_.pool.submit(shared_from_this());
+    prepare(t_.handler.serve(request_, verdict_));
+    write_from(0);
   }
 
   void respond(Response answer) {
-    phase_ = Phase::writing;
+    prepare(std::move(answer));
+    write_from(0);
+  }
+
+  // The answer as bytes in out_, and whether the connection ends after it. Also called on a handler
+  // thread, so it leaves phase_ (the loop's) alone.
+  void prepare(Response answer) {
     if (!keep_alive_ || t_.stopping.load(std::memory_order_acquire)) answer.close = true;
     close_after_ = answer.close;
     t_.handler.answered(answer.status);
     out_ = serialize(answer, head_only_);
+  }
+
+  void write_from(std::size_t offset) {
+    phase_ = Phase::writing;
     arm(Clock::now() + t_.options.write_timeout);
-    net::async_write(socket_, net::buffer(out_), [self = shared_from_this()](beast::error_code ec, std::size_t) {
-      self->on_written(ec);
-    });
+    net::async_write(socket_, net::buffer(out_.data() + offset, out_.size() - offset),
+                     [self = shared_from_this()](beast::error_code ec, std::size_t) { self->on_written(ec); });
   }
 
   void on_written(beast::error_code ec) {
@@ -442,36 +537,27 @@ class Connection : public std::enable_shared_from_this<Connection> {
     if (phase_ == Phase::closed) return;
     phase_ = Phase::closed;
     disarm();
+    loop_.connections.erase(this);
     beast::error_code ignored;
     socket_.shutdown(tcp::socket::shutdown_both, ignored);
     socket_.close(ignored);
   }
 
-  // One deadline at a time for whatever the connection waits on: when it passes, the pending
-  // operation is cancelled and timed_out_ tells its completion why. A generation number keeps a
-  // deadline that fired just before it was replaced from cancelling the next operation.
+  // What the connection waits on next must end by `when` (the loop's sweep enforces it).
   void arm(Clock::time_point when) {
     timed_out_ = false;
-    const std::uint64_t generation = ++deadline_generation_;
-    timer_.expires_at(when);
-    timer_.async_wait([self = shared_from_this(), generation](beast::error_code ec) {
-      if (ec || generation != self->deadline_generation_) return;
-      self->timed_out_ = true;
-      beast::error_code ignored;
-      self->socket_.cancel(ignored);
-    });
+    deadline_ = when;
   }
 
   void disarm() {
-    ++deadline_generation_;
     timed_out_ = false;
-    timer_.cancel();
+    deadline_ = Clock::time_point::max();
   }
 
   Transport::Impl& t_;
+  Loop& loop_;
   tcp::socket socket_;
-  net::steady_timer timer_;
-  std::uint64_t deadline_generation_ = 0;
+  Clock::time_point deadline_ = Clock::time_point::max();
   bool timed_out_ = false;
   std::size_t lingered_ = 0;
   beast::flat_buffer buffer_;
@@ -498,19 +584,21 @@ bool out_of_descriptors(const beast::error_code& ec) {
 }  // namespace
 
 void Transport::Impl::accept() {
-  acceptor.async_accept(net::make_strand(io), [this](beast::error_code ec, tcp::socket socket) {
-    on_accept(ec, std::move(socket));
+  // New connections go to the loops in turn; each socket belongs to its loop's io_context.
+  Loop& loop = *loops[next_loop++ % loops.size()];
+  acceptor->async_accept(loop.io, [this, &loop](beast::error_code ec, tcp::socket socket) {
+    on_accept(ec, std::move(socket), loop);
   });
 }
 
-void Transport::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
+void Transport::Impl::on_accept(beast::error_code ec, tcp::socket socket, Loop& loop) {
   if (stopping.load(std::memory_order_acquire) || ec == net::error::operation_aborted) return;
   if (ec) {
     // Out of descriptors: the pending connection stays in the backlog; try again shortly rather
     // than spin on the same error.
     if (out_of_descriptors(ec)) {
-      retry_timer.expires_after(std::chrono::milliseconds(50));
-      retry_timer.async_wait([this](beast::error_code e) {
+      retry_timer->expires_after(std::chrono::milliseconds(50));
+      retry_timer->async_wait([this](beast::error_code e) {
         if (!e) accept();
       });
       return;
@@ -535,8 +623,27 @@ void Transport::Impl::on_accept(beast::error_code ec, tcp::socket socket) {
     return accept();
   }
   socket.set_option(tcp::no_delay(true), ignored);  // an answer is one write; never wait on a delayed ACK
-  std::make_shared<Connection>(*this, std::move(socket), std::move(ticket))->start();
+  auto connection = std::make_shared<Connection>(*this, loop, std::move(socket), std::move(ticket));
+  net::post(loop.io, [connection] { connection->start(); });
   accept();
+}
+
+void Transport::Impl::sweep(Loop& loop) {
+  loop.sweep_timer.expires_after(kSweepPeriod);
+  loop.sweep_timer.async_wait([this, &loop](beast::error_code ec) {
+    if (ec) return;
+    const Clock::time_point now = Clock::now();
+    for (auto it = loop.connections.begin(); it != loop.connections.end();) {
+      auto c = it->second.lock();
+      if (!c) {
+        it = loop.connections.erase(it);
+        continue;
+      }
+      ++it;  // check_deadline may close the connection, which erases its entry
+      c->check_deadline(now);
+    }
+    sweep(loop);
+  });
 }
 
 Transport::Transport(TransportOptions options, Handler& handler)
@@ -548,7 +655,7 @@ void Transport::listen() {
   Impl& s = *impl_;
   const std::string where = s.options.address + ":" + std::to_string(s.options.port);
   beast::error_code ec;
-  tcp::resolver resolver(s.io);
+  tcp::resolver resolver(s.loops.front()->io);
   const auto endpoints = resolver.resolve(s.options.address, std::to_string(s.options.port),
                                           tcp::resolver::passive | tcp::resolver::numeric_service, ec);
   if (ec || endpoints.empty())
@@ -556,7 +663,7 @@ void Transport::listen() {
   std::string why;
   for (const auto& entry : endpoints) {
     beast::error_code e;
-    tcp::acceptor& a = s.acceptor;
+    tcp::acceptor& a = *s.acceptor;
     a.open(entry.endpoint().protocol(), e);
     if (!e) a.set_option(net::socket_base::reuse_address(true), e);
     if (!e) a.bind(entry.endpoint(), e);
@@ -577,12 +684,25 @@ int Transport::port() const noexcept { return impl_->bound_port.load(); }
 
 void Transport::start() {
   Impl& s = *impl_;
-  net::post(s.acceptor.get_executor(), [&s] { s.accept(); });
-  // The I/O threads and the handler pool run one event loop: a blocking handler holds one of the
-  // handler_threads slots, so io_threads threads are always left to read and write.
-  const int n = s.options.io_threads + s.options.handler_threads;
-  s.threads.reserve(static_cast<std::size_t>(n));
-  for (int i = 0; i < n; ++i) s.threads.emplace_back([&s] { s.io.run(); });
+  if (s.started) return;
+  s.started = true;
+  s.pool.start(s.options.handler_threads, [](std::shared_ptr<Connection> c) { c->serve_blocking(); });
+  net::post(s.loops.front()->io, [&s] { s.accept(); });
+  for (auto& loop : s.loops) {
+    Loop& l = *loop;
+    net::post(l.io, [&s, &l] { s.sweep(l); });
+    l.thread = std::thread([&l] {
+      auto work = net::make_work_guard(l.io);
+      for (;;) {
+        try {
+          l.io.run();
+          return;
+        } catch (...) {
+          // A completion handler threw (a bug, or memory ran out): the loop goes on serving.
+        }
+      }
+    });
+  }
 }
 
 void Transport::stop(std::chrono::milliseconds grace) noexcept {
@@ -590,28 +710,28 @@ void Transport::stop(std::chrono::milliseconds grace) noexcept {
   if (s.stopped.exchange(true)) return;
   s.stopping.store(true, std::memory_order_release);
   try {
-    net::post(s.acceptor.get_executor(), [&s] {
+    net::post(s.loops.front()->io, [&s] {
       beast::error_code ignored;
-      s.acceptor.close(ignored);
-      s.retry_timer.cancel();
+      s.acceptor->close(ignored);
+      s.retry_timer->cancel();
     });
-    std::vector<std::shared_ptr<Connection>> open;
-    {
-      std::lock_guard lock(s.registry_mutex);
-      for (auto& [raw, weak] : s.registry)
-        if (auto c = weak.lock()) open.push_back(std::move(c));
-    }
-    for (auto& c : open) c->close_unless_serving();
-    open.clear();
-    std::unique_lock lock(s.registry_mutex);
-    if (!s.threads.empty()) s.registry_changed.wait_for(lock, grace, [&s] { return s.registry.empty(); });
+    for (auto& loop : s.loops)
+      net::post(loop->io, [&l = *loop] {
+        for (auto it = l.connections.begin(); it != l.connections.end();) {
+          auto c = it->second.lock();
+          ++it;
+          if (c) c->close_unless_serving();
+        }
+      });
+    // Requests being served finish and write their answers; then every connection is gone.
+    const auto until = Clock::now() + grace;
+    while (s.started && s.limits.open() > 0 && Clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(5));
   } catch (...) {
   }
-  s.slots.drop_waiters();
-  s.io.stop();
-  for (auto& t : s.threads)
-    if (t.joinable()) t.join();
-  s.threads.clear();
+  for (auto& loop : s.loops) loop->io.stop();
+  for (auto& loop : s.loops)
+    if (loop->thread.joinable()) loop->thread.join();
+  s.pool.stop();
 }
 
 std::size_t Transport::connections() const noexcept {
