@@ -128,6 +128,19 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
       const auto parsed = parse_gpu_mode(mode);
       if (!parsed) r.fail(key, "expected \"isolation\" or \"concurrent\", got " + value.dump());
       c.gpu_mode = *parsed;
+    } else if (key == "gpu_modes") {
+      if (!value.is_object()) r.fail(key, "expected an object of GPU ordinals and modes, {\"1\": \"concurrent\"}");
+      c.gpu_modes.clear();
+      for (const auto& [ordinal, mode] : value.items()) {
+        const std::optional<std::uint64_t> device = ordinal.size() <= 3 && !ordinal.empty() &&
+                                                             ordinal.find_first_not_of("0123456789") == std::string::npos
+                                                         ? std::optional<std::uint64_t>(std::stoull(ordinal))
+                                                         : std::nullopt;
+        if (!device) r.fail(key, "\"" + ordinal + "\" is not a GPU ordinal (0-999)");
+        const auto parsed = mode.is_string() ? parse_gpu_mode(mode.get<std::string>()) : std::nullopt;
+        if (!parsed) r.fail(key, "GPU " + ordinal + ": expected \"isolation\" or \"concurrent\", got " + mode.dump());
+        c.gpu_modes[static_cast<int>(*device)] = *parsed;
+      }
     } else if (key == "streams_per_gpu") r.integer(key, value, c.streams_per_gpu, 1, 256);
     else if (key == "default_deadline_ms") r.ms(key, value, c.default_deadline);
     else if (key == "max_deadline_ms") r.ms(key, value, c.max_deadline);
@@ -164,8 +177,13 @@ unsigned default_compile_workers() {
   return std::clamp(std::thread::hardware_concurrency() / 2, 2u, 8u);
 }
 
-int dispatchers_per_gpu(const ServiceConfig& c) {
-  return c.gpu_mode == GpuMode::concurrent ? c.streams_per_gpu : c.dispatchers_per_device;
+GpuMode gpu_mode_of(const ServiceConfig& c, int device) {
+  auto it = c.gpu_modes.find(device);
+  return it == c.gpu_modes.end() ? c.gpu_mode : it->second;
+}
+
+int dispatchers_per_gpu(const ServiceConfig& c, int device) {
+  return gpu_mode_of(c, device) == GpuMode::concurrent ? c.streams_per_gpu : c.dispatchers_per_device;
 }
 
 unsigned compiles_per_tenant(const ServiceConfig& c) {

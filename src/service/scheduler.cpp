@@ -33,7 +33,9 @@ Scheduler::Scheduler(GpuBackend& backend, JobQueue& queue, Metrics& metrics, Sch
     : backend_(backend), queue_(queue), metrics_(metrics), options_(options), topology_(std::move(topology)) {
   for (const DeviceStatus& d : backend_.devices()) {
     inline_lanes_.emplace(d.ordinal, std::make_unique<std::atomic<bool>>(false));
-    for (int i = 0; i < std::max(1, options_.dispatchers_per_device); ++i)
+    const auto by_device = options_.dispatchers_by_device.find(d.ordinal);
+    const int n = by_device == options_.dispatchers_by_device.end() ? options_.dispatchers_per_device : by_device->second;
+    for (int i = 0; i < std::max(1, n); ++i)
       dispatchers_.emplace_back([this, device = d.ordinal, i](std::stop_token stop) { dispatch(device, i, stop); });
   }
 }

@@ -191,7 +191,7 @@ struct WorkerPool::Impl {
     ipc::SocketPair sockets = ipc::SocketPair::create();
     ipc::SpawnOptions spawn;
     spawn.program = worker_path;
-    const bool concurrent = options.mode == GpuMode::concurrent;
+    const bool concurrent = options.mode_of(s.ordinal) == GpuMode::concurrent;
     spawn.arguments = {"--socket", std::to_string(kWorkerFd), "--device", device, "--lanes",
                        std::to_string(concurrent ? options.streams_per_gpu : 1)};
     spawn.fds = {{kWorkerFd, sockets.second.get()}};
@@ -455,7 +455,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     for (auto& [id, _] : used) ids.push_back(id);
     return ids;
   };
-  if (impl_->options.mode == GpuMode::concurrent) return impl_->launch_concurrent(s, spec, used, suspects());
+  if (impl_->options.mode_of(s.ordinal) == GpuMode::concurrent) return impl_->launch_concurrent(s, spec, used, suspects());
 
   std::lock_guard lock(s.mutex);
   if (Clock::now() < s.circuit_until) {

@@ -100,18 +100,40 @@ TEST(ServiceConfig, GpuModeIsIsolationUnlessToldAndSizesTheDispatchers) {
   ServiceConfig c;
   EXPECT_EQ(c.gpu_mode, GpuMode::isolation);
   EXPECT_EQ(c.streams_per_gpu, 4);
-  EXPECT_EQ(dispatchers_per_gpu(c), c.dispatchers_per_device) << "isolation: dispatchers_per_device";
+  EXPECT_EQ(dispatchers_per_gpu(c, 0), c.dispatchers_per_device) << "isolation: dispatchers_per_device";
   apply_config_json(c, R"({"gpu_mode": "concurrent", "streams_per_gpu": 6, "dispatchers_per_device": 3})", "m.json");
   EXPECT_EQ(c.gpu_mode, GpuMode::concurrent);
   EXPECT_EQ(c.streams_per_gpu, 6);
-  EXPECT_EQ(dispatchers_per_gpu(c), 6) << "concurrent: a dispatcher per stream";
+  EXPECT_EQ(dispatchers_per_gpu(c, 0), 6) << "concurrent: a dispatcher per stream";
   EXPECT_NO_THROW(validate(c));
   apply_config_json(c, R"({"gpu_mode": "isolation"})", "m.json");
   EXPECT_EQ(c.gpu_mode, GpuMode::isolation);
-  EXPECT_EQ(dispatchers_per_gpu(c), 3);
+  EXPECT_EQ(dispatchers_per_gpu(c, 0), 3);
   EXPECT_EQ(to_string(GpuMode::concurrent), "concurrent");
   EXPECT_EQ(to_string(GpuMode::isolation), "isolation");
   EXPECT_EQ(parse_gpu_mode("Concurrent"), std::nullopt);
+}
+
+// The choice is per GPU: isolation for the GPU that runs untrusted long kernels, concurrency for
+// another, in one kilnd.
+TEST(ServiceConfig, GpuModesChooseTheModeOfEachGpu) {
+  ServiceConfig c;
+  apply_config_json(c, R"({"gpu_modes": {"1": "concurrent", "3": "isolation"}, "gpu_mode": "isolation", "streams_per_gpu": 5})",
+                    "m.json");
+  EXPECT_EQ(gpu_mode_of(c, 0), GpuMode::isolation);
+  EXPECT_EQ(gpu_mode_of(c, 1), GpuMode::concurrent);
+  EXPECT_EQ(gpu_mode_of(c, 3), GpuMode::isolation);
+  EXPECT_EQ(dispatchers_per_gpu(c, 1), 5);
+  EXPECT_EQ(dispatchers_per_gpu(c, 0), c.dispatchers_per_device);
+  apply_config_json(c, R"({"gpu_mode": "concurrent"})", "m.json");
+  EXPECT_EQ(gpu_mode_of(c, 0), GpuMode::concurrent) << "gpu_mode is the default for GPUs gpu_modes leaves out";
+  EXPECT_EQ(gpu_mode_of(c, 3), GpuMode::isolation);
+  for (const char* bad : {R"({"gpu_modes": {"x": "concurrent"}})", R"({"gpu_modes": {"1": "fast"}})",
+                          R"({"gpu_modes": ["concurrent"]})", R"({"gpu_modes": {"1": 2}})", R"({"gpu_modes": {"-1": "isolation"}})"}) {
+    const std::string message = error_message_of([&] { apply_config_json(c, bad, "m.json"); });
+    EXPECT_NE(message.find("gpu_modes"), std::string::npos) << bad << " -> " << message;
+    EXPECT_NE(message.find("m.json"), std::string::npos) << bad << " -> " << message;
+  }
 }
 
 TEST(ServiceConfig, GpuModeErrorsNameTheKeyAndTheChoices) {

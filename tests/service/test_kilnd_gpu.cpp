@@ -187,10 +187,11 @@ TEST_F(KilndGpu, DeadlineGivesATimeoutAndTheGpuServesTheNextRequest) {
 
 class KilndConcurrentGpu : public KilndGpu {
  protected:
+  // GPU 0 chosen concurrent by gpu_modes (the per-GPU setting), the default mode left isolation.
   void configure() override {
-    config_.gpu_mode = kiln::service::GpuMode::concurrent;
+    config_.gpu_modes[0] = kiln::service::GpuMode::concurrent;
     config_.streams_per_gpu = 4;
-    pool_options_.mode = config_.gpu_mode;
+    pool_options_.modes = config_.gpu_modes;
     pool_options_.streams_per_gpu = config_.streams_per_gpu;
   }
 };

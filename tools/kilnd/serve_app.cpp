@@ -87,14 +87,16 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (const std::string why = service::why_no_gpu(); why.empty()) {
       service::WorkerPoolOptions workers;
       workers.mode = config.gpu_mode;
+      workers.modes = config.gpu_modes;
       workers.streams_per_gpu = config.streams_per_gpu;
       backend = std::make_unique<service::WorkerPool>(workers);
-      for (const auto& d : backend->devices())
+      for (const auto& d : backend->devices()) {
         std::cout << program << ": GPU " << d.ordinal << " " << d.name << " (" << d.uuid << ", " << d.pci_bus_id
                   << "): worker " << (d.worker_up ? "up" : "DOWN: " + d.last_failure) << "\n";
-      if (config.gpu_mode == service::GpuMode::concurrent)
-        std::cout << program << ": gpu_mode concurrent: up to " << config.streams_per_gpu
-                  << " launches at once per GPU (a sticky fault aborts the others in flight)\n";
+        if (service::gpu_mode_of(config, d.ordinal) == service::GpuMode::concurrent)
+          std::cout << program << ": GPU " << d.ordinal << " concurrent: up to " << config.streams_per_gpu
+                    << " launches at once (a sticky fault aborts the others in flight)\n";
+      }
       try {
         topology = std::make_shared<const topology::Topology>(topology::discover());
       } catch (const Error& e) {

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <filesystem>
+#include <map>
 #include <string>
 #include <string_view>
 
@@ -58,6 +59,7 @@ struct ServiceConfig {
   // deadline or a crash aborts every launch in flight on that worker). In concurrent mode the
   // scheduler runs streams_per_gpu dispatchers per GPU instead of dispatchers_per_device.
   GpuMode gpu_mode = GpuMode::isolation;
+  std::map<int, GpuMode> gpu_modes;  // per GPU (CUDA ordinal), overriding gpu_mode for that GPU
   int streams_per_gpu = 4;
   std::chrono::milliseconds default_deadline{60000};
   std::chrono::milliseconds max_deadline{600000};
@@ -99,7 +101,9 @@ ServiceConfig load_config_file(const std::filesystem::path& file);
 void validate(const ServiceConfig& config);
 // max_compiles_per_tenant with its default (0) resolved.
 unsigned compiles_per_tenant(const ServiceConfig& config);
-// Dispatcher threads per GPU: dispatchers_per_device, or streams_per_gpu in concurrent gpu_mode.
-int dispatchers_per_gpu(const ServiceConfig& config);
+// The mode of one GPU: its entry in gpu_modes, else gpu_mode.
+GpuMode gpu_mode_of(const ServiceConfig& config, int device);
+// Dispatcher threads for a GPU: dispatchers_per_device, or streams_per_gpu when it is concurrent.
+int dispatchers_per_gpu(const ServiceConfig& config, int device);
 
 }  // namespace kiln::service

@@ -59,6 +59,7 @@ struct SchedulerOptions {
   int dispatchers_per_device = 2;
   std::chrono::milliseconds lease_grace{5000};  // a claim's lease: time to the deadline plus this
   std::chrono::seconds job_retention{600};      // finished jobs stay readable this long
+  std::map<int, int> dispatchers_by_device{};   // per GPU ordinal, overriding dispatchers_per_device
 };
 
 enum class SubmitStatus : std::uint8_t { accepted, queue_full, tenant_full, shutting_down };
@@ -71,7 +72,8 @@ struct SubmitResult {
 
 class Scheduler {
  public:
-  // Starts options.dispatchers_per_device threads for each GPU the backend reports now.
+  // Starts options.dispatchers_per_device threads (or its dispatchers_by_device entry) for each GPU
+  // the backend reports now.
   Scheduler(GpuBackend& backend, JobQueue& queue, Metrics& metrics, SchedulerOptions options = {},
             std::shared_ptr<const topology::Topology> topology = {});
   ~Scheduler();  // shutdown() with no drain time

@@ -28,6 +28,7 @@
 #pragma once
 
 #include <chrono>
+#include <map>
 #include <memory>
 #include <string>
 
@@ -45,6 +46,11 @@ struct WorkerPoolOptions {
   std::chrono::seconds cooldown{30};
   std::chrono::milliseconds start_timeout{30000};
   GpuMode mode = GpuMode::isolation;
+  std::map<int, GpuMode> modes;  // per GPU ordinal, overriding `mode` for that GPU
+  GpuMode mode_of(int device) const {
+    auto it = modes.find(device);
+    return it == modes.end() ? mode : it->second;
+  }
   int streams_per_gpu = 4;  // concurrent mode: launches a worker runs at once (1-256)
   std::size_t max_images_per_worker = 256;
   std::size_t max_image_bytes_per_worker = std::size_t{512} << 20;

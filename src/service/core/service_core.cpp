@@ -44,6 +44,16 @@ InProcessQueueOptions queue_options(const ServiceConfig& config) {
   return {config.max_queued_jobs, config.max_queued_jobs_per_tenant, config.aging_step};
 }
 
+// A GPU in concurrent mode gets a dispatcher per stream, one in isolation dispatchers_per_device.
+SchedulerOptions scheduler_options(const ServiceConfig& config, GpuBackend& backend) {
+  SchedulerOptions o;
+  o.dispatchers_per_device = config.dispatchers_per_device;
+  o.lease_grace = std::chrono::milliseconds(5000);
+  o.job_retention = config.job_retention;
+  for (const DeviceStatus& d : backend.devices()) o.dispatchers_by_device[d.ordinal] = dispatchers_per_gpu(config, d.ordinal);
+  return o;
+}
+
 bool uses_shared_queue(const ServiceConfig& config) { return !config.queue_url.empty() && config.queue_url != "memory"; }
 
 std::unique_ptr<RedisStreamQueue> shared_queue_for(const ServiceConfig& config) {
@@ -172,7 +182,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
       compile_gate_(gate_limits(config_)),
       queue_(queue_options(config_)),
       scheduler_(backend_, queue_, metrics_,
-                 SchedulerOptions{dispatchers_per_gpu(config_), std::chrono::milliseconds(5000), config_.job_retention},
+                 scheduler_options(config_, backend_),
                  std::move(topology)),
       shared_queue_(shared_queue_for(config_)) {
   if (shared_queue_)
