@@ -28,7 +28,7 @@ JobOutcome outcome_of(LaunchStatus status) {
 
 }  // namespace
 
-Scheduler::Scheduler(GpuBackend& backend, JobQueue& queue, Metrics& metrics, SchedulerOptions options,
+Scheduler::Scheduler(GpuBackend& backend, InProcessQueue& queue, Metrics& metrics, SchedulerOptions options,
                      std::shared_ptr<const topology::Topology> topology)
     : backend_(backend), queue_(queue), metrics_(metrics), options_(options), topology_(std::move(topology)) {
   for (const DeviceStatus& d : backend_.devices()) {

@@ -1,4 +1,6 @@
-// InProcessQueue: the default JobQueue, in memory.
+// InProcessQueue: where launch jobs wait for a dispatcher, in memory: enqueue; claim hands a job to
+// one consumer under a lease; ack ends it; a lease that runs out (its consumer died) is reclaimed
+// and the job handed out again.
 //
 // Ordering of claims for one device:
 //  1. Effective priority: a job's level minus one for every `aging_step` it has waited (never above
@@ -31,25 +33,33 @@ struct InProcessQueueOptions {
   std::chrono::milliseconds aging_step{2000};
 };
 
-class InProcessQueue final : public JobQueue {
+class InProcessQueue {
  public:
   explicit InProcessQueue(InProcessQueueOptions options = {});
-  ~InProcessQueue() override;
+  ~InProcessQueue();
   InProcessQueue(const InProcessQueue&) = delete;
   InProcessQueue& operator=(const InProcessQueue&) = delete;
 
-  EnqueueStatus enqueue(QueuedJob job) override;
-  std::optional<Claim> claim(int device, std::string_view consumer, std::chrono::milliseconds lease,
-                             std::stop_token stop) override;
-  std::optional<Claim> try_claim(int device, std::string_view consumer, std::chrono::milliseconds lease) override;
-  bool extend(JobId id, std::chrono::milliseconds lease) override;
-  bool ack(JobId id) override;
-  bool remove(JobId id) override;
-  std::size_t reclaim_expired(Clock::time_point now) override;
-  std::array<std::size_t, kPriorityCount> depth() const override;
-  std::size_t claimed() const override;
-  void wake(int device) override;
-  void close() override;
+  EnqueueStatus enqueue(QueuedJob job);
+  // The next job for `device`, waiting until one comes, `stop` is requested or the queue is
+  // closed (then nullopt).
+  std::optional<Claim> claim(int device, std::string_view consumer, std::chrono::milliseconds lease, std::stop_token stop);
+  // The same without waiting.
+  std::optional<Claim> try_claim(int device, std::string_view consumer, std::chrono::milliseconds lease);
+  // Renews a claimed job's lease to `lease` from now (a long launch). False when the lease was lost.
+  bool extend(JobId id, std::chrono::milliseconds lease);
+  // The job is finished. False when its lease had expired and it was handed out again.
+  bool ack(JobId id);
+  // Removes a job that has not been claimed (its deadline passed, or shutdown). False if absent.
+  bool remove(JobId id);
+  // Hands expired leases back to the queue. Returns how many.
+  std::size_t reclaim_expired(Clock::time_point now);
+  std::array<std::size_t, kPriorityCount> depth() const;  // waiting, by their own priority
+  std::size_t claimed() const;                            // under a lease now
+  // Wakes one claim waiting for `device` (a job enqueued with wake = false was left waiting).
+  void wake(int device);
+  // Wakes every waiting claim; later enqueues answer `closed`. Claimed jobs may still be acked.
+  void close();
 
   // The level a job waiting since `enqueued` competes at, at time `now`.
   Priority effective_priority(const QueuedJob& job, Clock::time_point now) const noexcept;

@@ -32,7 +32,7 @@
 #include <vector>
 
 #include "kiln/service/gpu_backend.hpp"
-#include "kiln/service/job_queue.hpp"
+#include "kiln/service/in_process_queue.hpp"
 #include "kiln/service/metrics.hpp"
 
 namespace kiln::topology {
@@ -74,7 +74,7 @@ class Scheduler {
  public:
   // Starts options.dispatchers_per_device threads (or its dispatchers_by_device entry) for each GPU
   // the backend reports now.
-  Scheduler(GpuBackend& backend, JobQueue& queue, Metrics& metrics, SchedulerOptions options = {},
+  Scheduler(GpuBackend& backend, InProcessQueue& queue, Metrics& metrics, SchedulerOptions options = {},
             std::shared_ptr<const topology::Topology> topology = {});
   ~Scheduler();  // shutdown() with no drain time
   Scheduler(const Scheduler&) = delete;
@@ -134,7 +134,7 @@ class Scheduler {
   JobSnapshot snapshot(JobId id, Job& job);  // requires job.mutex
 
   GpuBackend& backend_;
-  JobQueue& queue_;
+  InProcessQueue& queue_;
   Metrics& metrics_;
   const SchedulerOptions options_;
   std::shared_ptr<const topology::Topology> topology_;
