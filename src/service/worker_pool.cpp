@@ -114,6 +114,15 @@ struct Slot {
 
 constexpr std::chrono::milliseconds kMemoryInfoMaxAge{50};
 
+// A launch refused because the GPU's circuit is open (requires the slot's mutex).
+LaunchResult circuit_open(Slot& s, LaunchResult result) {
+  result.status = LaunchStatus::device_unavailable;
+  std::lock_guard text(s.failure_text_mutex);
+  result.message = "GPU " + std::to_string(s.ordinal) + " is not scheduled (circuit open) after repeated "
+                   "worker failures; last: " + s.last_failure;
+  return result;
+}
+
 std::int64_t steady_ns() {
   return std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
 }
@@ -458,13 +467,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
   if (impl_->options.mode_of(s.ordinal) == GpuMode::concurrent) return impl_->launch_concurrent(s, spec, used, suspects());
 
   std::lock_guard lock(s.mutex);
-  if (Clock::now() < s.circuit_until) {
-    result.status = LaunchStatus::device_unavailable;
-    std::lock_guard text(s.failure_text_mutex);
-    result.message = "GPU " + std::to_string(spec.device) + " is not scheduled (circuit open) after repeated "
-                     "worker failures; last: " + s.last_failure;
-    return result;
-  }
+  if (Clock::now() < s.circuit_until) return circuit_open(s, std::move(result));
   const auto start = Clock::now();
   auto send_launch = [&] {
     impl_->send_image(s, spec);
@@ -579,13 +582,7 @@ LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec
     inflight.reset();
     {
       std::lock_guard lock(s.mutex);
-      if (Clock::now() < s.circuit_until) {
-        result.status = LaunchStatus::device_unavailable;
-        std::lock_guard text(s.failure_text_mutex);
-        result.message = "GPU " + std::to_string(spec.device) + " is not scheduled (circuit open) after repeated "
-                         "worker failures; last: " + s.last_failure;
-        return result;
-      }
+      if (Clock::now() < s.circuit_until) return circuit_open(s, std::move(result));
       bool registered = false;
       try {
         prepare(s, used);
