@@ -56,6 +56,16 @@ kiln_status kiln_device_get_info(int ordinal, kiln_device_info* info, kiln_error
   });
 }
 
+kiln_status kiln_device_memory(int ordinal, uint64_t* free_bytes, uint64_t* total_bytes, kiln_error* error) {
+  return c::guarded(error, "kiln_device_memory", [&] {
+    uint64_t& free_out = *c::need_pointer(free_bytes, "kiln_device_memory", "free_bytes");
+    uint64_t& total_out = *c::need_pointer(total_bytes, "kiln_device_memory", "total_bytes");
+    const auto [free, total] = core::Device::get(ordinal).memory_info();
+    free_out = free;
+    total_out = total;
+  });
+}
+
 kiln_status kiln_target_parse(const char* text, kiln_target* target, kiln_error* error) {
   return c::guarded(error, "kiln_target_parse", [&] {
     c::need_pointer(text, "kiln_target_parse", "text");

@@ -3,6 +3,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "c/detail/boundary.hpp"
 #include "kiln/version.hpp"
@@ -101,6 +102,20 @@ kiln_status kiln_error_lookup(kiln_status domain, int code, kiln_error* error) {
   if (error != nullptr)
     c::fill(error, domain, code, info->sticky, info->name, info->description, info->hint, "");
   return KILN_OK;
+}
+
+kiln_status kiln_error_find(const char* text, kiln_error* found, size_t capacity, size_t* count, kiln_error* error) {
+  return c::guarded(error, "kiln_error_find", [&] {
+    c::need_pointer(text, "kiln_error_find", "text");
+    size_t& n = *c::need_pointer(count, "kiln_error_find", "count");
+    if (capacity > 0) c::need_pointer(found, "kiln_error_find", "found");
+    const std::vector<const ErrorInfo*> entries = lookup_errors(text);
+    n = entries.size();
+    for (std::size_t i = 0; i < entries.size() && i < capacity; ++i) {
+      const ErrorInfo& e = *entries[i];
+      c::fill(&found[i], c::status_of(e.domain), e.code, e.sticky, e.name, e.description, e.hint, "");
+    }
+  });
 }
 
 void kiln_free(void* p) { std::free(p); }

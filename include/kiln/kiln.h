@@ -81,6 +81,11 @@ KILN_API void kiln_error_clear(kiln_error* error);
 /* Fills `error` with the table entry for a code (name, hint, sticky; the message is the
  * description). KILN_OK when the code is known, else KILN_ERROR_KILN with INVALID_ARGUMENT. */
 KILN_API kiln_status kiln_error_lookup(kiln_status domain, int code, kiln_error* error);
+/* Every table entry `text` names, as `kiln explain` reads it: "CUDA_ERROR_ILLEGAL_ADDRESS", "700"
+ * (that number in every domain), "nvrtc:6", "kiln:1". Fills min(capacity, count) of `found` as
+ * kiln_error_lookup does (clear each), sets *count; no entry is not a failure (*count is 0). */
+KILN_API kiln_status kiln_error_find(const char* text, kiln_error* found, size_t capacity, size_t* count,
+                                     kiln_error* error);
 /* Releases a string or array kiln returned. */
 KILN_API void kiln_free(void* p);
 
@@ -107,6 +112,8 @@ typedef struct kiln_device_info {
 } kiln_device_info;
 
 KILN_API kiln_status kiln_device_get_info(int ordinal, kiln_device_info* info, kiln_error* error);
+/* The device's free and total memory as the driver sees them now (cuMemGetInfo). */
+KILN_API kiln_status kiln_device_memory(int ordinal, uint64_t* free_bytes, uint64_t* total_bytes, kiln_error* error);
 
 /* ---------------------------------------------------------------- compiling */
 

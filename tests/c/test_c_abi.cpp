@@ -2,6 +2,7 @@
 // the environment report, the pinned pool's bookkeeping and topology fixtures.
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cstddef>
 #include <cstring>
 #include <filesystem>
@@ -71,6 +72,37 @@ TEST(CAbi, ErrorLookupExplainsACode) {
   EXPECT_EQ(kiln_error_lookup(KILN_ERROR_DRIVER, 123456, &unknown), KILN_ERROR_KILN);
   EXPECT_EQ(unknown.code, KILN_ERRC_INVALID_ARGUMENT);
   EXPECT_CONTAINS(unknown.text(), "123456");
+}
+
+TEST(CAbi, ErrorFindReadsCodesAsKilnExplainDoes) {
+  size_t count = 0;
+  std::array<kiln_error, 8> found{};
+  Error e;
+  ASSERT_EQ(kiln_error_find("CUDA_ERROR_ILLEGAL_ADDRESS", found.data(), found.size(), &count, &e), KILN_OK);
+  ASSERT_EQ(count, 1u);
+  EXPECT_EQ(found[0].domain, KILN_ERROR_DRIVER);
+  EXPECT_EQ(found[0].code, 700);
+  EXPECT_EQ(found[0].sticky, 1);
+  EXPECT_GT(std::string(found[0].hint).size(), 20u);
+  kiln_error_clear(&found[0]);
+
+  ASSERT_EQ(kiln_error_find("nvrtc:6", found.data(), found.size(), &count, &e), KILN_OK);
+  ASSERT_EQ(count, 1u);
+  EXPECT_EQ(found[0].domain, KILN_ERROR_NVRTC);
+  EXPECT_EQ(found[0].code, 6);
+  kiln_error_clear(&found[0]);
+
+  // A bare number names that code in every domain: counted in full, written up to the capacity.
+  ASSERT_EQ(kiln_error_find("1", found.data(), 1, &count, &e), KILN_OK);
+  EXPECT_GE(count, 3u);
+  EXPECT_NE(found[0].name, nullptr);
+  kiln_error_clear(&found[0]);
+  EXPECT_EQ(found[1].name, nullptr);
+
+  ASSERT_EQ(kiln_error_find("NO_SUCH_ERROR", found.data(), found.size(), &count, &e), KILN_OK);
+  EXPECT_EQ(count, 0u);
+  EXPECT_EQ(kiln_error_find(nullptr, found.data(), found.size(), &count, &e), KILN_ERROR_KILN);
+  EXPECT_CONTAINS(e.text(), "text");
 }
 
 TEST(CAbi, ClearingAnErrorReleasesAndZeroesIt) {

@@ -111,6 +111,12 @@ TEST(CAbiGpu, DeviceInfoAndParameters) {
   EXPECT_EQ(std::string(info.uuid).rfind("GPU-", 0), 0u);
   EXPECT_GT(info.memory_total, 0u);
   EXPECT_GT(info.multiprocessors, 0);
+  uint64_t free = 0, total = 0;
+  ASSERT_EQ(kiln_device_memory(0, &free, &total, &e), KILN_OK) << e.text();
+  EXPECT_EQ(total, info.memory_total);
+  EXPECT_GT(free, 0u);
+  EXPECT_LE(free, total);
+  EXPECT_EQ(kiln_device_memory(0, nullptr, &total, &e), KILN_ERROR_KILN);
 
   size_t sizes[8] = {};
   size_t count = 0;
