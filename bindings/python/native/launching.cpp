@@ -162,9 +162,9 @@ class Kernel {
     if (PyLong_Check(a)) return pack_int(a, i, dst, size);  // bool is an int too
     if (PyFloat_Check(a)) return pack_float(PyFloat_AS_DOUBLE(a), i, dst, size);
     if (py::isinstance<DeviceMemory>(a)) {
-      const auto& m = py::handle(a).cast<const DeviceMemory&>();
-      if (m.address == 0) refuse(i, "the buffer was closed");
-      return pack_pointer(m.address, i, dst, size, "a kiln buffer");
+      const auto* m = py::handle(a).cast<const DeviceMemory*>();
+      if (m->address == 0) refuse(i, "the buffer was closed");
+      return pack_pointer(m->address, i, dst, size, "a kiln buffer");
     }
     static PyObject* const interface_name = PyUnicode_InternFromString("__cuda_array_interface__");
     static PyObject* const dlpack_name = PyUnicode_InternFromString("__dlpack__");

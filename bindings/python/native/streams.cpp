@@ -42,6 +42,8 @@ kiln_stream* default_stream(int device) {
 
 kiln_stream* stream_or_default(const py::handle& stream, int device) {
   if (stream.is_none()) return default_stream(device);
+  if (!py::isinstance<Stream>(stream))
+    raise_invalid(std::string("stream must be a kiln.Stream or None, not ") + Py_TYPE(stream.ptr())->tp_name);
   return stream.cast<Stream&>().handle;
 }
 
