@@ -37,7 +37,7 @@ void launch(const kiln_kernel& k, const kiln_stream& s, const kiln_launch_config
   if (KILN_C_HAS(config, cluster))
     c.cluster =
         core::Dim3(at_least_one(config.cluster[0]), at_least_one(config.cluster[1]), at_least_one(config.cluster[2]));
-  core::launch_packed(s.stream->ref(), k.kernel, c, pointers, sizes, count);
+  core::launch_packed(s.ref, k.kernel, c, pointers, sizes, count);
 }
 
 }  // namespace

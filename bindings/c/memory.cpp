@@ -63,9 +63,10 @@ kiln_status kiln_buffer_create(kiln_stream* stream, size_t bytes, const char* ta
     refuse_zero(bytes, "kiln_buffer_create");
     auto out = std::make_unique<kiln_buffer>();
     out->pool = device_pool(s.device);
-    out->address = out->pool.allocate(bytes, s.stream->ref(), tag_of(tag));
+    out->address = out->pool.allocate(bytes, s.ref, tag_of(tag));
     out->bytes = bytes;
-    out->stream = s.stream;
+    out->stream_owner = s.owner;
+    out->stream = s.ref;
     out->device = s.device;
     if (address != nullptr) *address = out->address;
     *buffer = out.release();
@@ -74,7 +75,7 @@ kiln_status kiln_buffer_create(kiln_stream* stream, size_t bytes, const char* ta
 
 void kiln_buffer_destroy(kiln_buffer* buffer) {
   if (buffer == nullptr) return;
-  buffer->pool.deallocate(buffer->address, buffer->bytes, buffer->stream->ref());
+  buffer->pool.deallocate(buffer->address, buffer->bytes, buffer->stream);
   delete buffer;
 }
 
@@ -167,7 +168,7 @@ kiln_status kiln_managed_prefetch(kiln_managed* buffer, int to_host, kiln_stream
     const kiln_stream& s = c::need(stream, "kiln_managed_prefetch", "stream");
     const core::Location to =
         to_host != 0 ? core::Location::host() : core::Location::device(core::Device::get(s.device).handle());
-    m.buffer.prefetch(to, s.stream->ref());
+    m.buffer.prefetch(to, s.ref);
   });
 }
 
@@ -177,10 +178,10 @@ kiln_status kiln_copy_to_device(kiln_stream* stream, uint64_t dst, const void* s
     if (bytes == 0) return;
     c::need_pointer(src, "kiln_copy_to_device", "src");
     if (driver_visible(src)) {
-      core::copy_async(static_cast<CUdeviceptr>(dst), src, bytes, s.stream->ref());
-      s.stream->synchronize();
+      core::copy_async(static_cast<CUdeviceptr>(dst), src, bytes, s.ref);
+      s.ref.synchronize();
     } else {
-      memory::copy(static_cast<CUdeviceptr>(dst), src, bytes, s.stream->ref());
+      memory::copy(static_cast<CUdeviceptr>(dst), src, bytes, s.ref);
     }
   });
 }
@@ -191,10 +192,10 @@ kiln_status kiln_copy_to_host(kiln_stream* stream, void* dst, uint64_t src, size
     if (bytes == 0) return;
     c::need_pointer(dst, "kiln_copy_to_host", "dst");
     if (driver_visible(dst)) {
-      core::copy_async(dst, static_cast<CUdeviceptr>(src), bytes, s.stream->ref());
-      s.stream->synchronize();
+      core::copy_async(dst, static_cast<CUdeviceptr>(src), bytes, s.ref);
+      s.ref.synchronize();
     } else {
-      memory::copy(dst, static_cast<CUdeviceptr>(src), bytes, s.stream->ref());
+      memory::copy(dst, static_cast<CUdeviceptr>(src), bytes, s.ref);
     }
   });
 }
@@ -206,7 +207,7 @@ kiln_status kiln_copy_to_device_async(kiln_stream* stream, uint64_t dst, const v
     if (bytes == 0) return;
     c::need_pointer(src, "kiln_copy_to_device_async", "src");
     if (!driver_visible(src)) refuse_pageable("kiln_copy_to_device_async", src);
-    core::copy_async(static_cast<CUdeviceptr>(dst), src, bytes, s.stream->ref());
+    core::copy_async(static_cast<CUdeviceptr>(dst), src, bytes, s.ref);
   });
 }
 
@@ -216,7 +217,7 @@ kiln_status kiln_copy_to_host_async(kiln_stream* stream, void* dst, uint64_t src
     if (bytes == 0) return;
     c::need_pointer(dst, "kiln_copy_to_host_async", "dst");
     if (!driver_visible(dst)) refuse_pageable("kiln_copy_to_host_async", dst);
-    core::copy_async(dst, static_cast<CUdeviceptr>(src), bytes, s.stream->ref());
+    core::copy_async(dst, static_cast<CUdeviceptr>(src), bytes, s.ref);
   });
 }
 
@@ -225,7 +226,7 @@ kiln_status kiln_memset_async(kiln_stream* stream, uint64_t dst, unsigned char v
   return c::guarded(error, "kiln_memset_async", [&] {
     const kiln_stream& s = c::need(stream, "kiln_memset_async", "stream");
     if (bytes == 0) return;
-    core::memset8_async(static_cast<CUdeviceptr>(dst), value, bytes, s.stream->ref());
+    core::memset8_async(static_cast<CUdeviceptr>(dst), value, bytes, s.ref);
   });
 }
 

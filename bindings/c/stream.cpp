@@ -39,7 +39,18 @@ kiln_status kiln_stream_create(int device, int priority, kiln_stream** stream, k
     options.priority = priority;
     auto owner = std::make_shared<core::Stream>(
         core::Stream::create(core::Device::get(device).primary_context(), options));
-    *stream = new kiln_stream{std::move(owner), device};
+    const core::StreamRef ref = owner->ref();
+    *stream = new kiln_stream{std::move(owner), ref, device};
+  });
+}
+
+kiln_status kiln_stream_borrow(int device, uint64_t handle, kiln_stream** stream, kiln_error* error) {
+  return c::guarded(error, "kiln_stream_borrow", [&] {
+    c::need_pointer(stream, "kiln_stream_borrow", "stream");
+    *stream = nullptr;
+    const core::StreamRef ref = core::StreamRef::borrow(
+        reinterpret_cast<CUstream>(static_cast<std::uintptr_t>(handle)), core::Device::get(device).primary_context());
+    *stream = new kiln_stream{nullptr, ref, device};
   });
 }
 
@@ -49,14 +60,14 @@ int kiln_stream_device(const kiln_stream* stream) { return stream != nullptr ? s
 
 kiln_status kiln_stream_synchronize(kiln_stream* stream, kiln_error* error) {
   return c::guarded(error, "kiln_stream_synchronize", [&] {
-    c::need(stream, "kiln_stream_synchronize", "stream").stream->synchronize();
+    c::need(stream, "kiln_stream_synchronize", "stream").ref.synchronize();
   });
 }
 
 kiln_status kiln_stream_wait(kiln_stream* stream, int64_t timeout_ns, const kiln_cancel* cancel, kiln_error* error) {
   return c::guarded(error, "kiln_stream_wait", [&] {
     const kiln_stream& s = c::need(stream, "kiln_stream_wait", "stream");
-    require_completed(s.stream->ref().wait_until(deadline_after(timeout_ns), token_of(cancel)), "kiln_stream_wait",
+    require_completed(s.ref.wait_until(deadline_after(timeout_ns), token_of(cancel)), "kiln_stream_wait",
                       timeout_ns);
   });
 }
@@ -64,7 +75,7 @@ kiln_status kiln_stream_wait(kiln_stream* stream, int64_t timeout_ns, const kiln
 kiln_status kiln_stream_wait_event(kiln_stream* stream, const kiln_event* event, kiln_error* error) {
   return c::guarded(error, "kiln_stream_wait_event", [&] {
     const kiln_stream& s = c::need(stream, "kiln_stream_wait_event", "stream");
-    s.stream->wait(c::need(event, "kiln_stream_wait_event", "event").event);
+    s.ref.wait(c::need(event, "kiln_stream_wait_event", "event").event);
   });
 }
 
@@ -86,7 +97,7 @@ void kiln_event_destroy(kiln_event* event) { delete event; }
 kiln_status kiln_event_record(kiln_event* event, kiln_stream* stream, kiln_error* error) {
   return c::guarded(error, "kiln_event_record", [&] {
     kiln_event& e = c::need(event, "kiln_event_record", "event");
-    e.event.record(c::need(stream, "kiln_event_record", "stream").stream->ref());
+    e.event.record(c::need(stream, "kiln_event_record", "stream").ref);
   });
 }
 

@@ -268,6 +268,12 @@ typedef struct kiln_event kiln_event;
 typedef struct kiln_cancel kiln_cancel;
 
 KILN_API kiln_status kiln_stream_create(int device, int priority, kiln_stream** stream, kiln_error* error);
+/* A kiln stream over a CUstream another library made (CuPy's Stream.ptr, torch.cuda.Stream's
+ * cuda_stream, cuda.core's __cuda_stream__), so kiln's launches and copies join its order. `handle`
+ * is the CUstream as an integer (0, CU_STREAM_LEGACY and CU_STREAM_PER_THREAD too); it must belong
+ * to `device`'s primary context (checked). kiln never destroys it: its owner keeps it alive while
+ * this handle and the buffers allocated on it live. kiln_stream_destroy releases only kiln's part. */
+KILN_API kiln_status kiln_stream_borrow(int device, uint64_t handle, kiln_stream** stream, kiln_error* error);
 /* Work already enqueued completes; the stream is freed by the driver afterwards. */
 KILN_API void kiln_stream_destroy(kiln_stream* stream);
 KILN_API int kiln_stream_device(const kiln_stream* stream); /* -1 for NULL */

@@ -66,6 +66,25 @@ WaitResult StreamRef::wait_until(Clock::time_point deadline, std::stop_token sto
                             "work on " + describe());
 }
 
+StreamRef StreamRef::borrow(CUstream handle, ContextRef context) {
+  if (!context) throw Error(Errc::invalid_argument, "StreamRef::borrow: no context");
+  // 0, CU_STREAM_LEGACY (1) and CU_STREAM_PER_THREAD (2) name the current context's default streams.
+  if (reinterpret_cast<std::uintptr_t>(handle) > 2) {
+    context.make_current();
+    CUcontext owner = nullptr;
+    check(cuda().cuStreamGetCtx(handle, &owner, nullptr), "cuStreamGetCtx");  // the v2 form: no green context
+    if (owner != context.handle()) {
+      char buf[160];
+      std::snprintf(buf, sizeof buf, "stream %p belongs to context %p, not to context %p of device %d", static_cast<void*>(handle),
+                    static_cast<void*>(owner), static_cast<void*>(context.handle()), context.device());
+      throw Error(Errc::invalid_argument, std::string(buf) +
+                                              ": name the device whose primary context made it (CuPy and PyTorch "
+                                              "use the primary context)");
+    }
+  }
+  return StreamRef(handle, context);
+}
+
 int StreamRef::priority() const {
   require(*this, "priority()");
   int p = 0;

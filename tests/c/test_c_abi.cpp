@@ -105,6 +105,17 @@ TEST(CAbi, ErrorFindReadsCodesAsKilnExplainDoes) {
   EXPECT_CONTAINS(e.text(), "text");
 }
 
+TEST(CAbi, BorrowingAStreamNeedsADriverAndAnOutPointer) {
+  Error e;
+  EXPECT_EQ(kiln_stream_borrow(0, 0, nullptr, &e), KILN_ERROR_KILN);
+  EXPECT_CONTAINS(e.text(), "stream");
+  if (kiln_c_test::why_no_gpu().empty()) GTEST_SKIP() << "a driver is here: the GPU tests borrow streams";
+  kiln_stream* s = reinterpret_cast<kiln_stream*>(1);
+  Error missing;
+  EXPECT_NE(kiln_stream_borrow(0, 0x1234, &s, &missing), KILN_OK);
+  EXPECT_EQ(s, nullptr);
+}
+
 TEST(CAbi, ClearingAnErrorReleasesAndZeroesIt) {
   kiln_error e{};
   ASSERT_EQ(kiln_launch(nullptr, nullptr, nullptr, nullptr, nullptr, 0, &e), KILN_ERROR_KILN);

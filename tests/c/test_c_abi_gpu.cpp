@@ -101,6 +101,28 @@ kiln_launch_config cover(unsigned n, unsigned block = 256) {
   return c;
 }
 
+TEST(CAbiGpu, ABorrowedStreamCarriesKilnWorkAndStaysItsOwners) {
+  KILN_C_REQUIRE_GPU();
+  Error e;
+  kiln_stream* borrowed = nullptr;
+  // 0: the legacy default stream of the device's primary context, which nobody may destroy.
+  ASSERT_EQ(kiln_stream_borrow(0, 0, &borrowed, &e), KILN_OK) << e.text();
+  EXPECT_EQ(kiln_stream_device(borrowed), 0);
+  kiln_buffer* buffer = nullptr;
+  uint64_t address = 0;
+  ASSERT_EQ(kiln_buffer_create(borrowed, 256, "borrowed", &buffer, &address, &e), KILN_OK) << e.text();
+  ASSERT_EQ(kiln_memset_async(borrowed, address, 0x5a, 256, &e), KILN_OK) << e.text();
+  unsigned char host[256] = {};
+  ASSERT_EQ(kiln_copy_to_host(borrowed, host, address, sizeof host, &e), KILN_OK) << e.text();
+  EXPECT_EQ(host[0], 0x5a);
+  EXPECT_EQ(host[255], 0x5a);
+  kiln_stream_destroy(borrowed);  // kiln's part only; the buffer keeps its order on the stream
+  kiln_buffer_destroy(buffer);
+  ASSERT_EQ(kiln_stream_borrow(0, 0, &borrowed, &e), KILN_OK);  // the stream is still there
+  ASSERT_EQ(kiln_stream_synchronize(borrowed, &e), KILN_OK) << e.text();
+  kiln_stream_destroy(borrowed);
+}
+
 TEST(CAbiGpu, DeviceInfoAndParameters) {
   KILN_C_REQUIRE_GPU();
   kiln_device_info info{};

@@ -245,3 +245,50 @@ def test_devices_and_memory_info():
     before = kiln.pool_stats()["allocations"]
     kiln.empty(1024)
     assert kiln.pool_stats()["allocations"] == before + 1
+
+
+def test_borrowed_streams_order_kiln_with_cupy_and_torch(module):
+    cp = need("cupy")
+    torch = need("torch")
+    n = 1 << 20
+    cs = cp.cuda.Stream(non_blocking=True)
+    with cs:
+        x = cp.ones(n, cp.float32)
+        y = cp.zeros(n, cp.float32)
+        y += 1  # queued on cs: kiln's launch below must run after it
+    s = kiln.borrow_stream(cs)
+    module.kernel("saxpy")((n + 255) // 256, 256, (3.0, x, y, n), stream=s)
+    with cs:
+        y *= 2  # and this after kiln's launch
+    cs.synchronize()
+    assert float(y[0]) == 8.0 and float(y[n - 1]) == 8.0
+
+    ts = torch.cuda.Stream()
+    with torch.cuda.stream(ts):
+        tx = torch.ones(n, device="cuda")
+        ty = torch.ones(n, device="cuda")
+        module.kernel("saxpy")((n + 255) // 256, 256, (1.0, tx, ty, n), stream=kiln.borrow_stream(ts))
+        ty.mul_(5)
+    ts.synchronize()
+    assert ty[0].item() == 10.0
+
+    b = kiln.DeviceBuffer(16, np.float32, stream=kiln.borrow_stream(cs))
+    assert b.to_numpy().shape == (16,)
+    with pytest.raises(TypeError, match="stream handle"):
+        kiln.borrow_stream(object())
+
+
+def test_a_stream_of_another_context_is_refused():
+    from cuda.bindings import driver
+
+    err, dev = driver.cuDeviceGet(0)
+    err, ctx = driver.cuCtxCreate(None, 0, dev) if hasattr(driver, "CUctxCreateParams") else driver.cuCtxCreate(0, dev)
+    assert err == driver.CUresult.CUDA_SUCCESS, err
+    try:
+        err, stream = driver.cuStreamCreate(1)
+        assert err == driver.CUresult.CUDA_SUCCESS
+        with pytest.raises(kiln.InvalidArgumentError, match="belongs to context"):
+            kiln.borrow_stream(int(stream))
+        driver.cuStreamDestroy(stream)
+    finally:
+        driver.cuCtxDestroy(ctx)

@@ -52,7 +52,8 @@ struct kiln_kernel {
 };
 
 struct kiln_stream {
-  std::shared_ptr<kiln::core::Stream> stream;
+  std::shared_ptr<kiln::core::Stream> owner;  // null for a borrowed stream (kiln_stream_borrow)
+  kiln::core::StreamRef ref;
   int device = 0;
 };
 
@@ -69,7 +70,8 @@ struct kiln_buffer {
   kiln::memory::PoolResource pool;
   CUdeviceptr address = 0;
   std::size_t bytes = 0;
-  std::shared_ptr<kiln::core::Stream> stream;  // freed in order on it
+  std::shared_ptr<kiln::core::Stream> stream_owner;  // keeps a stream kiln made alive
+  kiln::core::StreamRef stream;                       // freed in order on it
   int device = 0;
 };
 

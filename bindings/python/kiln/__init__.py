@@ -15,8 +15,8 @@ from .errors import (CancelledError, CompileError, DriverNotFoundError, Error, E
                      explain)
 from .compiling import Cache, Diagnostic, Image, Target, cache_stats, compile, default_cache
 from .launching import Kernel, Module
-from .memory import (DeviceBuffer, Event, ManagedBuffer, PinnedPool, Stream, default_pinned_pool, default_stream,
-                     empty, managed_empty, pinned_array, pinned_empty, pool_stats, to_device, zeros)
+from .memory import (DeviceBuffer, Event, ManagedBuffer, PinnedPool, Stream, borrow_stream, default_pinned_pool,
+                     default_stream, empty, managed_empty, pinned_array, pinned_empty, pool_stats, to_device, zeros)
 from .environment import (Device, allocation_report, choose_gpus, device_count, devices, doctor, memory_info, topology,
                           version)
 
@@ -26,7 +26,7 @@ __all__ = [
     "Cache", "CancelledError", "CompileError", "Device", "DeviceBuffer", "Diagnostic", "DriverNotFoundError", "Error",
     "Event", "Explanation", "IllegalAddressError", "Image", "InvalidArgumentError", "Kernel", "ManagedBuffer",
     "Module", "NvrtcNotFoundError", "OutOfMemoryError", "PinnedPool", "Stream", "Target", "TimeoutError",
-    "VersionMismatchError", "allocation_report", "cache_stats", "choose_gpus", "compile", "default_cache",
+    "VersionMismatchError", "allocation_report", "borrow_stream", "cache_stats", "choose_gpus", "compile", "default_cache",
     "default_pinned_pool", "default_stream", "device_count", "devices", "doctor", "empty", "explain",
     "managed_empty", "memory_info", "pinned_array", "pinned_empty", "pool_stats", "to_device", "topology",
     "version", "zeros",

@@ -8,7 +8,8 @@ PyTorch, JAX, Numba: no copy is made), an int or a float (sized by the parameter
 int32/uint32 or a float, 8 an int64/uint64 or a double), a NumPy scalar or bytes of the parameter's
 exact size. The count and every size are checked before anything is launched. The launch is
 asynchronous on ``stream`` (a :class:`kiln.Stream`; None: kiln's default stream of the kernel's
-device). Arrays of other libraries are not ordered with their own streams: synchronize them first.
+device). To order a launch with another library's work, launch on its stream:
+``kiln.borrow_stream(cupy_stream)`` or ``kiln.borrow_stream(torch.cuda.current_stream())``.
 """
 
 from . import _native

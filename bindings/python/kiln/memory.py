@@ -17,6 +17,28 @@ Stream = _native.Stream
 Event = _native.Event
 
 
+def _stream_handle(stream):
+    if isinstance(stream, int):
+        return stream
+    if hasattr(stream, "__cuda_stream__"):  # cuda.core's protocol: (version, handle)
+        return int(stream.__cuda_stream__()[1])
+    for attribute in ("cuda_stream", "ptr", "handle"):  # PyTorch, CuPy, Numba
+        value = getattr(stream, attribute, None)
+        if isinstance(value, int):
+            return value
+    raise TypeError(f"cannot read a CUDA stream handle from a {type(stream).__name__}: pass an int, an object with "
+                    "__cuda_stream__, a torch.cuda.Stream or a cupy.cuda.Stream")
+
+
+def borrow_stream(stream, device=0):
+    """A :class:`Stream` over another library's stream (a ``cupy.cuda.Stream``, a
+    ``torch.cuda.Stream``, anything with ``__cuda_stream__``, or the handle as an int), so kiln's
+    launches and copies join its order and need no synchronization between the two. kiln never
+    destroys it; the kiln Stream keeps the object alive. It must belong to ``device``'s primary
+    context (checked), as CuPy's and PyTorch's streams do."""
+    return _native.borrow_stream(device, _stream_handle(stream), stream)
+
+
 def default_stream(device=0):
     """kiln's stream for a device when a call names none (non-blocking, one per device)."""
     return _native.default_stream(device)
@@ -64,6 +86,7 @@ class DeviceBuffer(_Typed, _native.DeviceBuffer):
         shape, dtype, nbytes = _layout(shape, dtype)
         # A zero-size array still gets an address, as CuPy's do.
         _native.DeviceBuffer.__init__(self, max(nbytes, 1), stream, device, tag, shape, dtype.str)
+        self._stream = stream  # freed in order on it: it lives as long as the buffer
 
     def __enter__(self):
         return self

@@ -11,6 +11,7 @@ namespace kiln_python {
 struct Stream {
   kiln_stream* handle = nullptr;
   bool owned = false;  // the per-device default streams are kiln's, never freed
+  py::object borrowed_from;  // the other library's stream object, kept alive with this one
   Stream() = default;
   Stream(int device, int priority);
   Stream(const Stream&) = delete;

@@ -73,6 +73,13 @@ void register_streams(py::module_& m) {
       .def("wait_event", [](Stream& s, const Event& event) {
         checked([&](kiln_error* e) { return kiln_stream_wait_event(s.handle, event.handle, e); });
       });
+  m.def("borrow_stream", [](int device, uint64_t handle, py::object owner) {
+    auto s = std::make_unique<Stream>();
+    checked([&](kiln_error* e) { return kiln_stream_borrow(device, handle, &s->handle, e); });
+    s->owned = true;  // kiln's handle is freed; the CUstream stays its owner's
+    s->borrowed_from = std::move(owner);
+    return s;
+  });
   m.def("default_stream", [](int device) {
     auto s = std::make_unique<Stream>();
     s->handle = default_stream(device);

@@ -31,6 +31,10 @@ class StreamRef {
  public:
   StreamRef() = default;
   StreamRef(CUstream handle, ContextRef context) noexcept : handle_(handle), context_(context) {}
+  // A stream another library made (CuPy, PyTorch, cuda.core), for kiln's work to join its order:
+  // checked to belong to `context` (cuStreamGetCtx; 0 and the driver's CU_STREAM_LEGACY and
+  // CU_STREAM_PER_THREAD are taken as they are), never destroyed by kiln. Its owner keeps it alive.
+  static StreamRef borrow(CUstream handle, ContextRef context);
 
   CUstream handle() const noexcept { return handle_; }
   ContextRef context() const noexcept { return context_; }
