@@ -169,8 +169,9 @@ class Kernel {
     static PyObject* const interface_name = PyUnicode_InternFromString("__cuda_array_interface__");
     static PyObject* const dlpack_name = PyUnicode_InternFromString("__dlpack__");
     if (PyObject* interface = lookup(a, interface_name)) return pack_interface(interface, a, i, dst, size);
-    if (PyObject* dlpack = lookup(a, dlpack_name)) return pack_dlpack(dlpack, a, i, dst, size);
+    // Before DLPack: NumPy scalars and arrays offer both, and their buffer says what they are.
     if (PyObject_CheckBuffer(a)) return pack_bytes(a, i, dst, size);
+    if (PyObject* dlpack = lookup(a, dlpack_name)) return pack_dlpack(dlpack, a, i, dst, size);
     refuse(i, std::string("cannot pass a ") + type_name(a) +
                   ": pass an int, a float, a NumPy scalar, bytes of the parameter's size, a kiln buffer, or an "
                   "array with __cuda_array_interface__ or __dlpack__ (CuPy, PyTorch, JAX, Numba)");
