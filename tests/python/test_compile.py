@@ -165,3 +165,41 @@ def test_without_a_driver_the_default_target_says_what_to_do(cache):
     with pytest.raises(kiln.DriverNotFoundError) as caught:
         kiln.compile(SAXPY, cache=cache)
     assert caught.value.hint
+
+
+def test_threads_compiling_one_program_share_one_compile(cache):
+    source = SAXPY + f"// {uuid.uuid4()}\n"
+    images, errors = [], []
+    start = threading.Barrier(4)
+
+    def work():
+        try:
+            start.wait()
+            images.append(kiln.compile(source, target="sm_90", cache=cache))
+        except Exception as e:  # reported below: a thread's exception would be lost
+            errors.append(e)
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len({i.key for i in images}) == 1 and len({i.data for i in images}) == 1
+    stats = cache.stats()
+    assert stats["compiles"] == 1
+    assert stats["shared_waits"] + stats["memory_hits"] == 3
+
+
+def test_a_new_process_gets_a_disk_hit(tmp_path):
+    import subprocess
+    import sys
+
+    child = ("import kiln, sys; i = kiln.compile(sys.argv[1], target='sm_90', cache=kiln.Cache(sys.argv[2])); "
+             "print(i.origin, i.key)")
+    runs = [subprocess.run([sys.executable, "-c", child, SAXPY, str(tmp_path)], capture_output=True, text=True)
+            for _ in range(2)]
+    for r in runs:
+        assert r.returncode == 0, r.stderr
+    (first, key1), (second, key2) = (r.stdout.split() for r in runs)
+    assert (first, second) == ("compiled", "disk") and key1 == key2
