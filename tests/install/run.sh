@@ -44,6 +44,16 @@ cmake --build "$work/c-consumer-build" >"$work/c-build.log"
 run_c_example "$work/c-consumer-build/c_consumer"
 cc -std=c11 "$example" $(PKG_CONFIG_PATH="$pcdir" pkg-config --cflags --libs kiln) -o "$work/c-pkgconfig-consumer"
 run_c_example "$work/c-pkgconfig-consumer"
+# The Python package, where it was built: the installed copy finds the installed libkiln.so by its
+# rpath, with nothing on LD_LIBRARY_PATH.
+package=$(find "$work/prefix" -path '*site-packages/kiln/__init__.py' | head -n1)
+if [ -n "$package" ]; then
+  python=$(sed -n 's/^KILN_PYTHON_EXECUTABLE:[A-Z]*=//p' "$build/CMakeCache.txt")
+  out=$(env -u PYTHONPATH PYTHONPATH="$(dirname "$(dirname "$package")")" KILN_CACHE_DIR="$work/cache" \
+        "${python:-python3}" -c 'import kiln; i = kiln.compile("extern \"C\" __global__ void k() {}", target="sm_90"); print(kiln.__file__, i.target)')
+  echo "python: $out"
+  grep -q "^$work/prefix.*sm_90$" <<<"$out"
+fi
 # Nothing but the C ABI is visible in the installed library.
 ! nm -D --defined-only "$libdir/libkiln.so" | awk '$2 != "A" {print $3}' | grep -v '^kiln_'
 echo "install test passed"
