@@ -91,19 +91,20 @@ class Kernel {
     dims(grid, config_.grid, "grid");
     dims(block, config_.block, "block");
     config_.dynamic_shared_bytes = shared_bytes;
-    PyObject* sequence = args.ptr();
-    const bool is_tuple = PyTuple_Check(sequence);
-    if (!is_tuple && !PyList_Check(sequence))
-      raise_invalid(name_ + ": args must be a tuple or a list of the kernel's arguments, not " +
-                    type_name(sequence));
-    const Py_ssize_t n = is_tuple ? PyTuple_GET_SIZE(sequence) : PyList_GET_SIZE(sequence);
-    if (static_cast<std::size_t>(n) != sizes_.size()) refuse_count(static_cast<std::size_t>(n));
-    for (Py_ssize_t i = 0; i < n; ++i) {
-      PyObject* a = is_tuple ? PyTuple_GET_ITEM(sequence, i) : PyList_GET_ITEM(sequence, i);
-      pack(a, static_cast<std::size_t>(i));
+    // A list becomes a tuple first: an argument's __cuda_array_interface__ runs Python code, which
+    // could change a list under the loop.
+    py::object tuple = py::reinterpret_borrow<py::object>(args);
+    if (!PyTuple_Check(args.ptr())) {
+      if (!PyList_Check(args.ptr()))
+        raise_invalid(name_ + ": args must be a tuple or a list of the kernel's arguments, not " +
+                      type_name(args.ptr()));
+      tuple = py::reinterpret_steal<py::object>(PyList_AsTuple(args.ptr()));
     }
+    const Py_ssize_t n = PyTuple_GET_SIZE(tuple.ptr());
+    if (static_cast<std::size_t>(n) != sizes_.size()) refuse_count(static_cast<std::size_t>(n));
+    for (Py_ssize_t i = 0; i < n; ++i) pack(PyTuple_GET_ITEM(tuple.ptr(), i), static_cast<std::size_t>(i));
     kiln_stream* s;
-    if (stream.is_none()) s = default_stream(device_);
+    if (stream.is_none()) s = default_stream_ != nullptr ? default_stream_ : (default_stream_ = default_stream(device_));
     else if (py::isinstance<Stream>(stream)) s = stream.cast<Stream&>().handle;
     else raise_invalid(name_ + ": stream must be a kiln.Stream or None, not " + type_name(stream.ptr()));
     ErrorBox box;
@@ -293,6 +294,7 @@ class Kernel {
   std::vector<std::size_t> sizes_, offsets_;
   std::vector<unsigned char> packed_;
   kiln_launch_config config_{};
+  kiln_stream* default_stream_ = nullptr;  // the device's, found on the first launch that names none
 };
 
 }  // namespace
