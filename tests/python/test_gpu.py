@@ -90,7 +90,7 @@ def test_argument_errors_are_refused_before_launch(module):
 
 def test_name_expressions_find_template_kernels(module):
     ints = kiln.zeros(32, np.int32)
-    module.kernel("fill<int>")(1, 32, (ints, 7, 32))
+    module.kernel("fill<int>")(1, 32, [ints, 7, 32])  # a list is read as a tuple
     doubles = kiln.zeros(32, np.float64)
     module.kernel("fill<double>")(1, 32, (doubles, 0.5, 32))
     assert (ints.to_numpy() == 7).all() and (doubles.to_numpy() == 0.5).all()
