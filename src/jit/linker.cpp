@@ -127,6 +127,68 @@ bool is_noise(std::string_view line) {
 
 std::string hex_identity(const LinkInput& input) { return input.identity().hex(); }
 
+// A link of `inputs` alone to PTX under LTO (no ptxas, so undefined externs do not fail it): its
+// PTX, or nullopt with `log` when it fails. Used only to explain a failed link.
+std::optional<std::string> ptx_of(const driver::NvJitLinkApi& api, const std::vector<const LinkInput*>& inputs,
+                                  int arch, std::string& log) {
+  const std::vector<std::string> options{"-arch=sm_" + std::to_string(arch), "-lto", "-ptx"};
+  std::vector<const char*> argv;
+  for (const auto& o : options) argv.push_back(o.c_str());
+  nvJitLinkHandle handle = nullptr;
+  if (api.nvJitLinkCreate(&handle, static_cast<std::uint32_t>(argv.size()), argv.data()) != NVJITLINK_SUCCESS) {
+    if (handle) api.nvJitLinkDestroy(&handle);
+    return std::nullopt;
+  }
+  bool ok = true;
+  for (const LinkInput* in : inputs)
+    ok = ok && api.nvJitLinkAddData(handle, input_type(in->kind()), in->bytes().data(), in->bytes().size(),
+                                    in->name().c_str()) == NVJITLINK_SUCCESS;
+  ok = ok && api.nvJitLinkComplete(handle) == NVJITLINK_SUCCESS;
+  std::optional<std::string> ptx;
+  std::size_t size = 0;
+  if (ok && api.nvJitLinkGetLinkedPtxSize(handle, &size) == NVJITLINK_SUCCESS) {
+    ptx.emplace(size, '\0');
+    if (api.nvJitLinkGetLinkedPtx(handle, ptx->data()) != NVJITLINK_SUCCESS) ptx.reset();
+  }
+  if (!ptx) log = read_log(api, handle, true);
+  api.nvJitLinkDestroy(&handle);
+  return ptx;
+}
+
+// LTO-IR is opaque (no symbol name is readable in it), and under LTO nvJitLink names no input for
+// an undefined symbol and only the second of two definitions. Each LTO-IR input is asked on its
+// own: linked alone to PTX, the inputs that reference the symbol declare it .extern; linked with
+// the input nvJitLink named, another definition fails the pair the same way.
+void attribute_lto_symbols(const driver::NvJitLinkApi& api, std::span<const LinkInput> inputs, int arch,
+                           std::vector<LinkDiagnostic>& diagnostics) {
+  for (LinkDiagnostic& d : diagnostics) {
+    if (d.problem == LinkProblem::undefined_symbol && d.inputs.empty()) {
+      for (const LinkInput& in : inputs) {
+        if (in.kind() != LinkInputKind::ltoir) continue;
+        std::string log;
+        if (auto ptx = ptx_of(api, {&in}, arch, log); ptx && mentions(*ptx, d.symbol)) d.inputs.push_back(in.name());
+      }
+    } else if (d.problem == LinkProblem::duplicate_symbol && d.inputs.size() == 1) {
+      const auto named = std::find_if(inputs.begin(), inputs.end(),
+                                      [&](const LinkInput& in) { return in.name() == d.inputs[0]; });
+      if (named == inputs.end() || named->kind() != LinkInputKind::ltoir) continue;
+      std::vector<std::string> definers;
+      for (const LinkInput& in : inputs) {
+        if (&in == &*named) {
+          definers.push_back(in.name());
+          continue;
+        }
+        if (in.kind() != LinkInputKind::ltoir) continue;
+        std::string log;
+        if (!ptx_of(api, {&in, &*named}, arch, log) && log.find("multiply defined") != std::string::npos &&
+            mentions(log, d.symbol))
+          definers.push_back(in.name());
+      }
+      d.inputs = std::move(definers);
+    }
+  }
+}
+
 }  // namespace
 
 std::string_view to_string(LinkInputKind kind) noexcept {
@@ -275,11 +337,6 @@ std::vector<LinkDiagnostic> parse_link_log(std::string_view log, std::span<const
       // Under LTO ptxas names no input: those whose bytes reference the symbol.
       for (const LinkInput& in : inputs)
         if (mentions(in.bytes(), d.symbol)) d.inputs.push_back(in.name());
-    } else if (d.problem == LinkProblem::duplicate_symbol) {
-      // nvJitLink names the second definition only: every input holding the name, the one it named first.
-      for (const LinkInput& in : inputs)
-        if (std::find(d.inputs.begin(), d.inputs.end(), in.name()) == d.inputs.end() && mentions(in.bytes(), d.symbol))
-          d.inputs.push_back(in.name());
     }
     if (d.severity == Severity::remark) continue;  // the info log's chatter is kept in the log only
     out.push_back(std::move(d));
@@ -335,6 +392,7 @@ LinkResult link(const LinkJob& job, const Target& target, const LinkSettings& se
     if (std::string info = read_log(api, handle.get(), false); !info.empty())
       result.log += (result.log.empty() ? "" : "\n") + info;
     result.diagnostics = parse_link_log(result.log, job.inputs);
+    if (has_ltoir) attribute_lto_symbols(api, job.inputs, target.arch, result.diagnostics);
     if (result.diagnostics.empty())
       result.diagnostics.push_back(LinkDiagnostic{Severity::error, LinkProblem::other, {}, {},
                                                   "nvJitLink refused the link (" +

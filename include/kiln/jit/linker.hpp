@@ -103,9 +103,11 @@ struct LinkDiagnostic {
   std::string format() const;
 };
 
-// Parses nvJitLink's error log. An undefined symbol is attributed to the inputs that reference it
-// (nvJitLink names none under LTO); a symbol defined twice to the inputs that mention it. Lines that
-// only repeat the failing call's name are dropped.
+// Parses nvJitLink's error log: each message, its symbol and the inputs it names. An undefined
+// symbol nvJitLink names no input for is attributed to the PTX and CUBIN inputs that hold its name.
+// (LTO-IR is opaque: link() asks nvJitLink about each LTO-IR input on its own after a failed link,
+// to name those that reference an undefined symbol and both inputs that define one twice.) Lines
+// that only repeat the failing call's name are dropped.
 std::vector<LinkDiagnostic> parse_link_log(std::string_view log, std::span<const LinkInput> inputs);
 std::string format_link_diagnostics(const std::vector<LinkDiagnostic>& diagnostics);
 
