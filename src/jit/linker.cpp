@@ -1,5 +1,7 @@
 #include "kiln/jit/linker.hpp"
 
+#include <sys/stat.h>
+
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -447,7 +449,15 @@ LinkResult link(const LinkJob& job, const Target& target, const LinkSettings& se
 // ---------------------------------------------------------------- the key
 
 LinkKeyContext LinkKeyContext::current() {
-  return LinkKeyContext{driver::nvjitlink_library().version.as_cuda_version()};
+  if (auto file = driver::locate_nvjitlink(driver::NvJitLinkSearch::from_environment())) {
+    struct stat st {};
+    if (::stat(file->c_str(), &st) == 0)
+      return LinkKeyContext{0, *file + "|" + std::to_string(st.st_size) + "|" + std::to_string(st.st_mtim.tv_sec) + "." +
+                                   std::to_string(st.st_mtim.tv_nsec) + "|" + std::to_string(st.st_ino) + "|" +
+                                   std::to_string(st.st_dev)};
+  }
+  const driver::NvJitLinkLibrary& library = driver::nvjitlink_library();
+  return LinkKeyContext{library.version.as_cuda_version(), library.library.path};
 }
 
 CacheKey link_key(const LinkJob& job, const Target& target) { return link_key(job, target, LinkKeyContext::current()); }
@@ -465,6 +475,7 @@ CacheKey link_key(const LinkJob& job, const Target& target, const LinkKeyContext
   field('!', "nvjitlink-link");
   number('F', kCacheFormatVersion);
   number('J', context.nvjitlink_cuda_version);
+  field('j', context.nvjitlink_file);
   field('K', to_string(target.kind));
   number('A', target.arch);
   field('N', job.name);

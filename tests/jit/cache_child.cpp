@@ -19,7 +19,8 @@
 //   jit_cache_child --link <cache dir>
 //     compiles a kernel to LTO-IR and links it with a device library (both for sm_90) through a
 //     KernelCache on the folder; prints "ltoir: <origin>" after the compile, then
-//     "link: <origin> <key>" (the link needs nvJitLink; the compile does not).
+//     "link: <origin> <key> nvjitlink_mapped=<0|1>" (the link needs nvJitLink; the compile does not;
+//     a link-cache hit does not load it).
 //   jit_cache_child --launch <cache dir>
 //     (GPU) compiles saxpy for device 0 (Target::for_device after the cache is made), runs it,
 //     checks the result and prints "<origin> <target> nvrtc_loaded=<0|1> nvrtc_mapped=<0|1>".
@@ -47,12 +48,14 @@ using namespace kiln::jit;
 
 using test_kernels::variant;
 
-bool nvrtc_mapped() {
+bool mapped(const char* library) {
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);)
-    if (line.find("libnvrtc") != std::string::npos) return true;
+    if (line.find(library) != std::string::npos) return true;
   return false;
 }
+
+bool nvrtc_mapped() { return mapped("libnvrtc"); }
 
 std::string nvrtc_state() {
   return std::string("nvrtc_loaded=") + (kiln::driver::nvrtc_loaded() ? "1" : "0") +
@@ -157,7 +160,8 @@ int link_library(const char* dir) {
   job.inputs = {LinkInput::from_artifact(kernel, "caller.ltoir"),
                 DeviceLibrary::from_program(test_kernels::library_program()).input_for(cache, Target::for_arch(90))};
   const Artifact linked = cache.link(job, Target::for_arch(90));
-  std::printf("link: %s %s\n", std::string(to_string(linked.origin())).c_str(), linked.key().hex().c_str());
+  std::printf("link: %s %s nvjitlink_mapped=%d\n", std::string(to_string(linked.origin())).c_str(),
+              linked.key().hex().c_str(), mapped("libnvJitLink") ? 1 : 0);
   return 0;
 }
 

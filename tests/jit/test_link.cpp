@@ -234,13 +234,13 @@ TEST(LinkErrors, UnknownOptionIsNvJitLinksError) {
 
 TEST(LinkKey, ChangesWithEveryInputAndOption) {
   const LinkInput lib = library_ltoir(), caller = caller_ltoir();
-  const LinkKeyContext ctx{13000};
+  const LinkKeyContext ctx{13000, {}};
   const LinkJob base = job_of({caller, lib});
   const CacheKey k = link_key(base, cubin_target(), ctx);
   EXPECT_EQ(k, link_key(job_of({caller, lib}), cubin_target(), ctx)) << "the same job, another key";
 
   std::vector<std::pair<std::string, CacheKey>> variants;
-  auto add = [&](std::string what, const LinkJob& job, const Target& t = cubin_target(), LinkKeyContext c = {13000}) {
+  auto add = [&](std::string what, const LinkJob& job, const Target& t = cubin_target(), LinkKeyContext c = {13000, {}}) {
     variants.emplace_back(std::move(what), link_key(job, t, c));
   };
   add("order", job_of({lib, caller}));
@@ -261,7 +261,8 @@ TEST(LinkKey, ChangesWithEveryInputAndOption) {
   j = base, j.lowered_names = {{"f<1>", "_Z1fILi1EEvv"}}, add("lowered names", j);
   add("arch", base, Target::for_arch(80));
   add("ptx output", base, Target::for_arch(kArch, ImageKind::ptx));
-  add("nvJitLink version", base, cubin_target(), LinkKeyContext{13010});
+  add("nvJitLink version", base, cubin_target(), LinkKeyContext{13010, {}});
+  add("nvJitLink file", base, cubin_target(), LinkKeyContext{13000, "/opt/other/libnvJitLink.so.13|1|2|3|4"});
   std::set<CacheKey> seen{k};
   for (const auto& [what, key] : variants) EXPECT_TRUE(seen.insert(key).second) << what << " left the key unchanged";
   // A link key is never a compile key of the same image's program.
@@ -449,6 +450,8 @@ TEST_F(LinkCacheTest, NewProcessFindsTheLinkOnDisk) {
   const std::size_t at_second = second.out.find("link: disk ");
   ASSERT_NE(at_second, std::string::npos) << second.out;
   EXPECT_EQ(first.out.substr(at_first + 15, 64), second.out.substr(at_second + 11, 64)) << "another key";
+  EXPECT_NE(first.out.find("nvjitlink_mapped=1"), std::string::npos) << first.out;
+  EXPECT_NE(second.out.find("nvjitlink_mapped=0"), std::string::npos) << "a link-cache hit loaded nvJitLink: " << second.out;
 }
 
 TEST_F(LinkCacheTest, WithoutNvJitLinkCompilesWorkAndLinksSaySo) {

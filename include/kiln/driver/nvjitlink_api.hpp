@@ -56,6 +56,10 @@ struct NvJitLinkLibrary {
 // The files one search tries, in order.
 std::vector<std::string> nvjitlink_candidates(const NvJitLinkSearch& search);
 
+// The real path of the file open_nvjitlink(search) would load, found without loading anything (as
+// locate_nvrtc does for NVRTC); nullopt when no candidate exists.
+std::optional<std::string> locate_nvjitlink(const NvJitLinkSearch& search);
+
 // Runs one search and loads the first candidate that works. Throws kiln::Error
 // (Errc::nvjitlink_not_found naming every path tried, or Errc::symbol_missing).
 NvJitLinkLibrary open_nvjitlink(const NvJitLinkSearch& search);

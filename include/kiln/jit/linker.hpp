@@ -137,14 +137,21 @@ struct LinkSettings {
 // cannot read what the loaded NVRTC writes (Errc::version_mismatch, saying so).
 LinkResult link(const LinkJob& job, const Target& target, const LinkSettings& settings = {});
 
-// What the link key depends on besides the job: nvJitLink's version.
+// What the link key depends on besides the job: which nvJitLink links.
 struct LinkKeyContext {
-  int nvjitlink_cuda_version = 0;  // 13000
-  // The loaded nvJitLink's version (loading it on first use). Throws Errc::nvjitlink_not_found.
+  int nvjitlink_cuda_version = 0;  // 13000; 0 where the file's identity stands for it
+  // The library file's real path, size, modification time and inode: another nvJitLink, or the
+  // same file rewritten, makes other keys. Found without loading nvJitLink, so that a link-cache hit
+  // never loads it (a 100 MB dlopen).
+  std::string nvjitlink_file;
+
+  // The identity of the file the process-wide search would load (driver::locate_nvjitlink), or,
+  // when it cannot be located without loading, the loaded library's version and path. Throws
+  // Errc::nvjitlink_not_found when there is none.
   static LinkKeyContext current();
 };
 
-// SHA-256 over kiln's cache format version, nvJitLink's version, the target, every option and every
+// SHA-256 over kiln's cache format version, nvJitLink's identity, the target, every option and every
 // input's kind, name and identity, in order (order can decide which of two weak definitions wins).
 CacheKey link_key(const LinkJob& job, const Target& target, const LinkKeyContext& context);
 CacheKey link_key(const LinkJob& job, const Target& target);
