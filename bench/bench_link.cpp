@@ -31,6 +31,7 @@
 #include "kiln/jit/device_library.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/jit/linker.hpp"
+#include "kiln/jit/nvrtc_facts.hpp"
 
 namespace {
 
@@ -239,7 +240,8 @@ int hit_child(const std::string& mode, const fs::path& dir) {
   KernelCacheOptions o;
   o.disk.directory = dir / "cache";
   KernelCache cache(o);
-  const Target target = bench_target();
+  // NVRTC's facts from the cache folder's record, as the cache itself reads them: no side loads NVRTC.
+  const Target target = have_gpu() ? Target::for_device(0, nvrtc_facts(o.disk.directory)) : Target::for_arch(kArch);
   Artifact a;
   if (mode == "link") {
     const DeviceLibrary lib = DeviceLibrary::from_ltoir_file(dir / "bench_lib.ltoir", target.arch, {{"bench_lib.cuh", kLibraryHeader}});

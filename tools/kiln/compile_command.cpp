@@ -63,7 +63,10 @@ jit::Target choose_target(const CompileArgs& a) {
   }
   if (a.ptx) t.kind = jit::ImageKind::ptx;
   if (a.cubin) t.kind = jit::ImageKind::cubin;
-  if (a.lto) t.kind = jit::ImageKind::ltoir;
+  if (a.lto) {
+    t.kind = jit::ImageKind::ltoir;
+    if (!a.arch.empty()) t.reason = "requested " + t.arch_name();
+  }
   return t;
 }
 
