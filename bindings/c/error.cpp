@@ -16,6 +16,7 @@ kiln_status status_of(Domain domain) noexcept {
     case Domain::nvrtc: return KILN_ERROR_NVRTC;
     case Domain::nvml: return KILN_ERROR_NVML;
     case Domain::kiln: return KILN_ERROR_KILN;
+    case Domain::nvjitlink: return KILN_ERROR_NVJITLINK;
   }
   return KILN_ERROR_KILN;
 }
@@ -89,6 +90,8 @@ kiln_status kiln_error_lookup(kiln_status domain, int code, kiln_error* error) {
     d = Domain::nvml;
   else if (number == KILN_ERROR_KILN)
     d = Domain::kiln;
+  else if (number == KILN_ERROR_NVJITLINK)
+    d = Domain::nvjitlink;
   else
     return c::fail(error, Error(Errc::invalid_argument, "kiln_error_lookup: " + std::to_string(number) +
                                                             " is not a kiln_status naming a domain"),

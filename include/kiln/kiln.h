@@ -46,7 +46,8 @@ typedef enum kiln_status {
   KILN_ERROR_DRIVER = 1, /* a CUresult (CUDA driver API) */
   KILN_ERROR_NVRTC = 2,  /* an nvrtcResult */
   KILN_ERROR_NVML = 3,   /* an nvmlReturn_t */
-  KILN_ERROR_KILN = 4    /* one of kiln's own codes (kiln_errc) */
+  KILN_ERROR_KILN = 4,   /* one of kiln's own codes (kiln_errc) */
+  KILN_ERROR_NVJITLINK = 5 /* an nvJitLinkResult (the device-code linker) */
 } kiln_status;
 
 /* kiln's own codes (kiln_error.code when the domain is KILN_ERROR_KILN). */
@@ -63,11 +64,13 @@ typedef enum kiln_errc {
   KILN_ERRC_TIMEOUT = 10,
   KILN_ERRC_INTERNAL = 11,
   KILN_ERRC_UNAVAILABLE = 12,
-  KILN_ERRC_CANCELLED = 13
+  KILN_ERRC_CANCELLED = 13,
+  KILN_ERRC_NVJITLINK_NOT_FOUND = 14,
+  KILN_ERRC_LINK_FAILED = 15
 } kiln_errc;
 
 typedef struct kiln_error {
-  kiln_status domain; /* KILN_ERROR_DRIVER ... KILN_ERROR_KILN */
+  kiln_status domain; /* KILN_ERROR_DRIVER ... KILN_ERROR_NVJITLINK */
   int code;           /* the number in that domain: 700 for CUDA_ERROR_ILLEGAL_ADDRESS */
   int sticky;         /* 1: the CUDA context is unusable; only a new process recovers */
   char* name;         /* "CUDA_ERROR_ILLEGAL_ADDRESS" */

@@ -8,6 +8,7 @@
 
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
+#include "kiln/driver/nvjitlink_api.hpp"
 #include "kiln/driver/nvml_api.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
 #include "kiln/version.hpp"
@@ -139,6 +140,18 @@ EnvironmentReport probe_environment() {
     r.problems.push_back({"no_cccl_headers", "The toolkit at " + r.toolkit_root + " has no include/cccl folder",
                           "CUDA 13 keeps CUB, Thrust and libcu++ in include/cccl; install the toolkit's CCCL "
                           "package, or point CUDA_HOME at a complete toolkit."});
+
+  r.nvjitlink = report_of(nvjitlink_info());
+  if (!r.nvjitlink.found) {
+    r.notes.push_back({"no_nvjitlink", r.nvjitlink.failure + " Compiling and launching work; linking does not.",
+                       hint_of(Domain::kiln, int(Errc::nvjitlink_not_found))});
+  } else if (r.nvrtc.found) {
+    if (auto mismatch = lto_version_mismatch(nvrtc_library().version.as_cuda_version(),
+                                             nvjitlink_library().version.as_cuda_version()))
+      r.notes.push_back({"nvjitlink_nvrtc_mismatch", *mismatch,
+                         "Take NVRTC and nvJitLink from one toolkit: set CUDA_HOME to it, or set both "
+                         "KILN_NVRTC_PATH and KILN_NVJITLINK_PATH."});
+  }
 
   const NvmlState& nvml = nvml_state();
   r.nvml = report_of(nvml.library);

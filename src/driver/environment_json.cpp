@@ -32,6 +32,7 @@ nlohmann::json report_json(const EnvironmentReport& r) {
   j["nvrtc"]["supported_archs"] = nlohmann::json::array();
   for (int a : r.nvrtc_archs) j["nvrtc"]["supported_archs"].push_back(arch_name(a));
   j["nvml"] = to_json(r.nvml);
+  j["nvjitlink"] = to_json(r.nvjitlink);
   j["toolkit"] = {{"root", r.toolkit_root}, {"include", r.toolkit_include}, {"cccl", r.toolkit_cccl}};
   j["gpus"] = nlohmann::json::array();
   for (const auto& g : r.gpus)
@@ -50,6 +51,8 @@ nlohmann::json report_json(const EnvironmentReport& r) {
       r.cuda_visible_devices_set ? nlohmann::json(r.cuda_visible_devices) : nlohmann::json(nullptr);
   j["problems"] = nlohmann::json::array();
   for (const auto& p : r.problems) j["problems"].push_back({{"id", p.id}, {"message", p.message}, {"hint", p.hint}});
+  j["notes"] = nlohmann::json::array();
+  for (const auto& p : r.notes) j["notes"].push_back({{"id", p.id}, {"message", p.message}, {"hint", p.hint}});
   j["healthy"] = r.healthy();
   return j;
 }

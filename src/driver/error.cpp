@@ -12,6 +12,7 @@ std::string_view to_string(Domain domain) noexcept {
     case Domain::nvrtc: return "nvrtc";
     case Domain::nvml: return "nvml";
     case Domain::kiln: return "kiln";
+    case Domain::nvjitlink: return "nvjitlink";
   }
   return "unknown";
 }
@@ -84,7 +85,7 @@ std::vector<const ErrorInfo*> lookup_errors(std::string_view text) {
   std::optional<Domain> domain;
   if (auto colon = text.find(':'); colon != std::string_view::npos) {
     std::string_view prefix = text.substr(0, colon);
-    for (Domain d : {Domain::driver, Domain::nvrtc, Domain::nvml, Domain::kiln})
+    for (Domain d : {Domain::driver, Domain::nvrtc, Domain::nvml, Domain::kiln, Domain::nvjitlink})
       if (prefix == to_string(d) || (d == Domain::driver && prefix == "cuda")) domain = d;
     if (!domain) return found;
     text = text.substr(colon + 1);

@@ -5,7 +5,7 @@
 // tests/driver/test_error_table.cpp parses the toolkit headers and checks every name and value
 // here against them, so the table cannot silently drift from the toolkit.
 //
-// Order: CUresult in cuda.h order, then nvrtcResult, nvmlReturn_t and kiln::Errc.
+// Order: CUresult in cuda.h order, then nvrtcResult, nvmlReturn_t, kiln::Errc and nvJitLinkResult.
 #include "kiln/driver/error.hpp"
 
 namespace kiln {
@@ -952,6 +952,98 @@ constexpr ErrorInfo kTable[] = {
      "The wait was abandoned (a cancelled std::stop_token, a Go context, a kiln_cancel); the GPU work it waited "
      "for cannot be stopped from the host and may still be running: the message names it. Wait again, or let "
      "the stream's later work order after it.",
+     kNotSticky},
+    {Domain::kiln, 14, "KILN_ERROR_NVJITLINK_NOT_FOUND",
+     "No nvJitLink library was found in kiln's search order.",
+     "Only linking (LTO-IR, device libraries, relocatable device code) needs nvJitLink; compiling and "
+     "launching work without it. kiln searches KILN_NVJITLINK_PATH, then CUDA_HOME/CUDA_PATH, then the "
+     "toolkit found at build time, then the loader path. Set KILN_NVJITLINK_PATH to the library file (e.g. "
+     "/usr/local/cuda/lib64/libnvJitLink.so.13) or install the toolkit's nvJitLink package (the same "
+     "version as NVRTC); `kiln doctor` shows every candidate.",
+     kNotSticky},
+    {Domain::kiln, 15, "KILN_ERROR_LINK_FAILED", "nvJitLink rejected the inputs of a link.",
+     "The detail lists each error with the symbol and the input it concerns: an undefined symbol means "
+     "no input defines a function or variable another declares extern (add the device library that "
+     "defines it, or check the name's spelling and extern \"C\"); a symbol defined twice means two "
+     "inputs define it (drop one, or make one static). LTO-IR inputs need an nvJitLink of NVRTC's major "
+     "version and no older.",
+     kNotSticky},
+
+    // nvJitLinkResult (nvJitLink.h, CUDA 13.0).
+    {Domain::nvjitlink, 0, "NVJITLINK_SUCCESS", "The call succeeded.",
+     "Not an error: kiln never throws with this code.", kNotSticky},
+    {Domain::nvjitlink, 1, "NVJITLINK_ERROR_UNRECOGNIZED_OPTION", "An option given to nvJitLinkCreate is unknown.",
+     "An option in LinkOptions::extra is not one this nvJitLink knows (it may be newer than the library, or "
+     "an NVRTC/ptxas spelling). Check nvJitLink's option list for its version; pass ptxas options as "
+     "-Xptxas=<opt>.",
+     kNotSticky},
+    {Domain::nvjitlink, 2, "NVJITLINK_ERROR_MISSING_ARCH", "The option -arch=sm_NN was not given.",
+     "kiln always passes the target's -arch; seeing this means an empty or virtual target reached the "
+     "linker. Link for a real architecture (sm_90), which is what Target::for_arch gives.",
+     kNotSticky},
+    {Domain::nvjitlink, 3, "NVJITLINK_ERROR_INVALID_INPUT", "An input or argument of the call is invalid.",
+     "An input is empty or a handle was misused. Check that every link input holds bytes (a file that "
+     "read as empty, an artifact that was never compiled).",
+     kNotSticky},
+    {Domain::nvjitlink, 4, "NVJITLINK_ERROR_PTX_COMPILE", "Compiling PTX to machine code failed during the link.",
+     "ptxas rejected the linked program: most often an unresolved extern function or variable (the log "
+     "names it; no input defines it), or PTX for a newer ISA than this nvJitLink knows. Add the input that "
+     "defines the symbol, or use an nvJitLink at least as new as the PTX's producer.",
+     kNotSticky},
+    {Domain::nvjitlink, 5, "NVJITLINK_ERROR_NVVM_COMPILE", "Optimising or compiling LTO-IR failed during the link.",
+     "The link-time optimiser rejected the LTO-IR: a symbol defined in two inputs ('symbol multiply "
+     "defined'), LTO-IR from a newer or other-major NVRTC, or a broken input. The log names the input and "
+     "the symbol.",
+     kNotSticky},
+    {Domain::nvjitlink, 6, "NVJITLINK_ERROR_INTERNAL", "nvJitLink encountered an internal error.",
+     "Retry once; if it persists, reduce the inputs to a small reproducer and report it to NVIDIA with the "
+     "nvJitLink version `kiln doctor` shows. kiln also returns this for an optional entry point the loaded "
+     "nvJitLink lacks.",
+     kNotSticky},
+    {Domain::nvjitlink, 7, "NVJITLINK_ERROR_THREADPOOL", "nvJitLink could not use its thread pool.",
+     "Split compilation (-split-compile) could not start threads: the process may be out of threads or "
+     "memory. Drop -split-compile or raise the process's limits.",
+     kNotSticky},
+    {Domain::nvjitlink, 8, "NVJITLINK_ERROR_UNRECOGNIZED_INPUT", "An input's bytes are not of any kind nvJitLink reads.",
+     "The bytes are neither CUBIN, PTX, LTO-IR, fatbin nor a host object: a truncated or damaged file, or "
+     "a file of another format. Rebuild the input (kiln compile --lto writes LTO-IR).",
+     kNotSticky},
+    {Domain::nvjitlink, 9, "NVJITLINK_ERROR_FINALIZE", "Finalising the linked image failed.",
+     "Often an undefined reference when linking without LTO: the log says 'Undefined reference to <symbol> "
+     "in <input>'. Add the input that defines the symbol.",
+     kNotSticky},
+    {Domain::nvjitlink, 10, "NVJITLINK_ERROR_NULL_INPUT", "A null pointer was passed as input.",
+     "A kiln bug if it reaches you through kiln's linker (it never passes null data): please report it.",
+     kNotSticky},
+    {Domain::nvjitlink, 11, "NVJITLINK_ERROR_INCOMPATIBLE_OPTIONS", "Two of the link options cannot be combined.",
+     "For example -ptx without -lto: PTX output needs LTO (every input LTO-IR). Remove one of the options.",
+     kNotSticky},
+    {Domain::nvjitlink, 12, "NVJITLINK_ERROR_INCORRECT_INPUT_TYPE", "An input was declared as a kind it is not.",
+     "The bytes do not match the declared kind (PTX given as LTO-IR, a CUBIN as PTX). Declare the input's "
+     "real kind; LinkInput::from_file guesses it from the extension (.ltoir, .ptx, .cubin, .fatbin, .o).",
+     kNotSticky},
+    {Domain::nvjitlink, 13, "NVJITLINK_ERROR_ARCH_MISMATCH", "An input was built for another architecture than -arch.",
+     "A CUBIN or LTO-IR for sm_80 cannot link into sm_90. Rebuild the input for the link's architecture, "
+     "or give PTX, which any newer architecture accepts.",
+     kNotSticky},
+    {Domain::nvjitlink, 14, "NVJITLINK_ERROR_OUTDATED_LIBRARY", "The nvJitLink library is older than the input needs.",
+     "An input (usually LTO-IR) was written by a newer toolkit than this nvJitLink. Use the nvJitLink of "
+     "the toolkit that made the input (KILN_NVJITLINK_PATH); `kiln doctor` shows both versions.",
+     kNotSticky},
+    {Domain::nvjitlink, 15, "NVJITLINK_ERROR_MISSING_FATBIN", "A required fatbin input is missing.",
+     "A host object or library refers to device code whose fatbin was not given. Add the fatbin or the "
+     "object that embeds it.",
+     kNotSticky},
+    {Domain::nvjitlink, 16, "NVJITLINK_ERROR_UNRECOGNIZED_ARCH", "The -arch value is not a known architecture.",
+     "The architecture is malformed or newer than this nvJitLink. Use sm_NN of a real GPU this nvJitLink "
+     "version knows.",
+     kNotSticky},
+    {Domain::nvjitlink, 17, "NVJITLINK_ERROR_UNSUPPORTED_ARCH", "The -arch value is not supported by this nvJitLink.",
+     "The architecture was dropped (too old) or is not yet supported. Use an nvJitLink that supports it.",
+     kNotSticky},
+    {Domain::nvjitlink, 18, "NVJITLINK_ERROR_LTO_NOT_ENABLED", "An LTO-IR input was given without -lto.",
+     "kiln adds -lto when any input is LTO-IR; seeing this means LinkOptions::lto was forced off. Let kiln "
+     "choose, or give PTX or CUBIN inputs instead.",
      kNotSticky},
 };
 

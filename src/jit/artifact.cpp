@@ -33,6 +33,11 @@ const std::string& Artifact::lowered_name(std::string_view name_expression) cons
   return it->second;
 }
 
+std::shared_ptr<const std::string> Artifact::shared_image() const {
+  const ArtifactContents& c = get();
+  return std::shared_ptr<const std::string>(contents_, &c.image);
+}
+
 Artifact Artifact::with_origin(Origin origin) const {
   Artifact copy = *this;
   copy.origin_ = origin;

@@ -58,6 +58,12 @@ std::string read_image(const driver::NvrtcApi& api, nvrtcProgram program, ImageK
     driver::check(api.nvrtcGetCUBINSize(program, &size), "nvrtcGetCUBINSize");
     image.resize(size);
     driver::check(api.nvrtcGetCUBIN(program, image.data()), "nvrtcGetCUBIN");
+  } else if (kind == ImageKind::ltoir) {
+    if (!api.has("nvrtcGetLTOIR"))
+      throw Error(Errc::symbol_missing, "this NVRTC lacks nvrtcGetLTOIR (CUDA 12.0+): it cannot write LTO-IR");
+    driver::check(api.nvrtcGetLTOIRSize(program, &size), "nvrtcGetLTOIRSize");
+    image.resize(size);
+    driver::check(api.nvrtcGetLTOIR(program, image.data()), "nvrtcGetLTOIR");
   } else {
     driver::check(api.nvrtcGetPTXSize(program, &size), "nvrtcGetPTXSize");
     image.resize(size);
@@ -125,6 +131,7 @@ CompileResult compile(const Program& program, const Target& target, const Compil
   for (const auto& expr : program.name_expressions) refuse_nul(expr, "a name expression");
 
   std::vector<std::string> options{target.nvrtc_option()};
+  if (target.kind == ImageKind::ltoir) options.emplace_back("-dlto");  // implies -rdc=true
   for (auto& o : program.options.to_nvrtc()) options.push_back(std::move(o));
   for (const auto& dir : program.include_dirs) options.push_back("-I" + dir);
   for (const auto& dir : toolkit_include_dirs()) options.push_back("-I" + dir);

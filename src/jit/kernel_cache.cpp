@@ -109,6 +109,77 @@ CompileResult KernelCache::try_compile(const Program& program, const Target& tar
   return flight.get();
 }
 
+CacheKey KernelCache::link_key_for(const LinkJob& job, const Target& target) {
+  std::call_once(link_context_once_, [this] { link_context_ = LinkKeyContext::current(); });
+  return link_key(job, target, link_context_);
+}
+
+Artifact KernelCache::link(const LinkJob& job, const Target& target) {
+  LinkResult result = try_link(job, target);
+  if (!result.ok()) throw result.error();
+  return std::move(*result.artifact);
+}
+
+LinkResult KernelCache::try_link(const LinkJob& job, const Target& target) {
+  const CacheKey key = link_key_for(job, target);
+  if (auto hit = find(key)) return LinkResult{std::move(*hit), {}, {}, job.name, target, 0};
+
+  std::promise<LinkResult> promise;
+  std::shared_future<LinkResult> flight;
+  bool leader = false;
+  {
+    std::lock_guard lock(flights_mutex_);
+    auto [it, inserted] = link_flights_.try_emplace(key);
+    if (inserted) {
+      it->second = promise.get_future().share();
+      leader = true;
+    }
+    flight = it->second;
+  }
+  if (!leader) {
+    shared_waits_.fetch_add(1, std::memory_order_relaxed);
+    return flight.get();
+  }
+  try {
+    promise.set_value(produce_link(job, target, key));
+  } catch (...) {
+    promise.set_exception(std::current_exception());
+  }
+  {
+    std::lock_guard lock(flights_mutex_);
+    link_flights_.erase(key);
+  }
+  return flight.get();
+}
+
+LinkResult KernelCache::produce_link(const LinkJob& job, const Target& target, const CacheKey& key) {
+  if (auto hit = memory_.find(key)) return LinkResult{std::move(*hit), {}, {}, job.name, target, 0};
+  auto disk_hit = [&](Artifact& hit) {
+    saved_ns_.fetch_add(ns(hit.compile_time()), std::memory_order_relaxed);
+    memory_.insert(hit);
+    return LinkResult{std::move(hit), {}, {}, job.name, target, 0};
+  };
+  KeyLock lock;
+  if (disk_) {
+    if (auto hit = disk_->load(key)) return disk_hit(*hit);
+    lock = disk_->lock_key(key, disk_lock_wait());
+    if (lock.held() || lock.state() == KeyLockState::timed_out)
+      if (auto hit = disk_->recheck(key)) return disk_hit(*hit);
+  }
+  LinkSettings settings;
+  settings.key = key;
+  LinkResult result = jit::link(job, target, settings);
+  if (!result.ok()) {
+    link_failures_.fetch_add(1, std::memory_order_relaxed);
+    return result;
+  }
+  links_.fetch_add(1, std::memory_order_relaxed);
+  spent_ns_.fetch_add(ns(result.artifact->compile_time()), std::memory_order_relaxed);
+  memory_.insert(*result.artifact);
+  if (disk_) disk_->store(*result.artifact);  // the key names the nvJitLink that just ran
+  return result;
+}
+
 std::chrono::milliseconds KernelCache::disk_lock_wait() const {
   if (options_.disk_lock_wait.count() > 0) return options_.disk_lock_wait;
   // A holder under the same policy is killed at max_compile_time: waiting longer is pointless.
@@ -211,6 +282,8 @@ CacheStats KernelCache::stats() const {
   s.memory_misses = memory_misses_.load(std::memory_order_relaxed);
   s.compiles = compiles_.load(std::memory_order_relaxed);
   s.compile_failures = compile_failures_.load(std::memory_order_relaxed);
+  s.links = links_.load(std::memory_order_relaxed);
+  s.link_failures = link_failures_.load(std::memory_order_relaxed);
   s.shared_waits = shared_waits_.load(std::memory_order_relaxed);
   s.memory_bytes = memory_.bytes();
   s.memory_entries = memory_.entries();

@@ -41,18 +41,40 @@ Target for_ordinal(int ordinal, int arch, const NvrtcFacts& nvrtc) {
 
 }  // namespace
 
-std::string_view to_string(ImageKind kind) noexcept { return kind == ImageKind::cubin ? "cubin" : "ptx"; }
-
-std::string Target::arch_name() const {
-  return (kind == ImageKind::cubin ? "sm_" : "compute_") + std::to_string(arch);
+std::string_view to_string(ImageKind kind) noexcept {
+  switch (kind) {
+    case ImageKind::cubin: return "cubin";
+    case ImageKind::ptx: return "ptx";
+    case ImageKind::ltoir: return "ltoir";
+  }
+  return "cubin";
 }
 
-std::string Target::nvrtc_option() const { return "--gpu-architecture=" + arch_name(); }
+namespace {
+
+std::string_view arch_prefix(ImageKind kind) {
+  switch (kind) {
+    case ImageKind::cubin: return "sm_";
+    case ImageKind::ptx: return "compute_";
+    case ImageKind::ltoir: return "lto_";  // nvcc's spelling: -gencode arch=compute_90,code=lto_90
+  }
+  return "sm_";
+}
+
+}  // namespace
+
+std::string Target::arch_name() const {
+  return std::string(arch_prefix(kind)) + std::to_string(arch);
+}
+
+std::string Target::nvrtc_option() const {
+  // NVRTC writes LTO-IR for a real architecture given -dlto (compiler.cpp adds it).
+  return "--gpu-architecture=" + (kind == ImageKind::ltoir ? "sm_" + std::to_string(arch) : arch_name());
+}
 
 Target Target::for_arch(int arch, ImageKind kind) {
   if (arch <= 0) throw Error(Errc::invalid_argument, "architecture " + std::to_string(arch) + " is not positive");
-  return Target{kind, arch, "requested " + std::string(kind == ImageKind::cubin ? "sm_" : "compute_") +
-                                std::to_string(arch)};
+  return Target{kind, arch, "requested " + std::string(arch_prefix(kind)) + std::to_string(arch)};
 }
 
 Target Target::parse(std::string_view text) {
@@ -64,6 +86,9 @@ Target Target::parse(std::string_view text) {
   } else if (digits.starts_with("compute_")) {
     digits.remove_prefix(8);
     kind = ImageKind::ptx;
+  } else if (digits.starts_with("lto_")) {
+    digits.remove_prefix(4);
+    kind = ImageKind::ltoir;
   } else if (auto dot = digits.find('.'); dot != std::string_view::npos) {
     compact = std::string(digits.substr(0, dot)) + std::string(digits.substr(dot + 1));
     digits = compact;
@@ -72,7 +97,7 @@ Target Target::parse(std::string_view text) {
   auto [end, ec] = std::from_chars(digits.data(), digits.data() + digits.size(), arch);
   if (ec != std::errc() || end != digits.data() + digits.size() || digits.empty() || arch <= 0)
     throw Error(Errc::invalid_argument, "'" + std::string(text) +
-                                            "' is not an architecture (expected sm_90, compute_90, 90 or 9.0)");
+                                            "' is not an architecture (expected sm_90, compute_90, lto_90, 90 or 9.0)");
   return for_arch(arch, kind);
 }
 

@@ -185,6 +185,8 @@ std::string_view domain_name(Domain domain) {
       return "nvml";
     case Domain::kiln:
       return "kiln";
+    case Domain::nvjitlink:
+      return "nvjitlink";
   }
   return "?";
 }
@@ -229,6 +231,14 @@ TEST(ErrorTable, HasEveryNvrtcResultOfNvrtcHeader) {
   expect_all_in_table(results, Domain::nvrtc, "nvrtc.h");
 }
 
+TEST(ErrorTable, HasEveryNvJitLinkResultOfNvJitLinkHeader) {
+  const std::vector<Enumerator> results = parse_header_enum("nvJitLink.h", "nvJitLinkResult");
+  ASSERT_GE(results.size(), 15u) << "the nvJitLink.h parser found too few nvJitLinkResult values";
+  EXPECT_EQ(value_of(results, "NVJITLINK_SUCCESS"), 0);
+  EXPECT_EQ(value_of(results, "NVJITLINK_ERROR_PTX_COMPILE"), 4);
+  expect_all_in_table(results, Domain::nvjitlink, "nvJitLink.h");
+}
+
 TEST(ErrorTable, EntriesAreCompleteAndUnique) {
   const auto table = kiln::error_table();
   ASSERT_FALSE(table.empty());
@@ -250,7 +260,7 @@ TEST(ErrorTable, EntriesAreCompleteAndUnique) {
 }
 
 TEST(ErrorTable, HasEveryKilnErrc) {
-  for (int code = 1; code <= static_cast<int>(kiln::Errc::cancelled); ++code) {
+  for (int code = 1; code <= static_cast<int>(kiln::Errc::link_failed); ++code) {
     const ErrorInfo* info = find_in_table(Domain::kiln, code);
     if (info == nullptr) {
       ADD_FAILURE() << "kiln::Errc value " << code << " has no entry in error_table()";

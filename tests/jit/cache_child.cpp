@@ -16,6 +16,11 @@
 //     for the loader's own search (bare sonames only) or the environment's: prints
 //     "<located>|<loaded>", what driver::locate_nvrtc found before anything was loaded, then what
 //     open_nvrtc loaded ("none" when nothing).
+//   jit_cache_child --link <cache dir>
+//     compiles a kernel to LTO-IR and links it with a device library (both for sm_90) through a
+//     KernelCache on the folder; prints "ltoir: <origin>" after the compile, then
+//     "link: <origin> <key> nvjitlink_mapped=<0|1>" (the link needs nvJitLink; the compile does not;
+//     a link-cache hit does not load it).
 //   jit_cache_child --launch <cache dir>
 //     (GPU) compiles saxpy for device 0 (Target::for_device after the cache is made), runs it,
 //     checks the result and prints "<origin> <target> nvrtc_loaded=<0|1> nvrtc_mapped=<0|1>".
@@ -32,7 +37,9 @@
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
+#include "kiln/jit/device_library.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "link_kernels.hpp"
 #include "raw_saxpy.hpp"
 
 namespace {
@@ -41,12 +48,14 @@ using namespace kiln::jit;
 
 using test_kernels::variant;
 
-bool nvrtc_mapped() {
+bool mapped(const char* library) {
   std::ifstream maps("/proc/self/maps");
   for (std::string line; std::getline(maps, line);)
-    if (line.find("libnvrtc") != std::string::npos) return true;
+    if (line.find(library) != std::string::npos) return true;
   return false;
 }
+
+bool nvrtc_mapped() { return mapped("libnvrtc"); }
 
 std::string nvrtc_state() {
   return std::string("nvrtc_loaded=") + (kiln::driver::nvrtc_loaded() ? "1" : "0") +
@@ -139,19 +148,37 @@ int launch(const char* dir) {
   return 0;
 }
 
+int link_library(const char* dir) {
+  KernelCacheOptions options;
+  options.disk.directory = dir;
+  KernelCache cache(options);
+  const Artifact kernel = cache.compile(test_kernels::caller_program(), Target::for_arch(90, ImageKind::ltoir));
+  std::printf("ltoir: %s\n", std::string(to_string(kernel.origin())).c_str());
+  std::fflush(stdout);
+  LinkJob job;
+  job.name = "child-link";
+  job.inputs = {LinkInput::from_artifact(kernel, "caller.ltoir"),
+                DeviceLibrary::from_program(test_kernels::library_program()).input_for(cache, Target::for_arch(90))};
+  const Artifact linked = cache.link(job, Target::for_arch(90));
+  std::printf("link: %s %s nvjitlink_mapped=%d\n", std::string(to_string(linked.origin())).c_str(),
+              linked.key().hex().c_str(), mapped("libnvJitLink") ? 1 : 0);
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   try {
     if (argc == 5 && std::strcmp(argv[1], "--hit") == 0) return hit(argv[2], std::atoi(argv[3]), argv[4]);
     if (argc == 3 && std::strcmp(argv[1], "--launch") == 0) return launch(argv[2]);
+    if (argc == 3 && std::strcmp(argv[1], "--link") == 0) return link_library(argv[2]);
     if (argc == 4 && std::strcmp(argv[1], "--hold-lock") == 0) return hold_lock(argv[2], std::atoi(argv[3]));
     if (argc == 7 && std::strcmp(argv[1], "--fill") == 0)
       return fill(argv[2], std::strtoull(argv[3], nullptr, 10), std::atoi(argv[4]), std::atoi(argv[5]),
                   std::strtoull(argv[6], nullptr, 10));
     if (argc == 3 && std::strcmp(argv[1], "--locate") == 0) return locate(argv[2]);
     if (argc >= 4 && argv[1][0] != '-') return variants(argc, argv);
-    std::fprintf(stderr, "usage: %s DIR FIRST COUNT [ROTATION] | --hit DIR VARIANT IMAGE | --hold-lock DIR VARIANT | --fill DIR CAP COUNT SEED BYTES | --locate loader|environment | --launch DIR\n", argv[0]);
+    std::fprintf(stderr, "usage: %s DIR FIRST COUNT [ROTATION] | --hit DIR VARIANT IMAGE | --hold-lock DIR VARIANT | --fill DIR CAP COUNT SEED BYTES | --locate loader|environment | --launch DIR | --link DIR\n", argv[0]);
     return 2;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "%s\n", e.what());

@@ -1,4 +1,5 @@
-// Runs a `saxpy(float a, const float* x, float* y, int n)` image on device 0 through the raw driver
+// Runs a `saxpy(float a, const float* x, float* y, int n)` image (or a kernel of another name with
+// that signature and meaning) on device 0 through the raw driver
 // API (no kiln core: the JIT's tests check the image alone) with a = 2, x[i] = i, y[i] = 1, and
 // checks y[i] = 2i + 1. Shared by the JIT's GPU test and its child process.
 #pragma once
@@ -12,7 +13,7 @@
 namespace kiln::testing {
 
 // Empty when every element is right, else which one is wrong. Driver errors throw kiln::Error.
-inline std::string run_saxpy_raw(const void* image, int n) {
+inline std::string run_saxpy_raw(const void* image, int n, const char* kernel = "saxpy") {
   using kiln::driver::check;
   const auto& cu = kiln::driver::cuda();
   CUdevice dev;
@@ -23,7 +24,7 @@ inline std::string run_saxpy_raw(const void* image, int n) {
   CUmodule module;
   check(cu.cuModuleLoadData(&module, image), "cuModuleLoadData");
   CUfunction fn;
-  check(cu.cuModuleGetFunction(&fn, module, "saxpy"), "cuModuleGetFunction");
+  check(cu.cuModuleGetFunction(&fn, module, kernel), "cuModuleGetFunction");
   std::vector<float> x(static_cast<std::size_t>(n)), y(static_cast<std::size_t>(n), 1.0f);
   for (int i = 0; i < n; ++i) x[static_cast<std::size_t>(i)] = float(i);
   const std::size_t bytes = static_cast<std::size_t>(n) * sizeof(float);

@@ -8,6 +8,8 @@
 #include <nlohmann/json.hpp>
 
 #include "kernels.hpp"
+#include "kiln/jit/compiler.hpp"
+#include "kiln/jit/linker.hpp"
 #include "support/process.hpp"
 
 namespace {
@@ -44,6 +46,27 @@ class CliCompile : public ::testing::Test {
   }
   fs::path dir_;
 };
+
+TEST_F(CliCompile, LtoWritesLtoIrThatLinks) {
+  fs::path file = write("lib.cu", "extern \"C\" __device__ float twice(float x) { return 2.f * x; }\n");
+  fs::path out = dir_ / "lib.ltoir";
+  ProcessResult r = kiln({"compile", "--lto", file.string(), "--arch", "sm_90", "-o", out.string()});
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_NE(r.out.find("lib.cu: lto_90 ltoir"), std::string::npos) << r.out;
+  ASSERT_TRUE(fs::exists(out));
+  // The file is LTO-IR that nvJitLink links with a kernel calling into it.
+  kiln::jit::Program caller;
+  caller.name = "caller.cu";
+  caller.source = "extern \"C\" __device__ float twice(float);\n"
+                  "extern \"C\" __global__ void k(float* p) { p[0] = twice(p[0]); }\n";
+  kiln::jit::LinkJob job;
+  job.inputs = {kiln::jit::LinkInput::from_artifact(
+                    kiln::jit::compile(caller, kiln::jit::Target::for_arch(90, kiln::jit::ImageKind::ltoir)).value()),
+                kiln::jit::LinkInput::from_file(out)};
+  EXPECT_TRUE(kiln::jit::link(job, kiln::jit::Target::for_arch(90)).ok());
+  // --lto with --ptx is bad usage.
+  EXPECT_EQ(kiln({"compile", "--lto", "--ptx", file.string(), "--arch", "sm_90"}).exit_code, 2);
+}
 
 TEST_F(CliCompile, CompilesThenHitsTheDiskInANewProcess) {
   fs::path file = write("fill.cu", kiln::jit::test_kernels::kTemplated);

@@ -92,6 +92,9 @@ TEST(CompileWorker, ResultsAreIdenticalToInProcessCompiles) {
   const Target ptx = Target::for_arch(80, ImageKind::ptx);
   const Program saxpy = program("saxpy.cu", test_kernels::kSaxpy);
   expect_same_result(compile(saxpy, ptx), worker.compile(saxpy, ptx));
+  const Target lto = Target::for_arch(90, ImageKind::ltoir);  // LTO-IR crosses the protocol too
+  expect_same_result(compile(saxpy, lto), worker.compile(saxpy, lto));
+  EXPECT_EQ(worker.compile(saxpy, lto).artifact->kind(), ImageKind::ltoir);
 
   // A warning travels with the artifact; an error with its line and column.
   const Program warns = program("warns.cu", "__global__ void k() { int unused = 1; }\n");

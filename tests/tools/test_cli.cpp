@@ -76,6 +76,38 @@ TEST(CliDoctor, BogusNvrtcPathIsNamed) {
   EXPECT_TRUE(reported) << j["problems"].dump();
 }
 
+TEST(CliDoctor, ReportsNvJitLinkAndItsAbsenceIsOnlyANote) {
+  auto found = run_process({cli_path(), "doctor", "--json"});
+  auto j = nlohmann::json::parse(found.out);
+  ASSERT_TRUE(j.contains("nvjitlink")) << found.out;
+  EXPECT_TRUE(j["nvjitlink"]["found"].get<bool>()) << j["nvjitlink"].dump();
+  EXPECT_NE(j["nvjitlink"]["path"].get<std::string>().find("libnvJitLink.so"), std::string::npos);
+  EXPECT_EQ(j["nvjitlink"]["version"], j["nvrtc"]["version"]) << "one toolkit's NVRTC and nvJitLink";
+  ASSERT_TRUE(j["notes"].is_array());
+  EXPECT_TRUE(j["notes"].empty()) << j["notes"].dump();
+  auto text = run_process({cli_path(), "doctor"});
+  EXPECT_NE(text.out.find("nvJitLink"), std::string::npos) << text.out;
+
+  auto missing = run_process({cli_path(), "doctor", "--json"}, {{{"KILN_NVJITLINK_PATH", "/bogus/libnvJitLink.so"}}, {}});
+  auto m = nlohmann::json::parse(missing.out);
+  EXPECT_FALSE(m["nvjitlink"]["found"].get<bool>());
+  EXPECT_NE(m["nvjitlink"]["error"].get<std::string>().find("KILN_NVJITLINK_PATH=/bogus/libnvJitLink.so"),
+            std::string::npos) << m["nvjitlink"].dump();
+  bool noted = false;
+  for (const auto& n : m["notes"]) noted |= n["id"] == "no_nvjitlink";
+  EXPECT_TRUE(noted) << m["notes"].dump();
+  EXPECT_EQ(m["problems"], j["problems"]) << "a missing nvJitLink must not make kiln unhealthy";
+  EXPECT_EQ(missing.exit_code, found.exit_code);
+}
+
+TEST(CliExplain, NvJitLinkCodes) {
+  auto r = run_process({cli_path(), "explain", "NVJITLINK_ERROR_PTX_COMPILE"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_NE(r.out.find("nvjitlink error 4"), std::string::npos) << r.out;
+  auto by_number = run_process({cli_path(), "explain", "nvjitlink:5"});
+  EXPECT_NE(by_number.out.find("NVJITLINK_ERROR_NVVM_COMPILE"), std::string::npos) << by_number.out;
+}
+
 TEST(CliExplain, ByName) {
   auto r = run_process({cli_path(), "explain", "CUDA_ERROR_ILLEGAL_ADDRESS"});
   EXPECT_EQ(r.exit_code, 0) << r.err;

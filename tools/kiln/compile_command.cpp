@@ -1,6 +1,8 @@
 // `kiln compile`: compile a kernel file through the kernel cache (memory, disk, NVRTC), print where
 // the result came from and its lowered names, and report errors the way a compiler does.
 // `kiln compile --warm DIR`: compile every kernel file of a folder into the cache, in parallel.
+// `kiln compile --lto FILE.cu -o lib.ltoir`: LTO-IR (NVRTC -dlto), e.g. a device library built ahead
+// of time for jit::DeviceLibrary::from_ltoir_file or any nvJitLink link.
 #include <unistd.h>
 
 #include <algorithm>
@@ -26,6 +28,7 @@ struct CompileArgs {
   std::string arch;
   bool ptx = false;
   bool cubin = false;
+  bool lto = false;
   std::vector<std::string> defines;
   std::vector<std::string> include_dirs;
   std::vector<std::string> name_expressions;
@@ -60,6 +63,10 @@ jit::Target choose_target(const CompileArgs& a) {
   }
   if (a.ptx) t.kind = jit::ImageKind::ptx;
   if (a.cubin) t.kind = jit::ImageKind::cubin;
+  if (a.lto) {
+    t.kind = jit::ImageKind::ltoir;
+    if (!a.arch.empty()) t.reason = "requested " + t.arch_name();
+  }
   return t;
 }
 
@@ -186,10 +193,13 @@ void add_compile_command(CLI::App& app, int& exit_code) {
   auto* file = cmd->add_option("file", a->file, "the kernel source (.cu)");
   auto* warm_opt = cmd->add_option("--warm", a->warm, "compile every .cu file under this folder into the cache");
   file->excludes(warm_opt);
-  cmd->add_option("-o,--output", a->out, "write the CUBIN or PTX here")->excludes(warm_opt);
-  cmd->add_option("--arch", a->arch, "sm_90, compute_90 or 9.0 (default: device 0's best target)");
+  cmd->add_option("-o,--output", a->out, "write the CUBIN, PTX or LTO-IR here")->excludes(warm_opt);
+  cmd->add_option("--arch", a->arch, "sm_90, compute_90, lto_90 or 9.0 (default: device 0's best target)");
   auto* ptx = cmd->add_flag("--ptx", a->ptx, "produce PTX for the architecture");
-  cmd->add_flag("--cubin", a->cubin, "produce a CUBIN for the architecture")->excludes(ptx);
+  auto* cubin = cmd->add_flag("--cubin", a->cubin, "produce a CUBIN for the architecture")->excludes(ptx);
+  cmd->add_flag("--lto", a->lto, "produce LTO-IR (NVRTC -dlto) for the architecture, for nvJitLink to link")
+      ->excludes(ptx)
+      ->excludes(cubin);
   cmd->add_option("-D,--define", a->defines, "NAME or NAME=VALUE")->allow_extra_args(false);
   cmd->add_option("-I,--include-dir", a->include_dirs, "a folder searched for #include")->allow_extra_args(false);
   cmd->add_option("--name-expr", a->name_expressions, "a name expression to lower, e.g. 'fill<3>'")

@@ -43,6 +43,7 @@ void print_text(std::ostream& out, const EnvironmentReport& r) {
     out << "\n";
   }
   print_library(out, "NVML     ", r.nvml);
+  print_library(out, "nvJitLink", r.nvjitlink);
   out << "Toolkit  " << (r.toolkit_root.empty() ? "(none)" : r.toolkit_root)
       << "  include: " << (r.toolkit_include ? "yes" : "no") << "  include/cccl: " << (r.toolkit_cccl ? "yes" : "no")
       << "\n\n";
@@ -57,6 +58,11 @@ void print_text(std::ostream& out, const EnvironmentReport& r) {
         << "\n";
   if (r.gpus.empty()) out << "  none\n";
   out << "\n";
+  for (const auto& n : r.notes) {
+    out << "Note [" << n.id << "] " << n.message << "\n";
+    if (!n.hint.empty()) out << "    hint: " << n.hint << "\n";
+  }
+  if (!r.notes.empty()) out << "\n";
   if (r.problems.empty()) {
     out << "No problems found.\n";
     return;

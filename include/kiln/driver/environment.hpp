@@ -55,6 +55,9 @@ struct EnvironmentReport {
 
   LibraryReport nvml;
 
+  // The device-code linker: optional (only linking needs it), so its absence is a note.
+  LibraryReport nvjitlink;
+
   std::string toolkit_root;
   bool toolkit_include = false;
   bool toolkit_cccl = false;
@@ -67,6 +70,8 @@ struct EnvironmentReport {
 
   std::vector<GpuReport> gpus;
   std::vector<Problem> problems;
+  // Worth knowing but not counted by healthy(): what only some uses of kiln need (linking).
+  std::vector<Problem> notes;
 
   bool healthy() const { return problems.empty(); }
 };

@@ -16,7 +16,7 @@
 namespace kiln {
 
 // Which library a code belongs to. The same number means different things in each.
-enum class Domain : std::uint8_t { driver, nvrtc, nvml, kiln };
+enum class Domain : std::uint8_t { driver, nvrtc, nvml, kiln, nvjitlink };
 
 std::string_view to_string(Domain domain) noexcept;
 
@@ -35,6 +35,8 @@ enum class Errc : int {
   internal = 11,          // a broken invariant inside kiln
   unavailable = 12,       // a service kiln was told to use (Redis) cannot be reached or refused
   cancelled = 13,         // the caller abandoned a wait (stop_token, Go context) before the work finished
+  nvjitlink_not_found = 14,  // no nvJitLink library in the search order (only linking needs it)
+  link_failed = 15,       // nvJitLink rejected the inputs (the log and the inputs are in the detail)
 };
 
 // One entry of the code table. Text is static: string_views stay valid for the program's life.
@@ -48,7 +50,7 @@ struct ErrorInfo {
 };
 
 // Every CUresult of the CUDA headers kiln was built with, every nvrtcResult, the NVML return
-// codes and kiln's own codes.
+// codes, kiln's own codes and every nvJitLinkResult.
 std::span<const ErrorInfo> error_table() noexcept;
 const ErrorInfo* find_error(Domain domain, int code) noexcept;
 const ErrorInfo* find_error(std::string_view name) noexcept;  // exact symbolic name
@@ -87,7 +89,7 @@ class Error : public std::exception {
   std::string message_;
 };
 
-// Parses "CUDA_ERROR_ILLEGAL_ADDRESS", "700", "nvrtc:6" or "kiln:1"; a bare number is looked up
+// Parses "CUDA_ERROR_ILLEGAL_ADDRESS", "700", "nvrtc:6", "nvjitlink:4" or "kiln:1"; a bare number is looked up
 // in every domain and may match several entries.
 std::vector<const ErrorInfo*> lookup_errors(std::string_view text);
 

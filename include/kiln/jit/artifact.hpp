@@ -54,6 +54,8 @@ class Artifact {
   const void* data() const { return get().image.data(); }
   std::size_t size() const { return get().image.size(); }
   std::string_view image() const { return get().image; }
+  // The image, sharing this artifact's block (no copy): what a link input holds.
+  std::shared_ptr<const std::string> shared_image() const;
   const std::map<std::string, std::string>& lowered_names() const { return get().lowered_names; }
   // Throws kiln::Error (Errc::invalid_argument) naming an expression that was not requested.
   const std::string& lowered_name(std::string_view name_expression) const;

@@ -5,6 +5,9 @@
 // (DiskCache::lock_key) from its disk miss until the entry is stored, and a process that waited
 // for it looks at the disk again: a node's processes compile each kernel once.
 //
+// link(job, target) does the same for nvJitLink links (linker.hpp): the link key names every input
+// and option, and the linked image lives in the same tiers, under the same checks and size caps.
+//
 // Thread safety: every member may be called from any thread. The memory tier has its own mutex;
 // in-flight compiles are tracked under a second one, held only to find or register a flight.
 #pragma once
@@ -27,6 +30,7 @@
 #include "kiln/jit/compile_worker_pool.hpp"
 #include "kiln/jit/compiler.hpp"
 #include "kiln/jit/disk_cache.hpp"
+#include "kiln/jit/linker.hpp"
 #include "kiln/jit/memory_cache.hpp"
 #include "kiln/jit/source_policy.hpp"
 
@@ -66,6 +70,8 @@ struct CacheStats {
   std::uint64_t disk_misses = 0;
   std::uint64_t compiles = 0;          // NVRTC runs that produced an image
   std::uint64_t compile_failures = 0;  // NVRTC runs that rejected the program
+  std::uint64_t links = 0;             // nvJitLink runs that produced an image
+  std::uint64_t link_failures = 0;     // nvJitLink runs that rejected the inputs
   std::uint64_t shared_waits = 0;      // callers that waited for another thread's compile
   std::uint64_t corrupt_entries = 0;   // disk entries found damaged (removed, rebuilt)
   std::uint64_t disk_lock_waits = 0;     // misses that waited for another process's compile of the key
@@ -75,7 +81,7 @@ struct CacheStats {
   std::uint64_t memory_evictions = 0;
   std::uint64_t disk_writes = 0;
   std::uint64_t disk_evictions = 0;
-  std::chrono::nanoseconds compile_time_spent{0};  // in NVRTC, this process
+  std::chrono::nanoseconds compile_time_spent{0};  // in NVRTC and nvJitLink, this process
   std::chrono::nanoseconds compile_time_saved{0};  // original compile time of every hit
   CompileWorkerPoolStats workers;                  // all zero without compile workers
   std::vector<std::string> warnings;               // disk fallback, corrupt entries, write failures
@@ -94,6 +100,14 @@ class KernelCache {
   // Same, but a program NVRTC rejects is returned (with its diagnostics) instead of thrown.
   CompileResult try_compile(const Program& program, const Target& target);
 
+  // The linked image, from the memory tier, the disk tier or nvJitLink (stored in both), one link
+  // per key however many threads and processes ask; or kiln::Error (Errc::link_failed naming each
+  // symbol and input, or what jit::link threw). nvJitLink is loaded by the first call.
+  Artifact link(const LinkJob& job, const Target& target);
+  // Same, but a link nvJitLink rejects is returned (with its diagnostics) instead of thrown.
+  LinkResult try_link(const LinkJob& job, const Target& target);
+  CacheKey link_key_for(const LinkJob& job, const Target& target);
+
   // The memory tier alone, for callers that computed the key once: the fastest lookup.
   std::optional<Artifact> find(const CacheKey& key);
   CacheKey key_for(const Program& program, const Target& target) const;
@@ -107,6 +121,7 @@ class KernelCache {
 
  private:
   CompileResult produce(const Program& program, const Target& target, const CacheKey& key);
+  LinkResult produce_link(const LinkJob& job, const Target& target, const CacheKey& key);
   std::chrono::milliseconds disk_lock_wait() const;
   // One NVRTC run, in this process or in a compile worker under the policy's time limit.
   CompileResult run_nvrtc(const Program& program, const Target& target, const CompileSettings& settings) const;
@@ -127,9 +142,12 @@ class KernelCache {
 
   std::mutex flights_mutex_;
   std::unordered_map<CacheKey, std::shared_future<CompileResult>> flights_;
+  std::unordered_map<CacheKey, std::shared_future<LinkResult>> link_flights_;  // under flights_mutex_
+  std::once_flag link_context_once_;
+  LinkKeyContext link_context_;  // written once, under link_context_once_
 
   std::atomic<std::uint64_t> memory_hits_{0}, memory_misses_{0}, compiles_{0}, compile_failures_{0},
-      shared_waits_{0};
+      shared_waits_{0}, links_{0}, link_failures_{0};
   std::atomic<std::int64_t> spent_ns_{0}, saved_ns_{0};
   std::atomic<bool> key_mismatch_{false};
 };

@@ -1,5 +1,6 @@
-// jit::Target: what NVRTC produces, a CUBIN for a real architecture (sm_90) or PTX for a virtual
-// one (compute_90), and why that choice was made.
+// jit::Target: what NVRTC produces, a CUBIN for a real architecture (sm_90), PTX for a virtual
+// one (compute_90) or LTO-IR (lto_90: NVRTC -dlto, for nvJitLink to link with -lto; see linker.hpp),
+// and why that choice was made.
 //
 // Thread safety: a plain value; the factories read only immutable process-wide state.
 #pragma once
@@ -13,21 +14,23 @@ namespace kiln::jit {
 
 struct NvrtcFacts;  // nvrtc_facts.hpp
 
-enum class ImageKind : std::uint8_t { cubin, ptx };
+// The numbers are stored in cache entries: append only.
+enum class ImageKind : std::uint8_t { cubin, ptx, ltoir };
+inline constexpr std::uint8_t kLastImageKind = static_cast<std::uint8_t>(ImageKind::ltoir);
 
-std::string_view to_string(ImageKind kind) noexcept;  // "cubin", "ptx"
+std::string_view to_string(ImageKind kind) noexcept;  // "cubin", "ptx", "ltoir"
 
 struct Target {
   ImageKind kind = ImageKind::cubin;
   int arch = 90;       // compute capability as a number: 90 for 9.0, 120 for 12.0
   std::string reason;  // why this target was chosen; not part of identity
 
-  std::string arch_name() const;          // "sm_90" (cubin) or "compute_90" (ptx)
-  std::string nvrtc_option() const;       // "--gpu-architecture=sm_90"
+  std::string arch_name() const;          // "sm_90" (cubin), "compute_90" (ptx), "lto_90" (ltoir)
+  std::string nvrtc_option() const;       // "--gpu-architecture=sm_90" (LTO-IR: sm_90 too, with -dlto)
 
   // Exactly the given architecture. Throws kiln::Error (Errc::invalid_argument) when arch <= 0.
   static Target for_arch(int arch, ImageKind kind = ImageKind::cubin);
-  // Parses "sm_90", "compute_90", "90" (CUBIN) and "9.0". Throws kiln::Error naming the text.
+  // Parses "sm_90", "compute_90", "lto_90", "90" (CUBIN) and "9.0". Throws kiln::Error naming the text.
   static Target parse(std::string_view text);
 
   // The best target for device `ordinal`: CUBIN for its exact architecture when NVRTC lists it,

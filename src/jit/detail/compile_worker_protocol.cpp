@@ -26,10 +26,10 @@ void put_target(std::string& out, const Target& t) {
 
 bool get_target(ByteReader& r, Target& t) {
   const auto kind = r.get<std::uint8_t>();
-  t.kind = kind == 0 ? ImageKind::cubin : ImageKind::ptx;
+  t.kind = static_cast<ImageKind>(kind <= kLastImageKind ? kind : 0);
   t.arch = r.get<std::int32_t>();
   t.reason = r.get_string();
-  return kind <= 1;
+  return kind <= kLastImageKind;
 }
 
 void put_key(std::string& out, const CacheKey& key) { out.append(reinterpret_cast<const char*>(key.bytes.data()), key.bytes.size()); }
@@ -213,8 +213,8 @@ std::optional<CompileReply> decode_reply(std::string_view bytes) {
   if (r.get<std::uint8_t>() != 0) {
     ArtifactContents c;
     const auto image_kind = r.get<std::uint8_t>();
-    ok = ok && image_kind <= 1;
-    c.kind = image_kind == 0 ? ImageKind::cubin : ImageKind::ptx;
+    ok = ok && image_kind <= kLastImageKind;
+    c.kind = static_cast<ImageKind>(image_kind <= kLastImageKind ? image_kind : 0);
     c.arch = r.get<std::int32_t>();
     c.program_name = r.get_string();
     c.image = r.get_string();

@@ -71,7 +71,7 @@ std::optional<ArtifactContents> decode_entry(std::string_view bytes, const Cache
   ByteReader r(payload);
   ArtifactContents c;
   auto kind = r.get<std::uint8_t>();
-  c.kind = kind == 0 ? ImageKind::cubin : ImageKind::ptx;
+  c.kind = static_cast<ImageKind>(kind);
   c.arch = r.get<std::int32_t>();
   c.compile_time = std::chrono::nanoseconds(r.get<std::int64_t>());
   c.program_name = r.get_string();
@@ -82,7 +82,7 @@ std::optional<ArtifactContents> decode_entry(std::string_view bytes, const Cache
     c.lowered_names.emplace(std::move(expr), r.get_string());
   }
   c.log = r.get_string();
-  if (!r.ok_and_done() || kind > 1) {
+  if (!r.ok_and_done() || kind > kLastImageKind) {
     why = "malformed payload";
     return std::nullopt;
   }
