@@ -21,6 +21,8 @@ const (
 	DomainNVRTC  Domain = C.KILN_ERROR_NVRTC  // an nvrtcResult
 	DomainNVML   Domain = C.KILN_ERROR_NVML   // an nvmlReturn_t
 	DomainKiln   Domain = C.KILN_ERROR_KILN   // one of kiln's own codes
+	// An nvJitLinkResult of the device-code linker.
+	DomainNVJitLink Domain = C.KILN_ERROR_NVJITLINK
 )
 
 // String names the domain.
@@ -34,6 +36,8 @@ func (d Domain) String() string {
 		return "nvml"
 	case DomainKiln:
 		return "kiln"
+	case DomainNVJitLink:
+		return "nvjitlink"
 	}
 	return fmt.Sprintf("domain(%d)", int(d))
 }

@@ -72,7 +72,8 @@ StreamRef StreamRef::borrow(CUstream handle, ContextRef context) {
   if (reinterpret_cast<std::uintptr_t>(handle) > 2) {
     context.make_current();
     CUcontext owner = nullptr;
-    check(cuda().cuStreamGetCtx(handle, &owner, nullptr), "cuStreamGetCtx");  // the v2 form: no green context
+    CUgreenCtx green = nullptr;  // the v2 form writes it: it may not be NULL
+    check(cuda().cuStreamGetCtx(handle, &owner, &green), "cuStreamGetCtx");
     if (owner != context.handle()) {
       char buf[160];
       std::snprintf(buf, sizeof buf, "stream %p belongs to context %p, not to context %p of device %d", static_cast<void*>(handle),

@@ -54,3 +54,10 @@ def test_native_errors_carry_every_field():
     assert e.call == "kiln_target_parse"
     assert "sm_" in str(e) and e.meaning
     assert repr(e).startswith("InvalidArgumentError(KILN_ERROR_INVALID_ARGUMENT")
+
+
+def test_nvjitlink_codes_are_their_own_domain():
+    found = kiln.explain("nvjitlink:1")
+    assert [e.domain for e in found] == ["nvjitlink"] and found[0].name.startswith("NVJITLINK_ERROR")
+    assert kiln.errors._class_of("nvjitlink", 1) is kiln.LinkError
+    assert kiln.errors._class_of("kiln", 15) is kiln.LinkError

@@ -81,6 +81,14 @@ def test_argument_errors_are_refused_before_launch(module):
         k(0, 4, (1.0, y, y, 4))
     with pytest.raises(kiln.InvalidArgumentError, match="block"):
         k(1, (1, 2, 3, 4), (1.0, y, y, 4))
+    with pytest.raises(kiln.InvalidArgumentError, match="3 positional arguments given|1 positional"):
+        k(1)
+    with pytest.raises(kiln.InvalidArgumentError, match="unexpected keyword strem"):
+        k(1, 4, (1.0, y, y, 4), strem=None)
+    with pytest.raises(kiln.InvalidArgumentError, match="shared_mem"):
+        k(1, 4, (1.0, y, y, 4), shared_mem=-1)
+    with pytest.raises(kiln.InvalidArgumentError, match="stream must be a kiln.Stream"):
+        k(1, 4, (1.0, y, y, 4), stream="s")
     closed = kiln.zeros(4, np.float32)
     closed.close()
     with pytest.raises(kiln.InvalidArgumentError, match="closed"):
@@ -92,7 +100,10 @@ def test_name_expressions_find_template_kernels(module):
     ints = kiln.zeros(32, np.int32)
     module.kernel("fill<int>")(1, 32, [ints, 7, 32])  # a list is read as a tuple
     doubles = kiln.zeros(32, np.float64)
-    module.kernel("fill<double>")(1, 32, (doubles, 0.5, 32))
+    kiln.default_stream().synchronize()  # the zeros' memset, before a launch on another stream
+    s = kiln.Stream()
+    module.kernel("fill<double>")(1, 32, args=(doubles, 0.5, 32), shared_mem=0, stream=s)
+    s.synchronize()
     assert (ints.to_numpy() == 7).all() and (doubles.to_numpy() == 0.5).all()
 
 

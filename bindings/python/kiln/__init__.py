@@ -11,8 +11,8 @@ The package runs on kiln's C ABI (libkiln.so) through its native part ``kiln._na
 
 from . import _native
 from .errors import (CancelledError, CompileError, DriverNotFoundError, Error, Explanation, IllegalAddressError,
-                     InvalidArgumentError, NvrtcNotFoundError, OutOfMemoryError, TimeoutError, VersionMismatchError,
-                     explain)
+                     InvalidArgumentError, LinkError, NvrtcNotFoundError, OutOfMemoryError, TimeoutError,
+                     VersionMismatchError, explain)
 from .compiling import Cache, Diagnostic, Image, Target, cache_stats, compile, default_cache
 from .launching import Kernel, Module
 from .memory import (DeviceBuffer, Event, ManagedBuffer, PinnedPool, Stream, borrow_stream, default_pinned_pool,
@@ -23,11 +23,11 @@ from .environment import (Device, allocation_report, choose_gpus, device_count, 
 __version__ = _native.version()
 
 __all__ = [
-    "Cache", "CancelledError", "CompileError", "Device", "DeviceBuffer", "Diagnostic", "DriverNotFoundError", "Error",
-    "Event", "Explanation", "IllegalAddressError", "Image", "InvalidArgumentError", "Kernel", "ManagedBuffer",
-    "Module", "NvrtcNotFoundError", "OutOfMemoryError", "PinnedPool", "Stream", "Target", "TimeoutError",
-    "VersionMismatchError", "allocation_report", "borrow_stream", "cache_stats", "choose_gpus", "compile", "default_cache",
-    "default_pinned_pool", "default_stream", "device_count", "devices", "doctor", "empty", "explain",
-    "managed_empty", "memory_info", "pinned_array", "pinned_empty", "pool_stats", "to_device", "topology",
-    "version", "zeros",
+    "Cache", "CancelledError", "CompileError", "Device", "DeviceBuffer", "Diagnostic", "DriverNotFoundError",
+    "Error", "Event", "Explanation", "IllegalAddressError", "Image", "InvalidArgumentError", "Kernel", "LinkError",
+    "ManagedBuffer", "Module", "NvrtcNotFoundError", "OutOfMemoryError", "PinnedPool", "Stream", "Target",
+    "TimeoutError", "VersionMismatchError", "allocation_report", "borrow_stream", "cache_stats", "choose_gpus",
+    "compile", "default_cache", "default_pinned_pool", "default_stream", "device_count", "devices", "doctor",
+    "empty", "explain", "managed_empty", "memory_info", "pinned_array", "pinned_empty", "pool_stats", "to_device",
+    "topology", "version", "zeros"
 ]

@@ -10,7 +10,7 @@ import builtins
 
 from . import _native
 
-DOMAINS = {1: "driver", 2: "nvrtc", 3: "nvml", 4: "kiln"}
+DOMAINS = {1: "driver", 2: "nvrtc", 3: "nvml", 4: "kiln", 5: "nvjitlink"}
 _DOMAIN_NUMBERS = {v: k for k, v in DOMAINS.items()}
 
 
@@ -80,12 +80,17 @@ class CancelledError(Error):
     """A wait was cancelled; the work it waited for may still be running."""
 
 
+class LinkError(Error):
+    """nvJitLink refused a link (an undefined or duplicate symbol, a bad input), or is missing."""
+
+
 class VersionMismatchError(Error):
     """Two of the CUDA libraries found do not go together (driver, NVRTC, headers)."""
 
 
 _KILN_CODES = {1: DriverNotFoundError, 2: NvrtcNotFoundError, 5: VersionMismatchError, 6: InvalidArgumentError,
-               7: VersionMismatchError, 8: CompileError, 10: TimeoutError, 13: CancelledError}
+               7: VersionMismatchError, 8: CompileError, 10: TimeoutError, 13: CancelledError,
+               14: LinkError, 15: LinkError}
 _DRIVER_CODES = {2: OutOfMemoryError, 700: IllegalAddressError}
 
 
@@ -96,6 +101,8 @@ def _class_of(domain, code):
         return _DRIVER_CODES.get(code, Error)
     if domain == "nvrtc" and code == 6:  # NVRTC_ERROR_COMPILATION
         return CompileError
+    if domain == "nvjitlink":
+        return LinkError
     return Error
 
 
