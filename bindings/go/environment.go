@@ -40,8 +40,9 @@ type EnvironmentReport struct {
 		LibraryReport
 		SupportedArchs []string `json:"supported_archs"` // "sm_90", ...
 	} `json:"nvrtc"`
-	NVML    LibraryReport `json:"nvml"`
-	Toolkit struct {
+	NVML      LibraryReport `json:"nvml"`
+	NVJitLink LibraryReport `json:"nvjitlink"` // the device-code linker, optional
+	Toolkit   struct {
 		Root    string `json:"root"`
 		Include bool   `json:"include"`
 		CCCL    bool   `json:"cccl"`
@@ -50,6 +51,7 @@ type EnvironmentReport struct {
 	CUDADeviceOrder    string      `json:"cuda_device_order"`
 	CUDAVisibleDevices *string     `json:"cuda_visible_devices"` // nil when unset
 	Problems           []Problem   `json:"problems"`
+	Notes              []Problem   `json:"notes"` // worth knowing, not counted against Healthy
 	Healthy            bool        `json:"healthy"`
 }
 

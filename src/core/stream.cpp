@@ -83,7 +83,8 @@ StreamRef StreamRef::borrow(CUstream handle, ContextRef context) {
                                               "use the primary context)");
     }
   }
-  return StreamRef(handle, context);
+  // 0 is the legacy default stream, as the driver reads it; kiln's empty StreamRef is null.
+  return StreamRef(handle != nullptr ? handle : CU_STREAM_LEGACY, context);
 }
 
 int StreamRef::priority() const {

@@ -74,6 +74,8 @@ class _Typed:
         return out
 
     def __repr__(self):
+        if not self.__dict__.get("_made"):  # its allocation failed: the native part holds nothing
+            return f"<{type(self).__name__}, not allocated>"
         return (f"{type(self).__name__}(shape={self.shape}, dtype={self.dtype}, device={self.device}, "
                 f"address=0x{self.address:x})")
 
@@ -87,6 +89,7 @@ class DeviceBuffer(_Typed, _native.DeviceBuffer):
         # A zero-size array still gets an address, as CuPy's do.
         _native.DeviceBuffer.__init__(self, max(nbytes, 1), stream, device, tag, shape, dtype.str)
         self._stream = stream  # freed in order on it: it lives as long as the buffer
+        self._made = True
 
     def __enter__(self):
         return self
@@ -123,6 +126,7 @@ class ManagedBuffer(_Typed, _native.ManagedBuffer):
     def __init__(self, shape, dtype=np.uint8, *, device=0, tag="python"):
         shape, dtype, nbytes = _layout(shape, dtype)
         _native.ManagedBuffer.__init__(self, max(nbytes, 1), device, tag, shape, dtype.str)
+        self._made = True
 
     def numpy(self):
         return np.frombuffer(self, dtype=self.dtype, count=self.size).reshape(self.shape)
