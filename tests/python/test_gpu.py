@@ -284,8 +284,9 @@ def test_borrowed_streams_order_kiln_with_cupy_and_torch(module):
     ts.synchronize()
     assert ty[0].item() == 10.0
 
-    b = kiln.DeviceBuffer(16, np.float32, stream=kiln.borrow_stream(cs))
+    b = kiln.DeviceBuffer(16, np.float32, stream=kiln.borrow_stream(cp.cuda.Stream(non_blocking=True)))
     assert b.to_numpy().shape == (16,)
+    del cs, b  # the buffer keeps its borrowed stream, and that its CuPy owner, until it is freed
     with pytest.raises(TypeError, match="stream handle"):
         kiln.borrow_stream(object())
 

@@ -88,7 +88,6 @@ class DeviceBuffer(_Typed, _native.DeviceBuffer):
         shape, dtype, nbytes = _layout(shape, dtype)
         # A zero-size array still gets an address, as CuPy's do.
         _native.DeviceBuffer.__init__(self, max(nbytes, 1), stream, device, tag, shape, dtype.str)
-        self._stream = stream  # freed in order on it: it lives as long as the buffer
         self._made = True
 
     def __enter__(self):

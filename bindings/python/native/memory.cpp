@@ -28,8 +28,13 @@ constexpr int kOutOfMemory = 2;  // CUDA_ERROR_OUT_OF_MEMORY
 
 struct DeviceBuffer : DeviceMemory {
   kiln_buffer* handle = nullptr;
+  // The stream it is freed in order on, released only after the buffer: a borrowed stream's owner
+  // (CuPy's, PyTorch's) must not destroy the CUstream first. A member, not a Python attribute, as
+  // a Python subclass's __dict__ is cleared before the native part is destroyed.
+  py::object stream_owner;
   DeviceBuffer(std::size_t bytes, const py::object& stream, int device_ordinal, const std::string& tag,
-               py::tuple shape_, std::string typestr_) {
+               py::tuple shape_, std::string typestr_)
+      : stream_owner(stream) {
     kiln_stream* s = stream_or_default(stream, device_ordinal);
     ErrorBox box;
     if (kiln_buffer_create(s, bytes, tag.c_str(), &handle, &address, &box.error) != KILN_OK)
