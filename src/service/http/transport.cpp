@@ -413,6 +413,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // a plain 400.
   void refuse_malformed(beast::error_code ec, std::string_view head) {
     const RawHead raw = split_raw_head(head);
+    for (const auto& [name, value] : raw.headers)
+      if (equals_ignoring_case(name, kRequestIdHeader)) {
+        request_id_ = request_id_for(value);  // the answer carries the client's id all the same
+        break;
+      }
     detail::Framing framing;
     if (auto refused = detail::check_framing(raw.method, raw.headers, framing))
       return respond(error_response(refused->status, detail::status_code_name(refused->status), refused->message, true));
