@@ -21,6 +21,7 @@
 #include "kiln/service/log.hpp"
 #include "support/child.hpp"
 #include "support/fake_gpu.hpp"
+#include "support/log_capture.hpp"
 #include "support/http_fixture.hpp"
 #include "support/raw_http.hpp"
 
@@ -38,47 +39,6 @@ extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
   if (i < n) y[i] = a * x[i] + y[i];
 }
 )";
-
-// Every line a Log wrote, kept in order.
-class LogCapture {
- public:
-  Log make(LogFormat format, LogLevel level = LogLevel::debug) {
-    return Log::capture({format, level, {}}, [this](std::string_view line) {
-      std::lock_guard lock(mutex_);
-      lines_.emplace_back(line);
-    });
-  }
-  std::vector<std::string> lines() {
-    std::lock_guard lock(mutex_);
-    return lines_;
-  }
-  std::string all() {
-    std::string out;
-    for (const std::string& l : lines()) out += l + "\n";
-    return out;
-  }
-  // The JSON lines whose "event" is `name` (every line must be JSON).
-  std::vector<json> events(std::string_view name) {
-    std::vector<json> out;
-    for (const std::string& l : lines()) {
-      json j = json::parse(l, nullptr, false);
-      EXPECT_TRUE(j.is_object()) << "not a JSON object: " << l;
-      if (j.is_object() && j.value("event", "") == name) out.push_back(std::move(j));
-    }
-    return out;
-  }
-  // The request lines of one request id.
-  std::vector<json> requests(std::string_view id) {
-    std::vector<json> out;
-    for (json& j : events("request"))
-      if (j.value("request_id", "") == id) out.push_back(std::move(j));
-    return out;
-  }
-
- private:
-  std::mutex mutex_;
-  std::vector<std::string> lines_;
-};
 
 class KilndLogs : public ServiceFixture {
  protected:
