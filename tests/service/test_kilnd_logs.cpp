@@ -22,6 +22,7 @@
 #include "support/child.hpp"
 #include "support/fake_gpu.hpp"
 #include "support/log_capture.hpp"
+#include "support/process.hpp"
 #include "support/http_fixture.hpp"
 #include "support/raw_http.hpp"
 
@@ -359,6 +360,40 @@ TEST(KilndLogFile, KilndWritesJsonLinesToStandardError) {
   EXPECT_EQ(count("shutdown", [](const json& j) { return j.value("phase", "") == "signal"; }), 1) << transcript;
   EXPECT_EQ(count("shutdown", [](const json& j) { return j.value("phase", "") == "stopped"; }), 1) << transcript;
   EXPECT_EQ(transcript.find(kAliceToken), std::string::npos) << transcript;
+}
+
+// --log-file: text lines appended to the file, nothing of the log on standard error; a file that
+// cannot be opened stops start-up naming it.
+TEST(KilndLogFile, KilndAppendsTextLinesToTheLogFile) {
+  TempDir dir;
+  const auto log_file = dir.path() / "kilnd.log";
+  {
+    std::ofstream earlier(log_file);
+    earlier << "an earlier line\n";
+  }
+  Child child({KILND_PATH, "--port", "0", "--cache-dir", (dir.path() / "cache").string(), "--log-file", log_file.string()},
+              /*with_stderr=*/true);
+  std::string transcript;
+  const std::string port = child.wait_for(std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"), transcript);
+  ASSERT_FALSE(port.empty()) << transcript;
+  httplib::Client client("127.0.0.1", std::stoi(port));
+  auto r = client.Get("/healthz", {{"X-Request-Id", "to-the-file"}});
+  ASSERT_TRUE(r);
+  EXPECT_EQ(child.terminate(), 0);
+  while (auto text = child.line()) transcript += *text + "\n";
+  EXPECT_EQ(transcript.find("request_id=to-the-file"), std::string::npos) << transcript;
+  std::ifstream in(log_file);
+  std::stringstream text;
+  text << in.rdbuf();
+  EXPECT_EQ(text.str().rfind("an earlier line\n", 0), 0u) << "appended, not truncated";
+  EXPECT_NE(text.str().find("INFO request: GET /healthz 200 request_id=to-the-file"), std::string::npos) << text.str();
+  EXPECT_NE(text.str().find("INFO shutdown: stopped"), std::string::npos) << text.str();
+
+  auto refused = run_process({KILND_PATH, "--port", "0", "--log-file", (log_file / "under-a-file.log").string()});
+  EXPECT_EQ(refused.exit_code, 1) << refused.out << refused.err;
+  EXPECT_NE(refused.err.find("cannot open the log file"), std::string::npos) << refused.err;
+  auto bad_flag = run_process({KILND_PATH, "--log-format", "xml"});
+  EXPECT_EQ(bad_flag.exit_code, 2) << bad_flag.err;
 }
 
 }  // namespace
