@@ -8,6 +8,7 @@ LogLevel level_of(WorkerEvent::Kind kind) noexcept {
     case WorkerEvent::Kind::circuit_closed: return LogLevel::info;
     case WorkerEvent::Kind::worker_exited:
     case WorkerEvent::Kind::watchdog_kill: return LogLevel::warn;
+    case WorkerEvent::Kind::worker_start_failed:
     case WorkerEvent::Kind::sticky_fault:
     case WorkerEvent::Kind::circuit_open: return LogLevel::error;
   }

@@ -133,6 +133,7 @@ std::int64_t steady_ns() {
 std::string_view to_string(WorkerEvent::Kind kind) noexcept {
   switch (kind) {
     case WorkerEvent::Kind::worker_started: return "worker_started";
+    case WorkerEvent::Kind::worker_start_failed: return "worker_start_failed";
     case WorkerEvent::Kind::worker_exited: return "worker_exited";
     case WorkerEvent::Kind::sticky_fault: return "sticky_fault";
     case WorkerEvent::Kind::watchdog_kill: return "watchdog_kill";
@@ -257,6 +258,15 @@ struct WorkerPool::Impl {
   }
 
   void start_worker(Slot& s) {
+    try {
+      start_worker_or_throw(s);
+    } catch (const Error& e) {
+      emit(WorkerEvent::Kind::worker_start_failed, s, e.what());
+      throw;
+    }
+  }
+
+  void start_worker_or_throw(Slot& s) {
     const std::string device = std::to_string(s.ordinal);
     ipc::SocketPair sockets = ipc::SocketPair::create();
     ipc::SpawnOptions spawn;

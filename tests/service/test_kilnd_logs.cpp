@@ -19,6 +19,7 @@
 
 #include "http/request_id.hpp"
 #include "kiln/service/log.hpp"
+#include "kiln/service/worker_event_log.hpp"
 #include "support/child.hpp"
 #include "support/fake_gpu.hpp"
 #include "support/log_capture.hpp"
@@ -318,6 +319,57 @@ TEST_F(KilndLogs, TextLinesAndLevels) {
   const json y = json::parse(capture_.lines().back());
   EXPECT_EQ(y["event"], "y");
   EXPECT_EQ(y["n"], 1);
+}
+
+// The GPU supervisor's events as kilnd logs them (WorkerPool itself needs a GPU: test_kilnd_gpu
+// provokes the real ones).
+TEST(WorkerEventLog, EachKindAtItsLevelWithItsFields) {
+  using service::WorkerEvent;
+  LogCapture capture;
+  const auto handler = service::log_worker_events(capture.make(LogFormat::json));
+  WorkerEvent sticky;
+  sticky.kind = WorkerEvent::Kind::sticky_fault;
+  sticky.device = 1;
+  sticky.message = "CUDA_ERROR_ILLEGAL_ADDRESS: an instruction accessed memory it may not";
+  sticky.job_id = 42;
+  sticky.request_id = "req-42";
+  sticky.error_name = "CUDA_ERROR_ILLEGAL_ADDRESS";
+  sticky.suspect_buffers = {7, 9};
+  handler(sticky);
+  WorkerEvent started;
+  started.kind = WorkerEvent::Kind::worker_started;
+  started.pid = 1234;
+  started.message = "the GPU worker for GPU 0 (pid 1234) is up";
+  handler(started);
+  for (auto kind : {WorkerEvent::Kind::worker_exited, WorkerEvent::Kind::worker_start_failed, WorkerEvent::Kind::watchdog_kill,
+                    WorkerEvent::Kind::circuit_open, WorkerEvent::Kind::circuit_closed}) {
+    WorkerEvent e;
+    e.kind = kind;
+    handler(e);
+  }
+
+  const auto s = capture.events("sticky_fault");
+  ASSERT_EQ(s.size(), 1u) << capture.all();
+  EXPECT_EQ(s[0]["level"], "error");
+  EXPECT_EQ(s[0]["device"], 1);
+  EXPECT_EQ(s[0]["job"], 42);
+  EXPECT_EQ(s[0]["request_id"], "req-42");
+  EXPECT_EQ(s[0]["error"], "CUDA_ERROR_ILLEGAL_ADDRESS");
+  EXPECT_EQ(s[0]["suspect_buffers"], json::array({7, 9}));
+  EXPECT_EQ(s[0]["message"], sticky.message);
+  const auto up = capture.events("worker_started");
+  ASSERT_EQ(up.size(), 1u);
+  EXPECT_EQ(up[0]["level"], "info");
+  EXPECT_EQ(up[0]["pid"], 1234);
+  EXPECT_FALSE(up[0].contains("suspect_buffers"));
+  const std::pair<const char*, const char*> levels[] = {{"worker_exited", "warn"}, {"worker_start_failed", "error"},
+                                                        {"watchdog_kill", "warn"}, {"circuit_open", "error"},
+                                                        {"circuit_closed", "info"}};
+  for (const auto& [event, level] : levels) {
+    const auto e = capture.events(event);
+    ASSERT_EQ(e.size(), 1u) << event << "\n" << capture.all();
+    EXPECT_EQ(e[0]["level"], level) << event;
+  }
 }
 
 // The real kilnd: --log-format json to standard error, read line by line.

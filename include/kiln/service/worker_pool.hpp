@@ -46,6 +46,7 @@ namespace kiln::service {
 struct WorkerEvent {
   enum class Kind : std::uint8_t {
     worker_started,  // pid: the new worker
+    worker_start_failed,  // message: why no worker could be started (the GPU is not scheduled meanwhile)
     worker_exited,   // message: how it ended and why (a sticky error, a crash, the watchdog, shutdown)
     sticky_fault,    // a launch's sticky error killed the worker's context: error_name, message, suspects
     watchdog_kill,   // a launch ran past its deadline and its worker was ended

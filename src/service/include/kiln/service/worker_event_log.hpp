@@ -2,7 +2,7 @@
 // written to kilnd's log: install the result as WorkerPoolOptions::on_event.
 //
 // Levels: worker_started and circuit_closed info; worker_exited and watchdog_kill warn;
-// sticky_fault and circuit_open error. A launch's event carries its job, request id and suspect
+// worker_start_failed, sticky_fault and circuit_open error. A launch's event carries its job, request id and suspect
 // buffers (ids only).
 //
 // Thread safety: the handler may be called from any thread at once.
