@@ -117,7 +117,12 @@ std::string_view to_string(LogLevel level) noexcept {
   return "info";
 }
 
-Log::Log() : logger_(make_logger(std::make_shared<spdlog::sinks::null_sink_mt>())) { options_.level = LogLevel::off; }
+// Every discarding Log shares one logger: they are made often (defaults of constructors).
+Log::Log() {
+  static const std::shared_ptr<spdlog::logger> discard = make_logger(std::make_shared<spdlog::sinks::null_sink_mt>());
+  logger_ = discard;
+  options_.level = LogLevel::off;
+}
 
 Log::Log(std::shared_ptr<spdlog::logger> logger, LogOptions options) : logger_(std::move(logger)), options_(std::move(options)) {}
 

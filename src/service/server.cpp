@@ -10,7 +10,6 @@
 #include "core/service_core.hpp"
 #include "detail/error_body.hpp"
 #include "detail/routes.hpp"
-#include "http/request_id.hpp"
 #include "http/transport.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/service/requests.hpp"
