@@ -245,6 +245,21 @@ TEST_F(KilndLogs, PolicyRefusalAndCompileFailureAreLoggedWithTheirRequest) {
   EXPECT_EQ(capture_.requests("compile-1").at(0)["status"], 422);
 }
 
+TEST_F(KilndLogs, AnOutOfMemoryRefusalIsLoggedWithTheMemoryPicture) {
+  start();
+  // The stand-in GPU has 1 GiB: 2 GiB passes max_buffer_bytes and is refused at admission.
+  auto r = post_with_id("/v1/buffers", {{"bytes", std::uint64_t{2} << 30}}, "oom-1");
+  ASSERT_TRUE(r);
+  ASSERT_EQ(r->status, 507) << r->body;
+  const auto oom = capture_.events("oom_refused");
+  ASSERT_EQ(oom.size(), 1u) << capture_.all();
+  EXPECT_EQ(oom[0]["level"], "warn");
+  EXPECT_EQ(oom[0]["request_id"], "oom-1");
+  EXPECT_EQ(oom[0]["requested"], std::uint64_t{2} << 30);
+  EXPECT_EQ(oom[0]["total"], std::uint64_t{1} << 30);
+  EXPECT_EQ(capture_.requests("oom-1").at(0)["status"], 507);
+}
+
 TEST_F(KilndLogs, NoTokenNoSourceNoBufferBytesInAnyLine) {
   constexpr const char* kSourceMarker = "kilnSourceMarker9f4e";
   constexpr const char* kBytesMarker = "KILN-BUFFER-BYTES-MARKER-5d21";
