@@ -1,11 +1,12 @@
 #include "kiln/service/log.hpp"
 
+#include <charconv>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <ctime>
 #include <mutex>
 
-#include <nlohmann/json.hpp>
 #include <spdlog/logger.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
@@ -17,8 +18,6 @@
 namespace kiln::service {
 
 namespace {
-
-using nlohmann::json;
 
 // spdlog 1.10 (Debian 12) has no callback sink: this one hands each line to a function.
 class FunctionSink final : public spdlog::sinks::base_sink<std::mutex> {
@@ -67,25 +66,91 @@ std::string timestamp() {
   return text;
 }
 
-json json_of(const LogField::Value& v) {
-  return std::visit([](const auto& x) { return json(x); }, v);
+// The length of the valid UTF-8 sequence at the start of `s`, or 0 when it is not one.
+std::size_t utf8_sequence(std::string_view s) noexcept {
+  const auto b = [&](std::size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char c = b(0);
+  std::size_t n = c < 0x80 ? 1 : c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 0;
+  if (n == 0 || n > s.size()) return 0;
+  for (std::size_t i = 1; i < n; ++i)
+    if ((b(i) & 0xC0) != 0x80) return 0;
+  if (n == 3 && ((c == 0xE0 && b(1) < 0xA0) || (c == 0xED && b(1) > 0x9F))) return 0;  // overlong, surrogate
+  if (n == 4 && ((c == 0xF0 && b(1) < 0x90) || (c == 0xF4 && b(1) > 0x8F))) return 0;  // overlong, past U+10FFFF
+  return n;
+}
+
+// A JSON string: quotes, backslashes and control characters escaped, bytes that are not UTF-8
+// replaced by U+FFFD (a path as sent is bytes), so a line is always valid JSON.
+void append_json_string(std::string& out, std::string_view s) {
+  out += '"';
+  for (std::size_t i = 0; i < s.size();) {
+    const char c = s[i];
+    if (c == '"' || c == '\\') {
+      out += '\\';
+      out += c;
+      ++i;
+    } else if (static_cast<unsigned char>(c) < 0x20) {
+      char escaped[8];
+      std::snprintf(escaped, sizeof escaped, "\\u%04x", static_cast<unsigned>(c));
+      out += escaped;
+      ++i;
+    } else if (const std::size_t n = utf8_sequence(s.substr(i)); n > 0) {
+      out.append(s.substr(i, n));
+      i += n;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  out += '"';
+}
+
+void append_number(std::string& out, double v) {
+  if (!std::isfinite(v)) return void(out += "null");
+  char text[32];
+  const auto end = std::to_chars(text, text + sizeof text, v).ptr;
+  out.append(text, end);
+}
+
+void append_json_value(std::string& out, const LogField::Value& v) {
+  if (const auto* s = std::get_if<std::string>(&v)) return append_json_string(out, *s);
+  if (const auto* i = std::get_if<std::int64_t>(&v)) return void(out += std::to_string(*i));
+  if (const auto* u = std::get_if<std::uint64_t>(&v)) return void(out += std::to_string(*u));
+  if (const auto* d = std::get_if<double>(&v)) return append_number(out, *d);
+  if (const auto* b = std::get_if<bool>(&v)) return void(out += *b ? "true" : "false");
+  out += '[';
+  const auto& ids = std::get<std::vector<std::uint64_t>>(v);
+  for (std::size_t k = 0; k < ids.size(); ++k) {
+    if (k > 0) out += ',';
+    out += std::to_string(ids[k]);
+  }
+  out += ']';
+}
+
+void append_json_member(std::string& out, std::string_view name, const LogField::Value& v) {
+  out += ',';
+  append_json_string(out, name);
+  out += ':';
+  append_json_value(out, v);
 }
 
 // A text value: bare when it is a plain word, else quoted the way JSON quotes strings.
 std::string text_of(const LogField::Value& v) {
+  std::string out;
   if (const auto* s = std::get_if<std::string>(&v)) {
     const bool plain = !s->empty() && s->find_first_of(" \t\r\n\"=\\") == std::string::npos;
-    return plain ? *s : json(*s).dump(-1, ' ', false, json::error_handler_t::replace);
-  }
-  if (const auto* ids = std::get_if<std::vector<std::uint64_t>>(&v)) {
-    std::string out;
+    if (plain) return *s;
+    append_json_string(out, *s);
+  } else if (const auto* ids = std::get_if<std::vector<std::uint64_t>>(&v)) {
     for (std::uint64_t id : *ids) {
       if (!out.empty()) out += ',';
       out += std::to_string(id);
     }
-    return out.empty() ? "none" : out;
+    if (out.empty()) out = "none";
+  } else {
+    append_json_value(out, v);
   }
-  return json_of(v).dump();
+  return out;
 }
 
 thread_local const LogContext* current_context = nullptr;
@@ -159,12 +224,18 @@ void Log::event(LogLevel level, std::string_view name, std::string_view message,
     };
     std::string line;
     if (options_.format == LogFormat::json) {
-      json j = {{"time", timestamp()}, {"level", to_string(level)}, {"event", name}, {"message", message}};
-      if (!request_id.empty() && !has("request_id")) j["request_id"] = request_id;
-      if (!tenant.empty() && !has("tenant")) j["tenant"] = tenant;
-      for (const LogField& f : fields) j[std::string(f.name)] = json_of(f.value);
-      // Bytes that are not UTF-8 (a path as sent) are replaced, never a reason to lose the line.
-      line = j.dump(-1, ' ', false, json::error_handler_t::replace);
+      // Written member by member (no DOM: a request line costs about a microsecond), in a fixed
+      // order: time, level, event, message, the request's id and tenant, then the fields.
+      line.reserve(256);
+      line = "{\"time\":\"" + timestamp() + "\",\"level\":\"";
+      line += to_string(level);
+      line += '"';
+      append_json_member(line, "event", std::string(name));
+      append_json_member(line, "message", std::string(message));
+      if (!request_id.empty() && !has("request_id")) append_json_member(line, "request_id", std::string(request_id));
+      if (!tenant.empty() && !has("tenant")) append_json_member(line, "tenant", std::string(tenant));
+      for (const LogField& f : fields) append_json_member(line, f.name, f.value);
+      line += '}';
     } else {
       line = timestamp();
       line += ' ';

@@ -336,6 +336,37 @@ TEST_F(KilndLogs, TextLinesAndLevels) {
   EXPECT_EQ(y["n"], 1);
 }
 
+// Whatever a field holds (quotes, control characters, bytes that are not UTF-8, a path as sent),
+// a JSON line parses, and holds its members in a fixed order.
+TEST(LogLines, JsonLinesStayValidJson) {
+  LogCapture capture;
+  const Log log = capture.make(LogFormat::json);
+  {
+    const service::LogContext context("ctx-1", "alice");
+    log.warn("odd", "quote \" backslash \\ newline \n tab \t", {{"path", std::string("/v1/\xff\xfe\xc3\x28/\xe2\x82\xac")},
+                                                                 {"ratio", 0.25}, {"big", std::uint64_t{1} << 63},
+                                                                 {"neg", -3}, {"flag", true}, {"ids", std::vector<std::uint64_t>{}}});
+  }
+  log.info("outside", "no context");
+  const auto lines = capture.lines();
+  ASSERT_EQ(lines.size(), 2u);
+  const json odd = json::parse(lines[0]);
+  EXPECT_EQ(odd["message"], "quote \" backslash \\ newline \n tab \t");
+  EXPECT_EQ(odd["path"], "/v1/\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd(/\xe2\x82\xac") << "invalid bytes replaced, the euro sign kept";
+  EXPECT_EQ(odd["ratio"], 0.25);
+  EXPECT_EQ(odd["big"], std::uint64_t{1} << 63);
+  EXPECT_EQ(odd["neg"], -3);
+  EXPECT_EQ(odd["flag"], true);
+  EXPECT_EQ(odd["ids"], json::array());
+  EXPECT_EQ(odd["request_id"], "ctx-1");
+  EXPECT_EQ(odd["tenant"], "alice");
+  EXPECT_EQ(lines[0].rfind("{\"time\":\"", 0), 0u) << lines[0];
+  EXPECT_LT(lines[0].find("\"level\""), lines[0].find("\"event\"")) << lines[0];
+  EXPECT_EQ(lines[0].find('\n'), std::string::npos);
+  const json outside = json::parse(lines[1]);
+  EXPECT_FALSE(outside.contains("request_id")) << "a context ends with its scope";
+}
+
 // The GPU supervisor's events as kilnd logs them (WorkerPool itself needs a GPU: test_kilnd_gpu
 // provokes the real ones).
 TEST(WorkerEventLog, EachKindAtItsLevelWithItsFields) {
