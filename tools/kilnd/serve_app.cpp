@@ -88,7 +88,10 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     } else {
       std::string warning;
       tokens = service::TokenStore::load(config.tokens_file, config.allow_insecure_tokens, &warning);
-      if (!warning.empty()) std::cerr << program << ": " << warning << std::endl;
+      if (!warning.empty()) {
+        std::cerr << program << ": " << warning << std::endl;
+        log.warn("tokens_insecure", warning, {{"file", config.tokens_file.string()}});
+      }
     }
 
     // With a driver and a GPU: a worker process per GPU, and the machine's topology for placement.
@@ -112,9 +115,11 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
         topology = std::make_shared<const topology::Topology>(topology::discover());
       } catch (const Error& e) {
         std::cout << program << ": placing work without the topology: " << e.what() << "\n";
+        log.warn("no_topology", std::string("placing work without the topology: ") + e.what());
       }
     } else {
       backend = service::make_no_gpu_backend();
+      log.warn("no_gpu", "no GPU work possible (" + why + "); kernels can be registered, buffers and launches answer 503");
       std::cout << program << ": no GPU work possible (" << why
                 << "); kernels can be registered, buffers and launches answer 503\n";
     }
