@@ -160,6 +160,19 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     else if (key == "cluster_compile_threads") r.integer(key, value, c.cluster_compile_threads, 0, 256);
     else if (key == "cluster_lease_ms") r.ms(key, value, c.cluster_lease);
     else if (key == "cluster_max_deliveries") r.integer(key, value, c.cluster_max_deliveries, 1, 1000);
+    else if (key == "log_format") {
+      std::string format;
+      r.text(key, value, format);
+      const auto parsed = parse_log_format(format);
+      if (!parsed) r.fail(key, "expected \"text\" or \"json\", got " + value.dump());
+      c.log_format = *parsed;
+    } else if (key == "log_level") {
+      std::string level;
+      r.text(key, value, level);
+      const auto parsed = parse_log_level(level);
+      if (!parsed) r.fail(key, "expected \"debug\", \"info\", \"warn\", \"error\" or \"off\", got " + value.dump());
+      c.log_level = *parsed;
+    } else if (key == "log_file") (r.text(key, value, path), c.log_file = path);
     else r.fail(key, "unknown key (docs/SERVICE.md lists the settings)");
   }
 }

@@ -163,6 +163,7 @@ JobSnapshot Scheduler::snapshot(JobId id, Job& job) {
   JobSnapshot s;
   s.id = id;
   s.tenant = job.spec.tenant;
+  s.request_id = job.spec.request_id;
   s.priority = job.priority;
   s.device = job.spec.device;
   s.state = job.state;

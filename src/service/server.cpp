@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
@@ -87,6 +88,7 @@ std::string_view to_string(JobState state) {
 
 json job_json(const JobSnapshot& s) {
   json j = {{"id", s.id},
+            {"request_id", s.request_id},
             {"state", to_string(s.state)},
             {"device", s.device},
             {"priority", std::string(to_string(s.priority))},
@@ -113,6 +115,42 @@ int status_of(const JobSnapshot& s) {
     case JobOutcome::cancelled: return 503;
   }
   return 500;
+}
+
+// The refusals an operator wants to see, each at its level; the request's id and tenant come from
+// the LogContext of the thread serving it. Never the source or its diagnostics (NVRTC quotes
+// source lines): the rule, the count, kiln's words on memory.
+void log_service_error(const Log& log, const core::ServiceError& e) {
+  using core::ErrorKind;
+  switch (e.kind) {
+    case ErrorKind::policy:
+      log.warn("policy_refused", "the source policy refused a kernel (rule " + e.rule + ")", {{"rule", e.rule}});
+      break;
+    case ErrorKind::compile_failed: {
+      const json& d = e.details.is_object() && e.details.contains("diagnostics") ? e.details["diagnostics"] : json();
+      log.info("compile_failed", "NVRTC refused a kernel",
+               {{"diagnostics", static_cast<std::uint64_t>(d.is_array() ? d.size() : 0)}});
+      break;
+    }
+    case ErrorKind::out_of_memory: {
+      LogFields fields;
+      for (const char* key : {"device", "requested", "free", "total", "in_use"})
+        if (e.details.is_object() && e.details.contains(key) && e.details[key].is_number_integer())
+          fields.emplace_back(key, e.details[key].get<std::int64_t>());
+      log.warn("oom_refused", e.message, fields);
+      break;
+    }
+    case ErrorKind::too_many_compiles:
+    case ErrorKind::compile_busy:
+    case ErrorKind::queue_full:
+      log.info("admission_refused", e.message, {{"kind", std::string(core::to_string(e.kind))}});
+      break;
+    case ErrorKind::internal:
+      log.error("internal_error", e.message);
+      break;
+    default:
+      break;
+  }
 }
 
 // A core error as an HTTP answer: the status and code the API documents for its kind, the error
@@ -185,8 +223,9 @@ json buffer_json(const core::BufferInfo& b) {
 struct Server::Impl final : http::Handler {
   using Route = void (Impl::*)(const Request&, Response&, const std::string& tenant);
 
-  Impl(ServiceConfig c, TokenStore t, GpuBackend& b, std::shared_ptr<const topology::Topology> topo)
-      : tokens(std::move(t)), core(std::move(c), b, std::move(topo)), transport(transport_options(core.config()), *this) {}
+  Impl(ServiceConfig c, TokenStore t, GpuBackend& b, std::shared_ptr<const topology::Topology> topo, Log l)
+      : log(std::move(l)), tokens(std::move(t)), core(std::move(c), b, std::move(topo), log),
+        transport(transport_options(core.config()), *this) {}
 
   static http::TransportOptions transport_options(const ServiceConfig& c) {
     http::TransportOptions o;
@@ -205,6 +244,7 @@ struct Server::Impl final : http::Handler {
     return o;
   }
 
+  Log log;
   TokenStore tokens;
   core::ServiceCore core;
   const ServiceConfig& config = core.config();
@@ -214,11 +254,12 @@ struct Server::Impl final : http::Handler {
 
   http::HeadVerdict on_head(const Request& head, const detail::Framing& framing) noexcept override;
   Response serve(Request& request, http::HeadVerdict& verdict) noexcept override;
-  void answered(int status) noexcept override {
-    try {
-      core.http_answered(status);
-    } catch (...) {
-    }
+  void answered(const http::Exchange& exchange) noexcept override;
+
+  // A core error answered, and logged when it is one an operator wants to see.
+  void refuse(Response& res, const core::ServiceError& e) {
+    log_service_error(log, e);
+    send_service_error(res, e);
   }
 
   // The tenant of the request's token, or nullopt with the 401 in `res`.
@@ -264,6 +305,7 @@ struct Server::Impl final : http::Handler {
 http::HeadVerdict Server::Impl::on_head(const Request& req, const detail::Framing& framing) noexcept {
   http::HeadVerdict verdict;
   try {
+    const LogContext context(req.request_id, {});
     auto answer = [&](Response res) {
       verdict.answer = std::move(res);
       return std::move(verdict);
@@ -324,6 +366,8 @@ std::optional<std::string> Server::Impl::authenticate(const Request& req, Respon
   else if (!(tenant = tokens.tenant_for(header.substr(kScheme.size()))))
     refusal = "unknown bearer token";
   if (!tenant) {
+    // The reason only: never the token or the header that carried it.
+    log.warn("auth_refused", refusal, {{"method", detail::printable(req.method, 16)}, {"path", detail::printable(req.path, 256)}});
     res.set_header("WWW-Authenticate", "Bearer realm=\"kilnd\"");
     send_error(res, 401, "unauthorized", refusal);
   }
@@ -332,6 +376,7 @@ std::optional<std::string> Server::Impl::authenticate(const Request& req, Respon
 
 Response Server::Impl::serve(Request& req, http::HeadVerdict& verdict) noexcept {
   Response res;
+  const LogContext context(req.request_id, verdict.context);
   try {
     const detail::RouteMatch match = detail::match_route(req.method, req.path);
     (this->*kHandlers[match.index].route)(req, res, verdict.context);
@@ -340,7 +385,7 @@ Response Server::Impl::serve(Request& req, http::HeadVerdict& verdict) noexcept 
     // answer says what was thrown and the server stays up.
     try {
       res = Response{};
-      send_service_error(res, core::error_from_exception(std::current_exception()));
+      refuse(res, core::error_from_exception(std::current_exception()));
     } catch (...) {
       res.status = 500;
       res.body.clear();
@@ -380,7 +425,7 @@ void Server::Impl::create_kernel(const Request& req, Response& res, const std::s
   Parsed<KernelRequest> parsed = parse_kernel_request(req.body, core.request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
   auto k = core.register_kernel(tenant, std::move(parsed.value()), req.body);
-  if (!k) return send_service_error(res, k.error());
+  if (!k) return refuse(res, k.error());
   res.set_header("Location", "/v1/kernels/" + std::to_string(k->id));
   json answer = {{"id", k->id}, {"name", k->name}, {"lowered_names", k->lowered_names}, {"targets", k->targets},
                  {"warnings", k->warnings}};
@@ -396,13 +441,13 @@ void Server::Impl::list_kernels(const Request& req, Response& res, const std::st
 
 void Server::Impl::get_kernel(const Request& req, Response& res, const std::string& tenant) {
   auto k = core.kernel(tenant, path_id(req));
-  if (!k) return send_service_error(res, k.error());
+  if (!k) return refuse(res, k.error());
   send_json(res, 200, kernel_json(k.value()));
 }
 
 void Server::Impl::delete_kernel(const Request& req, Response& res, const std::string& tenant) {
   auto done = core.delete_kernel(tenant, path_id(req));
-  if (!done) return send_service_error(res, done.error());
+  if (!done) return refuse(res, done.error());
   res.status = 204;
 }
 
@@ -411,7 +456,7 @@ void Server::Impl::create_buffer(const Request& req, Response& res, const std::s
   Parsed<BufferRequest> parsed = parse_buffer_request(req.body, core.request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
   auto b = core.create_buffer(tenant, parsed.value());
-  if (!b) return send_service_error(res, b.error());
+  if (!b) return refuse(res, b.error());
   res.set_header("Location", "/v1/buffers/" + std::to_string(b->id));
   send_json(res, 201, buffer_json(b.value()));
 }
@@ -424,28 +469,28 @@ void Server::Impl::list_buffers(const Request& req, Response& res, const std::st
 
 void Server::Impl::get_buffer(const Request& req, Response& res, const std::string& tenant) {
   auto b = core.buffer(tenant, path_id(req));
-  if (!b) return send_service_error(res, b.error());
+  if (!b) return refuse(res, b.error());
   send_json(res, 200, buffer_json(b.value()));
 }
 
 void Server::Impl::delete_buffer(const Request& req, Response& res, const std::string& tenant) {
   auto done = core.delete_buffer(tenant, path_id(req));
-  if (!done) return send_service_error(res, done.error());
+  if (!done) return refuse(res, done.error());
   res.status = 204;
 }
 
 void Server::Impl::upload(const Request& req, Response& res, const std::string& tenant) {
   // A missing buffer is answered before a malformed offset, as before the core existed.
-  if (auto b = core.buffer(tenant, path_id(req)); !b) return send_service_error(res, b.error());
+  if (auto b = core.buffer(tenant, path_id(req)); !b) return refuse(res, b.error());
   auto offset = query_number(req, res, "offset", 0);
   if (!offset) return;
   auto done = core.write_buffer(tenant, path_id(req), *offset, std::as_bytes(std::span(req.body.data(), req.body.size())));
-  if (!done) return send_service_error(res, done.error());
+  if (!done) return refuse(res, done.error());
   send_json(res, 200, {{"written", req.body.size()}, {"offset", *offset}});
 }
 
 void Server::Impl::download(const Request& req, Response& res, const std::string& tenant) {
-  if (auto b = core.buffer(tenant, path_id(req)); !b) return send_service_error(res, b.error());
+  if (auto b = core.buffer(tenant, path_id(req)); !b) return refuse(res, b.error());
   auto offset = query_number(req, res, "offset", 0);
   if (!offset) return;
   std::optional<std::uint64_t> bytes;
@@ -454,7 +499,7 @@ void Server::Impl::download(const Request& req, Response& res, const std::string
     if (!bytes) return;
   }
   auto data = core.read_buffer(tenant, path_id(req), *offset, bytes);
-  if (!data) return send_service_error(res, data.error());
+  if (!data) return refuse(res, data.error());
   res.status = 200;
   res.set_content(std::string(reinterpret_cast<const char*>(data->data()), data->size()), "application/octet-stream");
 }
@@ -464,8 +509,8 @@ void Server::Impl::launch(const Request& req, Response& res, const std::string& 
   if (!json_size_ok(req, res)) return;
   Parsed<LaunchRequest> parsed = parse_launch_request(req.body, core.request_limits());
   if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
-  auto launched = core.launch(tenant, std::move(parsed.value()));
-  if (!launched) return send_service_error(res, launched.error());
+  auto launched = core.launch(tenant, std::move(parsed.value()), req.request_id);
+  if (!launched) return refuse(res, launched.error());
   const core::LaunchOutcome& out = launched.value();
   res.set_header("Location", "/v1/jobs/" + std::to_string(out.job.id));
   // Where the request's time went, for clients and benchmarks (W3C Server-Timing, milliseconds):
@@ -489,14 +534,43 @@ void Server::Impl::get_job(const Request& req, Response& res, const std::string&
   auto wait_ms = query_number(req, res, "wait_ms", 0);
   if (!wait_ms) return;
   auto job = core.job(tenant, path_id(req), std::chrono::milliseconds(std::min<std::uint64_t>(*wait_ms, 1u << 30)));
-  if (!job) return send_service_error(res, job.error());
+  if (!job) return refuse(res, job.error());
   send_json(res, 200, job_json(job.value()));
 }
 
+// Each request once: what it was, who sent it, what it got, how long it took. Answers of 500 and
+// above are warnings; the rest is info.
+void Server::Impl::answered(const http::Exchange& e) noexcept {
+  try {
+    core.http_answered(e.status);
+    const LogLevel level = e.status >= 500 ? LogLevel::warn : LogLevel::info;
+    if (!log.enabled(level)) return;
+    std::string route;
+    if (!e.method.empty()) {
+      const detail::RouteMatch match = detail::match_route(e.method, e.path);
+      route = match.result == detail::RouteResult::no_route ? detail::printable(e.path, 256)
+                                                            : std::string(detail::kRouteTable[match.index].path);
+    }
+    const double ms = std::chrono::duration<double, std::milli>(e.duration).count();
+    const std::string method = detail::printable(e.method, 16);
+    log.event(level, "request", (method.empty() ? std::string("-") : method) + " " + (route.empty() ? "-" : route) + " " +
+                                    std::to_string(e.status),
+              {{"request_id", e.request_id},
+               {"method", method},
+               {"route", route},
+               {"tenant", e.context},
+               {"status", e.status},
+               {"bytes_in", e.bytes_in},
+               {"bytes_out", e.bytes_out},
+               {"duration_ms", std::round(ms * 1000) / 1000},
+               {"client", e.client}});
+  } catch (...) {
+  }
+}
 
 Server::Server(ServiceConfig config, TokenStore tokens, GpuBackend& backend,
-               std::shared_ptr<const topology::Topology> topology)
-    : impl_(std::make_unique<Impl>(std::move(config), std::move(tokens), backend, std::move(topology))) {}
+               std::shared_ptr<const topology::Topology> topology, Log log)
+    : impl_(std::make_unique<Impl>(std::move(config), std::move(tokens), backend, std::move(topology), std::move(log))) {}
 
 Server::~Server() { stop(); }
 
@@ -507,6 +581,8 @@ void Server::start() {
   s.transport.listen();
   s.transport.start();
   s.started = true;
+  s.log.info("listening", "serving HTTP on " + s.config.listen_address + ":" + std::to_string(s.transport.port()),
+             {{"address", s.config.listen_address}, {"port", s.transport.port()}});
 }
 
 int Server::port() const noexcept { return impl_->transport.port(); }
@@ -516,11 +592,20 @@ void Server::stop() noexcept {
   std::lock_guard lock(s.stop_mutex);
   if (s.stopped) return;
   s.stopped = true;
+  auto phase = [&s](std::string_view name, std::string_view message) {
+    s.log.info("shutdown", message, {{"phase", name}});
+  };
+  phase("drain", "draining: new work is refused, queued and running launches get drain_timeout_ms (" +
+                     std::to_string(s.config.drain_timeout.count()) + " ms)");
   s.core.begin_drain();
   s.core.drain_jobs();
   // Requests still in a handler (a long poll, a launch the drain let finish) write their answers.
+  phase("transport", "closing connections; requests in progress write their answers");
   s.transport.stop(std::chrono::seconds(5));
+  phase("release", "freeing every buffer");
   s.core.shutdown();  // frees the buffers once no handler can add one
+  phase("stopped", "stopped");
+  s.log.flush();
 }
 
 std::span<const Route> Server::routes() noexcept { return kRoutes; }

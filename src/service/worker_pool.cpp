@@ -103,6 +103,7 @@ struct Slot {
   std::atomic<bool> up{false};
   bool ever_started = false;
   std::atomic<std::uint64_t> restarts{0}, kills{0}, image_bytes_sent{0};
+  bool circuit_reported_open = false;  // a circuit_open event awaits its circuit_closed (slot's mutex)
   std::mutex failure_text_mutex;
   std::string last_failure;
   // Free memory as the driver last said, and when (steady-clock ns; 0: read it again). Every
@@ -129,6 +130,19 @@ std::int64_t steady_ns() {
 
 }  // namespace
 
+std::string_view to_string(WorkerEvent::Kind kind) noexcept {
+  switch (kind) {
+    case WorkerEvent::Kind::worker_started: return "worker_started";
+    case WorkerEvent::Kind::worker_start_failed: return "worker_start_failed";
+    case WorkerEvent::Kind::worker_exited: return "worker_exited";
+    case WorkerEvent::Kind::sticky_fault: return "sticky_fault";
+    case WorkerEvent::Kind::watchdog_kill: return "watchdog_kill";
+    case WorkerEvent::Kind::circuit_open: return "circuit_open";
+    case WorkerEvent::Kind::circuit_closed: return "circuit_closed";
+  }
+  return "unknown";
+}
+
 struct WorkerPool::Impl {
   WorkerPoolOptions options;
   std::string worker_path;
@@ -151,6 +165,41 @@ struct WorkerPool::Impl {
     return it->second;
   }
 
+  void emit(WorkerEvent e) noexcept {
+    if (!options.on_event) return;
+    try {
+      options.on_event(e);
+    } catch (...) {
+    }
+  }
+  void emit(WorkerEvent::Kind kind, const Slot& s, std::string message, int pid = -1) noexcept {
+    WorkerEvent e;
+    e.kind = kind;
+    e.device = s.ordinal;
+    e.pid = pid;
+    e.message = std::move(message);
+    emit(std::move(e));
+  }
+  // A launch's event: its job, request and suspects.
+  void emit(WorkerEvent::Kind kind, const Slot& s, const LaunchSpec& spec, const LaunchResult& r) noexcept {
+    WorkerEvent e;
+    e.kind = kind;
+    e.device = s.ordinal;
+    e.message = r.message;
+    e.job_id = spec.job_id;
+    e.request_id = spec.request_id;
+    e.error_name = r.error_name;
+    e.suspect_buffers = r.suspect_buffers;
+    emit(std::move(e));
+  }
+
+  // The circuit's cooldown has ended since it opened: say so once. Requires s.mutex.
+  void note_circuit_closed(Slot& s) {
+    if (!s.circuit_reported_open || Clock::now() < s.circuit_until) return;
+    s.circuit_reported_open = false;
+    emit(WorkerEvent::Kind::circuit_closed, s, "GPU " + std::to_string(s.ordinal) + " is scheduled again (cooldown over)");
+  }
+
   void note_failure(Slot& s, const std::string& why) {
     {
       std::lock_guard lock(s.failure_text_mutex);
@@ -162,6 +211,11 @@ struct WorkerPool::Impl {
     if (static_cast<int>(s.failures.size()) >= options.circuit_failures) {
       s.circuit_until = now + options.cooldown;
       s.failures.clear();
+      s.circuit_reported_open = true;
+      emit(WorkerEvent::Kind::circuit_open, s,
+           "GPU " + std::to_string(s.ordinal) + ": " + std::to_string(options.circuit_failures) + " worker failures within " +
+               std::to_string(options.circuit_window.count()) + " s; not scheduled for " +
+               std::to_string(options.cooldown.count()) + " s; last: " + why);
     }
   }
 
@@ -169,14 +223,19 @@ struct WorkerPool::Impl {
   void stop_worker(Slot& s, bool polite) {
     Worker& w = s.worker;
     if (w.process.running()) {
+      const int pid = w.process.pid();
+      std::string how = "killed";
       if (polite && w.channel) {
         try {
           w.channel.send(GpuWorkerFrame::shutdown, {});
-          w.process.stop(kShutdownGrace);
+          how = "asked to stop: " + w.process.stop(kShutdownGrace).describe();
         } catch (const Error&) {
         }
       }
       w.process.kill_and_wait();
+      emit(WorkerEvent::Kind::worker_exited, s,
+           "the GPU worker for GPU " + std::to_string(s.ordinal) + " (pid " + std::to_string(pid) + ") was stopped (" + how + ")",
+           pid);
     }
     w = Worker{};
     s.up = false;
@@ -187,8 +246,11 @@ struct WorkerPool::Impl {
     Worker& w = s.worker;
     std::string how = "ended";
     if (w.process.running()) {
+      const int pid = w.process.pid();
       w.channel.close();
       how = w.process.stop(kExitGrace).describe();
+      emit(WorkerEvent::Kind::worker_exited, s,
+           "the GPU worker for GPU " + std::to_string(s.ordinal) + " (pid " + std::to_string(pid) + ") exited: " + how, pid);
     }
     w = Worker{};
     s.up = false;
@@ -196,6 +258,15 @@ struct WorkerPool::Impl {
   }
 
   void start_worker(Slot& s) {
+    try {
+      start_worker_or_throw(s);
+    } catch (const Error& e) {
+      emit(WorkerEvent::Kind::worker_start_failed, s, e.what());
+      throw;
+    }
+  }
+
+  void start_worker_or_throw(Slot& s) {
     const std::string device = std::to_string(s.ordinal);
     ipc::SocketPair sockets = ipc::SocketPair::create();
     ipc::SpawnOptions spawn;
@@ -255,6 +326,8 @@ struct WorkerPool::Impl {
                                      s.worker.inflight, who);
     }
     s.up = true;
+    emit(WorkerEvent::Kind::worker_started, s, who + " is up (" + (concurrent ? "concurrent" : "isolation") + " mode)",
+         s.worker.process.pid());
   }
 
   // Concurrent mode: a worker lost with launches in flight (they have their results) is reaped
@@ -467,6 +540,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
   if (impl_->options.mode_of(s.ordinal) == GpuMode::concurrent) return impl_->launch_concurrent(s, spec, used, suspects());
 
   std::lock_guard lock(s.mutex);
+  impl_->note_circuit_closed(s);
   if (Clock::now() < s.circuit_until) return circuit_open(s, std::move(result));
   const auto start = Clock::now();
   auto send_launch = [&] {
@@ -518,6 +592,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
       result.error_name = "KILN_ERROR_TIMEOUT";
       result.message = why;
       result.suspect_buffers = suspects();
+      impl_->emit(WorkerEvent::Kind::watchdog_kill, s, spec, result);
       break;
     }
     const auto type = reply.frame.type_as<GpuWorkerFrame>();
@@ -551,6 +626,7 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     result.sticky = o.sticky;
     if (o.status != LaunchStatus::completed) result.suspect_buffers = suspects();
     if (o.sticky) {
+      impl_->emit(WorkerEvent::Kind::sticky_fault, s, spec, result);
       impl_->reap_worker(s);
       impl_->note_failure(s, o.error_name + " on GPU " + std::to_string(spec.device) + " (job " +
                                  std::to_string(spec.job_id) + ")");
@@ -582,6 +658,7 @@ LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec
     inflight.reset();
     {
       std::lock_guard lock(s.mutex);
+      note_circuit_closed(s);
       if (Clock::now() < s.circuit_until) return circuit_open(s, std::move(result));
       bool registered = false;
       try {
@@ -619,6 +696,7 @@ LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec
         result.error_name = "KILN_ERROR_TIMEOUT";
         result.message = why;
         result.suspect_buffers = suspects;
+        emit(WorkerEvent::Kind::watchdog_kill, s, spec, result);
         break;
       }
     }
@@ -638,6 +716,7 @@ LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec
   // A lost worker is replaced at once, so the GPU is ready again before the next request.
   if (result.sticky || (inflight && inflight->lost()) || !s.up) {
     std::lock_guard lock(s.mutex);
+    if (result.sticky) emit(WorkerEvent::Kind::sticky_fault, s, spec, result);
     retire_if_lost(s);
     if (!s.up && Clock::now() >= s.circuit_until) {
       try {

@@ -19,6 +19,22 @@ TEST(ServiceConfig, DefaultsListenOnLoopback) {
   EXPECT_NO_THROW(validate(c));
 }
 
+TEST(ServiceConfig, LogKeysApplyAndBadOnesAreRefused) {
+  ServiceConfig c;
+  EXPECT_EQ(c.log_format, kiln::service::LogFormat::text);
+  EXPECT_EQ(c.log_level, kiln::service::LogLevel::info);
+  EXPECT_TRUE(c.log_file.empty());
+  apply_config_json(c, R"({"log_format": "json", "log_level": "warn", "log_file": "/var/log/kilnd.log"})", "test.json");
+  EXPECT_EQ(c.log_format, kiln::service::LogFormat::json);
+  EXPECT_EQ(c.log_level, kiln::service::LogLevel::warn);
+  EXPECT_EQ(c.log_file, "/var/log/kilnd.log");
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"log_format": "xml"})", "a.json"); })
+                .find("key 'log_format': expected \"text\" or \"json\""),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"log_level": "loud"})", "a.json"); }).find("key 'log_level'"),
+            std::string::npos);
+}
+
 TEST(ServiceConfig, JsonKeysApply) {
   ServiceConfig c;
   apply_config_json(c, R"({"listen_address": "0.0.0.0", "port": 9000, "tokens_file": "/etc/kiln/tokens",

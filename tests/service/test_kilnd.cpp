@@ -196,7 +196,7 @@ TEST(Kilnd, HelpListsTheFlags) {
     auto r = run_process(argv);
     EXPECT_EQ(r.exit_code, 0) << r.err;
     for (const char* flag : {"--config", "--listen", "--port", "--tokens", "--allow-insecure-tokens", "--cache-dir",
-                             "--max-body-bytes"})
+                             "--max-body-bytes", "--log-format", "--log-level", "--log-file"})
       EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from\n" << r.out;
   }
 }

@@ -49,7 +49,8 @@ Node start_node(const std::string& name, const TempDir& dir, const std::string& 
                                    "--config",      (dir.path() / "cluster.json").string(),
                                    "--cache-dir",   (dir.path() / ("cache-" + name)).string(),
                                    "--queue",       url,
-                                   "--node-name",   name};
+                                   "--node-name",   name,
+                                   "--log-file",    (dir.path() / (name + ".log")).string()};
   Node node;
   node.process = std::make_unique<Child>(argv);
   std::string transcript;
@@ -78,7 +79,7 @@ TEST(KilndCluster, ANodeKilledMidCompileLosesNoJobAndNoneCompletesTwice) {
   // Generous bounds: they only decide when a stuck test fails, never whether a slow one passes.
   std::ofstream(dir.path() / "cluster.json")
       << json{{"queue_prefix", prefix}, {"cluster_lease_ms", 2000}, {"cluster_compile_threads", 1},
-              {"max_wait_ms", 1200000}, {"job_retention_s", 7200},
+              {"max_wait_ms", 1200000}, {"job_retention_s", 7200}, {"log_format", "json"},
               {"source_policy", {{"max_compile_time_ms", 1200000}}}}.dump();
   Node a = start_node("node-a", dir, redis.url());
   Node b = start_node("node-b", dir, redis.url());
@@ -148,6 +149,24 @@ TEST(KilndCluster, ANodeKilledMidCompileLosesNoJobAndNoneCompletesTwice) {
       << metrics->body;
   EXPECT_GE(std::stoi(m[1].str()), 1) << metrics->body;
   EXPECT_EQ(a.process->terminate(), 0);
+
+  // A's log (JSON lines, from the config file's log_format) says it took B's job over.
+  std::ifstream log(dir.path() / "node-a.log");
+  std::string all, line;
+  int takeovers = 0;
+  while (std::getline(log, line)) {
+    all += line + "\n";
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_TRUE(j.is_object()) << line;
+    if (j.value("event", "") == "cluster_takeover" && std::to_string(j.value("job", 0)) == killed_job) {
+      ++takeovers;
+      EXPECT_EQ(j["level"], "warn");
+      EXPECT_EQ(j["consumer"], "node-a/0");
+      EXPECT_EQ(j["deliveries"], 2);
+    }
+  }
+  EXPECT_EQ(takeovers, 1) << all;
+  EXPECT_EQ(all.find(kToken), std::string::npos) << all;
 }
 
 }  // namespace

@@ -16,9 +16,11 @@
 
 #include "kiln/service/server.hpp"
 #include "kiln/service/token_store.hpp"
+#include "kiln/service/worker_event_log.hpp"
 #include "kiln/service/worker_pool.hpp"
 #include "support/gpu.hpp"
 #include "support/http_fixture.hpp"
+#include "support/log_capture.hpp"
 
 namespace {
 
@@ -42,9 +44,12 @@ class KilndGpu : public ::testing::Test {
     config_.cache_dir = dir_.path() / "cache";
     config_.http_threads = 16;
     configure();
+    log_ = capture_.make(kiln::service::LogFormat::json);
+    pool_options_.on_event = kiln::service::log_worker_events(log_);
     pool_ = std::make_unique<kiln::service::WorkerPool>(pool_options_);
     const std::string tokens = std::string("alice ") + kiln::testing::kAliceToken + "\nbob " + kiln::testing::kBobToken + "\n";
-    server_ = std::make_unique<kiln::service::Server>(config_, kiln::service::TokenStore::parse(tokens, "test"), *pool_);
+    server_ = std::make_unique<kiln::service::Server>(config_, kiln::service::TokenStore::parse(tokens, "test"), *pool_,
+                                                      nullptr, log_);
     server_->start();
   }
   virtual void configure() {}  // a variant's settings, before the pool starts
@@ -85,6 +90,8 @@ class KilndGpu : public ::testing::Test {
   std::uint64_t kernel(httplib::Client& c) { return post(c, "/v1/kernels", {{"name", "k.cu"}, {"source", kSource}}, 201)["id"]; }
 
   kiln::testing::TempDir dir_;
+  kiln::testing::LogCapture capture_;
+  kiln::service::Log log_;
   kiln::service::ServiceConfig config_;
   kiln::service::WorkerPoolOptions pool_options_;
   std::unique_ptr<kiln::service::WorkerPool> pool_;
@@ -146,7 +153,9 @@ TEST_F(KilndGpu, FaultFailsOnlyItsRequestAndBuffersSurvive) {
       }
     });
   std::this_thread::sleep_for(200ms);
-  auto fault = c->Post("/v1/launches", auth(kiln::testing::kAliceToken),
+  httplib::Headers fault_headers = auth(kiln::testing::kAliceToken);
+  fault_headers.emplace("X-Request-Id", "gpu-fault-1");
+  auto fault = c->Post("/v1/launches", fault_headers,
                        json{{"kernel", k}, {"function", "fault"}, {"wait", true}, {"arguments", {{{"buffer", arg}}}}}.dump(),
                        "application/json");
   std::this_thread::sleep_for(500ms);
@@ -165,6 +174,20 @@ TEST_F(KilndGpu, FaultFailsOnlyItsRequestAndBuffersSurvive) {
   auto ready = c->Get("/readyz");
   ASSERT_TRUE(ready);
   EXPECT_EQ(ready->status, 200) << "the worker came back: " << ready->body;
+  // The log follows the fault from its request to the GPU worker and back.
+  const auto sticky = capture_.events("sticky_fault");
+  ASSERT_EQ(sticky.size(), 1u) << capture_.all();
+  EXPECT_EQ(sticky[0]["level"], "error");
+  EXPECT_EQ(sticky[0]["request_id"], "gpu-fault-1");
+  EXPECT_EQ(sticky[0]["error"], "CUDA_ERROR_ILLEGAL_ADDRESS");
+  EXPECT_EQ(sticky[0]["device"], 0);
+  EXPECT_EQ(sticky[0]["suspect_buffers"], json::array({arg}));
+  EXPECT_FALSE(sticky[0]["message"].get<std::string>().empty());
+  EXPECT_GE(capture_.events("worker_exited").size(), 1u) << capture_.all();
+  EXPECT_GE(capture_.events("worker_started").size(), 2u) << "the first worker and its replacement\n" << capture_.all();
+  const auto line = capture_.requests("gpu-fault-1");
+  ASSERT_EQ(line.size(), 1u) << capture_.all();
+  EXPECT_EQ(line[0]["status"], 422);
 }
 
 TEST_F(KilndGpu, DeadlineGivesATimeoutAndTheGpuServesTheNextRequest) {
@@ -172,11 +195,23 @@ TEST_F(KilndGpu, DeadlineGivesATimeoutAndTheGpuServesTheNextRequest) {
   const std::uint64_t k = kernel(*c);
   const std::uint64_t flag = buffer(*c, {0.f});
   const auto start = std::chrono::steady_clock::now();
-  auto r = post(*c, "/v1/launches",
-                {{"kernel", k}, {"function", "forever"}, {"deadline_ms", 300}, {"wait", true}, {"arguments", {{{"buffer", flag}}}}},
-                504);
+  httplib::Headers headers = auth(kiln::testing::kAliceToken);
+  headers.emplace("X-Request-Id", "gpu-deadline-1");
+  auto answer = c->Post("/v1/launches", headers,
+                        json{{"kernel", k}, {"function", "forever"}, {"deadline_ms", 300}, {"wait", true},
+                             {"arguments", {{{"buffer", flag}}}}}.dump(),
+                        "application/json");
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+  ASSERT_TRUE(answer);
+  EXPECT_EQ(answer->status, 504) << answer->body;
+  const json r = json::parse(answer->body, nullptr, false);
   EXPECT_EQ(r["status"], "timed_out") << r.dump();
+  EXPECT_EQ(r["request_id"], "gpu-deadline-1") << r.dump();
+  const auto kills = capture_.events("watchdog_kill");
+  ASSERT_EQ(kills.size(), 1u) << capture_.all();
+  EXPECT_EQ(kills[0]["request_id"], "gpu-deadline-1");
+  EXPECT_EQ(kills[0]["error"], "KILN_ERROR_TIMEOUT");
+  EXPECT_EQ(kills[0]["suspect_buffers"], json::array({flag}));
   const std::uint64_t y = buffer(*c, std::vector<float>(32, 1.f));
   auto next = post(*c, "/v1/launches",
                    {{"kernel", k}, {"function", "saxpy"}, {"block", 32}, {"wait", true},

@@ -11,6 +11,7 @@
 #include "kiln/service/no_gpu_backend.hpp"
 #include "kiln/service/server.hpp"
 #include "kiln/service/token_store.hpp"
+#include "kiln/service/worker_event_log.hpp"
 #include "kiln/service/worker_pool.hpp"
 #include "kiln/topology/topology.hpp"
 
@@ -33,6 +34,11 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
                  "where compile jobs queue: 'memory' (default: this process) or redis://host[:port][/db] / "
                  "unix:///socket, shared with other kilnd nodes");
   app.add_option("--node-name", flags.node_name, "this node's name in the shared queue (default <hostname>-<pid>)");
+  app.add_option("--log-format", flags.log_format, "log lines as 'text' (default) or 'json' (one object a line)")
+      ->check(CLI::IsMember({"text", "json"}));
+  app.add_option("--log-level", flags.log_level, "least level logged: debug, info (default), warn, error, off")
+      ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
+  app.add_option("--log-file", flags.log_file, "append the log to this file instead of standard error");
 }
 
 int run_serve(const ServeFlags& flags, const std::string& program) {
@@ -67,7 +73,11 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (flags.http_threads) config.http_threads = *flags.http_threads;
     if (flags.queue) config.queue_url = *flags.queue;
     if (flags.node_name) config.node_name = *flags.node_name;
+    if (flags.log_format) config.log_format = *service::parse_log_format(*flags.log_format);  // checked by CLI11
+    if (flags.log_level) config.log_level = *service::parse_log_level(*flags.log_level);
+    if (flags.log_file) config.log_file = *flags.log_file;
     service::validate(config);
+    const service::Log log = service::Log::open({config.log_format, config.log_level, config.log_file});
 
     service::TokenStore tokens;
     if (config.tokens_file.empty()) {
@@ -78,7 +88,10 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     } else {
       std::string warning;
       tokens = service::TokenStore::load(config.tokens_file, config.allow_insecure_tokens, &warning);
-      if (!warning.empty()) std::cerr << program << ": " << warning << std::endl;
+      if (!warning.empty()) {
+        std::cerr << program << ": " << warning << std::endl;
+        log.warn("tokens_insecure", warning, {{"file", config.tokens_file.string()}});
+      }
     }
 
     // With a driver and a GPU: a worker process per GPU, and the machine's topology for placement.
@@ -89,6 +102,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
       workers.mode = config.gpu_mode;
       workers.modes = config.gpu_modes;
       workers.streams_per_gpu = config.streams_per_gpu;
+      workers.on_event = service::log_worker_events(log);
       backend = std::make_unique<service::WorkerPool>(workers);
       for (const auto& d : backend->devices()) {
         std::cout << program << ": GPU " << d.ordinal << " " << d.name << " (" << d.uuid << ", " << d.pci_bus_id
@@ -101,14 +115,16 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
         topology = std::make_shared<const topology::Topology>(topology::discover());
       } catch (const Error& e) {
         std::cout << program << ": placing work without the topology: " << e.what() << "\n";
+        log.warn("no_topology", std::string("placing work without the topology: ") + e.what());
       }
     } else {
       backend = service::make_no_gpu_backend();
+      log.warn("no_gpu", "no GPU work possible (" + why + "); kernels can be registered, buffers and launches answer 503");
       std::cout << program << ": no GPU work possible (" << why
                 << "); kernels can be registered, buffers and launches answer 503\n";
     }
 
-    service::Server server(config, std::move(tokens), *backend, topology);
+    service::Server server(config, std::move(tokens), *backend, topology, log);
     server.start();
     if (!config.queue_url.empty() && config.queue_url != "memory")
       std::cout << program << ": compile jobs go through the shared queue at " << config.queue_url << "\n";
@@ -118,6 +134,8 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     sigwait(&stop_signals, &signal);
     std::cout << program << ": " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
               << ": draining (up to " << config.drain_timeout.count() << " ms) and stopping" << std::endl;
+    log.info("shutdown", std::string(signal == SIGINT ? "SIGINT" : "SIGTERM") + " received: stopping",
+             {{"phase", "signal"}, {"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
     server.stop();
     std::cout << program << ": stopped" << std::endl;
     return 0;

@@ -23,6 +23,9 @@ struct ServeFlags {
   std::optional<int> http_threads;
   std::optional<std::string> queue;
   std::optional<std::string> node_name;
+  std::optional<std::string> log_format;
+  std::optional<std::string> log_level;
+  std::optional<std::string> log_file;
 };
 
 void add_serve_options(CLI::App& app, ServeFlags& flags);

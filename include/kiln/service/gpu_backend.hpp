@@ -56,6 +56,7 @@ using KernelArgument = std::variant<ScalarArgument, BufferArgument>;
 struct LaunchSpec {
   std::string tenant;
   std::uint64_t job_id = 0;
+  std::string request_id;                    // the HTTP request that made the job, for its log lines
   std::shared_ptr<const std::string> image;  // CUBIN or NUL-terminated PTX
   std::string image_key;                     // stable identity of the image (the JIT cache key)
   std::string kernel;                        // the symbol to launch (lowered name)

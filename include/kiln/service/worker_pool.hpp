@@ -28,14 +28,42 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <string>
+#include <string_view>
+#include <vector>
 
 #include "kiln/service/gpu_backend.hpp"
 #include "kiln/service/gpu_mode.hpp"
 
 namespace kiln::service {
+
+// What the supervisor reports as it happens, for kilnd's log: the kiln library logs nothing
+// itself, kilnd installs WorkerPoolOptions::on_event (kiln_service's log_worker_events).
+struct WorkerEvent {
+  enum class Kind : std::uint8_t {
+    worker_started,  // pid: the new worker
+    worker_start_failed,  // message: why no worker could be started (the GPU is not scheduled meanwhile)
+    worker_exited,   // message: how it ended and why (a sticky error, a crash, the watchdog, shutdown)
+    sticky_fault,    // a launch's sticky error killed the worker's context: error_name, message, suspects
+    watchdog_kill,   // a launch ran past its deadline and its worker was ended
+    circuit_open,    // repeated worker failures: the GPU is not scheduled until the cooldown ends
+    circuit_closed,  // the cooldown ended: the GPU is scheduled again
+  };
+  Kind kind = Kind::worker_started;
+  int device = 0;
+  int pid = -1;                          // the worker's, when one is concerned
+  std::string message;                   // kiln's explanation
+  std::uint64_t job_id = 0;              // the launch concerned (0: none)
+  std::string request_id;                // its request's id (LaunchSpec::request_id)
+  std::string error_name;                // CUDA_ERROR_ILLEGAL_ADDRESS, KILN_ERROR_TIMEOUT
+  std::vector<BufferId> suspect_buffers; // buffers the launch could have written
+};
+
+std::string_view to_string(WorkerEvent::Kind kind) noexcept;
 
 struct WorkerPoolOptions {
   // The kiln-worker binary. Empty: $KILN_WORKER_PATH, then kiln-worker next to the running
@@ -54,6 +82,9 @@ struct WorkerPoolOptions {
   int streams_per_gpu = 4;  // concurrent mode: launches a worker runs at once (1-256)
   std::size_t max_images_per_worker = 256;
   std::size_t max_image_bytes_per_worker = std::size_t{512} << 20;
+  // Called for each WorkerEvent on the thread where it happens, with a GPU's lock held: it must be
+  // quick and must not throw (an exception is dropped) or call back into the pool.
+  std::function<void(const WorkerEvent&)> on_event;
 };
 
 class WorkerPool final : public GpuBackend {

@@ -175,9 +175,11 @@ Result<T> ServiceCore::guarded(F&& body) {
   }
 }
 
-ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_ptr<const topology::Topology> topology)
+ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_ptr<const topology::Topology> topology,
+                         Log log)
     : config_(validated(config)),
       backend_(backend),
+      log_(std::move(log)),
       cache_(cache_options(config_)),
       compile_gate_(gate_limits(config_)),
       queue_(queue_options(config_)),
@@ -188,7 +190,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
   if (shared_queue_)
     cluster_ = std::make_unique<detail::ClusterCompiles>(
         *shared_queue_, config_.node_name.empty() ? detail::default_node_name() : config_.node_name,
-        config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_);
+        config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_, log_);
 }
 
 ServiceCore::~ServiceCore() { shutdown(); }
@@ -449,7 +451,7 @@ const detail::CompiledImage* ServiceCore::image_for(std::shared_ptr<const detail
   return &kernel->images.at(arch);
 }
 
-Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchRequest r) {
+Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchRequest r, std::string_view request_id) {
   return guarded<LaunchOutcome>([&]() -> Result<LaunchOutcome> {
     auto kernel = kernels_.find(r.kernel, tenant);
     if (!kernel) return not_found("kernel", r.kernel);
@@ -524,6 +526,7 @@ Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchReque
       if (d.ordinal == spec.device) arch = d.arch;
     const detail::CompiledImage* image = image_for(kernel, arch);
     spec.tenant = tenant;
+    spec.request_id = request_id;
     spec.image = image->bytes;
     spec.image_key = image->artifact.key().hex();
     spec.kernel = symbol;

@@ -33,6 +33,7 @@
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/service/config.hpp"
 #include "kiln/service/in_process_queue.hpp"
+#include "kiln/service/log.hpp"
 #include "kiln/service/metrics.hpp"
 #include "kiln/service/redis_stream_queue.hpp"
 #include "kiln/service/requests.hpp"
@@ -147,7 +148,9 @@ struct Readiness {
 class ServiceCore {
  public:
   // Validates `config` (kiln::Error invalid_argument) and starts the scheduler.
-  ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_ptr<const topology::Topology> topology = {});
+  // `log` receives the core's events (cluster takeovers, the shared queue's trouble).
+  ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_ptr<const topology::Topology> topology = {},
+              Log log = {});
   ~ServiceCore();
   ServiceCore(const ServiceCore&) = delete;
   ServiceCore& operator=(const ServiceCore&) = delete;
@@ -172,7 +175,8 @@ class ServiceCore {
                                              std::optional<std::uint64_t> bytes);
 
   // Launches and jobs.
-  Result<LaunchOutcome> launch(const std::string& tenant, LaunchRequest request);
+  // `request_id` goes with the job: its record and the GPU backend's LaunchSpec carry it.
+  Result<LaunchOutcome> launch(const std::string& tenant, LaunchRequest request, std::string_view request_id = {});
   Result<JobSnapshot> job(const std::string& tenant, std::uint64_t id, std::chrono::milliseconds wait);
   Page<JobSnapshot> list_jobs(const std::string& tenant, PageRequest page);
 
@@ -199,6 +203,7 @@ class ServiceCore {
 
   ServiceConfig config_;
   GpuBackend& backend_;
+  Log log_;
   Metrics metrics_;
   jit::KernelCache cache_;
   detail::CompileGate compile_gate_;

@@ -2,7 +2,6 @@
 
 #include <unistd.h>
 
-#include <iostream>
 
 #include "kiln/driver/error.hpp"
 #include "kiln/service/requests.hpp"
@@ -18,8 +17,8 @@ std::string default_node_name() {
 }
 
 ClusterCompiles::ClusterCompiles(RedisStreamQueue& queue, std::string node, int threads, std::uint32_t max_deliveries,
-                                 jit::KernelCache& cache)
-    : queue_(queue), node_(std::move(node)), max_deliveries_(max_deliveries), cache_(cache) {
+                                 jit::KernelCache& cache, Log log)
+    : queue_(queue), node_(std::move(node)), max_deliveries_(max_deliveries), cache_(cache), log_(std::move(log)) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this, i](std::stop_token stop) { consume(i, stop); });
   if (threads > 0) threads_.emplace_back([this](std::stop_token stop) { heartbeat(stop); });
 }
@@ -67,12 +66,18 @@ void ClusterCompiles::consume(int index, std::stop_token stop) {
     try {
       job = queue_.claim(consumer, std::chrono::milliseconds(500));
     } catch (const Error& e) {
-      std::cerr << "kilnd " << consumer << ": shared queue: " << e.what() << " (retrying in 1 s)\n";
+      log_.warn("cluster_queue_error", std::string("shared queue: ") + e.what() + " (retrying in 1 s)", {{"consumer", consumer}});
       std::this_thread::sleep_for(std::chrono::seconds(1));
       continue;
     }
     if (!job) continue;
-    if (job->reclaimed) reclaimed_.fetch_add(1, std::memory_order_relaxed);
+    if (job->reclaimed) {
+      reclaimed_.fetch_add(1, std::memory_order_relaxed);
+      log_.warn("cluster_takeover",
+                "compile job " + std::to_string(job->id) + " taken over from a node whose lease ran out (delivery " +
+                    std::to_string(job->deliveries) + ")",
+                {{"job", job->id}, {"origin", job->origin}, {"consumer", consumer}, {"deliveries", job->deliveries}});
+    }
     {
       std::lock_guard lock(in_hand_mutex_);
       in_hand_.push_back({*job, consumer});
@@ -97,7 +102,8 @@ void ClusterCompiles::consume(int index, std::stop_token stop) {
       else superseded_.fetch_add(1, std::memory_order_relaxed);
     } catch (const Error& e) {
       // The lease runs out and another node redoes the job: nothing is lost, only time.
-      std::cerr << "kilnd " << consumer << ": cannot complete compile job " << job->id << ": " << e.what() << "\n";
+      log_.warn("cluster_queue_error", "cannot complete compile job " + std::to_string(job->id) + ": " + e.what(),
+                {{"consumer", consumer}, {"job", job->id}});
     }
   }
 }
@@ -120,7 +126,8 @@ void ClusterCompiles::heartbeat(std::stop_token stop) {
       try {
         queue_.extend(h.job, h.consumer);
       } catch (const Error& e) {
-        std::cerr << "kilnd " << h.consumer << ": cannot renew the lease of compile job " << h.job.id << ": " << e.what() << "\n";
+        log_.warn("cluster_queue_error", "cannot renew the lease of compile job " + std::to_string(h.job.id) + ": " + e.what(),
+                  {{"consumer", h.consumer}, {"job", h.job.id}});
       }
     }
   }

@@ -22,6 +22,7 @@
 
 #include "detail/kernel_build.hpp"
 #include "kiln/service/metrics.hpp"
+#include "kiln/service/log.hpp"
 #include "kiln/service/redis_stream_queue.hpp"
 
 namespace kiln::service::detail {
@@ -29,8 +30,9 @@ namespace kiln::service::detail {
 
 class ClusterCompiles {
  public:
+  // `log` receives takeovers (a job reclaimed from a silent node) and the queue's trouble.
   ClusterCompiles(RedisStreamQueue& queue, std::string node, int threads, std::uint32_t max_deliveries,
-                  jit::KernelCache& cache);
+                  jit::KernelCache& cache, Log log = {});
   ~ClusterCompiles();  // stops the consumers (a compile in hand finishes first)
   ClusterCompiles(const ClusterCompiles&) = delete;
   ClusterCompiles& operator=(const ClusterCompiles&) = delete;
@@ -61,6 +63,7 @@ class ClusterCompiles {
   const std::string node_;
   const std::uint32_t max_deliveries_;
   jit::KernelCache& cache_;
+  const Log log_;
 
   std::atomic<std::uint64_t> enqueued_{0}, completed_{0}, reclaimed_{0}, superseded_{0}, abandoned_{0};
   std::mutex in_hand_mutex_;

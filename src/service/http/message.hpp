@@ -24,6 +24,7 @@ struct Request {
   Fields headers;      // as sent, in order
   std::string body;    // decoded (chunks joined, gzip/deflate inflated)
   unsigned version = 11;  // 10 or 11
+  std::string request_id; // the client's X-Request-Id when valid, else one the transport made (request_id.hpp)
 
   // The first header of that name (case-insensitive), or "" when there is none.
   std::string_view header_value(std::string_view name) const noexcept;

@@ -25,6 +25,7 @@
 #include "detail/error_body.hpp"
 #include "http/body_decoder.hpp"
 #include "http/connection_limits.hpp"
+#include "http/request_id.hpp"
 #include "kiln/driver/error.hpp"
 
 namespace kiln::service::http {
@@ -236,8 +237,9 @@ namespace {
 
 class Connection : public std::enable_shared_from_this<Connection> {
  public:
-  Connection(Transport::Impl& t, Loop& loop, tcp::socket socket, ConnectionLimits::Ticket ticket)
-      : t_(t), loop_(loop), socket_(std::move(socket)), buffer_(t.options.max_header_bytes + 64 * 1024), ticket_(std::move(ticket)) {}
+  Connection(Transport::Impl& t, Loop& loop, tcp::socket socket, ConnectionLimits::Ticket ticket, std::string client)
+      : t_(t), loop_(loop), socket_(std::move(socket)), buffer_(t.options.max_header_bytes + 64 * 1024), ticket_(std::move(ticket)),
+        client_(std::move(client)) {}
 
   // On the connection's loop.
   void start() {
@@ -307,6 +309,9 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void read_head() {
     phase_ = Phase::head;
     head_started_ = Clock::now();
+    request_id_.clear();
+    wire_bytes_ = 0;
+    verdict_ = HeadVerdict{};  // nothing of the previous request (its tenant) describes this one
     scanned_ = 0;
     parser_.emplace();
     parser_->body_limit(boost::none);  // BodyDecoder holds the limits, on decoded bytes
@@ -345,6 +350,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
     request_.version = message.version();
     request_.headers.reserve(16);
     for (const auto& field : message) request_.headers.emplace_back(field.name_string(), field.value());
+    request_id_ = request_id_for(request_.header_value(kRequestIdHeader));
+    request_.request_id = request_id_;
     head_only_ = request_.method == "HEAD";
     keep_alive_ = parser_->keep_alive();
     if (request_.version != 10 && request_.version != 11)
@@ -406,6 +413,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // a plain 400.
   void refuse_malformed(beast::error_code ec, std::string_view head) {
     const RawHead raw = split_raw_head(head);
+    for (const auto& [name, value] : raw.headers)
+      if (equals_ignoring_case(name, kRequestIdHeader)) {
+        request_id_ = request_id_for(value);  // the answer carries the client's id all the same
+        break;
+      }
     detail::Framing framing;
     if (auto refused = detail::check_framing(raw.method, raw.headers, framing))
       return respond(error_response(refused->status, detail::status_code_name(refused->status), refused->message, true));
@@ -482,8 +494,26 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void prepare(Response answer) {
     if (!keep_alive_ || t_.stopping.load(std::memory_order_acquire)) answer.close = true;
     close_after_ = answer.close;
-    t_.handler.answered(answer.status);
+    stamp(answer);
     out_ = serialize(answer, head_only_);
+  }
+
+  // The request id on the answer (one is made for a request whose head was never read), and the
+  // exchange reported to the handler.
+  void stamp(Response& answer) {
+    if (request_id_.empty()) request_id_ = make_request_id();
+    answer.set_header(std::string(kRequestIdHeader), request_id_);
+    Exchange e;
+    e.request_id = request_id_;
+    e.method = request_.method;
+    e.path = request_.path;
+    e.context = verdict_.context;
+    e.client = client_;
+    e.status = answer.status;
+    e.bytes_in = wire_bytes_;
+    e.bytes_out = answer.body.size();
+    e.duration = head_started_ == Clock::time_point{} ? Clock::duration{} : Clock::now() - head_started_;
+    t_.handler.answered(e);
   }
 
   void write_from(std::size_t offset) {
@@ -506,7 +536,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   // waiting, then closed.
   void refuse_now(int status, std::string_view message) {
     Response r = error_response(status, detail::status_code_name(status), message, true);
-    t_.handler.answered(status);
+    stamp(r);
     send_now(socket_, serialize(r, false));
     linger_close();
   }
@@ -574,6 +604,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::string out_;
   Phase phase_ = Phase::waiting;
   ConnectionLimits::Ticket ticket_;
+  std::string client_;      // the peer's address
+  std::string request_id_;  // this request's (request_id.hpp); "" until its head is read
 };
 
 bool out_of_descriptors(const beast::error_code& ec) {
@@ -617,13 +649,20 @@ void Transport::Impl::on_accept(beast::error_code ec, tcp::socket socket, Loop& 
                                           std::to_string(limits.max_per_address()) + ") connections";
     Response r = error_response(503, "too_many_connections", message, true);
     r.set_header("Retry-After", "1");
-    handler.answered(503);
+    const std::string request_id = make_request_id();
+    r.set_header(std::string(kRequestIdHeader), request_id);
+    Exchange e;
+    e.request_id = request_id;
+    e.client = address;
+    e.status = 503;
+    e.bytes_out = r.body.size();
+    handler.answered(e);
     send_now(socket, serialize(r, false));
     socket.close(ignored);
     return accept();
   }
   socket.set_option(tcp::no_delay(true), ignored);  // an answer is one write; never wait on a delayed ACK
-  auto connection = std::make_shared<Connection>(*this, loop, std::move(socket), std::move(ticket));
+  auto connection = std::make_shared<Connection>(*this, loop, std::move(socket), std::move(ticket), address);
   net::post(loop.io, [connection] { connection->start(); });
   accept();
 }

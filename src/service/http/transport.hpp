@@ -22,6 +22,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
@@ -62,6 +63,20 @@ struct HeadVerdict {
   std::string context;     // for serve(): the tenant, say
 };
 
+// One final answer as the transport wrote it, for the request log and metrics. The views live
+// only during the call.
+struct Exchange {
+  std::string_view request_id;   // also sent back as X-Request-Id
+  std::string_view method;       // "" when no request line was read (a refused connection, a head timeout)
+  std::string_view path;         // percent-decoded; "" as for method
+  std::string_view context;      // HeadVerdict::context: the tenant once authenticated
+  std::string_view client;       // the client's address
+  int status = 0;
+  std::uint64_t bytes_in = 0;    // body bytes received, as sent on the wire
+  std::uint64_t bytes_out = 0;   // the answer's body bytes
+  std::chrono::nanoseconds duration{0};  // from the request's first byte to its answer being ready
+};
+
 class Handler {
  public:
   virtual ~Handler() = default;
@@ -69,8 +84,9 @@ class Handler {
   virtual HeadVerdict on_head(const Request& head, const detail::Framing& framing) noexcept = 0;
   // The request with its body. Must not throw (an exception is answered 500).
   virtual Response serve(Request& request, HeadVerdict& verdict) noexcept = 0;
-  // Every final answer written, for metrics. Must not throw.
-  virtual void answered(int status) noexcept = 0;
+  // Every final answer written (each request once, and each connection refused at accept), for
+  // the request log and metrics. Must not throw.
+  virtual void answered(const Exchange& exchange) noexcept = 0;
 };
 
 class Transport {

@@ -24,7 +24,8 @@ void ServiceFixture::SetUp() {
 
 void ServiceFixture::start() {
   const std::string tokens = std::string("alice ") + kAliceToken + "\nbob " + kBobToken + "\n";
-  server_ = std::make_unique<service::Server>(config_, service::TokenStore::parse(tokens, "test tokens"), backend_);
+  server_ = std::make_unique<service::Server>(config_, service::TokenStore::parse(tokens, "test tokens"), *gpu_backend_,
+                                              nullptr, log_);
   server_->start();
   client_ = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
   client_->set_read_timeout(std::chrono::seconds(60));

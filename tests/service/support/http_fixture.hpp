@@ -50,6 +50,8 @@ class ServiceFixture : public ::testing::Test {
   TempDir dir_;
   service::ServiceConfig config_;
   service::NoGpuBackend backend_{"test machine without a GPU"};
+  service::GpuBackend* gpu_backend_ = &backend_;  // tests may point it at another backend before start()
+  service::Log log_;                              // discards; tests may capture it before start()
   std::unique_ptr<service::Server> server_;
   std::unique_ptr<httplib::Client> client_;
 };

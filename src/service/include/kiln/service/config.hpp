@@ -15,6 +15,7 @@
 
 #include "kiln/jit/source_policy.hpp"
 #include "kiln/service/gpu_mode.hpp"
+#include "kiln/service/log.hpp"
 
 namespace kiln::service {
 
@@ -89,6 +90,12 @@ struct ServiceConfig {
   int cluster_compile_threads = 2;            // this node's consumers of the shared compile queue
   std::chrono::milliseconds cluster_lease{10000};  // a node silent this long loses its compile job
   std::uint32_t cluster_max_deliveries = 3;   // a job handed out this often is failed, not retried
+
+  // Logs (log.hpp, docs/SERVICE.md "Logs"): text or JSON lines, from this level up, to standard
+  // error or this file.
+  LogFormat log_format = LogFormat::text;
+  LogLevel log_level = LogLevel::info;
+  std::filesystem::path log_file;
 };
 
 // Applies the keys of a JSON object (text) on top of `config`. Throws kiln::Error

@@ -46,6 +46,7 @@ enum class JobState : std::uint8_t { queued, running, finished };
 struct JobSnapshot {
   JobId id = 0;
   std::string tenant;
+  std::string request_id;  // of the request that launched it (X-Request-Id)
   Priority priority = Priority::normal;
   int device = 0;
   JobState state = JobState::queued;

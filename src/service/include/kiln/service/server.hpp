@@ -15,6 +15,7 @@
 
 #include "kiln/service/config.hpp"
 #include "kiln/service/gpu_backend.hpp"
+#include "kiln/service/log.hpp"
 #include "kiln/service/token_store.hpp"
 
 namespace kiln::topology {
@@ -32,9 +33,10 @@ struct Route {
 class Server {
  public:
   // The backend must outlive the server. `topology` (optional) guides placement on several GPUs.
-  // Throws kiln::Error for an invalid configuration.
+  // `log` receives every request and event (log.hpp); the default discards them. Throws
+  // kiln::Error for an invalid configuration.
   Server(ServiceConfig config, TokenStore tokens, GpuBackend& backend,
-         std::shared_ptr<const topology::Topology> topology = {});
+         std::shared_ptr<const topology::Topology> topology = {}, Log log = {});
   ~Server();  // stop()
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
