@@ -15,6 +15,7 @@
 #include <thread>
 
 #include "commands.hpp"
+#include "progress.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 
 namespace kiln::cli {
@@ -149,9 +150,8 @@ int warm(const CompileArgs& a) {
   jit::KernelCacheOptions options = cache_options(a);
   options.compile_worker_processes = jobs;  // one worker per thread when workers are asked for
   jit::KernelCache cache(options);
-  const bool tty = ::isatty(STDERR_FILENO);
-  std::atomic<std::size_t> next{0}, done{0}, failed{0};
-  std::mutex print;
+  Progress progress(std::cerr, files.size(), "files", ::isatty(STDERR_FILENO) != 0);
+  std::atomic<std::size_t> next{0}, failed{0};
   const auto start = std::chrono::steady_clock::now();
   auto worker = [&] {
     for (std::size_t i; (i = next.fetch_add(1)) < files.size();) {
@@ -162,20 +162,17 @@ int warm(const CompileArgs& a) {
       } catch (const Error& e) {
         failure = std::string(e.what()) + "\n";
       }
-      failed += !failure.empty();
-      const std::size_t n = ++done;
-      std::lock_guard lock(print);
-      if (!failure.empty()) std::cerr << (tty ? "\r\033[K" : "") << failure;
-      const int width = 30, filled = static_cast<int>(width * n / files.size());
-      std::cerr << (tty ? "\r\033[K" : "") << "[" << std::string(filled, '#') << std::string(width - filled, ' ')
-                << "] " << n << "/" << files.size() << " " << files[i].filename().string() << (tty ? "" : "\n")
-                << std::flush;
+      if (!failure.empty()) {
+        ++failed;
+        progress.message(failure);
+      }
+      progress.advance(files[i].filename().string());
     }
   };
   std::vector<std::thread> threads;
   for (unsigned j = 0; j < jobs; ++j) threads.emplace_back(worker);
   for (auto& t : threads) t.join();
-  if (tty) std::cerr << "\n";
+  progress.finish();
   print_warnings(cache);
   const jit::CacheStats s = cache.stats();
   std::cout << "warmed " << files.size() << " kernel files for " << target.arch_name() << " with " << jobs
