@@ -95,25 +95,7 @@ std::vector<std::string> nvjitlink_candidates(const NvJitLinkSearch& search) {
 }
 
 std::optional<std::string> locate_nvjitlink(const NvJitLinkSearch& search) {
-  std::optional<std::vector<std::string>> loader_dirs;
-  for (const std::string& candidate : nvjitlink_candidates(search)) {
-    std::error_code ec;
-    if (candidate.find('/') != std::string::npos) {
-      if (!fs::exists(candidate, ec)) continue;
-      fs::path real = fs::canonical(candidate, ec);
-      if (!ec) return real.string();
-      continue;
-    }
-    if (auto loaded = detail::loaded_path_of(candidate)) return loaded;
-    if (!loader_dirs) loader_dirs = detail::dlopen_search_dirs();
-    for (const std::string& dir : *loader_dirs) {
-      const fs::path file = fs::path(dir) / candidate;
-      if (!fs::exists(file, ec)) continue;
-      fs::path real = fs::canonical(file, ec);
-      if (!ec) return real.string();
-    }
-  }
-  return std::nullopt;
+  return detail::locate_first(nvjitlink_candidates(search));
 }
 
 NvJitLinkLibrary open_nvjitlink(const NvJitLinkSearch& search) {

@@ -116,4 +116,29 @@ std::vector<std::string> dlopen_search_dirs() {
   return unique;
 }
 
+std::optional<std::string> locate_first(const std::vector<std::string>& candidates) {
+  namespace fs = std::filesystem;
+  std::optional<std::vector<std::string>> loader_dirs;  // looked up for the first bare name only
+  for (const std::string& candidate : candidates) {
+    std::error_code ec;
+    if (candidate.find('/') != std::string::npos) {
+      // A path: dlopen opens exactly that file.
+      if (!fs::exists(candidate, ec)) continue;
+      fs::path real = fs::canonical(candidate, ec);
+      if (!ec) return real.string();
+      continue;
+    }
+    // A bare name: a library of that name already in the process, else the loader's search.
+    if (auto loaded = loaded_path_of(candidate)) return loaded;
+    if (!loader_dirs) loader_dirs = dlopen_search_dirs();
+    for (const std::string& dir : *loader_dirs) {
+      const fs::path file = fs::path(dir) / candidate;
+      if (!fs::exists(file, ec)) continue;
+      fs::path real = fs::canonical(file, ec);
+      if (!ec) return real.string();
+    }
+  }
+  return std::nullopt;
+}
+
 }  // namespace kiln::driver::detail

@@ -31,4 +31,8 @@ std::optional<std::string> loaded_path_of(const std::string& soname);
 // folders of /etc/ld.so.conf standing in for /etc/ld.so.cache, then the system folders.
 std::vector<std::string> dlopen_search_dirs();
 
+// The real path of the first candidate that open_library would find, without loading anything: a
+// path that exists, or a bare name already loaded or present in dlopen_search_dirs().
+std::optional<std::string> locate_first(const std::vector<std::string>& candidates);
+
 }  // namespace kiln::driver::detail
