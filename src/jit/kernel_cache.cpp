@@ -79,14 +79,18 @@ CompileResult KernelCache::try_compile(const Program& program, const Target& tar
   if (options_.policy) options_.policy->check(program);
   const CacheKey key = key_for(program, target);
   if (auto hit = find(key)) return CompileResult{std::move(*hit), {}, {}, program.name, target};
+  return single_flight(flights_, key, [&] { return produce(program, target, key); });
+}
 
-  // Single flight: the first caller for a key compiles; the others wait for its result.
-  std::promise<CompileResult> promise;
-  std::shared_future<CompileResult> flight;
+template <typename Result, typename Make>
+Result KernelCache::single_flight(std::unordered_map<CacheKey, std::shared_future<Result>>& flights,
+                                  const CacheKey& key, Make&& make) {
+  std::promise<Result> promise;
+  std::shared_future<Result> flight;
   bool leader = false;
   {
     std::lock_guard lock(flights_mutex_);
-    auto [it, inserted] = flights_.try_emplace(key);
+    auto [it, inserted] = flights.try_emplace(key);
     if (inserted) {
       it->second = promise.get_future().share();
       leader = true;
@@ -98,13 +102,13 @@ CompileResult KernelCache::try_compile(const Program& program, const Target& tar
     return flight.get();  // rethrows the leader's exception
   }
   try {
-    promise.set_value(produce(program, target, key));
+    promise.set_value(make());
   } catch (...) {
     promise.set_exception(std::current_exception());
   }
   {
     std::lock_guard lock(flights_mutex_);
-    flights_.erase(key);
+    flights.erase(key);
   }
   return flight.get();
 }
@@ -123,33 +127,7 @@ Artifact KernelCache::link(const LinkJob& job, const Target& target) {
 LinkResult KernelCache::try_link(const LinkJob& job, const Target& target) {
   const CacheKey key = link_key_for(job, target);
   if (auto hit = find(key)) return LinkResult{std::move(*hit), {}, {}, job.name, target, 0};
-
-  std::promise<LinkResult> promise;
-  std::shared_future<LinkResult> flight;
-  bool leader = false;
-  {
-    std::lock_guard lock(flights_mutex_);
-    auto [it, inserted] = link_flights_.try_emplace(key);
-    if (inserted) {
-      it->second = promise.get_future().share();
-      leader = true;
-    }
-    flight = it->second;
-  }
-  if (!leader) {
-    shared_waits_.fetch_add(1, std::memory_order_relaxed);
-    return flight.get();
-  }
-  try {
-    promise.set_value(produce_link(job, target, key));
-  } catch (...) {
-    promise.set_exception(std::current_exception());
-  }
-  {
-    std::lock_guard lock(flights_mutex_);
-    link_flights_.erase(key);
-  }
-  return flight.get();
+  return single_flight(link_flights_, key, [&] { return produce_link(job, target, key); });
 }
 
 LinkResult KernelCache::produce_link(const LinkJob& job, const Target& target, const CacheKey& key) {
@@ -160,12 +138,7 @@ LinkResult KernelCache::produce_link(const LinkJob& job, const Target& target, c
     return LinkResult{std::move(hit), {}, {}, job.name, target, 0};
   };
   KeyLock lock;
-  if (disk_) {
-    if (auto hit = disk_->load(key)) return disk_hit(*hit);
-    lock = disk_->lock_key(key, disk_lock_wait());
-    if (lock.held() || lock.state() == KeyLockState::timed_out)
-      if (auto hit = disk_->recheck(key)) return disk_hit(*hit);
-  }
+  if (auto hit = load_or_lock(key, lock)) return disk_hit(*hit);
   LinkSettings settings;
   settings.key = key;
   LinkResult result = jit::link(job, target, settings);
@@ -188,6 +161,16 @@ std::chrono::milliseconds KernelCache::disk_lock_wait() const {
   return std::chrono::minutes(5);
 }
 
+std::optional<Artifact> KernelCache::load_or_lock(const CacheKey& key, KeyLock& lock) {
+  if (!disk_) return std::nullopt;
+  if (auto hit = disk_->load(key)) return hit;
+  lock = disk_->lock_key(key, disk_lock_wait());
+  // Also when the lock came at once (the holder may have stored and released it since our miss)
+  // and when the wait ran out (the holder may have finished meanwhile).
+  if (lock.held() || lock.state() == KeyLockState::timed_out) return disk_->recheck(key);
+  return std::nullopt;
+}
+
 CompileResult KernelCache::produce(const Program& program, const Target& target, const CacheKey& key) {
   // A flight that finished between our memory miss and registering this one left its result here.
   if (auto hit = memory_.find(key)) return CompileResult{std::move(*hit), {}, {}, program.name, target};
@@ -197,17 +180,9 @@ CompileResult KernelCache::produce(const Program& program, const Target& target,
     memory_.insert(hit);
     return CompileResult{std::move(hit), {}, {}, program.name, target};
   };
-  // Held from here until the entry is stored (or the compile failed): another process missing
-  // the same key waits for it, then finds the entry. Only this flight's leader takes it.
+  // Held from here until the entry is stored (or the compile failed). Only this flight's leader takes it.
   KeyLock lock;
-  if (disk_) {
-    if (auto hit = disk_->load(key)) return disk_hit(*hit);
-    lock = disk_->lock_key(key, disk_lock_wait());
-    // Also when the lock came at once (the holder may have stored and released it since our miss)
-    // and when the wait ran out (the holder may have finished meanwhile).
-    if (lock.held() || lock.state() == KeyLockState::timed_out)
-      if (auto hit = disk_->recheck(key)) return disk_hit(*hit);
-  }
+  if (auto hit = load_or_lock(key, lock)) return disk_hit(*hit);
   CompileSettings settings;
   settings.key = key;
   if (options_.precompiled_headers && disk_) settings.pch_dir = pch_directory().string();

@@ -122,7 +122,15 @@ class KernelCache {
  private:
   CompileResult produce(const Program& program, const Target& target, const CacheKey& key);
   LinkResult produce_link(const LinkJob& job, const Target& target, const CacheKey& key);
+  // Single flight: the first caller for `key` runs `make`; the others wait for its result (or its
+  // exception). `flights` is flights_ or link_flights_, both under flights_mutex_.
+  template <typename Result, typename Make>
+  Result single_flight(std::unordered_map<CacheKey, std::shared_future<Result>>& flights, const CacheKey& key,
+                       Make&& make);
   std::chrono::milliseconds disk_lock_wait() const;
+  // The disk tier's entry for `key`, or none, with `lock` then held (or timed out) for the caller
+  // that will produce it: another process missing the same key waits for it, then finds the entry.
+  std::optional<Artifact> load_or_lock(const CacheKey& key, KeyLock& lock);
   // One NVRTC run, in this process or in a compile worker under the policy's time limit.
   CompileResult run_nvrtc(const Program& program, const Target& target, const CompileSettings& settings) const;
   void check_artifact(const Artifact& artifact, const Program& program) const;
