@@ -30,6 +30,7 @@
 #include "kiln/ipc/spawn.hpp"
 #include "kiln/jit/compile_worker.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "timing.hpp"
 
 namespace {
 
@@ -165,12 +166,8 @@ BENCHMARK(BM_Cub_KernelCacheWithPch)->Unit(benchmark::kMillisecond)->Iterations(
 
 using Clock = std::chrono::steady_clock;
 
-double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using kiln::bench::median;
+using kiln::bench::ms_since;
 
 struct Row {
   std::string what;

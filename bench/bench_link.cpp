@@ -32,6 +32,7 @@
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/jit/linker.hpp"
 #include "kiln/jit/nvrtc_facts.hpp"
+#include "timing.hpp"
 
 namespace {
 
@@ -140,12 +141,8 @@ Program whole_program(bool unique) {
   return p;
 }
 
-double ms_since(Clock::time_point start) { return std::chrono::duration<double, std::milli>(Clock::now() - start).count(); }
-
-double median(std::vector<double> v) {
-  std::sort(v.begin(), v.end());
-  return v.empty() ? 0 : v[v.size() / 2];
-}
+using kiln::bench::median;
+using kiln::bench::ms_since;
 
 struct Row {
   std::string what;

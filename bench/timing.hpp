@@ -14,9 +14,11 @@ namespace kiln::bench {
 using clk = std::chrono::steady_clock;
 
 inline double us_since(clk::time_point t) { return std::chrono::duration<double, std::micro>(clk::now() - t).count(); }
+inline double ms_since(clk::time_point t) { return std::chrono::duration<double, std::milli>(clk::now() - t).count(); }
 
-// The p-quantile (0..1) of the samples; 0.5 is the median.
+// The p-quantile (0..1) of the samples; 0.5 is the median (the upper middle of an even count).
 inline double quantile(std::vector<double> v, double p) {
+  if (v.empty()) return 0;  // a section that measured nothing (no GPU) reports 0
   std::sort(v.begin(), v.end());
   return v[static_cast<std::size_t>(p * static_cast<double>(v.size() - 1) + 0.5)];
 }
