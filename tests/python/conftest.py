@@ -3,6 +3,8 @@ tests skip (saying why) without a driver, and fail instead of skipping where KIL
 (scripts/gpu-check on the GPU machine)."""
 
 import os
+import threading
+import time
 
 import pytest
 
@@ -53,3 +55,25 @@ def cache(tmp_path):
 def private_cache_dir(tmp_path, monkeypatch):
     # A test that uses the default cache must not read or fill the user's.
     monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "default-cache"))
+
+
+def counted_during(call):
+    """Runs call() while another thread counts in Python: (call's result, how far the count moved
+    during the call). The count only moves while call() has let go of the GIL."""
+    counter = [0]
+    stop = threading.Event()
+
+    def count():
+        while not stop.is_set():
+            counter[0] += 1
+
+    t = threading.Thread(target=count)
+    t.start()
+    try:
+        time.sleep(0.01)  # the counter is running
+        before = counter[0]
+        result = call()
+        return result, counter[0] - before
+    finally:
+        stop.set()
+        t.join()

@@ -1,12 +1,12 @@
 """Compiling through the kernel cache with the real NVRTC: images, tiers, diagnostics, options."""
 
 import threading
-import time
 import uuid
 
 import pytest
 
 import kiln
+from conftest import counted_during
 
 SAXPY = r'''
 extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
@@ -129,23 +129,7 @@ def test_the_gil_is_released_while_nvrtc_compiles(cache):
     # Python meanwhile only advances if the compile let go of the GIL.
     source = SAXPY + f"// {uuid.uuid4()}\n" + "\n".join(
         f'extern "C" __global__ void k{i}(float* p) {{ p[{i}] = sinf(p[{i}]) * {i}.0f; }}' for i in range(200))
-    counter = [0]
-    stop = threading.Event()
-
-    def count():
-        while not stop.is_set():
-            counter[0] += 1
-
-    t = threading.Thread(target=count)
-    t.start()
-    try:
-        time.sleep(0.01)
-        before = counter[0]
-        image = kiln.compile(source, target="sm_90", cache=cache)
-        during = counter[0] - before
-    finally:
-        stop.set()
-        t.join()
+    image, during = counted_during(lambda: kiln.compile(source, target="sm_90", cache=cache))
     assert image.origin == "compiled"
     assert during > 1000, f"the counting thread advanced {during} times during the compile"
 

@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "jit/kernels.hpp"
 #include "kiln/service/server.hpp"
 #include "support/fake_gpu.hpp"
 #include "support/http_fixture.hpp"
@@ -14,12 +15,7 @@ namespace {
 
 using nlohmann::json;
 
-constexpr const char* kSaxpy = R"(
-extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) y[i] = a * x[i] + y[i];
-}
-)";
+using jit::test_kernels::kSaxpy;
 
 class HttpLists : public ::testing::Test {
  protected:

@@ -18,13 +18,14 @@
 #include <nlohmann/json.hpp>
 
 #include "http/request_id.hpp"
+#include "jit/kernels.hpp"
 #include "kiln/service/log.hpp"
 #include "kiln/service/worker_event_log.hpp"
 #include "support/child.hpp"
 #include "support/fake_gpu.hpp"
+#include "support/http_fixture.hpp"
 #include "support/log_capture.hpp"
 #include "support/process.hpp"
-#include "support/http_fixture.hpp"
 #include "support/raw_http.hpp"
 
 namespace kiln::testing {
@@ -35,12 +36,7 @@ using service::Log;
 using service::LogFormat;
 using service::LogLevel;
 
-constexpr const char* kSaxpy = R"(
-extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) y[i] = a * x[i] + y[i];
-}
-)";
+using jit::test_kernels::kSaxpy;
 
 class KilndLogs : public ServiceFixture {
  protected:

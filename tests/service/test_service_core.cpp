@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include "core/service_core.hpp"
+#include "jit/kernels.hpp"
 #include "kiln/jit/policy_error.hpp"
 #include "kiln/service/no_gpu_backend.hpp"
 #include "support/fake_gpu.hpp"
@@ -11,12 +12,7 @@
 namespace kiln::service::core {
 namespace {
 
-constexpr const char* kSaxpy = R"(
-extern "C" __global__ void saxpy(float a, const float* x, float* y, int n) {
-  int i = blockIdx.x * blockDim.x + threadIdx.x;
-  if (i < n) y[i] = a * x[i] + y[i];
-}
-)";
+using jit::test_kernels::kSaxpy;
 
 KernelRequest kernel_request(const nlohmann::json& j) {
   Parsed<KernelRequest> parsed = parse_kernel_request(j.dump());
