@@ -5,7 +5,6 @@
 // checked before anything is launched.
 #include <pybind11/stl.h>
 
-#include <cmath>
 #include <cstring>
 #include <limits>
 #include <vector>

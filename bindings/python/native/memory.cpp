@@ -1,8 +1,6 @@
 // Device buffers from the stream-ordered pool, pinned blocks from the pinned pool (NumPy views
 // them through the buffer protocol, without a copy), managed memory, and copies from any object
 // with the buffer protocol. Copies release the GIL.
-#include <pybind11/stl.h>
-
 #include "native.hpp"
 #include "objects.hpp"
 

@@ -49,7 +49,8 @@ kiln_stream* stream_or_default(const py::handle& stream, int device) {
 
 struct Event {
   kiln_event* handle = nullptr;
-  Event(int device, bool timing) {
+  int device = 0;  // record() with no stream uses this device's default stream
+  Event(int device_ordinal, bool timing) : device(device_ordinal) {
     checked([&](kiln_error* e) { return kiln_event_create(device, timing ? KILN_EVENT_TIMING : 0u, &handle, e); });
   }
   Event(const Event&) = delete;
@@ -92,7 +93,7 @@ void register_streams(py::module_& m) {
       .def(
           "record",
           [](Event& ev, const py::object& stream) {
-            kiln_stream* s = stream_or_default(stream, 0);
+            kiln_stream* s = stream_or_default(stream, ev.device);
             checked([&](kiln_error* e) { return kiln_event_record(ev.handle, s, e); });
           },
           py::arg("stream") = py::none())
