@@ -89,6 +89,30 @@ def test_argument_errors_are_refused_before_launch(module):
         k(1, 4, (1.0, y, y, 4), shared_mem=-1)
     with pytest.raises(kiln.InvalidArgumentError, match="stream must be a kiln.Stream"):
         k(1, 4, (1.0, y, y, 4), stream="s")
+    with pytest.raises(kiln.InvalidArgumentError, match="args must be a tuple or a list"):
+        k(1, 4, "abcd")
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 3 .*does not fit in 64 bits"):
+        k(1, 4, (1.0, y, y, 2**70))
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 3 .*does not fit in 64 bits"):
+        k(1, 4, (1.0, y, y, -(2**70)))
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 3 .*does not fit in 4 bytes"):
+        k(1, 4, (1.0, y, y, 2**63))
+
+    class NoData:  # an array interface without its pointer
+        __cuda_array_interface__ = {"shape": (4,), "typestr": "<f4", "version": 3}
+
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 1 .*has no data"):
+        k(1, 4, (1.0, NoData(), y, 4))
+    out = kiln.zeros(8, np.uint64)
+    sizes = module.kernel("sizes")  # (uchar, short, unsigned, long long, double, Pair (16 bytes), pointer)
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 1 .*a float fills a float"):
+        sizes(1, 1, (200, 1.5, 4, 5, 9.0, bytes(16), out))
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 5 .*an int cannot fill a parameter of this size"):
+        sizes(1, 1, (200, 1, 4, 5, 9.0, 7, out))
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 5 .*a bytes of 8 bytes"):
+        sizes(1, 1, (200, 1, 4, 5, 9.0, bytes(8), out))
+    with pytest.raises(kiln.InvalidArgumentError, match="argument 0 .*300 does not fit in 1 bytes"):
+        sizes(1, 1, (300, 1, 4, 5, 9.0, bytes(16), out))
     closed = kiln.zeros(4, np.float32)
     closed.close()
     with pytest.raises(kiln.InvalidArgumentError, match="closed"):
@@ -191,6 +215,15 @@ def test_pinned_async_copies_round_trip():
         d.copy_from_host(np.ones(host.size, np.float32), stream=s, asynchronous=True)
     with pytest.raises(kiln.InvalidArgumentError, match="do not fit"):
         d.copy_from_host(np.ones(host.size + 1, np.float32))
+    with pytest.raises(kiln.InvalidArgumentError, match="C-contiguous host buffer .*got object"):
+        d.copy_from_host(object())
+    with pytest.raises(kiln.InvalidArgumentError, match="C-contiguous writable host buffer .*got bytes"):
+        d.copy_to_host(bytes(16))
+    with pytest.raises(kiln.InvalidArgumentError, match="stream must be a kiln.Stream or None, not str"):
+        d.copy_from_host(host, stream="s")
+    d.close()
+    with pytest.raises(kiln.InvalidArgumentError, match="copy_from_host: the buffer was closed"):
+        d.copy_from_host(host)
 
 
 def test_managed_memory_is_seen_from_both_sides(module):
