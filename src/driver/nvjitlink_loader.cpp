@@ -105,45 +105,23 @@ NvJitLinkLibrary open_nvjitlink(const NvJitLinkSearch& search) {
   out.library.copies =
       find_library_copies(loader_search_dirs(detail::getenv_or_empty("LD_LIBRARY_PATH")), names);
 
-  for (const std::string& candidate : nvjitlink_candidates(search)) {
-    std::error_code ec;
-    if (candidate.find('/') != std::string::npos && !fs::exists(candidate, ec)) {
-      out.library.tried.push_back(candidate + ": no such file");
-      continue;
-    }
-    detail::Opened lib = detail::open_library(candidate);
-    if (!lib.handle) {
-      out.library.tried.push_back(candidate + ": " + lib.error);
-      continue;
-    }
-    auto resolved = resolve(lib.handle);
-    if (auto* missing = std::get_if<std::string>(&resolved)) {
-      out.library.tried.push_back(candidate + ": lacks " + *missing);
-      throw Error(Errc::symbol_missing, detail::real_path_of(lib.handle) +
-                                            " is not a usable nvJitLink: it lacks " + *missing);
-    }
-    out.api = std::move(std::get<NvJitLinkApi>(resolved));
-    out.handle = lib.handle;
-    out.library.path = detail::real_path_of(lib.handle);
-    unsigned major = 0, minor = 0;
-    if (out.api.has("nvJitLinkVersion") && out.api.nvJitLinkVersion(&major, &minor) == NVJITLINK_SUCCESS) {
-      out.version = {static_cast<int>(major), static_cast<int>(minor)};
-      out.library.version = std::to_string(major) + "." + std::to_string(minor);
-    } else {
-      out.library.version = "12.0-12.2 (no nvJitLinkVersion)";
-    }
-    out.library.loaded = true;
-    return out;
+  auto opened =
+      detail::open_first<NvJitLinkApi>(nvjitlink_candidates(search), resolve, "nvJitLink", out.library.tried);
+  if (!opened)
+    throw Error(Errc::nvjitlink_not_found, detail::not_found_detail("nvJitLink", "KILN_NVJITLINK_PATH",
+                                                                    search.explicit_path, out.library.tried));
+  out.api = std::move(opened->api);
+  out.handle = opened->handle;
+  out.library.path = detail::real_path_of(opened->handle);
+  unsigned major = 0, minor = 0;
+  if (out.api.has("nvJitLinkVersion") && out.api.nvJitLinkVersion(&major, &minor) == NVJITLINK_SUCCESS) {
+    out.version = {static_cast<int>(major), static_cast<int>(minor)};
+    out.library.version = std::to_string(major) + "." + std::to_string(minor);
+  } else {
+    out.library.version = "12.0-12.2 (no nvJitLinkVersion)";
   }
-
-  std::string detail;
-  if (search.explicit_path)
-    detail = "KILN_NVJITLINK_PATH=" + *search.explicit_path + " does not name a loadable nvJitLink library.";
-  else
-    detail = "No nvJitLink library was found.";
-  detail += " Tried, in order:";
-  for (const std::string& t : out.library.tried) detail += "\n  " + t;
-  throw Error(Errc::nvjitlink_not_found, detail);
+  out.library.loaded = true;
+  return out;
 }
 
 namespace {

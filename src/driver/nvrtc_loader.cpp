@@ -107,48 +107,22 @@ NvrtcLibrary open_nvrtc(const NvrtcSearch& search) {
   out.library.copies =
       find_library_copies(loader_search_dirs(detail::getenv_or_empty("LD_LIBRARY_PATH")), names);
 
-  const std::vector<std::string> candidates = nvrtc_candidates(search);
-
-  for (const std::string& candidate : candidates) {
-    // An absolute candidate that is not there is noted without asking the loader.
-    std::error_code ec;
-    if (candidate.find('/') != std::string::npos && !fs::exists(candidate, ec)) {
-      out.library.tried.push_back(candidate + ": no such file");
-      continue;
-    }
-    detail::Opened lib = detail::open_library(candidate);
-    if (!lib.handle) {
-      out.library.tried.push_back(candidate + ": " + lib.error);
-      continue;
-    }
-    auto resolved = resolve(lib.handle);
-    if (auto* missing = std::get_if<std::string>(&resolved)) {
-      out.library.tried.push_back(candidate + ": lacks " + *missing);
-      throw Error(Errc::symbol_missing, detail::real_path_of(lib.handle) +
-                                            " is not a usable NVRTC: it lacks " + *missing);
-    }
-    out.api = std::move(std::get<NvrtcApi>(resolved));
-    out.handle = lib.handle;
-    out.library.path = detail::real_path_of(lib.handle);
-    out.api.nvrtcVersion(&out.version.major, &out.version.minor);
-    out.library.version = std::to_string(out.version.major) + "." + std::to_string(out.version.minor);
-    int n = 0;
-    if (out.api.nvrtcGetNumSupportedArchs(&n) == NVRTC_SUCCESS && n > 0) {
-      out.supported_archs.resize(static_cast<size_t>(n));
-      out.api.nvrtcGetSupportedArchs(out.supported_archs.data());
-    }
-    out.library.loaded = true;
-    return out;
+  auto opened = detail::open_first<NvrtcApi>(nvrtc_candidates(search), resolve, "NVRTC", out.library.tried);
+  if (!opened)
+    throw Error(Errc::nvrtc_not_found,
+                detail::not_found_detail("NVRTC", "KILN_NVRTC_PATH", search.explicit_path, out.library.tried));
+  out.api = std::move(opened->api);
+  out.handle = opened->handle;
+  out.library.path = detail::real_path_of(opened->handle);
+  out.api.nvrtcVersion(&out.version.major, &out.version.minor);
+  out.library.version = std::to_string(out.version.major) + "." + std::to_string(out.version.minor);
+  int n = 0;
+  if (out.api.nvrtcGetNumSupportedArchs(&n) == NVRTC_SUCCESS && n > 0) {
+    out.supported_archs.resize(static_cast<size_t>(n));
+    out.api.nvrtcGetSupportedArchs(out.supported_archs.data());
   }
-
-  std::string detail;
-  if (search.explicit_path)
-    detail = "KILN_NVRTC_PATH=" + *search.explicit_path + " does not name a loadable NVRTC library.";
-  else
-    detail = "No NVRTC library was found.";
-  detail += " Tried, in order:";
-  for (const std::string& t : out.library.tried) detail += "\n  " + t;
-  throw Error(Errc::nvrtc_not_found, detail);
+  out.library.loaded = true;
+  return out;
 }
 
 namespace {

@@ -141,4 +141,14 @@ std::optional<std::string> locate_first(const std::vector<std::string>& candidat
   return std::nullopt;
 }
 
+std::string not_found_detail(const std::string& what, const char* path_variable,
+                             const std::optional<std::string>& explicit_path, const std::vector<std::string>& tried) {
+  std::string detail = explicit_path ? std::string(path_variable) + "=" + *explicit_path +
+                                           " does not name a loadable " + what + " library."
+                                     : "No " + what + " library was found.";
+  detail += " Tried, in order:";
+  for (const std::string& t : tried) detail += "\n  " + t;
+  return detail;
+}
+
 }  // namespace kiln::driver::detail

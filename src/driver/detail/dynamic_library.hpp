@@ -2,9 +2,13 @@
 // where a bare library name would be found, without opening it.
 #pragma once
 
+#include <filesystem>
 #include <optional>
 #include <string>
+#include <variant>
 #include <vector>
+
+#include "kiln/driver/error.hpp"
 
 namespace kiln::driver::detail {
 
@@ -34,5 +38,47 @@ std::vector<std::string> dlopen_search_dirs();
 // The real path of the first candidate that open_library would find, without loading anything: a
 // path that exists, or a bare name already loaded or present in dlopen_search_dirs().
 std::optional<std::string> locate_first(const std::vector<std::string>& candidates);
+
+// A library opened with its entry points resolved.
+template <typename Api>
+struct OpenedApi {
+  void* handle = nullptr;
+  Api api;
+};
+
+// Opens the candidates in order until one loads, noting each attempt in `tried`; `resolve(handle)`
+// gives the Api or the name of a required entry point it lacks. One that loads but lacks an entry
+// point is an error (Errc::symbol_missing, "... is not a usable <what>"), not a reason to go on.
+// None: no candidate loaded.
+template <typename Api, typename Resolve>
+std::optional<OpenedApi<Api>> open_first(const std::vector<std::string>& candidates, Resolve&& resolve,
+                                         const std::string& what, std::vector<std::string>& tried) {
+  for (const std::string& candidate : candidates) {
+    // An absolute candidate that is not there is noted without asking the loader.
+    std::error_code ec;
+    if (candidate.find('/') != std::string::npos && !std::filesystem::exists(candidate, ec)) {
+      tried.push_back(candidate + ": no such file");
+      continue;
+    }
+    Opened lib = open_library(candidate);
+    if (!lib.handle) {
+      tried.push_back(candidate + ": " + lib.error);
+      continue;
+    }
+    std::variant<Api, std::string> resolved = resolve(lib.handle);
+    if (auto* missing = std::get_if<std::string>(&resolved)) {
+      tried.push_back(candidate + ": lacks " + *missing);
+      throw Error(Errc::symbol_missing,
+                  real_path_of(lib.handle) + " is not a usable " + what + ": it lacks " + *missing);
+    }
+    return OpenedApi<Api>{lib.handle, std::move(std::get<Api>(resolved))};
+  }
+  return std::nullopt;
+}
+
+// Why open_first found nothing: what `path_variable` named, or that nothing was found, then every
+// attempt in order.
+std::string not_found_detail(const std::string& what, const char* path_variable,
+                             const std::optional<std::string>& explicit_path, const std::vector<std::string>& tried);
 
 }  // namespace kiln::driver::detail
