@@ -479,6 +479,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch() {
     phase_ = Phase::serving;
     disarm();
+    request_.read_at = Clock::now();
     if (verdict_.may_block) return t_.pool.submit(shared_from_this());
     prepare(t_.handler.serve(request_, verdict_));
     write_from(0);
