@@ -111,6 +111,59 @@ int main() {
     }
   }
 
+  // Polling before sleeping (spin_us) against sleeping at once: the in-process WorkerPool launch and
+  // the one-write HTTP launch, each setting on its own pool, worker and server, back to back.
+  {
+    const std::string bearer = "Bearer bench-token-0123456789abcdef0123";
+    auto measure = [&](std::chrono::microseconds spin) {
+      service::WorkerPoolOptions options;
+      options.spin = spin;
+      service::WorkerPool spin_pool(options);
+      service::LaunchSpec s;
+      s.image = std::make_shared<const std::string>(kiln::bench::cubin_for(kSource, arch));
+      s.image_key = "bench-spin";
+      s.kernel = "empty";
+      s.arguments = {service::BufferArgument{spin_pool.create_buffer(0, 4, "bench"), 0}};
+      std::vector<double> pool_us, http_us;
+      for (int i = 0; i < reps; ++i) {
+        auto t = clk::now();
+        spin_pool.launch(s);
+        pool_us.push_back(us_since(t));
+      }
+      service::ServiceConfig c;
+      c.port = 0;
+      c.cache_dir = std::filesystem::temp_directory_path() / "kiln-bench-service-cache";
+      c.spin = spin;
+      service::Server spin_server(c, service::TokenStore::single("bench", bearer.substr(7)), spin_pool);
+      spin_server.start();
+      httplib::Client setup("127.0.0.1", spin_server.port());
+      const httplib::Headers h = {{"Authorization", bearer}};
+      auto k = setup.Post("/v1/kernels", h, json{{"name", "bench.cu"}, {"source", kSource}}.dump(), "application/json");
+      auto b = setup.Post("/v1/buffers", h, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
+      if (!k || k->status != 201 || !b || b->status != 201) return;
+      const std::string body = json{{"kernel", json::parse(k->body)["id"]}, {"function", "empty"}, {"wait", true},
+                                    {"arguments", {{{"buffer", json::parse(b->body)["id"]}}}}}
+                                   .dump();
+      kiln::bench::OneWriteClient lean(spin_server.port());
+      std::vector<kiln::bench::ServerTiming> timings;
+      for (int i = 0; i < reps; ++i) {
+        auto t = clk::now();
+        if (lean.post("/v1/launches", bearer, body) != 200) return;
+        http_us.push_back(us_since(t));
+        if (auto timing = kiln::bench::server_timing(lean.last_head())) timings.push_back(*timing);
+      }
+      std::printf("spin_us %lld: WorkerPool::launch p50 %.1f us, HTTP one-write launch p50 %.1f us / p99 %.1f us, "
+                  "overhead p50 %.1f us\n",
+                  static_cast<long long>(spin.count()), kiln::bench::quantile(pool_us, .5), kiln::bench::quantile(http_us, .5),
+                  kiln::bench::quantile(http_us, .99), kiln::bench::quantile(http_us, .5) - kiln::bench::quantile(pool_us, .5));
+      kiln::bench::print_server_timing(timings);
+      spin_server.stop();
+    };
+    std::printf("polling before sleeping, default here %lld us (%u hardware threads):\n",
+                static_cast<long long>(service::default_spin().count()), std::thread::hardware_concurrency());
+    for (const long long us : {0LL, 100LL, 0LL, 100LL}) measure(std::chrono::microseconds(us));
+  }
+
   service::WorkerPool pool;
   const service::BufferId buffer = pool.create_buffer(0, 4, "bench");
   service::LaunchSpec spec;

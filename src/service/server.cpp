@@ -233,6 +233,7 @@ struct Server::Impl final : http::Handler {
     o.port = c.port;
     o.io_threads = c.http_io_threads;
     o.handler_threads = c.http_threads;
+    o.handler_spin = c.spin;
     o.max_connections = c.max_connections;
     o.max_connections_per_client = c.max_connections_per_client;
     o.header_timeout = c.header_timeout;

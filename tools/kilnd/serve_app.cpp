@@ -102,6 +102,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
       workers.mode = config.gpu_mode;
       workers.modes = config.gpu_modes;
       workers.streams_per_gpu = config.streams_per_gpu;
+      workers.spin = config.spin;
       workers.on_event = service::log_worker_events(log);
       backend = std::make_unique<service::WorkerPool>(workers);
       for (const auto& d : backend->devices()) {
