@@ -554,7 +554,7 @@ void Server::Impl::download(const Request& req, Response& res, const std::string
   auto data = core.read_buffer(tenant, path_id(req), *offset, bytes);
   if (!data) return refuse(res, data.error());
   res.status = 200;
-  res.set_content(std::string(reinterpret_cast<const char*>(data->data()), data->size()), "application/octet-stream");
+  res.set_content(std::move(data.value()), "application/octet-stream");
 }
 
 void Server::Impl::launch(const Request& req, Response& res, const std::string& tenant) {

@@ -50,7 +50,10 @@ def test_a_region_is_registered_listed_and_unregistered_on_close(server):
     assert [r["id"] for r in listed] == [region.id]
     region.numpy(np.float32)[:4] = [1, 2, 3, 4]
     assert bytes(region.buf[:4]) == np.float32(1).tobytes()
-    region.close()
+    view = region.numpy(np.float32)
+    with pytest.raises(BufferError, match="drop them"):
+        region.close()  # unregistered and unlinked all the same
+    del view
     with pytest.raises(kilnd.KilndError) as gone:
         server.request("GET", f"/v1/shm/{region.id}")
     assert gone.value.status == 404
@@ -96,4 +99,5 @@ def test_a_region_round_trips_through_a_buffer(server):
         assert region.upload(buffer, nbytes=n * 4) == n * 4
         assert region.download(buffer, region_offset=n * 4) == n * 4
         assert np.array_equal(data[n:], np.arange(n, dtype=np.float32))
+        del data  # a view of the region keeps it mapped: close() refuses to unmap under it
     server.request("DELETE", f"/v1/buffers/{buffer}")

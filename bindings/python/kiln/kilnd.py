@@ -141,8 +141,12 @@ class SharedMemory:
 
     def _release_memory(self):
         memory, self._memory = self._memory, None
-        memory.close()
-        memory.unlink()
+        memory.unlink()  # the name goes at once; the memory with the last mapping
+        try:
+            memory.close()
+        except BufferError:
+            raise BufferError("kiln.kilnd.SharedMemory.close(): NumPy arrays or memoryviews of the region are "
+                              "still alive; drop them before closing it (it is unregistered and unlinked)") from None
 
     def __enter__(self):
         return self

@@ -418,9 +418,9 @@ Result<Done> ServiceCore::write_buffer(const std::string& tenant, std::uint64_t 
   });
 }
 
-Result<std::vector<std::byte>> ServiceCore::read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
-                                                        std::optional<std::uint64_t> wanted) {
-  return guarded<std::vector<std::byte>>([&]() -> Result<std::vector<std::byte>> {
+Result<std::string> ServiceCore::read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
+                                             std::optional<std::uint64_t> wanted) {
+  return guarded<std::string>([&]() -> Result<std::string> {
     auto b = buffers_.find(id, tenant);
     if (!b) return not_found("buffer", id);
     if (offset > b->bytes)
@@ -434,7 +434,10 @@ Result<std::vector<std::byte>> ServiceCore::read_buffer(const std::string& tenan
     if (bytes > config_.max_body_bytes)
       return error(ErrorKind::too_large, "reading " + std::to_string(bytes) + " bytes exceeds max_body_bytes (" +
                                              std::to_string(config_.max_body_bytes) + "); read in ranges with offset and bytes");
-    return backend_.read_buffer(b->id, offset, bytes);
+    // Read straight into what becomes the answer's body: no second copy of a large download.
+    std::string data(static_cast<std::size_t>(bytes), '\0');
+    backend_.read_buffer_into(b->id, offset, std::as_writable_bytes(std::span(data.data(), data.size())));
+    return data;
   });
 }
 

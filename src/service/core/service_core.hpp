@@ -182,9 +182,9 @@ class ServiceCore {
   Result<Done> delete_buffer(const std::string& tenant, std::uint64_t id);
   Page<BufferInfo> list_buffers(const std::string& tenant, PageRequest page) const;
   Result<Done> write_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset, std::span<const std::byte> data);
-  // `bytes` empty: to the end of the buffer.
-  Result<std::vector<std::byte>> read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
-                                             std::optional<std::uint64_t> bytes);
+  // `bytes` empty: to the end of the buffer. The bytes as a string: what an answer's body is.
+  Result<std::string> read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
+                                  std::optional<std::uint64_t> bytes);
 
   // Client shared memory (POSIX objects a co-located client made): refused (forbidden) unless
   // allow_client_shm. A region is mapped and pinned once; copies name it instead of a body.

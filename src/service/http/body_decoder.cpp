@@ -56,6 +56,10 @@ void BodyDecoder::keep(const char* data, std::size_t n) {
   kept_.append(data, n);
 }
 
+void BodyDecoder::expect(std::uint64_t bytes) {
+  if (!inflater_ && bytes <= keep_limit_) kept_.reserve(static_cast<std::size_t>(bytes));
+}
+
 BodyDecoder::State BodyDecoder::feed(const char* data, std::size_t n) {
   if (state_ != State::reading || n == 0) return state_;
   if (!inflater_) {

@@ -29,6 +29,10 @@ class BodyDecoder {
   BodyDecoder(BodyDecoder&&) noexcept;
   BodyDecoder& operator=(BodyDecoder&&) noexcept;
 
+  // The body's announced size (Content-Length): room for it is made at once, up to the keep limit,
+  // so a large upload is not copied again each time the buffer doubles. Compressed bodies grow as
+  // they inflate.
+  void expect(std::uint64_t bytes);
   // Takes the next bytes of the body as sent. Once the state is not `reading`, stop feeding.
   State feed(const char* data, std::size_t n);
   // The body has ended: malformed when compressed data stopped mid-stream.

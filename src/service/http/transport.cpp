@@ -380,6 +380,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
       return respond(error_response(415, "unsupported_media_type",
                                     "the body's Content-Encoding is not supported (kilnd decodes gzip and deflate)", true));
     decoder_.emplace(coding, verdict_.body_limit, t_.options.max_body_bytes);
+    if (framing_.content_length) decoder_->expect(*framing_.content_length);
     body_started_ = Clock::now();
     wire_bytes_ = 0;
     if (http::equals_ignoring_case(request_.header_value("Expect"), "100-continue")) {
