@@ -20,6 +20,7 @@
 
 #include "service_bench.hpp"
 #include "timing.hpp"
+#include "kiln/service/log.hpp"
 #include "kiln/service/server.hpp"
 #include "kiln/service/token_store.hpp"
 
@@ -125,6 +126,36 @@ int main(int argc, char** argv) {
   }
   const std::vector<double> floor = kiln::bench::loopback_floor(reps);
 
+  // What the request log costs a launch request: the same server with no log, a text log and a
+  // JSON log to a file (one line per request; the level is info), in turn, twice.
+  auto launch_p50 = [&](service::Log log) {
+    service::Server logged(config, service::TokenStore::single("bench", token), backend, nullptr, std::move(log));
+    logged.start();
+    httplib::Client setup("127.0.0.1", logged.port());
+    auto lk = setup.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", source}}.dump(), "application/json");
+    auto lb = setup.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
+    const std::string body = json{{"kernel", json::parse(lk->body)["id"]}, {"function", "empty"}, {"wait", true},
+                                  {"arguments", {{{"buffer", json::parse(lb->body)["id"]}}}}}
+                                 .dump();
+    kiln::bench::OneWriteClient lean(logged.port());
+    std::vector<double> v;
+    for (int i = 0; i < reps / 2; ++i) {
+      auto t = clk::now();
+      if (lean.post("/v1/launches", "Bearer " + token, body) != 200) return -1.0;
+      v.push_back(us_since(t));
+    }
+    logged.stop();
+    return quantile(v, .5);
+  };
+  const std::filesystem::path log_file = std::filesystem::temp_directory_path() / "kiln-bench-requests.log";
+  double none = 0, text = 0, json_lines = 0;
+  for (int round = 0; round < 2; ++round) {
+    none += launch_p50(service::Log()) / 2;
+    text += launch_p50(service::Log::open({service::LogFormat::text, service::LogLevel::info, log_file})) / 2;
+    json_lines += launch_p50(service::Log::open({service::LogFormat::json, service::LogLevel::info, log_file})) / 2;
+  }
+  std::filesystem::remove(log_file);
+
   // 64 MiB bodies in and out (the largest max_body_bytes allows), GB/s: kilnd's transport and the
   // copies it makes, with no GPU copy behind them.
   {
@@ -163,6 +194,8 @@ int main(int argc, char** argv) {
   row("this machine's loopback floor (fixed answer, blocking socket thread)", floor);
   row("GET /healthz", healthz);
   row("POST /v1/launches, wait, instant backend", launches);
+  std::printf("the request log: launch p50 without it %.1f us, text lines %.1f us (%+.1f), JSON lines %.1f us (%+.1f)\n",
+              none, text, text - none, json_lines, json_lines - none);
   std::printf("kilnd's own cost of a launch request over the loopback floor: p50 %.1f us, p99 %.1f us\n",
               quantile(launches, .5) - quantile(floor, .5), quantile(launches, .99) - quantile(floor, .99));
   kiln::bench::print_server_timing(timings);
