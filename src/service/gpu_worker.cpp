@@ -26,7 +26,7 @@ namespace kiln::service {
 
 std::string encode_launch(const LaunchSpec& s) {
   PayloadWriter w;
-  w.u64(s.job_id).bytes(s.tenant).bytes(s.image_key);
+  w.u64(s.job_id).bytes(s.tenant).bytes(s.request_id).bytes(s.image_key);
   w.bytes(s.kernel);
   for (unsigned v : s.grid) w.u32(v);
   for (unsigned v : s.block) w.u32(v);
@@ -47,6 +47,7 @@ LaunchSpec decode_launch(std::string_view payload) {
   LaunchSpec s;
   s.job_id = r.u64();
   s.tenant = r.bytes();
+  s.request_id = r.bytes();
   s.image_key = r.bytes();
   s.kernel = r.bytes();
   for (unsigned& v : s.grid) v = r.u32();
@@ -143,6 +144,7 @@ struct WorkerState {
 // all a lane needs, holding the module and the buffers for as long as it runs.
 struct ReadyLaunch {
   std::uint64_t job_id = 0;
+  std::string request_id;  // the HTTP request's, named in a failure's message
   Clock::time_point received{};
   std::shared_ptr<const core::Module> module;
   core::Kernel kernel;
@@ -156,12 +158,14 @@ double ms_since(Clock::time_point start) {
   return std::chrono::duration<double, std::milli>(Clock::now() - start).count();
 }
 
-LaunchOutcome failed(std::uint64_t job, const Error& e, Clock::time_point received) {
+// The message names the request that made the launch, so one grep of its id finds the GPU's word.
+LaunchOutcome failed(std::uint64_t job, std::string_view request_id, const Error& e, Clock::time_point received) {
   LaunchOutcome out;
   out.job_id = job;
   out.status = LaunchStatus::failed;
   out.error_name = std::string(e.name());
   out.message = e.what();
+  if (!request_id.empty()) out.message.append(" [request ").append(request_id).append("]");
   out.sticky = e.sticky();
   out.elapsed_ms = ms_since(received);
   return out;
@@ -172,6 +176,7 @@ LaunchOutcome failed(std::uint64_t job, const Error& e, Clock::time_point receiv
 ReadyLaunch resolve(WorkerState& w, Image& image, const LaunchSpec& spec, Clock::time_point received) {
   ReadyLaunch r;
   r.job_id = spec.job_id;
+  r.request_id = spec.request_id;
   r.received = received;
   if (!image.module) {
     image.module = std::make_shared<const core::Module>(core::Module::load(w.context, image.bytes));
@@ -214,7 +219,7 @@ LaunchOutcome run(ReadyLaunch& r, const core::Stream& stream) {
     stream.synchronize();
     out.status = LaunchStatus::completed;
   } catch (const Error& e) {
-    return failed(r.job_id, e, r.received);
+    return failed(r.job_id, r.request_id, e, r.received);
   }
   out.elapsed_ms = ms_since(r.received);
   return out;
@@ -391,7 +396,7 @@ int serve_gpu_worker(ipc::Channel channel, int device, int lanes) {
             try {
               ready = resolve(w, image->second, spec, received);
             } catch (const Error& e) {
-              const LaunchOutcome o = failed(spec.job_id, e, received);
+              const LaunchOutcome o = failed(spec.job_id, spec.request_id, e, received);
               report_outcome(o);
               if (o.sticky) return 3;  // the context is poisoned: only a new process recovers
               break;

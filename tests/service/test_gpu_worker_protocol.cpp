@@ -111,6 +111,7 @@ TEST(GpuWorkerProtocol, LaunchAndOutcomeEncodeBothWays) {
   LaunchSpec s;
   s.job_id = 42;
   s.tenant = "tenant-a";
+  s.request_id = "req-7";
   s.image = std::make_shared<const std::string>("\x7f" "ELF cubin bytes");
   s.image_key = "abc123";
   s.kernel = "_Z4fillPfi";
@@ -125,6 +126,7 @@ TEST(GpuWorkerProtocol, LaunchAndOutcomeEncodeBothWays) {
   LaunchSpec d = decode_launch(frame);
   EXPECT_EQ(d.job_id, 42u);
   EXPECT_EQ(d.tenant, "tenant-a");
+  EXPECT_EQ(d.request_id, "req-7");  // the worker names it in a failure's message
   EXPECT_EQ(d.image, nullptr);
   EXPECT_EQ(d.image_key, "abc123");
   EXPECT_EQ(d.kernel, s.kernel);

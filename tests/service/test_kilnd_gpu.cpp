@@ -166,6 +166,8 @@ TEST_F(KilndGpu, FaultFailsOnlyItsRequestAndBuffersSurvive) {
   EXPECT_EQ(fault->status, 422) << fault->body;
   auto f = json::parse(fault->body);
   EXPECT_EQ(f["error"]["name"], "CUDA_ERROR_ILLEGAL_ADDRESS") << f.dump();
+  // The worker's own word on it names the request (its frame carried the id).
+  EXPECT_NE(f["error"]["message"].get<std::string>().find("[request gpu-fault-1]"), std::string::npos) << f.dump();
   EXPECT_TRUE(f["error"]["sticky"].get<bool>());
   EXPECT_EQ(f["suspect_buffers"], json::array({arg}));
   // Requests queued behind the fault may see the worker being replaced; none may be lost for good.
