@@ -32,7 +32,7 @@ struct RouteSpec {
   BodyKind body;
 };
 
-inline constexpr std::array<RouteSpec, 16> kRouteTable = {{
+inline constexpr std::array<RouteSpec, 17> kRouteTable = {{
     {"GET", "/healthz", BodyKind::none},
     {"GET", "/readyz", BodyKind::none},
     {"GET", "/metrics", BodyKind::none},
@@ -49,6 +49,7 @@ inline constexpr std::array<RouteSpec, 16> kRouteTable = {{
     {"POST", "/v1/launches", BodyKind::json},
     {"GET", "/v1/jobs", BodyKind::none},
     {"GET", "/v1/jobs/{id}", BodyKind::none},
+    {"GET", "/v1/libraries", BodyKind::none},
 }};
 
 enum class RouteResult { found, no_route, wrong_method };
