@@ -128,10 +128,15 @@ void log_service_error(const Log& log, const core::ServiceError& e) {
       break;
     case ErrorKind::compile_failed: {
       const json& d = e.details.is_object() && e.details.contains("diagnostics") ? e.details["diagnostics"] : json();
-      log.info("compile_failed", "NVRTC refused a kernel",
+      const bool link = e.details.is_object() && e.details.value("stage", "") == "link";
+      log.info("compile_failed", link ? "nvJitLink refused a kernel's link with its libraries" : "NVRTC refused a kernel",
                {{"diagnostics", static_cast<std::uint64_t>(d.is_array() ? d.size() : 0)}});
       break;
     }
+    case ErrorKind::library_unavailable:
+      // The operator's to fix: nvJitLink missing, or the nodes of a cluster configured apart.
+      log.warn("library_unavailable", e.message);
+      break;
     case ErrorKind::out_of_memory: {
       LogFields fields;
       for (const char* key : {"device", "requested", "free", "total", "in_use"})
