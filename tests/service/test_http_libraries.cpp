@@ -73,6 +73,11 @@ TEST_F(Libraries, AKernelLinkedWithASourceLibraryRegistersAsACubin) {
   EXPECT_EQ(body_of(again)["targets"][0]["origin"], "memory");
   EXPECT_EQ(body_of(again)["targets"][0]["key"], body["targets"][0]["key"]);
   EXPECT_NE(body_of(again)["id"], body["id"]);
+
+  // One nvJitLink run for both; none refused.
+  const std::string metrics = get("/metrics", nullptr)->body;
+  EXPECT_NE(metrics.find("kiln_links_total{result=\"ok\"} 1\n"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("kiln_links_total{result=\"rejected\"} 0\n"), std::string::npos) << metrics;
 }
 
 TEST_F(Libraries, APrebuiltLibraryLinksToo) {
