@@ -80,6 +80,16 @@ TEST_F(Libraries, AKernelLinkedWithASourceLibraryRegistersAsACubin) {
   EXPECT_NE(metrics.find("kiln_links_total{result=\"rejected\"} 0\n"), std::string::npos) << metrics;
 }
 
+TEST_F(Libraries, NvrtcsWarningsOfALinkedKernelAreItsWarnings) {
+  start();
+  auto r = register_kernel(caller((std::string(kCallerSource) + "__global__ void w() { int unused = 1; }\n").c_str()));
+  ASSERT_EQ(r->status, 201) << r->body;
+  const json warnings = body_of(r)["warnings"];
+  ASSERT_FALSE(warnings.empty()) << r->body;
+  EXPECT_EQ(warnings[0]["severity"], "warning");
+  EXPECT_EQ(warnings[0]["file"], "caller.cu");
+}
+
 TEST_F(Libraries, APrebuiltLibraryLinksToo) {
   start();
   auto r = register_kernel(caller(kCallerSource, {"scale_add_prebuilt"}));

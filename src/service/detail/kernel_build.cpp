@@ -102,6 +102,7 @@ KernelBuild build_kernel(jit::KernelCache& cache, const jit::Program& program, c
   KernelBuild build;
   for (int arch : archs) {
     jit::CompileResult result;
+    std::vector<jit::Diagnostic> kernel_warnings;  // NVRTC's, when the image is a link
     try {
       if (libraries.empty()) {
         result = cache.try_compile(program, target_for_arch(arch));
@@ -122,6 +123,7 @@ KernelBuild build_kernel(jit::KernelCache& cache, const jit::Program& program, c
         }
         result.artifact = std::move(linked.artifact);
         result.target = target;
+        kernel_warnings = compiled.artifact->diagnostics();
       }
     } catch (const jit::PolicyError& e) {
       build.status = 422;
@@ -162,7 +164,8 @@ KernelBuild build_kernel(jit::KernelCache& cache, const jit::Program& program, c
                              {"key", artifact.key().hex()},
                              {"compile_ms", std::chrono::duration<double, std::milli>(artifact.compile_time()).count()}});
     if (build.warnings.empty())
-      for (const jit::Diagnostic& d : artifact.diagnostics()) build.warnings.push_back(diagnostic_json(d));
+      for (const jit::Diagnostic& d : libraries.empty() ? artifact.diagnostics() : kernel_warnings)
+        build.warnings.push_back(diagnostic_json(d));
     build.images.emplace(arch, artifact);
   }
   return build;
