@@ -126,6 +126,18 @@ TEST_F(Libraries, ASymbolNoLibraryDefinesIsALinkErrorNamingIt) {
   EXPECT_FALSE(e["log"].get<std::string>().empty()) << "nvJitLink's own log";
 }
 
+TEST_F(Libraries, TwoLibrariesDefiningOneSymbolIsALinkErrorNamingBoth) {
+  start();
+  auto r = register_kernel(caller(kCallerSource, {"scale_add", "scale_add_prebuilt"}));
+  ASSERT_EQ(r->status, 422) << r->body;
+  const json e = body_of(r)["error"];
+  EXPECT_EQ(e["stage"], "link");
+  ASSERT_FALSE(e["link_diagnostics"].empty()) << e.dump();
+  EXPECT_EQ(e["link_diagnostics"][0]["problem"], "duplicate_symbol") << e.dump();
+  EXPECT_EQ(e["link_diagnostics"][0]["symbol"], "scale_add") << e.dump();
+  EXPECT_EQ(e["link_diagnostics"][0]["inputs"].size(), 2u) << e.dump();
+}
+
 TEST_F(Libraries, AnUnknownLibraryIs404NamingTheField) {
   start();
   auto r = register_kernel(caller(kCallerSource, {"scale_add", "no_such_lib"}));
