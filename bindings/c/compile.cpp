@@ -4,6 +4,8 @@
 #include "c/detail/boundary.hpp"
 #include "c/detail/handles.hpp"
 #include "kiln/jit/compiler.hpp"
+#include "kiln/jit/device_library.hpp"
+#include "kiln/jit/linker.hpp"
 
 using namespace kiln;
 
@@ -64,15 +66,18 @@ jit::Program to_program(const kiln_program& p, const char* call) {
 
 jit::Target to_target(kiln_target t, const char* call) {
   const auto kind = c::raw(t.kind);
-  if (kind != KILN_IMAGE_CUBIN && kind != KILN_IMAGE_PTX)
+  if (kind != KILN_IMAGE_CUBIN && kind != KILN_IMAGE_PTX && kind != KILN_IMAGE_LTOIR)
     throw Error(Errc::invalid_argument, std::string(call) + ": target.kind " + std::to_string(kind) +
-                                            " is neither KILN_IMAGE_CUBIN nor KILN_IMAGE_PTX");
+                                            " is not KILN_IMAGE_CUBIN, KILN_IMAGE_PTX or KILN_IMAGE_LTOIR");
   if (t.arch <= 0)
     throw Error(Errc::invalid_argument,
                 std::string(call) + ": target.arch " + std::to_string(t.arch) + " is not positive");
   // Not Target::for_arch: its reason text is not part of the target's identity, and formatting it
   // on every memory-tier hit cost a tenth of the hit.
-  return jit::Target{kind == KILN_IMAGE_PTX ? jit::ImageKind::ptx : jit::ImageKind::cubin, t.arch, {}};
+  const jit::ImageKind image = kind == KILN_IMAGE_PTX     ? jit::ImageKind::ptx
+                              : kind == KILN_IMAGE_LTOIR ? jit::ImageKind::ltoir
+                                                         : jit::ImageKind::cubin;
+  return jit::Target{image, t.arch, {}};
 }
 
 kiln_origin to_c(jit::Origin origin) {
@@ -92,6 +97,43 @@ kiln_severity to_c(jit::Severity s) {
     case jit::Severity::fatal: break;
   }
   return KILN_SEVERITY_FATAL;
+}
+
+std::map<std::string, std::string> to_headers(const kiln_header* headers, std::size_t count, const char* call) {
+  std::map<std::string, std::string> out;
+  if (count == 0) return out;
+  if (headers == nullptr)
+    throw Error(Errc::invalid_argument, std::string(call) + ": headers is NULL but header_count is " + std::to_string(count));
+  for (std::size_t i = 0; i < count; ++i) {
+    if (headers[i].name == nullptr || headers[i].source == nullptr)
+      throw Error(Errc::invalid_argument,
+                  std::string(call) + ": headers[" + std::to_string(i) + "] has a NULL name or source");
+    out[headers[i].name] = headers[i].source;
+  }
+  return out;
+}
+
+std::string_view problem_code(jit::LinkProblem p) noexcept {
+  switch (p) {
+    case jit::LinkProblem::undefined_symbol: return "undefined_symbol";
+    case jit::LinkProblem::duplicate_symbol: return "duplicate_symbol";
+    case jit::LinkProblem::other: break;
+  }
+  return "other";
+}
+
+// A link's problems as the entries kiln_diagnostics holds: the input as the file, no position.
+std::vector<jit::Diagnostic> as_diagnostics(const std::vector<jit::LinkDiagnostic>& problems) {
+  std::vector<jit::Diagnostic> out;
+  for (const jit::LinkDiagnostic& p : problems) {
+    jit::Diagnostic d;
+    d.file = p.inputs.empty() ? std::string() : p.inputs.front();
+    d.severity = p.severity;
+    d.code = problem_code(p.problem);
+    d.message = p.message;
+    out.push_back(std::move(d));
+  }
+  return out;
 }
 
 }  // namespace
@@ -198,7 +240,10 @@ kiln_status kiln_image_get_info(const kiln_image* image, kiln_image_info* info, 
     kiln_image_info& caller = *c::need_pointer(info, "kiln_image_get_info", "info");
     kiln_image_info out{};
     const jit::Artifact& a = im.artifact;
-    out.target = kiln_target{a.kind() == jit::ImageKind::ptx ? KILN_IMAGE_PTX : KILN_IMAGE_CUBIN, a.arch()};
+    out.target = kiln_target{a.kind() == jit::ImageKind::ptx     ? KILN_IMAGE_PTX
+                             : a.kind() == jit::ImageKind::ltoir ? KILN_IMAGE_LTOIR
+                                                                 : KILN_IMAGE_CUBIN,
+                             a.arch()};
     out.origin = to_c(a.origin());
     out.data = a.data();
     out.data_size = a.size();
@@ -246,5 +291,80 @@ const kiln_diagnostic* kiln_diagnostics_at(const kiln_diagnostics* diagnostics, 
 }
 
 void kiln_diagnostics_destroy(kiln_diagnostics* diagnostics) { delete diagnostics; }
+
+kiln_status kiln_device_library_from_source(const kiln_program* program, const kiln_header* headers, size_t header_count,
+                                            kiln_device_library** library, kiln_error* error) {
+  if (library != nullptr) *library = nullptr;
+  return c::guarded(error, "kiln_device_library_from_source", [&] {
+    const char* call = "kiln_device_library_from_source";
+    const kiln_program& p = *c::need_pointer(program, call, "program");
+    c::need_pointer(library, call, "library");
+    *library = new kiln_device_library{
+        jit::DeviceLibrary::from_program(to_program(p, call), to_headers(headers, header_count, call))};
+  });
+}
+
+kiln_status kiln_device_library_from_ltoir(const char* name, int arch, const void* ltoir, size_t ltoir_size,
+                                           const kiln_header* headers, size_t header_count, kiln_device_library** library,
+                                           kiln_error* error) {
+  if (library != nullptr) *library = nullptr;
+  return c::guarded(error, "kiln_device_library_from_ltoir", [&] {
+    const char* call = "kiln_device_library_from_ltoir";
+    c::need_pointer(library, call, "library");
+    if (ltoir_size == 0) throw Error(Errc::invalid_argument, std::string(call) + ": ltoir_size is 0");
+    c::need_pointer(ltoir, call, "ltoir");
+    std::string bytes(static_cast<const char*>(ltoir), ltoir_size);
+    *library = new kiln_device_library{jit::DeviceLibrary::from_ltoir(name != nullptr && *name != '\0' ? name : "library.ltoir",
+                                                                      arch, std::move(bytes),
+                                                                      to_headers(headers, header_count, call))};
+  });
+}
+
+void kiln_device_library_destroy(kiln_device_library* library) { delete library; }
+
+kiln_status kiln_compile_and_link(kiln_cache* cache, const kiln_program* program,
+                                  const kiln_device_library* const* libraries, size_t library_count, kiln_target target,
+                                  kiln_image** image, kiln_diagnostics** diagnostics, kiln_error* error) {
+  if (diagnostics != nullptr) *diagnostics = nullptr;
+  if (image != nullptr) *image = nullptr;
+  return c::guarded(error, "kiln_compile_and_link", [&] {
+    const char* call = "kiln_compile_and_link";
+    kiln_cache& owner = c::need(cache, call, "cache");
+    const kiln_program& p = *c::need_pointer(program, call, "program");
+    c::need_pointer(image, call, "image");
+    if (library_count > 0) c::need_pointer(libraries, call, "libraries");
+    std::vector<const jit::DeviceLibrary*> libs;
+    for (std::size_t i = 0; i < library_count; ++i)
+      libs.push_back(&c::need(libraries[i], call, ("libraries[" + std::to_string(i) + "]").c_str()).library);
+    const jit::Target linked_target = to_target(target, call);
+    const jit::Program kernel = to_program(p, call);
+
+    // compile_and_link's steps, apart, so that a rejected compile or link hands its diagnostics back.
+    jit::Program with_headers = kernel;
+    for (const jit::DeviceLibrary* lib : libs)
+      for (const auto& [name, text] : lib->headers()) with_headers.headers.emplace(name, text);
+    jit::CompileResult compiled =
+        owner.cache.try_compile(with_headers, jit::Target::for_arch(linked_target.arch, jit::ImageKind::ltoir));
+    if (!compiled.ok()) {
+      Error failure = compiled.error();
+      if (diagnostics != nullptr) *diagnostics = c::make_diagnostics(std::move(compiled.diagnostics));
+      throw failure;
+    }
+    jit::LinkJob job;
+    job.name = kernel.name;
+    job.lowered_names = compiled.artifact->lowered_names();
+    job.inputs.push_back(jit::LinkInput::from_artifact(*compiled.artifact, kernel.name + ".ltoir"));
+    for (const jit::DeviceLibrary* lib : libs) job.inputs.push_back(lib->input_for(owner.cache, linked_target));
+    jit::LinkResult linked = owner.cache.try_link(job, linked_target);
+    if (!linked.ok()) {
+      Error failure = linked.error();
+      if (diagnostics != nullptr) *diagnostics = c::make_diagnostics(as_diagnostics(linked.diagnostics));
+      throw failure;
+    }
+    auto out = std::make_unique<kiln_image>();
+    out->artifact = std::move(*linked.artifact);
+    *image = out.release();
+  });
+}
 
 }  // extern "C"

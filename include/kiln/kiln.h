@@ -120,7 +120,9 @@ KILN_API kiln_status kiln_device_memory(int ordinal, uint64_t* free_bytes, uint6
 
 /* ---------------------------------------------------------------- compiling */
 
-typedef enum kiln_image_kind { KILN_IMAGE_CUBIN = 0, KILN_IMAGE_PTX = 1 } kiln_image_kind;
+/* KILN_IMAGE_LTOIR: NVVM LTO-IR (NVRTC -dlto) for kiln_device_library_from_ltoir or another link;
+ * not loadable as a module. */
+typedef enum kiln_image_kind { KILN_IMAGE_CUBIN = 0, KILN_IMAGE_PTX = 1, KILN_IMAGE_LTOIR = 2 } kiln_image_kind;
 
 typedef struct kiln_target {
   kiln_image_kind kind;
@@ -244,6 +246,41 @@ KILN_API size_t kiln_diagnostics_count(const kiln_diagnostics* diagnostics);
 /* The i-th entry, valid while `diagnostics` lives; NULL past the end. */
 KILN_API const kiln_diagnostic* kiln_diagnostics_at(const kiln_diagnostics* diagnostics, size_t i);
 KILN_API void kiln_diagnostics_destroy(kiln_diagnostics* diagnostics);
+
+/* ---------------------------------------------------------------- device libraries and linking */
+
+/* A set of device functions compiled once to LTO-IR and linked (nvJitLink, -lto: they still inline)
+ * into the kernels that call them, so that each kernel compiles only its own lines. Immutable: any
+ * thread may use one, and one may serve many caches. */
+typedef struct kiln_device_library kiln_device_library;
+
+/* From source: compiled to LTO-IR at first use for each architecture, through the cache given to
+ * kiln_compile_and_link. `headers` (the declarations its callers #include) are added to every
+ * kernel linked with it, and to its own source. program->name names it in diagnostics. */
+KILN_API kiln_status kiln_device_library_from_source(const kiln_program* program, const kiln_header* headers,
+                                                     size_t header_count, kiln_device_library** library,
+                                                     kiln_error* error);
+/* Prebuilt LTO-IR for sm_<arch> (`kiln compile --lto FILE.cu --arch sm_90 -o lib.ltoir`), copied: it
+ * links into that architecture only. */
+KILN_API kiln_status kiln_device_library_from_ltoir(const char* name, int arch, const void* ltoir, size_t ltoir_size,
+                                                    const kiln_header* headers, size_t header_count,
+                                                    kiln_device_library** library, kiln_error* error);
+KILN_API void kiln_device_library_destroy(kiln_device_library* library);
+
+/* Compiles `program` to LTO-IR (its own lines, the libraries' headers added) and links it with each
+ * of `libraries`, in order, into `target` (a CUBIN, or PTX), every step through the cache: the same
+ * call again is a memory hit, another process finds the link on disk, and the image's key
+ * (kiln_image_key) changes with any library's content. The image carries the kernel's lowered names.
+ * Failures: NVRTC rejecting the program is KILN_ERRC_COMPILE_FAILED, with *diagnostics as in
+ * kiln_compile; nvJitLink rejecting the link (an undefined or duplicate symbol) is
+ * KILN_ERRC_LINK_FAILED, its message naming each symbol and input, and *diagnostics (when not NULL)
+ * receives one entry per problem (file: the input; code: "undefined_symbol", "duplicate_symbol" or
+ * "other"; message: nvJitLink's line); no nvJitLink is KILN_ERRC_NVJITLINK_NOT_FOUND; prebuilt
+ * LTO-IR of another architecture is KILN_ERRC_INVALID_ARGUMENT. */
+KILN_API kiln_status kiln_compile_and_link(kiln_cache* cache, const kiln_program* program,
+                                           const kiln_device_library* const* libraries, size_t library_count,
+                                           kiln_target target, kiln_image** image, kiln_diagnostics** diagnostics,
+                                           kiln_error* error);
 
 /* ---------------------------------------------------------------- modules and kernels */
 

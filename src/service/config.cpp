@@ -81,6 +81,71 @@ void apply_policy(jit::SourcePolicy& policy, const json& object, const Reader& r
   }
 }
 
+bool valid_library_name(std::string_view name) {
+  if (name.empty() || name.size() > 64) return false;
+  for (char ch : name) {
+    const bool ok = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '_' ||
+                    ch == '.' || ch == '-';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+void apply_library_options(jit::CompileOptions& o, const json& object, const Reader& r, const std::string& where) {
+  if (!object.is_object()) r.fail(where, "expected an object, got " + object.dump());
+  for (const auto& [key, value] : object.items()) {
+    const std::string k = where + "." + key;
+    if (key == "std") r.text(k, value, o.standard);
+    else if (key == "defines") r.strings(k, value, o.defines);
+    else if (key == "fast_math") r.flag(k, value, o.fast_math);
+    else if (key == "line_info") r.flag(k, value, o.line_info);
+    else if (key == "rdc") r.flag(k, value, o.relocatable_device_code);
+    else if (key == "max_registers") r.integer(k, value, o.max_registers, 0, 255);
+    else if (key == "extra") r.strings(k, value, o.extra);
+    else r.fail(k, "unknown key (std, defines, fast_math, line_info, max_registers, rdc, extra)");
+  }
+}
+
+// "device_libraries": {"name": {"ltoir"?, "arch"?, "source"?, "options"?, "headers"?, "tenants"?}}
+void apply_libraries(std::map<std::string, DeviceLibraryConfig>& out, const json& object, const Reader& r) {
+  if (!object.is_object()) r.fail("device_libraries", "expected an object of library name -> settings, got " + object.dump());
+  out.clear();
+  for (const auto& [name, settings] : object.items()) {
+    const std::string where = "device_libraries." + name;
+    if (!valid_library_name(name)) r.fail(where, "a library name is 1-64 of A-Z a-z 0-9 _ . -");
+    if (!settings.is_object()) r.fail(where, "expected an object {\"ltoir\"?, \"arch\"?, \"source\"?, \"options\"?, "
+                                             "\"headers\"?, \"tenants\"?}, got " + settings.dump());
+    DeviceLibraryConfig lib;
+    for (const auto& [key, value] : settings.items()) {
+      const std::string k = where + "." + key;
+      std::string path;
+      if (key == "ltoir") (r.text(k, value, path), lib.ltoir = path);
+      else if (key == "arch") r.integer(k, value, lib.arch, 30, 1000);
+      else if (key == "source") (r.text(k, value, path), lib.source = path);
+      else if (key == "options") apply_library_options(lib.options, value, r, k);
+      else if (key == "headers") {
+        if (!value.is_object()) r.fail(k, "expected an object of include name -> file, got " + value.dump());
+        for (const auto& [include, file] : value.items()) {
+          if (include.empty()) r.fail(k, "an include name is empty");
+          if (!file.is_string() || file.get<std::string>().empty())
+            r.fail(k + "." + include, "expected the header's file name, got " + file.dump());
+          lib.headers[include] = file.get<std::string>();
+        }
+      } else if (key == "tenants") {
+        std::vector<std::string> tenants;
+        r.strings(k, value, tenants);
+        lib.tenants = std::move(tenants);
+      } else {
+        r.fail(k, "unknown key (ltoir, arch, source, options, headers, tenants)");
+      }
+    }
+    if (lib.ltoir.empty() && lib.source.empty())
+      r.fail(where, "names neither \"ltoir\" (a file of `kiln compile --lto`) nor \"source\" (a .cu file)");
+    if (lib.arch != 0 && lib.ltoir.empty()) r.fail(where + ".arch", "is the architecture of \"ltoir\", which is not given");
+    out[name] = std::move(lib);
+  }
+}
+
 }  // namespace
 
 void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string_view origin) {
@@ -158,6 +223,7 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
       r.integer(key, value, s, 0, std::numeric_limits<int>::max());
       c.job_retention = std::chrono::seconds(s);
     } else if (key == "source_policy") apply_policy(c.source_policy, value, r);
+    else if (key == "device_libraries") apply_libraries(c.device_libraries, value, r);
     else if (key == "compile_workers") r.integer(key, value, c.compile_workers, 0, 256);
     else if (key == "max_compiles_per_tenant") r.integer(key, value, c.max_compiles_per_tenant, 0, 256);
     else if (key == "max_queued_compiles_per_tenant") r.integer(key, value, c.max_queued_compiles_per_tenant, 0, 1 << 20);

@@ -121,6 +121,9 @@ std::string Metrics::render(const MetricsInputs& in) const {
   w.family("kiln_compiles_total", "counter", "NVRTC runs, by result.");
   w.sample("kiln_compiles_total", "result=\"ok\"", in.cache.compiles);
   w.sample("kiln_compiles_total", "result=\"rejected\"", in.cache.compile_failures);
+  w.family("kiln_links_total", "counter", "nvJitLink runs (kernels linked with device libraries), by result.");
+  w.sample("kiln_links_total", "result=\"ok\"", in.cache.links);
+  w.sample("kiln_links_total", "result=\"rejected\"", in.cache.link_failures);
   w.family("kiln_kernels", "gauge", "Registered kernels, all tenants.");
   w.sample("kiln_kernels", "", static_cast<std::uint64_t>(in.kernels));
   w.family("kiln_compiles", "gauge", "Kernel registrations compiling (running) or waiting for a compile slot (waiting).");

@@ -203,7 +203,7 @@ std::optional<ScalarArgument::Type> parse_scalar_type(std::string_view text) noe
 Parsed<KernelRequest> parse_kernel_request(std::string_view body, const RequestLimits& limits) {
   return guarded<KernelRequest>([&]() -> Parsed<KernelRequest> {
     const json o = parse_object(body, limits);
-    only_keys(o, {"name", "source", "headers", "include_dirs", "name_expressions", "options"}, "");
+    only_keys(o, {"name", "source", "headers", "include_dirs", "name_expressions", "options", "libraries"}, "");
     KernelRequest r;
     if (!o.contains("source")) refuse("source", "missing (the CUDA source text)");
     r.program.source = string_value(o["source"], "source");
@@ -235,6 +235,18 @@ Parsed<KernelRequest> parse_kernel_request(std::string_view body, const RequestL
       if (opt.contains("max_registers"))
         c.max_registers = static_cast<int>(unsigned_value(opt["max_registers"], "options.max_registers", 255));
       if (opt.contains("extra")) c.extra = string_list(opt["extra"], "options.extra");
+    }
+    if (o.contains("libraries")) {
+      r.libraries = string_list(o["libraries"], "libraries");
+      if (r.libraries.size() > kMaxKernelLibraries)
+        refuse("libraries", "at most " + std::to_string(kMaxKernelLibraries) + " libraries, got " + std::to_string(r.libraries.size()));
+      for (std::size_t i = 0; i < r.libraries.size(); ++i) {
+        std::string field = "libraries[";
+        field.append(std::to_string(i)).append("]");
+        if (r.libraries[i].empty()) refuse(field, "is empty");
+        for (std::size_t j = 0; j < i; ++j)
+          if (r.libraries[j] == r.libraries[i]) refuse(field, "'" + excerpt(r.libraries[i]) + "' is named twice");
+      }
     }
     return r;
   });

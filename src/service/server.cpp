@@ -128,10 +128,15 @@ void log_service_error(const Log& log, const core::ServiceError& e) {
       break;
     case ErrorKind::compile_failed: {
       const json& d = e.details.is_object() && e.details.contains("diagnostics") ? e.details["diagnostics"] : json();
-      log.info("compile_failed", "NVRTC refused a kernel",
+      const bool link = e.details.is_object() && e.details.value("stage", "") == "link";
+      log.info("compile_failed", link ? "nvJitLink refused a kernel's link with its libraries" : "NVRTC refused a kernel",
                {{"diagnostics", static_cast<std::uint64_t>(d.is_array() ? d.size() : 0)}});
       break;
     }
+    case ErrorKind::library_unavailable:
+      // The operator's to fix: nvJitLink missing, or the nodes of a cluster configured apart.
+      log.warn("library_unavailable", e.message);
+      break;
     case ErrorKind::out_of_memory: {
       LogFields fields;
       for (const char* key : {"device", "requested", "free", "total", "in_use"})
@@ -180,6 +185,7 @@ void send_service_error(Response& res, const core::ServiceError& e) {
     case ErrorKind::out_of_host_memory: status = 503, code = "out_of_host_memory"; break;
     case ErrorKind::unavailable: status = 503, code = "no_gpu"; break;
     case ErrorKind::forbidden: status = 403, code = "forbidden"; break;
+    case ErrorKind::library_unavailable: status = 503, code = "library_unavailable"; break;
     case ErrorKind::internal: status = 500, code = "internal"; break;
   }
   if (!e.rule.empty()) extra["rule"] = e.rule;
@@ -213,7 +219,14 @@ json page_json(const char* name, const core::Page<T>& page, F item_json) {
 json kernel_json(const core::KernelInfo& k) {
   json targets = json::array();
   for (const core::KernelTarget& t : k.targets) targets.push_back({{"arch", t.arch}, {"kind", t.kind}});
-  return {{"id", k.id}, {"name", k.name}, {"lowered_names", k.lowered_names}, {"targets", targets}};
+  return {{"id", k.id}, {"name", k.name}, {"lowered_names", k.lowered_names}, {"targets", targets}, {"libraries", k.libraries}};
+}
+
+json library_json(const core::LibraryInfo& l) {
+  json prebuilt = nullptr, source = nullptr;
+  if (l.prebuilt_arch) prebuilt = {{"arch", "sm_" + std::to_string(*l.prebuilt_arch)}, {"bytes", l.ltoir_bytes}};
+  if (l.source_bytes > 0) source = {{"bytes", l.source_bytes}};
+  return {{"name", l.name}, {"prebuilt", prebuilt}, {"source", source}, {"headers", l.headers}};
 }
 
 json buffer_json(const core::BufferInfo& b) {
@@ -296,6 +309,7 @@ struct Server::Impl final : http::Handler {
   void launch(const Request&, Response&, const std::string&);
   void list_jobs(const Request&, Response&, const std::string&);
   void get_job(const Request&, Response&, const std::string&);
+  void list_libraries(const Request&, Response&, const std::string&);
 
   // Each route's handler, in detail::kRouteTable's order: whether it needs a tenant's token, and
   // whether it may block (compile, touch a GPU, wait), which serves it on the transport's handler
@@ -315,6 +329,7 @@ struct Server::Impl final : http::Handler {
       {&Impl::get_job, true, true},        {&Impl::copy_shared_memory, true, true},
       {&Impl::register_shared_memory, true, true}, {&Impl::list_shared_memory, true, false},
       {&Impl::get_shared_memory, true, false},     {&Impl::unregister_shared_memory, true, true},
+      {&Impl::get_job, true, true},        {&Impl::list_libraries, true, false},
   }};
 };
 
@@ -443,10 +458,16 @@ void Server::Impl::create_kernel(const Request& req, Response& res, const std::s
   auto k = core.register_kernel(tenant, std::move(parsed.value()), req.body);
   if (!k) return refuse(res, k.error());
   res.set_header("Location", "/v1/kernels/" + std::to_string(k->id));
-  json answer = {{"id", k->id}, {"name", k->name}, {"lowered_names", k->lowered_names}, {"targets", k->targets},
-                 {"warnings", k->warnings}};
+  json answer = {{"id", k->id},           {"name", k->name},         {"lowered_names", k->lowered_names},
+                 {"targets", k->targets}, {"warnings", k->warnings}, {"libraries", k->libraries}};
   if (!k->compiled_by.empty()) answer["compiled_by"] = k->compiled_by;
   send_json(res, 201, answer);
+}
+
+void Server::Impl::list_libraries(const Request&, Response& res, const std::string& tenant) {
+  json items = json::array();
+  for (const core::LibraryInfo& l : core.libraries(tenant)) items.push_back(library_json(l));
+  send_json(res, 200, {{"libraries", items}});
 }
 
 void Server::Impl::list_kernels(const Request& req, Response& res, const std::string& tenant) {

@@ -10,6 +10,7 @@
 
 #include <atomic>
 #include <cstring>
+#include <fstream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
@@ -18,6 +19,7 @@
 #include "kiln/service/token_store.hpp"
 #include "kiln/service/worker_event_log.hpp"
 #include "kiln/service/worker_pool.hpp"
+#include "jit/link_kernels.hpp"
 #include "support/gpu.hpp"
 #include "support/http_fixture.hpp"
 #include "support/log_capture.hpp"
@@ -296,6 +298,36 @@ TEST_F(KilndShmGpu, ARegionFeedsALaunchAndTakesItsResult) {
        {{"direction", "download"}, {"region", region["id"]}, {"region_offset", n * sizeof(float)}}, 200);
   const float* result = floats + n;
   for (int i = 0; i < n; ++i) ASSERT_EQ(result[i], 2.f * static_cast<float>(i % 1000) + 1.f) << i;
+}
+
+// A kernel registered against a device library (source, compiled to LTO-IR for the GPU's
+// architecture and linked by nvJitLink) runs, and computes with the library's function.
+class KilndGpuLibraries : public KilndGpu {
+ protected:
+  void configure() override {
+    std::ofstream(dir_.path() / "scale_add.cu") << kiln::jit::test_kernels::kLibrarySource;
+    std::ofstream(dir_.path() / "scale_add.cuh") << kiln::jit::test_kernels::kLibraryHeader;
+    kiln::service::DeviceLibraryConfig lib;
+    lib.source = dir_.path() / "scale_add.cu";
+    lib.headers["scale_add.cuh"] = dir_.path() / "scale_add.cuh";
+    config_.device_libraries["scale_add"] = lib;
+  }
+};
+
+TEST_F(KilndGpuLibraries, AKernelLinkedWithALibraryLaunchesAndUsesIt) {
+  auto c = client();
+  const json k = post(*c, "/v1/kernels",
+                      {{"name", "caller.cu"}, {"source", kiln::jit::test_kernels::kCallerSource}, {"libraries", {"scale_add"}}},
+                      201);
+  ASSERT_EQ(k["targets"][0]["kind"], "cubin") << k.dump();
+  const int n = 1 << 12;
+  const std::uint64_t x = buffer(*c, std::vector<float>(n, 2.f)), y = buffer(*c, std::vector<float>(n, 1.f));
+  auto done = post(*c, "/v1/launches",
+                   {{"kernel", k["id"]}, {"function", "linked_saxpy"}, {"grid", n / 256}, {"block", 256}, {"wait", true},
+                    {"arguments", {{{"type", "f32"}, {"value", 3.0}}, {{"buffer", x}}, {{"buffer", y}}, {{"type", "i32"}, {"value", n}}}}},
+                   200);
+  EXPECT_EQ(done["status"], "completed") << done.dump();
+  for (float v : download(*c, y)) ASSERT_EQ(v, 7.f) << "scale_add(3, 2, 1) from the library";
 }
 
 }  // namespace

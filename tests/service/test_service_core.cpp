@@ -3,7 +3,11 @@
 #include <gtest/gtest.h>
 
 #include "core/service_core.hpp"
+#include <fstream>
+
 #include "jit/kernels.hpp"
+#include "jit/link_kernels.hpp"
+#include "kiln/jit/compiler.hpp"
 #include "kiln/jit/policy_error.hpp"
 #include "kiln/service/no_gpu_backend.hpp"
 #include "support/fake_gpu.hpp"
@@ -213,6 +217,65 @@ TEST_F(ServiceCoreTest, LaunchFailuresAreTypedAndNameTheirField) {
   EXPECT_FALSE(down.error().hint.empty());
   gpu_.set_worker_up(true);
   EXPECT_TRUE(launch({{"arguments", {{{"buffer", buffer}}}}}));
+}
+
+// A kernel keeps its device libraries: a GPU of another architecture that comes up after its
+// registration gets an image linked with the same libraries, at its first launch there.
+TEST(ServiceCoreLibraries, AGpuOfANewArchitectureLinksTheSameLibrariesAgain) {
+  testing::TempDir dir;
+  std::ofstream(dir.path() / "lib.cu") << jit::test_kernels::kLibrarySource;
+  std::ofstream(dir.path() / "lib.cuh") << jit::test_kernels::kLibraryHeader;
+  ServiceConfig config;
+  config.cache_dir = dir.path() / "cache";
+  config.drain_timeout = std::chrono::milliseconds(200);
+  DeviceLibraryConfig source;
+  source.source = dir.path() / "lib.cu";
+  source.headers["scale_add.cuh"] = dir.path() / "lib.cuh";
+  config.device_libraries["scale_add"] = source;
+  testing::FakeGpu gpu;
+  ServiceCore core(config, gpu);
+  auto k = core.register_kernel(
+      "alice", kernel_request({{"source", jit::test_kernels::kCallerSource}, {"libraries", {"scale_add"}}}), "");
+  ASSERT_TRUE(k) << k.error().message;
+  EXPECT_EQ(k->libraries, std::vector<std::string>{"scale_add"});
+
+  gpu.set_arch(80);
+  auto launched = core.launch("alice", launch_request({{"kernel", k->id}, {"function", "linked_saxpy"}}));
+  ASSERT_TRUE(launched) << launched.error().message;
+  auto info = core.kernel("alice", k->id);
+  ASSERT_TRUE(info);
+  ASSERT_EQ(info->targets.size(), 2u);
+  EXPECT_EQ(info->targets[0].arch, "sm_80");
+  EXPECT_EQ(info->targets[0].kind, "cubin");
+  EXPECT_EQ(info->libraries, std::vector<std::string>{"scale_add"});
+}
+
+TEST(ServiceCoreLibraries, ALibraryWithoutLtoIrForANewArchitectureFailsTheLaunchClearly) {
+  testing::TempDir dir;
+  jit::CompileResult lib = jit::compile(jit::test_kernels::library_program(), jit::Target::for_arch(90, jit::ImageKind::ltoir));
+  ASSERT_TRUE(lib.ok());
+  std::ofstream(dir.path() / "lib.ltoir", std::ios::binary) << lib.value().image();
+  ServiceConfig config;
+  config.cache_dir = dir.path() / "cache";
+  config.drain_timeout = std::chrono::milliseconds(200);
+  DeviceLibraryConfig prebuilt;
+  prebuilt.ltoir = dir.path() / "lib.ltoir";
+  config.device_libraries["scale_add"] = prebuilt;
+  testing::FakeGpu gpu;
+  ServiceCore core(config, gpu);
+  auto ok = core.register_kernel(
+      "alice",
+      kernel_request({{"source", "extern \"C\" __device__ float scale_add(float, float, float);\n"
+                                 "extern \"C\" __global__ void k(float* y) { y[0] = scale_add(1, y[0], 2); }\n"},
+                      {"libraries", {"scale_add"}}}),
+      "");
+  ASSERT_TRUE(ok) << ok.error().message;
+
+  gpu.set_arch(80);
+  auto launched = core.launch("alice", launch_request({{"kernel", ok->id}, {"function", "k"}}));
+  ASSERT_FALSE(launched);
+  EXPECT_EQ(launched.error().kind, ErrorKind::invalid_argument);
+  EXPECT_NE(launched.error().message.find("LTO-IR for sm_90 only"), std::string::npos) << launched.error().message;
 }
 
 TEST_F(ServiceCoreTest, TooManyKernelsIsItsOwnKind) {

@@ -14,6 +14,7 @@
 #include "kiln/core/module.hpp"
 #include "kiln/core/stream.hpp"
 #include "kiln/jit/artifact.hpp"
+#include "kiln/jit/device_library.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/kiln.h"
 #include "kiln/memory/pinned_pool.hpp"
@@ -25,6 +26,10 @@ struct kiln_cache {
 
 struct kiln_image {
   kiln::jit::Artifact artifact;
+};
+
+struct kiln_device_library {
+  kiln::jit::DeviceLibrary library;
 };
 
 struct kiln_diagnostics {

@@ -102,6 +102,7 @@ KernelInfo info_of(const detail::RegisteredKernel& k) {
   info.id = k.id;
   info.name = k.program.name;
   info.lowered_names = k.images.begin()->second.artifact.lowered_names();
+  info.libraries = k.libraries;
   for (const auto& [arch, image] : k.images)
     info.targets.push_back({image.artifact.target().arch_name(), std::string(jit::to_string(image.artifact.kind()))});
   return info;
@@ -127,6 +128,7 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::out_of_host_memory: return "out_of_host_memory";
     case ErrorKind::unavailable: return "unavailable";
     case ErrorKind::forbidden: return "forbidden";
+    case ErrorKind::library_unavailable: return "library_unavailable";
     case ErrorKind::internal: return "internal";
   }
   return "internal";
@@ -149,10 +151,15 @@ ServiceError error_from_exception(std::exception_ptr ep) noexcept {
     } catch (const Error& e) {
       if (e.is(Errc::driver_not_found) || e.is(Errc::nvrtc_not_found))
         return error(ErrorKind::unavailable, e.detail().empty() ? e.what() : e.detail());
+      if (e.is(Errc::nvjitlink_not_found)) {
+        ServiceError s = error(ErrorKind::library_unavailable, e.detail().empty() ? e.what() : e.detail());
+        s.details = {{"name", std::string(e.name())}};
+        return s;
+      }
       if (e.is(Errc::invalid_argument)) return error(ErrorKind::invalid_argument, e.detail());
       // A kernel compiled at registration for the GPUs then present, and refused by NVRTC for a
       // GPU of another architecture that came up since (ServiceCore::image_for).
-      if (e.is(Errc::compile_failed)) return error(ErrorKind::compile_failed, e.detail());
+      if (e.is(Errc::compile_failed) || e.is(Errc::link_failed)) return error(ErrorKind::compile_failed, e.detail());
       ServiceError s = error(ErrorKind::internal, e.what());
       s.details = {{"name", std::string(e.name())}};
       return s;
@@ -183,6 +190,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
     : config_(validated(config)),
       backend_(backend),
       log_(std::move(log)),
+      libraries_(config_.device_libraries),
       cache_(cache_options(config_)),
       compile_gate_(gate_limits(config_)),
       queue_(queue_options(config_)),
@@ -193,7 +201,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
   if (shared_queue_)
     cluster_ = std::make_unique<detail::ClusterCompiles>(
         *shared_queue_, config_.node_name.empty() ? detail::default_node_name() : config_.node_name,
-        config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_, log_);
+        config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_, libraries_, log_);
 }
 
 ServiceCore::~ServiceCore() { shutdown(); }
@@ -270,11 +278,24 @@ Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, 
   for (const DeviceStatus& d : backend_.devices()) archs.insert(d.arch);
   if (archs.empty()) archs.insert(config_.fallback_arch);
 
+  // A library another tenant may link reads as absent, like one that does not exist.
+  std::vector<const detail::DeviceLibraryEntry*> libraries;
+  for (std::size_t i = 0; i < request.libraries.size(); ++i) {
+    const detail::DeviceLibraryEntry* lib = libraries_.find(request.libraries[i], tenant);
+    if (!lib) {
+      std::string field = "libraries[";
+      field.append(std::to_string(i)).append("]");
+      return error(ErrorKind::not_found, field + ": device library '" + request.libraries[i] + "' not found", field);
+    }
+    libraries.push_back(lib);
+  }
+
   detail::KernelBuild build;
   std::string compiled_by;
   if (cluster_) {
     // Any node may compile it; this one waits.
-    detail::ClusterCompiles::Outcome outcome = cluster_->compile(tenant, std::string(request_body), archs, config_.max_wait);
+    detail::ClusterCompiles::Outcome outcome =
+        cluster_->compile(tenant, std::string(request_body), archs, config_.max_wait, libraries);
     if (!outcome.build) {
       ServiceError e = error(ErrorKind::compile_pending,
                              "compile job " + std::to_string(outcome.job) + " did not finish within max_wait_ms (" +
@@ -286,7 +307,8 @@ Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, 
     compiled_by = outcome.compiled_by;
   } else {
     // A kernel every architecture of which is in the memory tier needs no compile slot.
-    bool cached = true;
+    // (One that links libraries always takes a slot: its link key needs its inputs compiled.)
+    bool cached = libraries.empty();
     for (int arch : archs)
       cached = cached && cache_.memory().find(cache_.key_for(request.program, detail::target_for_arch(arch))).has_value();
     std::optional<detail::CompileGate::Admission> admission;
@@ -306,16 +328,23 @@ Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, 
         return e;
       }
     }  // the admission's ticket holds the slot until the build is done
-    build = detail::build_kernel(cache_, request.program, archs);
+    build = detail::build_kernel(cache_, request.program, archs, libraries);
   }
   if (!build.ok()) {
     json details = build.error;
     const std::string code = details.value("code", "compile_failed");
-    ServiceError e = error(code == "source_policy" ? ErrorKind::policy : ErrorKind::compile_failed, details.value("message", ""));
+    ErrorKind kind = ErrorKind::compile_failed;
+    if (code == "source_policy") kind = ErrorKind::policy;
+    else if (code == "library_unavailable") kind = ErrorKind::library_unavailable;
+    else if (code == "not_found") kind = ErrorKind::not_found;
+    else if (code == "bad_request" && details.contains("field")) kind = ErrorKind::invalid_argument;
+    ServiceError e = error(kind, details.value("message", ""));
     if (e.kind == ErrorKind::policy) e.rule = details.value("rule", "");
+    if (details.contains("field") && details["field"].is_string()) e.field = details["field"].get<std::string>();
     details.erase("code");
     details.erase("message");
     details.erase("rule");
+    details.erase("field");
     if (!compiled_by.empty()) details["compiled_by"] = compiled_by;
     e.details = std::move(details);
     return e;
@@ -323,6 +352,7 @@ Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, 
   detail::RegisteredKernel kernel;
   kernel.tenant = tenant;
   kernel.program = std::move(request.program);
+  kernel.libraries = request.libraries;
   for (auto& [arch, artifact] : build.images) {
     std::string bytes(artifact.image());
     if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
@@ -331,6 +361,7 @@ Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, 
   KernelRegistration out;
   out.lowered_names = kernel.images.begin()->second.artifact.lowered_names();
   out.name = kernel.program.name;
+  out.libraries = kernel.libraries;
   auto added = kernels_.add(std::move(kernel), config_.max_kernels_per_tenant);
   if (!added)
     return error(ErrorKind::too_many_kernels, "tenant '" + tenant + "' holds " + std::to_string(config_.max_kernels_per_tenant) +
@@ -339,6 +370,13 @@ Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, 
   out.targets = std::move(build.targets);
   out.warnings = std::move(build.warnings);
   out.compiled_by = std::move(compiled_by);
+  return out;
+}
+
+std::vector<LibraryInfo> ServiceCore::libraries(const std::string& tenant) const {
+  std::vector<LibraryInfo> out;
+  for (const detail::DeviceLibraryEntry* lib : libraries_.visible_to(tenant))
+    out.push_back({lib->name(), lib->prebuilt_arch(), lib->ltoir_bytes(), lib->source_bytes(), lib->header_names()});
   return out;
 }
 
@@ -558,7 +596,14 @@ const detail::CompiledImage* ServiceCore::image_for(std::shared_ptr<const detail
   // Registration compiled for every architecture the backend reported then (register_now), so a
   // compile here is only the fallback for a GPU of a new architecture that appeared since: it
   // happens once, on this launch's path, and the kernel keeps the image for later launches.
-  jit::Artifact artifact = cache_.compile(kernel->program, detail::target_for_arch(arch));
+  std::vector<const detail::DeviceLibraryEntry*> libraries;
+  for (const std::string& name : kernel->libraries) {
+    const detail::DeviceLibraryEntry* lib = libraries_.find(name, kernel->tenant);
+    if (!lib) throw Error(Errc::internal, "kernel " + std::to_string(kernel->id) + " links device library '" + name +
+                                              "', which this node does not have");
+    libraries.push_back(lib);
+  }
+  jit::Artifact artifact = detail::build_image(cache_, kernel->program, arch, libraries);
   std::string bytes(artifact.image());
   if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
   auto updated = std::make_shared<detail::RegisteredKernel>(*kernel);

@@ -30,6 +30,7 @@
 #include "detail/shared_memory_regions.hpp"
 #include "detail/cluster_compiles.hpp"
 #include "detail/compile_gate.hpp"
+#include "detail/device_libraries.hpp"
 #include "detail/kernel_registry.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/service/config.hpp"
@@ -59,6 +60,8 @@ enum class ErrorKind : std::uint8_t {
   out_of_host_memory,  // kilnd could not allocate host memory
   unavailable,         // no GPU (or no NVRTC) can serve it
   forbidden,           // the service's configuration does not allow it (allow_client_shm off)
+  library_unavailable, // a device library cannot be linked: no nvJitLink (details: name), or in
+                       // scale-out the compiling node's library of that name differs
   internal,            // a bug or an unexpected library error (details: name)
 };
 
@@ -120,12 +123,14 @@ struct KernelInfo {
   std::string name;
   std::map<std::string, std::string> lowered_names;
   std::vector<KernelTarget> targets;
+  std::vector<std::string> libraries;  // the device libraries it links
 };
 
 struct KernelRegistration {
   std::uint64_t id = 0;
   std::string name;
   std::map<std::string, std::string> lowered_names;
+  std::vector<std::string> libraries;
   nlohmann::json targets;   // [{arch, kind, origin, compile_ms}]
   nlohmann::json warnings;  // [Diagnostic]
   std::string compiled_by;  // scale-out: the node that compiled it
@@ -140,6 +145,15 @@ struct SharedMemoryInfo {
   std::uint64_t bytes = 0;
   int owner_pid = 0;    // 0: none
   bool pinned = false;  // pinned for the GPUs: copies run at pinned speed
+};
+
+// A device library as a tenant that may link it sees it (GET /v1/libraries).
+struct LibraryInfo {
+  std::string name;
+  std::optional<int> prebuilt_arch;  // prebuilt LTO-IR and its architecture
+  std::uint64_t ltoir_bytes = 0;     // 0 without prebuilt LTO-IR
+  std::uint64_t source_bytes = 0;    // 0 without source
+  std::vector<std::string> headers;  // include names kernels linking it may include
 };
 
 struct LaunchOutcome {
@@ -175,6 +189,8 @@ class ServiceCore {
   Result<KernelInfo> kernel(const std::string& tenant, std::uint64_t id) const;
   Result<Done> delete_kernel(const std::string& tenant, std::uint64_t id);
   Page<KernelInfo> list_kernels(const std::string& tenant, PageRequest page) const;
+  // The device libraries `tenant` may link, by name.
+  std::vector<LibraryInfo> libraries(const std::string& tenant) const;
 
   // Buffers.
   Result<BufferInfo> create_buffer(const std::string& tenant, const BufferRequest& request);
@@ -226,6 +242,7 @@ class ServiceCore {
   GpuBackend& backend_;
   Log log_;
   Metrics metrics_;
+  detail::DeviceLibraries libraries_;  // read when the core starts; immutable after
   jit::KernelCache cache_;
   detail::CompileGate compile_gate_;
   InProcessQueue queue_;
@@ -240,7 +257,8 @@ class ServiceCore {
 
 // Converts the exceptions the libraries below throw into a ServiceError (out_of_memory with the
 // memory picture, policy with the rule of a jit::PolicyError, unavailable for a missing driver or
-// NVRTC, invalid_argument, out_of_host_memory, internal with the error's name).
+// NVRTC, library_unavailable for a missing nvJitLink, compile_failed for a compile or link error,
+// invalid_argument, out_of_host_memory, internal with the error's name).
 ServiceError error_from_exception(std::exception_ptr ep) noexcept;
 
 }  // namespace kiln::service::core

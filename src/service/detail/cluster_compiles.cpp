@@ -17,8 +17,9 @@ std::string default_node_name() {
 }
 
 ClusterCompiles::ClusterCompiles(RedisStreamQueue& queue, std::string node, int threads, std::uint32_t max_deliveries,
-                                 jit::KernelCache& cache, Log log)
-    : queue_(queue), node_(std::move(node)), max_deliveries_(max_deliveries), cache_(cache), log_(std::move(log)) {
+                                 jit::KernelCache& cache, const DeviceLibraries& libraries, Log log)
+    : queue_(queue), node_(std::move(node)), max_deliveries_(max_deliveries), cache_(cache), libraries_(libraries),
+      log_(std::move(log)) {
   for (int i = 0; i < threads; ++i) threads_.emplace_back([this, i](std::stop_token stop) { consume(i, stop); });
   if (threads > 0) threads_.emplace_back([this](std::stop_token stop) { heartbeat(stop); });
 }
@@ -29,8 +30,14 @@ ClusterCompiles::~ClusterCompiles() {
 }
 
 ClusterCompiles::Outcome ClusterCompiles::compile(std::string_view tenant, std::string_view request_body,
-                                                  const std::set<int>& archs, std::chrono::milliseconds timeout) {
-  const json payload = {{"tenant", tenant}, {"archs", archs}, {"request", request_body}};
+                                                  const std::set<int>& archs, std::chrono::milliseconds timeout,
+                                                  std::span<const DeviceLibraryEntry* const> libraries) {
+  json payload = {{"tenant", tenant}, {"archs", archs}, {"request", request_body}};
+  if (!libraries.empty()) {
+    json libs = json::array();
+    for (const DeviceLibraryEntry* lib : libraries) libs.push_back({{"name", lib->name()}, {"digest", lib->digest()}});
+    payload["libraries"] = std::move(libs);
+  }
   Outcome outcome;
   outcome.job = queue_.enqueue(payload.dump(), node_, tenant);
   enqueued_.fetch_add(1, std::memory_order_relaxed);
@@ -51,7 +58,24 @@ KernelBuild ClusterCompiles::run(const StreamJob& job) {
       build.error = {{"code", "bad_request"}, {"message", parsed.error().text()}, {"field", parsed.error().field}};
       return build;
     }
-    return build_kernel(cache_, parsed.value().program, payload.at("archs").get<std::set<int>>());
+    // The libraries the accepting node resolved: this node links its own of the same name and
+    // digest, or refuses (a node configured otherwise must not link something else).
+    std::vector<const DeviceLibraryEntry*> libraries;
+    const std::string tenant = payload.at("tenant").get<std::string>();
+    for (const json& wanted : payload.value("libraries", json::array())) {
+      const std::string name = wanted.at("name").get<std::string>();
+      const DeviceLibraryEntry* lib = libraries_.find(name, tenant);
+      if (!lib || lib->digest() != wanted.at("digest").get<std::string>()) {
+        build.status = 503;
+        build.error = {{"code", "library_unavailable"},
+                       {"message", "node " + node_ + (lib ? " has another device library '" + name + "' (its files differ)"
+                                                          : " has no device library '" + name + "' for this tenant") +
+                                       "; every node sharing the queue needs the same device_libraries"}};
+        return build;
+      }
+      libraries.push_back(lib);
+    }
+    return build_kernel(cache_, parsed.value().program, payload.at("archs").get<std::set<int>>(), libraries);
   } catch (const std::exception& e) {
     build.status = 500;
     build.error = {{"code", "internal"}, {"message", std::string("compile job ") + std::to_string(job.id) + ": " + e.what()}};

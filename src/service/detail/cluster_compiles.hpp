@@ -7,6 +7,10 @@
 // A job handed out more than max_deliveries times (it took every node that tried it down) is
 // completed as failed instead of being tried again.
 //
+// A registration that links device libraries carries each library's name and digest: the consuming
+// node links its own library of that name, and refuses the job (503 library_unavailable) when it
+// has none or its digest differs, so every node of a cluster needs the same device_libraries.
+//
 // Thread safety: compile() may be called from any thread; the consumers are the object's own.
 #pragma once
 
@@ -16,6 +20,7 @@
 #include <cstdint>
 #include <mutex>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -32,7 +37,7 @@ class ClusterCompiles {
  public:
   // `log` receives takeovers (a job reclaimed from a silent node) and the queue's trouble.
   ClusterCompiles(RedisStreamQueue& queue, std::string node, int threads, std::uint32_t max_deliveries,
-                  jit::KernelCache& cache, Log log = {});
+                  jit::KernelCache& cache, const DeviceLibraries& libraries, Log log = {});
   ~ClusterCompiles();  // stops the consumers (a compile in hand finishes first)
   ClusterCompiles(const ClusterCompiles&) = delete;
   ClusterCompiles& operator=(const ClusterCompiles&) = delete;
@@ -44,8 +49,9 @@ class ClusterCompiles {
   };
   // Enqueues the registration `request_body` (already validated here) of `tenant` for `archs` and
   // waits up to `timeout` for the build, whichever node makes it.
+  // `libraries` are the request's, resolved here (their names and digests travel with the job).
   Outcome compile(std::string_view tenant, std::string_view request_body, const std::set<int>& archs,
-                  std::chrono::milliseconds timeout);
+                  std::chrono::milliseconds timeout, std::span<const DeviceLibraryEntry* const> libraries = {});
 
   ClusterMetrics counters();
   const std::string& node() const noexcept { return node_; }
@@ -63,6 +69,7 @@ class ClusterCompiles {
   const std::string node_;
   const std::uint32_t max_deliveries_;
   jit::KernelCache& cache_;
+  const DeviceLibraries& libraries_;
   const Log log_;
 
   std::atomic<std::uint64_t> enqueued_{0}, completed_{0}, reclaimed_{0}, superseded_{0}, abandoned_{0};

@@ -32,6 +32,9 @@ struct RegisteredKernel {
   std::uint64_t id = 0;
   std::string tenant;
   jit::Program program;
+  // The device libraries its images link (in order): an image for another architecture links them
+  // again. Empty: compiled alone.
+  std::vector<std::string> libraries;
   std::map<int, CompiledImage> images;  // by the device architecture they serve
 
   // Whether the image names `symbol`: a search through the whole image the first time (a CUB
@@ -48,9 +51,12 @@ struct RegisteredKernel {
   }
 
   RegisteredKernel() = default;
-  RegisteredKernel(const RegisteredKernel& o) : id(o.id), tenant(o.tenant), program(o.program), images(o.images) {}
+  RegisteredKernel(const RegisteredKernel& o)
+      : id(o.id), tenant(o.tenant), program(o.program), libraries(o.libraries), images(o.images) {}
   RegisteredKernel& operator=(const RegisteredKernel&) = delete;
-  RegisteredKernel(RegisteredKernel&& o) : id(o.id), tenant(std::move(o.tenant)), program(std::move(o.program)), images(std::move(o.images)) {}
+  RegisteredKernel(RegisteredKernel&& o)
+      : id(o.id), tenant(std::move(o.tenant)), program(std::move(o.program)), libraries(std::move(o.libraries)),
+        images(std::move(o.images)) {}
 
  private:
   mutable std::mutex symbols_mutex;

@@ -32,7 +32,7 @@ struct RouteSpec {
   BodyKind body;
 };
 
-inline constexpr std::array<RouteSpec, 21> kRouteTable = {{
+inline constexpr std::array<RouteSpec, 22> kRouteTable = {{
     {"GET", "/healthz", BodyKind::none},
     {"GET", "/readyz", BodyKind::none},
     {"GET", "/metrics", BodyKind::none},
@@ -54,6 +54,7 @@ inline constexpr std::array<RouteSpec, 21> kRouteTable = {{
     {"GET", "/v1/shm", BodyKind::none},
     {"GET", "/v1/shm/{id}", BodyKind::none},
     {"DELETE", "/v1/shm/{id}", BodyKind::none},
+    {"GET", "/v1/libraries", BodyKind::none},
 }};
 
 enum class RouteResult { found, no_route, wrong_method };

@@ -1,4 +1,4 @@
-// A stand-in for one GPU (sm_90, 1 GiB, a worker up unless a test says otherwise): buffers are host
+// A stand-in for one GPU (sm_90 unless set_arch, 1 GiB, a worker up unless a test says otherwise): buffers are host
 // bytes, every launch completes at once. For tests of the service core and the list routes on a machine without a GPU.
 //
 // Thread safety: every member may be called from any thread.
@@ -19,12 +19,14 @@ class FakeGpu final : public service::GpuBackend {
   std::vector<service::DeviceStatus> devices() override {
     service::DeviceStatus d;
     d.name = "fake GPU";
-    d.arch = 90;
+    d.arch = arch_.load();
     d.memory_total = d.memory_free = std::size_t{1} << 30;
     d.worker_up = worker_up_.load();
     if (!d.worker_up) d.last_failure = "the worker exited with signal 9 (Killed)";
     return {d};
   }
+  // The GPU replaced by one of another architecture (a kernel needs a new image for it).
+  void set_arch(int arch) { arch_.store(arch); }
   // A GPU whose worker died (and has not been replaced yet).
   void set_worker_up(bool up) { worker_up_.store(up); }
   service::BufferId create_buffer(int, std::size_t bytes, std::string_view) override {
@@ -63,6 +65,7 @@ class FakeGpu final : public service::GpuBackend {
     return it->second;
   }
   std::atomic<bool> worker_up_{true};
+  std::atomic<int> arch_{90};
   std::mutex mutex_;
   std::map<service::BufferId, std::vector<std::byte>> buffers_;
   service::BufferId next_ = 100;

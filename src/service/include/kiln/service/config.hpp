@@ -10,9 +10,12 @@
 #include <cstdint>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
+#include "kiln/jit/program.hpp"
 #include "kiln/jit/source_policy.hpp"
 #include "kiln/service/gpu_mode.hpp"
 #include "kiln/service/log.hpp"
@@ -21,6 +24,21 @@
 namespace kiln::service {
 
 jit::SourcePolicy default_source_policy();
+
+// A named device library kernels may link with (POST /v1/kernels "libraries"): LTO-IR built ahead of
+// time (`kiln compile --lto`), a source file compiled to LTO-IR at first use for each architecture
+// (through the kernel cache, under the source policy), or both (the LTO-IR serves its architecture,
+// the source every other one). The files are read and checked when kilnd starts.
+struct DeviceLibraryConfig {
+  std::filesystem::path ltoir;   // prebuilt LTO-IR
+  int arch = 0;                  // its architecture (90); 0: read from the LTO-IR's header
+  std::filesystem::path source;  // CUDA source of device functions
+  jit::CompileOptions options;   // for the source (std, defines, fast_math, ...)
+  // include name -> file: the declarations kernels include ("mathlib.h"), served from memory to
+  // every kernel linking the library (and to its source).
+  std::map<std::string, std::filesystem::path> headers;
+  std::optional<std::vector<std::string>> tenants;  // nullopt: every tenant may link it
+};
 unsigned default_compile_workers();
 
 struct ServiceConfig {
@@ -54,6 +72,9 @@ struct ServiceConfig {
   std::size_t max_launch_arguments = 256;
   std::size_t max_json_depth = 64;              // nested arrays and objects in a JSON body (400 above)
   std::size_t max_json_values = 65536;          // values and keys in a JSON body (400 above)
+
+  // Device libraries by name (DeviceLibraryConfig); docs/SERVICE.md "Device libraries".
+  std::map<std::string, DeviceLibraryConfig> device_libraries;
 
   std::filesystem::path cache_dir;              // empty: the JIT's default folder
   std::size_t cache_memory_bytes = 256u << 20;  // the in-memory tier

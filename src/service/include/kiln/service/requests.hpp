@@ -58,10 +58,14 @@ struct RequestLimits {
 
 // POST /v1/kernels: {"source", "name"?, "headers"? {name: text}, "include_dirs"? [..],
 // "name_expressions"? [..], "options"? {"std", "defines", "fast_math", "line_info",
-// "max_registers", "rdc", "extra"}}
+// "max_registers", "rdc", "extra"}, "libraries"? ["name", ...]}
 struct KernelRequest {
   jit::Program program;
+  // Device libraries (kilnd's device_libraries) to link with, in order: distinct names, at most
+  // kMaxKernelLibraries. Empty: compiled alone, as before.
+  std::vector<std::string> libraries;
 };
+inline constexpr std::size_t kMaxKernelLibraries = 64;
 
 // POST /v1/buffers: {"device"?: 0, "bytes": N, "tag"?: "text"}
 struct BufferRequest {
