@@ -10,6 +10,7 @@
 #include <spdlog/logger.h>
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/sinks/basic_file_sink.h>
+#include <spdlog/sinks/dist_sink.h>
 #include <spdlog/sinks/null_sink.h>
 #include <spdlog/sinks/stdout_sinks.h>
 
@@ -191,18 +192,39 @@ Log::Log() {
 
 Log::Log(std::shared_ptr<spdlog::logger> logger, LogOptions options) : logger_(std::move(logger)), options_(std::move(options)) {}
 
-Log Log::open(const LogOptions& options) {
-  spdlog::sink_ptr sink;
-  if (options.file.empty()) {
-    sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
-  } else {
-    try {
-      sink = std::make_shared<spdlog::sinks::basic_file_sink_mt>(options.file.string(), /*truncate=*/false);
-    } catch (const std::exception& e) {
-      throw Error(Errc::invalid_argument, "cannot open the log file " + options.file.string() + ": " + e.what());
-    }
+// The file behind a file log, inside a sink whose target can be swapped while others log.
+struct Log::FileSink {
+  std::filesystem::path file;
+  std::shared_ptr<spdlog::sinks::dist_sink_mt> sink = std::make_shared<spdlog::sinks::dist_sink_mt>();
+};
+
+namespace {
+
+spdlog::sink_ptr open_file_sink(const std::filesystem::path& file) {
+  try {
+    return std::make_shared<spdlog::sinks::basic_file_sink_mt>(file.string(), /*truncate=*/false);
+  } catch (const std::exception& e) {
+    throw Error(Errc::invalid_argument, "cannot open the log file " + file.string() + ": " + e.what());
   }
-  return Log(make_logger(std::move(sink)), options);
+}
+
+}  // namespace
+
+Log Log::open(const LogOptions& options) {
+  if (options.file.empty()) return Log(make_logger(std::make_shared<spdlog::sinks::stderr_sink_mt>()), options);
+  auto file = std::make_shared<FileSink>();
+  file->file = options.file;
+  file->sink->add_sink(open_file_sink(options.file));
+  Log log(make_logger(file->sink), options);
+  log.file_ = std::move(file);
+  return log;
+}
+
+void Log::reopen() const {
+  if (!file_) return;
+  spdlog::sink_ptr fresh = open_file_sink(file_->file);  // throws before the old one is let go
+  file_->sink->flush();
+  file_->sink->set_sinks({std::move(fresh)});
 }
 
 Log Log::capture(const LogOptions& options, std::function<void(std::string_view)> sink) {

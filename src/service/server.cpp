@@ -329,7 +329,7 @@ struct Server::Impl final : http::Handler {
       {&Impl::get_job, true, true},        {&Impl::copy_shared_memory, true, true},
       {&Impl::register_shared_memory, true, true}, {&Impl::list_shared_memory, true, false},
       {&Impl::get_shared_memory, true, false},     {&Impl::unregister_shared_memory, true, true},
-      {&Impl::get_job, true, true},        {&Impl::list_libraries, true, false},
+      {&Impl::list_libraries, true, false},
   }};
 };
 

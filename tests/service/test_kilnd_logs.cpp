@@ -5,6 +5,7 @@
 // kilnd with --log-format json and reads its standard error.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -13,6 +14,7 @@
 #include <regex>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -488,6 +490,39 @@ TEST(KilndLogFile, KilndAppendsTextLinesToTheLogFile) {
   EXPECT_NE(refused.err.find("cannot open the log file"), std::string::npos) << refused.err;
   auto bad_flag = run_process({KILND_PATH, "--log-format", "xml"});
   EXPECT_EQ(bad_flag.exit_code, 2) << bad_flag.err;
+}
+
+// SIGHUP opens the log file again by its name, as logrotate expects: lines before it stay in the
+// file that was moved away, lines after it go to a new file of the old name; kilnd keeps serving.
+TEST(KilndLogFile, SighupOpensTheLogFileAgainAfterItWasMoved) {
+  TempDir dir;
+  const auto log_file = dir.path() / "kilnd.log", rotated = dir.path() / "kilnd.log.1";
+  Child child({KILND_PATH, "--port", "0", "--cache-dir", (dir.path() / "cache").string(), "--log-file", log_file.string()},
+              /*with_stderr=*/true);
+  std::string transcript;
+  const std::string port = child.wait_for(std::regex("listening on http://127\\.0\\.0\\.1:([0-9]+)"), transcript);
+  ASSERT_FALSE(port.empty()) << transcript;
+  httplib::Client client("127.0.0.1", std::stoi(port));
+  ASSERT_TRUE(client.Get("/healthz", {{"X-Request-Id", "before-rotation"}}));
+  std::filesystem::rename(log_file, rotated);
+  ASSERT_EQ(::kill(child.pid(), SIGHUP), 0);
+  auto read = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  // The reopen is done when its own line is in the new file (the test's only wait).
+  for (int i = 0; i < 3000 && read(log_file).find("log_reopened") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  ASSERT_TRUE(client.Get("/healthz", {{"X-Request-Id", "after-rotation"}}));
+  EXPECT_EQ(child.terminate(), 0);
+  const std::string old_text = read(rotated), new_text = read(log_file);
+  EXPECT_NE(old_text.find("request_id=before-rotation"), std::string::npos) << old_text;
+  EXPECT_EQ(old_text.find("after-rotation"), std::string::npos) << old_text;
+  EXPECT_NE(new_text.find("INFO log_reopened"), std::string::npos) << new_text;
+  EXPECT_NE(new_text.find("request_id=after-rotation"), std::string::npos) << new_text;
+  EXPECT_NE(new_text.find("INFO shutdown: stopped"), std::string::npos) << new_text;
 }
 
 }  // namespace

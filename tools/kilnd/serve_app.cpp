@@ -54,13 +54,14 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     files.rlim_cur = files.rlim_max;
     setrlimit(RLIMIT_NOFILE, &files);
   }
-  // Block the stop signals before any thread starts, so every thread inherits the mask and only
+  // Block the signals kilnd handles before any thread starts, so every thread inherits the mask and only
   // sigwait below receives them.
-  sigset_t stop_signals;
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  sigset_t handled_signals;
+  sigemptyset(&handled_signals);
+  sigaddset(&handled_signals, SIGINT);
+  sigaddset(&handled_signals, SIGTERM);
+  sigaddset(&handled_signals, SIGHUP);  // not a stop: the log file is opened again (logrotate)
+  pthread_sigmask(SIG_BLOCK, &handled_signals, nullptr);
   try {
     service::ServiceConfig config = flags.config_file.empty() ? service::ServiceConfig{}
                                                               : service::load_config_file(flags.config_file);
@@ -132,7 +133,16 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     std::cout << program << ": listening on http://" << config.listen_address << ":" << server.port() << std::endl;
 
     int signal = 0;
-    sigwait(&stop_signals, &signal);
+    for (;;) {
+      sigwait(&handled_signals, &signal);
+      if (signal != SIGHUP) break;
+      try {
+        log.reopen();
+        log.info("log_reopened", "SIGHUP received: the log file was opened again");
+      } catch (const Error& e) {
+        std::cerr << program << ": SIGHUP: " << e.what() << " (logging on to the file already open)\n";
+      }
+    }
     std::cout << program << ": " << (signal == SIGINT ? "SIGINT" : "SIGTERM")
               << ": draining (up to " << config.drain_timeout.count() << " ms) and stopping" << std::endl;
     log.info("shutdown", std::string(signal == SIGINT ? "SIGINT" : "SIGTERM") + " received: stopping",

@@ -94,10 +94,17 @@ class Log {
   }
   // Writes what the sinks hold (a file) now.
   void flush() const noexcept;
+  // A log to a file opens it again by its name (kilnd does on SIGHUP, after logrotate moved the
+  // file away): later lines go to the new file, every copy of this Log included. Nothing for
+  // standard error or a capture. Throws kiln::Error naming the file when it cannot be opened
+  // (the old file is kept then).
+  void reopen() const;
 
  private:
   Log(std::shared_ptr<spdlog::logger> logger, LogOptions options);
   std::shared_ptr<spdlog::logger> logger_;
+  struct FileSink;
+  std::shared_ptr<FileSink> file_;  // a file log's sink and name, which reopen() swaps
   LogOptions options_;
 };
 
