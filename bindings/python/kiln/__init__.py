@@ -13,7 +13,7 @@ from . import _native
 from .errors import (CancelledError, CompileError, DriverNotFoundError, Error, Explanation, IllegalAddressError,
                      InvalidArgumentError, LinkError, NvrtcNotFoundError, OutOfMemoryError, TimeoutError,
                      VersionMismatchError, explain)
-from .compiling import Cache, Diagnostic, Image, Target, cache_stats, compile, default_cache
+from .compiling import Cache, DeviceLibrary, Diagnostic, Image, Target, cache_stats, compile, default_cache
 from .launching import Kernel, Module
 from .memory import (DeviceBuffer, Event, ManagedBuffer, PinnedPool, Stream, borrow_stream, default_pinned_pool,
                      default_stream, empty, managed_empty, pinned_array, pinned_empty, pool_stats, to_device, zeros)
@@ -23,7 +23,7 @@ from .environment import (Device, allocation_report, choose_gpus, device_count, 
 __version__ = _native.version()
 
 __all__ = [
-    "Cache", "CancelledError", "CompileError", "Device", "DeviceBuffer", "Diagnostic", "DriverNotFoundError",
+    "Cache", "CancelledError", "CompileError", "Device", "DeviceBuffer", "DeviceLibrary", "Diagnostic", "DriverNotFoundError",
     "Error", "Event", "Explanation", "IllegalAddressError", "Image", "InvalidArgumentError", "Kernel", "LinkError",
     "ManagedBuffer", "Module", "NvrtcNotFoundError", "OutOfMemoryError", "PinnedPool", "Stream", "Target",
     "TimeoutError", "VersionMismatchError", "allocation_report", "borrow_stream", "cache_stats", "choose_gpus",

@@ -158,27 +158,72 @@ def _strings(values, what):
     return [str(v) for v in values]
 
 
+def _program(source, name, headers, include_dirs, name_expressions, std, defines, line_info, fast_math, max_registers,
+             relocatable_device_code, minimal, options):
+    return {
+        "source": source, "name": name, "standard": std or "",
+        "headers": [(str(k), str(v)) for k, v in (headers or {}).items()],
+        "include_dirs": [os.fspath(d) for d in (include_dirs or [])],
+        "name_expressions": _strings(name_expressions, "name_expressions"), "defines": _strings(defines, "defines"),
+        "extra_options": _strings(options, "options"), "line_info": line_info, "fast_math": fast_math,
+        "max_registers": max_registers, "relocatable_device_code": relocatable_device_code, "minimal": minimal,
+    }
+
+
+class DeviceLibrary:
+    """Device functions compiled once to LTO-IR and linked (nvJitLink, ``-lto``: they still inline)
+    into the kernels that call them, so a kernel compiles only its own lines: pass it to
+    :func:`compile` as ``libraries=[...]``. ``headers`` ({include name: source}, the declarations
+    callers include) are added to every kernel linked with it."""
+
+    def __init__(self, native, name):
+        self._native = native
+        self.name = name
+
+    @classmethod
+    def from_source(cls, source, *, name="library.cu", headers=None, options=None, defines=None, std=None,
+                    fast_math=False, include_dirs=None):
+        """Compiled at first use for each architecture, through the cache the linking compile uses."""
+        program = _program(source, name, headers, include_dirs, None, std, defines, False, fast_math, 0, False, False,
+                           options)
+        return cls(_native.library_from_source(program, program["headers"]), name)
+
+    @classmethod
+    def from_ltoir(cls, ltoir, arch, *, name="library.ltoir", headers=None):
+        """Prebuilt LTO-IR for ``sm_<arch>`` (``kiln compile --lto``): it links into that
+        architecture only."""
+        pairs = [(str(k), str(v)) for k, v in (headers or {}).items()]
+        return cls(_native.library_from_ltoir(name, int(arch), bytes(ltoir), pairs), name)
+
+    def __repr__(self):
+        return f"DeviceLibrary({self.name!r})"
+
+
 def compile(source, *, headers=None, include_dirs=None, options=None, name_expressions=None, defines=None,
             target=None, device=0, name="kernel.cu", std=None, line_info=False, fast_math=False, max_registers=0,
-            relocatable_device_code=False, minimal=False, cache=None):
+            relocatable_device_code=False, minimal=False, cache=None, libraries=None):
     """Compiles CUDA C++ source through the kernel cache; returns an :class:`Image`.
 
     ``headers``: {include name: source}; ``options``: NVRTC options passed verbatim;
     ``name_expressions``: template instances to instantiate (``"scale<float>"``), whose kernels
     :meth:`Module.kernel` finds by the same text; ``target``: ``"sm_90"``, ``"compute_90"`` or a
-    :class:`Target`, else the best for ``device`` (which needs a driver). Raises
-    :class:`kiln.CompileError` with the diagnostics when NVRTC rejects the program. The GIL is
-    released while NVRTC runs.
+    :class:`Target`, else the best for ``device`` (which needs a driver); ``libraries``:
+    :class:`DeviceLibrary` objects to link with (the source is compiled to LTO-IR, the link is
+    cached too, and the image's key changes with any library's content). Raises
+    :class:`kiln.CompileError` with the diagnostics when NVRTC rejects the program, and
+    :class:`kiln.LinkError` (diagnostics: one per undefined or duplicate symbol) when nvJitLink
+    rejects the link. The GIL is released while NVRTC and nvJitLink run.
     """
     if target is None:
         target = Target.for_device(device)
     elif not isinstance(target, Target):
         target = Target.parse(target)
-    header_pairs = [(str(k), str(v)) for k, v in (headers or {}).items()]
-    expressions = _strings(name_expressions, "name_expressions")
-    native = _native.compile(
-        (cache or default_cache())._native, source, name, header_pairs,
-        [os.fspath(d) for d in (include_dirs or [])], expressions, std or "", _strings(defines, "defines"),
-        line_info, fast_math, max_registers, relocatable_device_code, minimal, _strings(options, "options"),
-        1 if target.kind == "ptx" else 0, target.arch)
-    return Image(native, expressions)
+    program = _program(source, name, headers, include_dirs, name_expressions, std, defines, line_info, fast_math,
+                       max_registers, relocatable_device_code, minimal, options)
+    libraries = list(libraries or [])
+    for library in libraries:
+        if not isinstance(library, DeviceLibrary):
+            raise TypeError(f"libraries must hold kiln.DeviceLibrary objects, not {type(library).__name__}")
+    native = _native.compile((cache or default_cache())._native, program, [l._native for l in libraries],
+                             1 if target.kind == "ptx" else 0, target.arch)
+    return Image(native, program["name_expressions"])

@@ -81,7 +81,13 @@ class CancelledError(Error):
 
 
 class LinkError(Error):
-    """nvJitLink refused a link (an undefined or duplicate symbol, a bad input), or is missing."""
+    """nvJitLink refused a link (an undefined or duplicate symbol, a bad input), or is missing;
+    ``diagnostics`` has one entry per problem (file: the input; code: ``undefined_symbol``,
+    ``duplicate_symbol`` or ``other``)."""
+
+    def __init__(self, message, *, diagnostics=(), **kwargs):
+        super().__init__(message, **kwargs)
+        self.diagnostics = list(diagnostics)
 
 
 class VersionMismatchError(Error):
@@ -113,7 +119,7 @@ def _from_native(domain, code, sticky, name, message, hint, call, extra):
     d = DOMAINS.get(domain, "kiln")
     cls = _class_of(d, code)
     kwargs = dict(domain=d, code=code, name=name, hint=hint, sticky=sticky, call=call)
-    if cls is CompileError:
+    if cls in (CompileError, LinkError):
         kwargs["diagnostics"] = [Diagnostic._from_native(x) for x in extra.get("diagnostics", ())]
     elif cls is OutOfMemoryError:
         kwargs.update({k: extra[k] for k in ("requested", "free", "total") if k in extra})

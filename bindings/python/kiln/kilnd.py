@@ -145,6 +145,7 @@ class SharedMemory:
         try:
             memory.close()
         except BufferError:
+            self._lingering = memory  # unmapped when this object goes, after the views it outlives
             raise BufferError("kiln.kilnd.SharedMemory.close(): NumPy arrays or memoryviews of the region are "
                               "still alive; drop them before closing it (it is unregistered and unlinked)") from None
 

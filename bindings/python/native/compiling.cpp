@@ -96,53 +96,129 @@ std::vector<const char*> pointers(const std::vector<std::string>& v) {
   return out;
 }
 
-std::unique_ptr<Image> compile(Cache& cache, const std::string& source, const std::string& name,
-                               const std::vector<std::pair<std::string, std::string>>& headers,
-                               const std::vector<std::string>& include_dirs,
-                               const std::vector<std::string>& name_expressions, const std::string& standard,
-                               const std::vector<std::string>& defines, bool line_info, bool fast_math,
-                               int max_registers, bool relocatable_device_code, bool minimal,
-                               const std::vector<std::string>& extra_options, int kind, int arch) {
-  std::vector<kiln_header> header_views;
-  header_views.reserve(headers.size());
-  for (const auto& [n, s] : headers) header_views.push_back(kiln_header{n.c_str(), s.c_str()});
-  const auto dirs = pointers(include_dirs), exprs = pointers(name_expressions), defs = pointers(defines),
-             extras = pointers(extra_options);
-  kiln_program p{};
-  kiln_program_init(&p);
-  p.name = name.empty() ? nullptr : name.c_str();
-  p.source = source.c_str();
-  p.headers = header_views.data();
-  p.header_count = header_views.size();
-  p.include_dirs = dirs.data();
-  p.include_dir_count = dirs.size();
-  p.name_expressions = exprs.data();
-  p.name_expression_count = exprs.size();
-  p.standard = standard.empty() ? nullptr : standard.c_str();
-  p.defines = defs.data();
-  p.define_count = defs.size();
-  p.line_info = line_info ? 1 : 0;
-  p.fast_math = fast_math ? 1 : 0;
-  p.max_registers = max_registers;
-  p.relocatable_device_code = relocatable_device_code ? 1 : 0;
-  p.minimal = minimal ? 1 : 0;
-  p.extra_options = extras.data();
-  p.extra_option_count = extras.size();
-  kiln_target target{static_cast<kiln_image_kind>(kind), arch};
+// A program's fields as Python passes them, and the kiln_program that points into them (alive as
+// long as this is).
+struct ProgramArgs {
+  std::string source, name, standard;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::vector<std::string> include_dirs, name_expressions, defines, extra_options;
+  bool line_info = false, fast_math = false, relocatable_device_code = false, minimal = false;
+  int max_registers = 0;
 
+  std::vector<kiln_header> header_views;
+  std::vector<const char*> dirs, exprs, defs, extras;
+  kiln_program program{};
+
+  const kiln_program* view() {
+    header_views.clear();
+    for (const auto& [n, s] : headers) header_views.push_back(kiln_header{n.c_str(), s.c_str()});
+    dirs = pointers(include_dirs), exprs = pointers(name_expressions), defs = pointers(defines),
+    extras = pointers(extra_options);
+    kiln_program_init(&program);
+    program.name = name.empty() ? nullptr : name.c_str();
+    program.source = source.c_str();
+    program.headers = header_views.data();
+    program.header_count = header_views.size();
+    program.include_dirs = dirs.data();
+    program.include_dir_count = dirs.size();
+    program.name_expressions = exprs.data();
+    program.name_expression_count = exprs.size();
+    program.standard = standard.empty() ? nullptr : standard.c_str();
+    program.defines = defs.data();
+    program.define_count = defs.size();
+    program.line_info = line_info ? 1 : 0;
+    program.fast_math = fast_math ? 1 : 0;
+    program.max_registers = max_registers;
+    program.relocatable_device_code = relocatable_device_code ? 1 : 0;
+    program.minimal = minimal ? 1 : 0;
+    program.extra_options = extras.data();
+    program.extra_option_count = extras.size();
+    return &program;
+  }
+};
+
+ProgramArgs program_args(const py::dict& p) {
+  ProgramArgs a;
+  a.source = p["source"].cast<std::string>();
+  a.name = p["name"].cast<std::string>();
+  a.standard = p["standard"].cast<std::string>();
+  a.headers = p["headers"].cast<std::vector<std::pair<std::string, std::string>>>();
+  a.include_dirs = p["include_dirs"].cast<std::vector<std::string>>();
+  a.name_expressions = p["name_expressions"].cast<std::vector<std::string>>();
+  a.defines = p["defines"].cast<std::vector<std::string>>();
+  a.extra_options = p["extra_options"].cast<std::vector<std::string>>();
+  a.line_info = p["line_info"].cast<bool>();
+  a.fast_math = p["fast_math"].cast<bool>();
+  a.max_registers = p["max_registers"].cast<int>();
+  a.relocatable_device_code = p["relocatable_device_code"].cast<bool>();
+  a.minimal = p["minimal"].cast<bool>();
+  return a;
+}
+
+// A failed compile or link raises with NVRTC's (or nvJitLink's) diagnostics attached.
+[[noreturn]] void raise_with(ErrorBox& box, DiagnosticsOwner& diagnostics) {
+  py::dict extra;
+  if (diagnostics.d != nullptr) extra["diagnostics"] = diagnostics_list(diagnostics.d);
+  raise(box.error, extra);
+}
+
+struct DeviceLibrary {
+  kiln_device_library* handle = nullptr;
+  explicit DeviceLibrary(kiln_device_library* h) : handle(h) {}
+  DeviceLibrary(const DeviceLibrary&) = delete;
+  DeviceLibrary& operator=(const DeviceLibrary&) = delete;
+  ~DeviceLibrary() { kiln_device_library_destroy(handle); }
+};
+
+std::vector<kiln_header> views_of(const std::vector<std::pair<std::string, std::string>>& headers) {
+  std::vector<kiln_header> out;
+  for (const auto& [n, s] : headers) out.push_back(kiln_header{n.c_str(), s.c_str()});
+  return out;
+}
+
+std::unique_ptr<DeviceLibrary> library_from_source(const py::dict& program,
+                                                   const std::vector<std::pair<std::string, std::string>>& headers) {
+  ProgramArgs args = program_args(program);
+  const auto views = views_of(headers);
+  kiln_device_library* library = nullptr;
+  checked([&](kiln_error* e) {
+    return kiln_device_library_from_source(args.view(), views.data(), views.size(), &library, e);
+  });
+  return std::make_unique<DeviceLibrary>(library);
+}
+
+std::unique_ptr<DeviceLibrary> library_from_ltoir(const std::string& name, int arch, const py::bytes& ltoir,
+                                                  const std::vector<std::pair<std::string, std::string>>& headers) {
+  const std::string_view data = ltoir;
+  const auto views = views_of(headers);
+  kiln_device_library* library = nullptr;
+  checked([&](kiln_error* e) {
+    return kiln_device_library_from_ltoir(name.c_str(), arch, data.data(), data.size(), views.data(), views.size(),
+                                          &library, e);
+  });
+  return std::make_unique<DeviceLibrary>(library);
+}
+
+// kiln_compile, or kiln_compile_and_link when there are libraries; the GIL is released meanwhile.
+std::unique_ptr<Image> compile(Cache& cache, const py::dict& program, const std::vector<DeviceLibrary*>& libraries,
+                               int kind, int arch) {
+  ProgramArgs args = program_args(program);
+  const kiln_program* p = args.view();
+  std::vector<const kiln_device_library*> handles;
+  for (const DeviceLibrary* l : libraries) handles.push_back(l->handle);
+  const kiln_target target{static_cast<kiln_image_kind>(kind), arch};
   ErrorBox box;
   DiagnosticsOwner diagnostics;
   kiln_image* image = nullptr;
   kiln_status status;
   {
     py::gil_scoped_release release;
-    status = kiln_compile(cache.handle, &p, target, &image, &diagnostics.d, &box.error);
+    status = handles.empty()
+                 ? kiln_compile(cache.handle, p, target, &image, &diagnostics.d, &box.error)
+                 : kiln_compile_and_link(cache.handle, p, handles.data(), handles.size(), target, &image,
+                                         &diagnostics.d, &box.error);
   }
-  if (status != KILN_OK) {
-    py::dict extra;
-    if (diagnostics.d != nullptr) extra["diagnostics"] = diagnostics_list(diagnostics.d);
-    raise(box.error, extra);
-  }
+  if (status != KILN_OK) raise_with(box, diagnostics);
   return std::make_unique<Image>(image);
 }
 
@@ -189,10 +265,10 @@ void register_compiling(py::module_& m) {
         return diagnostics_list(d.d);
       });
 
-  m.def("compile", &compile, py::arg("cache"), py::arg("source"), py::arg("name"), py::arg("headers"),
-        py::arg("include_dirs"), py::arg("name_expressions"), py::arg("standard"), py::arg("defines"),
-        py::arg("line_info"), py::arg("fast_math"), py::arg("max_registers"), py::arg("relocatable_device_code"),
-        py::arg("minimal"), py::arg("extra_options"), py::arg("kind"), py::arg("arch"));
+  py::class_<DeviceLibrary>(m, "DeviceLibrary");
+  m.def("library_from_source", &library_from_source, py::arg("program"), py::arg("headers"));
+  m.def("library_from_ltoir", &library_from_ltoir, py::arg("name"), py::arg("arch"), py::arg("ltoir"), py::arg("headers"));
+  m.def("compile", &compile, py::arg("cache"), py::arg("program"), py::arg("libraries"), py::arg("kind"), py::arg("arch"));
 }
 
 }  // namespace kiln_python
