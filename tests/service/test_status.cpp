@@ -8,6 +8,7 @@
 #include <httplib.h>
 
 #include <chrono>
+#include <fstream>
 #include <string>
 
 #include <nlohmann/json.hpp>
@@ -26,6 +27,41 @@ using service::RecentActivity;
 using service::RecentFailure;
 
 constexpr const char* kNoop = R"(extern "C" __global__ void noop(int n) { })";
+
+// Every member the OpenAPI schema requires is in `value`, with the schema's JSON type, into nested
+// objects and array items; `where` names the place for the failure message.
+void expect_matches(const json& schema, const json& value, const std::string& where) {
+  if (value.is_null()) {
+    EXPECT_TRUE(schema.value("nullable", false)) << where << " is null";
+    return;
+  }
+  const std::string type = schema.value("type", "");
+  if (type == "object") {
+    ASSERT_TRUE(value.is_object()) << where << ": " << value;
+    for (const auto& key : schema.value("required", json::array())) {
+      const std::string k = key.get<std::string>();
+      EXPECT_TRUE(value.contains(k)) << where << "." << k << " missing";
+      if (value.contains(k) && schema.contains("properties") && schema["properties"].contains(k))
+        expect_matches(schema["properties"][k], value[k], where + "." + k);
+    }
+  } else if (type == "array") {
+    ASSERT_TRUE(value.is_array()) << where;
+    for (std::size_t i = 0; i < value.size(); ++i) expect_matches(schema["items"], value[i], where + "[" + std::to_string(i) + "]");
+  } else if (type == "integer") {
+    EXPECT_TRUE(value.is_number_integer()) << where << ": " << value;
+  } else if (type == "number") {
+    EXPECT_TRUE(value.is_number()) << where << ": " << value;
+  } else if (type == "string") {
+    EXPECT_TRUE(value.is_string()) << where << ": " << value;
+  } else if (type == "boolean") {
+    EXPECT_TRUE(value.is_boolean()) << where << ": " << value;
+  }
+}
+
+json status_schema() {
+  std::ifstream in(KILN_OPENAPI_PATH);
+  return json::parse(in)["components"]["schemas"]["Status"];
+}
 
 class StatusPage : public ServiceFixture {
  protected:
@@ -158,6 +194,7 @@ TEST_F(StatusPage, NoGpuSaysWhyAndNumbersFollowTheWork) {
   EXPECT_TRUE(f["device"].is_null());
   EXPECT_TRUE(f["job"].is_null());
   EXPECT_TRUE(f["time"].is_string());
+  expect_matches(status_schema(), s, "status");
   // Refused before it was queued: no launch job ended.
   EXPECT_EQ(s["launches"]["in_window"], 0);
 
@@ -239,6 +276,7 @@ TEST_F(StatusPageOnAGpu, LaunchesShowRateLatencyAndDevices) {
   EXPECT_LE(l["p99"].get<double>(), l["max"].get<double>());
   EXPECT_EQ(s["devices"][0]["buffer_bytes"], 4096);
   EXPECT_TRUE(s["failures"].empty()) << s["failures"];
+  expect_matches(status_schema(), s, "status");
 
   // A GPU worker's event reaches every tenant's list, explained from kiln's table.
   service::WorkerEvent started;
@@ -265,6 +303,7 @@ TEST_F(StatusPageOnAGpu, LaunchesShowRateLatencyAndDevices) {
     EXPECT_NE(f["message"].get<std::string>().find("the kernel read outside its buffers"), std::string::npos);
     EXPECT_EQ(f["explanation"], std::string(find_error("CUDA_ERROR_ILLEGAL_ADDRESS")->description));
     EXPECT_FALSE(f["hint"].get<std::string>().empty());
+    expect_matches(status_schema(), s, "status");
   }
 }
 
