@@ -46,7 +46,7 @@
     body.replaceChildren();
     if (!data.devices.length) {
       const row = document.createElement("tr");
-      const td = cell(row, "no GPU: " + data.gpu.reason, "muted");
+      const td = cell(row, "None: no GPU on this machine (the reason is above).", "muted");
       td.colSpan = 12;
       body.appendChild(row);
       return;
@@ -109,7 +109,8 @@
     text("node", data.node);
     text("ready", data.ready ? "yes" : "no");
     el("ready").className = data.ready ? "good" : "bad";
-    text("ready-reason", data.reason || "");
+    // Without a GPU the reasons all say the same: the notice above holds it once.
+    text("ready-reason", data.gpu.available ? data.reason || "" : "Not ready: no GPU (the reason is above).");
     text("uptime", duration(data.uptime_s));
     text("updated", new Date().toLocaleTimeString());
     el("no-gpu").hidden = data.gpu.available;
@@ -139,7 +140,8 @@
     text("cache-hit-rate", c.hit_rate === null ? "no lookups yet" : (100 * c.hit_rate).toFixed(1) + " %");
     text("cache-compile-failures", c.compile_failures);
 
-    text("topology-reason", data.topology.available ? "" : data.topology.reason);
+    text("topology-reason", data.topology.available ? ""
+         : data.gpu.available ? data.topology.reason : "No GPU on this machine, so no topology to draw (the reason is above).");
     renderFailures(data.failures);
   }
 
