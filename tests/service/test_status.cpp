@@ -16,6 +16,8 @@
 #include "kiln/driver/error.hpp"
 #include "kiln/service/recent_activity.hpp"
 #include "kiln/service/server.hpp"
+#include "kiln/topology/svg.hpp"
+#include "kiln/topology/topology.hpp"
 #include "support/fake_gpu.hpp"
 #include "support/http_fixture.hpp"
 
@@ -305,6 +307,34 @@ TEST_F(StatusPageOnAGpu, LaunchesShowRateLatencyAndDevices) {
     EXPECT_FALSE(f["hint"].get<std::string>().empty());
     expect_matches(status_schema(), s, "status");
   }
+}
+
+// With the machine's topology (here a recorded two-GPU machine), the picture is kiln's own SVG.
+TEST(StatusTopology, ThePictureIsKilnsSvgOfTheMachine) {
+  TempDir dir;
+  service::ServiceConfig config;
+  config.port = 0;
+  config.cache_dir = dir.path() / "cache";
+  config.http_threads = 2;
+  config.drain_timeout = std::chrono::milliseconds(200);
+  auto topology = std::make_shared<const topology::Topology>(
+      topology::discover_fixture(std::string(KILN_SOURCE_DIR) + "/tests/topology/fixtures/h100-x2-vm", topology::CudaEnvironment{}));
+  ASSERT_EQ(topology->gpus().size(), 2u);
+  FakeGpu gpu;
+  service::Server server(config, service::TokenStore::single("alice", kAliceToken), gpu, topology);
+  server.start();
+  httplib::Client client("127.0.0.1", server.port());
+  const httplib::Headers auth = {{"Authorization", std::string("Bearer ") + kAliceToken}};
+  auto svg = client.Get("/v1/status/topology.svg", auth);
+  ASSERT_TRUE(svg);
+  EXPECT_EQ(svg->status, 200);
+  EXPECT_EQ(svg->body, topology::render_svg(*topology));
+  auto s = client.Get("/v1/status", auth);
+  ASSERT_TRUE(s);
+  const json body = json::parse(s->body);
+  EXPECT_TRUE(body["topology"]["available"].get<bool>());
+  EXPECT_EQ(body["topology"]["reason"], "");
+  server.stop();
 }
 
 TEST(RecentActivity, PercentilesRateAndWindow) {
