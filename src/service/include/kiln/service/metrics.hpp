@@ -1,6 +1,7 @@
 // Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, HTTP answers), and the
 // Prometheus text rendering of those plus the gauges read at scrape time (queue depth, GPUs, memory,
-// compile cache). Counters are atomics: recording costs no lock.
+// compile cache). Counters are atomics: recording costs no lock; a job's end also goes into
+// recent() (the status page's last minute), under one short lock.
 //
 // Thread safety: every member may be called from any thread at once.
 #pragma once
