@@ -26,6 +26,7 @@
 #include <nlohmann/json.hpp>
 
 #include "kiln/core.hpp"
+#include "service_bench.hpp"
 #include "timing.hpp"
 #include "kiln/driver/check.hpp"
 #include "kiln/service/server.hpp"
@@ -49,69 +50,6 @@ extern "C" __global__ void spin(long long cycles) {
   }
 }
 )";
-
-// The leanest HTTP/1.1 client: one kept-alive connection, Nagle off, each request written with
-// one send() (as curl and Python's http.client do for a small body; cpp-httplib's client writes
-// headers and body separately, which costs the server a second wake-up). Reconnects when the
-// server closes the connection. Returns the status, or -1.
-class OneWriteClient {
- public:
-  explicit OneWriteClient(int port) : port_(port) {}
-  ~OneWriteClient() { close_socket(); }
-  int post(const std::string& path, const std::string& authorization, const std::string& body) {
-    return exchange("POST " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + authorization +
-                    "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
-  }
-  int get(const std::string& path) { return exchange("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); }
-
- private:
-  int exchange(const std::string& request) {
-    for (int attempt = 0; attempt < 2; ++attempt) {
-      if (fd_ < 0 && !open_socket()) return -1;
-      if (::send(fd_, request.data(), request.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(request.size())) {
-        const int status = read_response();
-        if (status > 0) return status;
-      }
-      close_socket();  // closed by the server (keep-alive limit): once more on a new connection
-    }
-    return -1;
-  }
-
-  bool open_socket() {
-    fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-    int one = 1;
-    ::setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_port = htons(static_cast<std::uint16_t>(port_));
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&address), sizeof address) == 0) return true;
-    close_socket();
-    return false;
-  }
-  void close_socket() {
-    if (fd_ >= 0) ::close(fd_);
-    fd_ = -1;
-  }
-  int read_response() {
-    std::string in;
-    char buffer[8192];
-    for (;;) {
-      const ssize_t n = ::recv(fd_, buffer, sizeof buffer, 0);
-      if (n <= 0) return -1;
-      in.append(buffer, static_cast<std::size_t>(n));
-      const auto end = in.find("\r\n\r\n");
-      if (end == std::string::npos) continue;
-      const auto length_at = in.find("Content-Length: ");
-      const std::size_t length = length_at < end ? std::stoul(in.substr(length_at + 16)) : 0;
-      if (in.size() < end + 4 + length) continue;
-      if (in.find("Connection: close") < end) close_socket();
-      return std::stoi(in.substr(9, 3));
-    }
-  }
-  int port_;
-  int fd_ = -1;
-};
 
 // A connection from a chosen loopback address (all of 127.0.0.0/8 is loopback on Linux), so that
 // thousands of them stay within kilnd's per-client limit. `first_bytes` are sent, then nothing.
@@ -173,6 +111,59 @@ int main() {
     }
   }
 
+  // Polling before sleeping (spin_us) against sleeping at once: the in-process WorkerPool launch and
+  // the one-write HTTP launch, each setting on its own pool, worker and server, back to back.
+  {
+    const std::string bearer = "Bearer bench-token-0123456789abcdef0123";
+    auto measure = [&](std::chrono::microseconds spin) {
+      service::WorkerPoolOptions options;
+      options.spin = spin;
+      service::WorkerPool spin_pool(options);
+      service::LaunchSpec s;
+      s.image = std::make_shared<const std::string>(kiln::bench::cubin_for(kSource, arch));
+      s.image_key = "bench-spin";
+      s.kernel = "empty";
+      s.arguments = {service::BufferArgument{spin_pool.create_buffer(0, 4, "bench"), 0}};
+      std::vector<double> pool_us, http_us;
+      for (int i = 0; i < reps; ++i) {
+        auto t = clk::now();
+        spin_pool.launch(s);
+        pool_us.push_back(us_since(t));
+      }
+      service::ServiceConfig c;
+      c.port = 0;
+      c.cache_dir = std::filesystem::temp_directory_path() / "kiln-bench-service-cache";
+      c.spin = spin;
+      service::Server spin_server(c, service::TokenStore::single("bench", bearer.substr(7)), spin_pool);
+      spin_server.start();
+      httplib::Client setup("127.0.0.1", spin_server.port());
+      const httplib::Headers h = {{"Authorization", bearer}};
+      auto k = setup.Post("/v1/kernels", h, json{{"name", "bench.cu"}, {"source", kSource}}.dump(), "application/json");
+      auto b = setup.Post("/v1/buffers", h, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
+      if (!k || k->status != 201 || !b || b->status != 201) return;
+      const std::string body = json{{"kernel", json::parse(k->body)["id"]}, {"function", "empty"}, {"wait", true},
+                                    {"arguments", {{{"buffer", json::parse(b->body)["id"]}}}}}
+                                   .dump();
+      kiln::bench::OneWriteClient lean(spin_server.port());
+      std::vector<kiln::bench::ServerTiming> timings;
+      for (int i = 0; i < reps; ++i) {
+        auto t = clk::now();
+        if (lean.post("/v1/launches", bearer, body) != 200) return;
+        http_us.push_back(us_since(t));
+        if (auto timing = kiln::bench::server_timing(lean.last_head())) timings.push_back(*timing);
+      }
+      std::printf("spin_us %lld: WorkerPool::launch p50 %.1f us, HTTP one-write launch p50 %.1f us / p99 %.1f us, "
+                  "overhead p50 %.1f us\n",
+                  static_cast<long long>(spin.count()), kiln::bench::quantile(pool_us, .5), kiln::bench::quantile(http_us, .5),
+                  kiln::bench::quantile(http_us, .99), kiln::bench::quantile(http_us, .5) - kiln::bench::quantile(pool_us, .5));
+      kiln::bench::print_server_timing(timings);
+      spin_server.stop();
+    };
+    std::printf("polling before sleeping, default here %lld us (%u hardware threads):\n",
+                static_cast<long long>(service::default_spin().count()), std::thread::hardware_concurrency());
+    for (const long long us : {0LL, 100LL, 0LL, 100LL}) measure(std::chrono::microseconds(us));
+  }
+
   service::WorkerPool pool;
   const service::BufferId buffer = pool.create_buffer(0, 4, "bench");
   service::LaunchSpec spec;
@@ -206,18 +197,14 @@ int main() {
   auto b = c.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
   const std::uint64_t hbuf = json::parse(b->body)["id"];
   const std::string launch = json{{"kernel", kernel}, {"function", "empty"}, {"wait", true}, {"arguments", {{{"buffer", hbuf}}}}}.dump();
-  std::vector<double> http, check_us, run_us, total_us;
+  std::vector<double> http;
+  std::vector<kiln::bench::ServerTiming> timings;
   for (int i = 0; i < reps; ++i) {
     auto t = clk::now();
     auto r = c.Post("/v1/launches", auth, launch, "application/json");
     http.push_back(us_since(t));
-    double check = 0, run = 0, total = 0;
-    if (r && std::sscanf(r->get_header_value("Server-Timing").c_str(), "check;dur=%lf, run;dur=%lf, total;dur=%lf", &check,
-                         &run, &total) == 3) {
-      check_us.push_back(check * 1e3);
-      run_us.push_back(run * 1e3);
-      total_us.push_back(total * 1e3);
-    }
+    if (r)
+      if (auto timing = kiln::bench::server_timing(r->get_header_value("Server-Timing"))) timings.push_back(*timing);
     if (!r || r->status != 200) {
       std::printf("launch failed: %s\n", r ? r->body.c_str() : "no response");
       return 1;
@@ -226,7 +213,7 @@ int main() {
   // The same request from a client that writes each request with one send().
   std::vector<double> http_one_write;
   {
-    OneWriteClient lean(server.port());
+    kiln::bench::OneWriteClient lean(server.port());
     for (int i = 0; i < reps; ++i) {
       auto t = clk::now();
       const int status = lean.post("/v1/launches", "Bearer " + token, launch);
@@ -250,48 +237,13 @@ int main() {
   // every request on a blocking socket with fixed bytes (no parsing, no routing), on this VM.
   std::vector<double> healthz_one_write, loopback_floor;
   {
-    OneWriteClient lean(server.port());
+    kiln::bench::OneWriteClient lean(server.port());
     for (int i = 0; i < reps; ++i) {
       auto t = clk::now();
       if (lean.get("/healthz") != 200) return 1;
       healthz_one_write.push_back(us_since(t));
     }
-    const int listener = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in address{};
-    address.sin_family = AF_INET;
-    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t length = sizeof address;
-    ::bind(listener, reinterpret_cast<sockaddr*>(&address), sizeof address);
-    ::listen(listener, 1);
-    ::getsockname(listener, reinterpret_cast<sockaddr*>(&address), &length);
-    std::thread echo([listener] {
-      const int c = ::accept(listener, nullptr, nullptr);
-      int one = 1;
-      ::setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-      static constexpr std::string_view kAnswer = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 15\r\n\r\n{\"status\":\"ok\"}";
-      std::string in;
-      char buf[4096];
-      for (;;) {
-        const ssize_t n = ::recv(c, buf, sizeof buf, 0);
-        if (n <= 0) break;
-        in.append(buf, static_cast<std::size_t>(n));
-        for (std::size_t end; (end = in.find("\r\n\r\n")) != std::string::npos;) {
-          in.erase(0, end + 4);
-          ::send(c, kAnswer.data(), kAnswer.size(), MSG_NOSIGNAL);
-        }
-      }
-      ::close(c);
-    });
-    {
-      OneWriteClient floor_client(ntohs(address.sin_port));
-      for (int i = 0; i < reps; ++i) {
-        auto t = clk::now();
-        if (floor_client.get("/healthz") != 200) return 1;
-        loopback_floor.push_back(us_since(t));
-      }
-    }
-    echo.join();
-    ::close(listener);
+    loopback_floor = kiln::bench::loopback_floor(reps);
   }
 
   // The same with a new connection for every request (httplib's default client).
@@ -315,10 +267,7 @@ int main() {
   std::printf("| HTTP GET /healthz over loopback, kept-alive, one write per request | %.1f us | %.1f us |\n", kiln::bench::quantile(healthz_one_write, .5), kiln::bench::quantile(healthz_one_write, .99));
   std::printf("| this VM's loopback floor: fixed answer from a blocking socket thread, one-write client | %.1f us | %.1f us |\n", kiln::bench::quantile(loopback_floor, .5), kiln::bench::quantile(loopback_floor, .99));
   std::printf("| HTTP POST /v1/launches over loopback, new connection each | %.1f us | %.1f us |\n", kiln::bench::quantile(http_new, .5), kiln::bench::quantile(http_new, .99));
-  if (!total_us.empty())
-    std::printf("inside kilnd (Server-Timing, p50): checking the request %.1f us, submission to answer (the inline "
-                "launch) %.1f us, handler total %.1f us; the rest of the round trip is HTTP and JSON\n",
-                kiln::bench::quantile(check_us, .5), kiln::bench::quantile(run_us, .5), kiln::bench::quantile(total_us, .5));
+  kiln::bench::print_server_timing(timings);
   std::printf("HTTP overhead over in-process (WorkerPool), one-write client: p50 %.1f us (goal <= 100 us), p99 %.1f us\n",
               kiln::bench::quantile(http_one_write, .5) - kiln::bench::quantile(in_pool, .5),
               kiln::bench::quantile(http_one_write, .99) - kiln::bench::quantile(in_pool, .99));
@@ -393,7 +342,7 @@ int main() {
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
     const double rss_held = rss_mib();
-    OneWriteClient probe(idle_server.port());
+    kiln::bench::OneWriteClient probe(idle_server.port());
     std::vector<double> health_held;
     for (int i = 0; i < reps; ++i) {
       auto t = clk::now();

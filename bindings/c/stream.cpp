@@ -58,6 +58,10 @@ void kiln_stream_destroy(kiln_stream* stream) { delete stream; }
 
 int kiln_stream_device(const kiln_stream* stream) { return stream != nullptr ? stream->device : -1; }
 
+uint64_t kiln_stream_handle(const kiln_stream* stream) {
+  return stream != nullptr ? reinterpret_cast<uint64_t>(stream->ref.handle()) : 0;
+}
+
 kiln_status kiln_stream_synchronize(kiln_stream* stream, kiln_error* error) {
   return c::guarded(error, "kiln_stream_synchronize", [&] {
     c::need(stream, "kiln_stream_synchronize", "stream").ref.synchronize();

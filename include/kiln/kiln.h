@@ -280,6 +280,9 @@ KILN_API kiln_status kiln_stream_borrow(int device, uint64_t handle, kiln_stream
 /* Work already enqueued completes; the stream is freed by the driver afterwards. */
 KILN_API void kiln_stream_destroy(kiln_stream* stream);
 KILN_API int kiln_stream_device(const kiln_stream* stream); /* -1 for NULL */
+/* The CUstream as an integer, as other libraries take it (__cuda_array_interface__'s "stream",
+ * CuPy's ExternalStream, torch.cuda.ExternalStream); 0 for NULL. */
+KILN_API uint64_t kiln_stream_handle(const kiln_stream* stream);
 KILN_API kiln_status kiln_stream_synchronize(kiln_stream* stream, kiln_error* error);
 /* Waits for the work enqueued so far. timeout_ns < 0: no deadline. Fails with KILN_ERRC_TIMEOUT or
  * KILN_ERRC_CANCELLED (the message names the work still running: nothing can stop a kernel) or with

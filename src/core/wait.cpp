@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "kiln/driver/check.hpp"
+#include "kiln/driver/cpu_relax.hpp"
 
 namespace kiln::core::detail {
 
@@ -28,14 +29,6 @@ class FineTimerSlack {
  private:
   long saved_;
 };
-
-inline void cpu_relax() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-  __builtin_ia32_pause();
-#elif defined(__aarch64__)
-  asm volatile("yield");
-#endif
-}
 
 }  // namespace
 

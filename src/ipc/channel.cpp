@@ -10,6 +10,7 @@
 #include <cstring>
 
 #include "ipc/detail/errno_text.hpp"
+#include "kiln/driver/cpu_relax.hpp"
 #include "kiln/ipc/socket_pair.hpp"
 
 namespace kiln::ipc {
@@ -18,8 +19,15 @@ namespace {
 static_assert(std::endian::native == std::endian::little, "the frame header is little-endian");
 using Failure = ChannelError::Failure;
 
-// Waits until `fd` is ready for `events` or the deadline passes. False on timeout.
-bool wait_for(int fd, short events, Clock::time_point deadline) {
+// Waits until `fd` is ready for `events` or the deadline passes (false): polling without sleeping
+// until `spin_until`, then asleep in poll().
+bool wait_for(int fd, short events, Clock::time_point deadline, Clock::time_point spin_until = {}) {
+  for (Clock::time_point now; (now = Clock::now()) < spin_until;) {
+    if (now >= deadline) return false;
+    pollfd p{fd, events, 0};
+    if (::poll(&p, 1, 0) != 0) return true;  // ready, hung up or in error: the next call says which
+    cpu_relax();
+  }
   for (;;) {
     int timeout_ms = -1;
     if (deadline != kForever) {
@@ -141,7 +149,7 @@ void Channel::send(std::uint32_t type, std::string_view payload, std::span<const
 }
 
 bool Channel::read_exact(char* data, std::size_t size, std::size_t& got, Clock::time_point deadline,
-                         std::vector<UniqueFd>& fds, const char* part) {
+                         Clock::time_point spin_until, std::vector<UniqueFd>& fds, const char* part) {
   while (got < size) {
     iovec io{data + got, size - got};
     msghdr msg{};
@@ -155,7 +163,7 @@ bool Channel::read_exact(char* data, std::size_t size, std::size_t& got, Clock::
       const int err = errno;
       if (err == EINTR) continue;
       if (err == EAGAIN || err == EWOULDBLOCK) {
-        if (!wait_for(socket_.get(), POLLIN, deadline)) return false;
+        if (!wait_for(socket_.get(), POLLIN, deadline, spin_until)) return false;
         continue;
       }
       if (err == ECONNRESET) return true;  // the peer is gone: the caller sees got < size
@@ -187,7 +195,8 @@ Received Channel::receive(Clock::time_point deadline) {
   Received r;
   char header[kFrameHeaderBytes];
   std::size_t got = 0;
-  if (!read_exact(header, sizeof header, got, deadline, r.frame.fds, "frame header")) {
+  const Clock::time_point spin_until = options_.spin.count() > 0 ? Clock::now() + options_.spin : Clock::time_point{};
+  if (!read_exact(header, sizeof header, got, deadline, spin_until, r.frame.fds, "frame header")) {
     if (got == 0 && r.frame.fds.empty()) {
       r.status = ReceiveStatus::timed_out;
       return r;
@@ -222,7 +231,7 @@ Received Channel::receive(Clock::time_point deadline) {
              "), above this channel's limit of " + bytes(options_.max_frame_bytes) + "; refused unread");
   r.frame.payload.resize(static_cast<std::size_t>(length));
   got = 0;
-  if (!read_exact(r.frame.payload.data(), r.frame.payload.size(), got, deadline, r.frame.fds, "frame payload")) {
+  if (!read_exact(r.frame.payload.data(), r.frame.payload.size(), got, deadline, spin_until, r.frame.fds, "frame payload")) {
     broken_ = "the deadline passed in the middle of a frame of type " + std::to_string(type) + " (" + bytes(got) +
               " of " + bytes(length) + " read)";
     r.frame = {};

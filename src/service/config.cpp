@@ -101,6 +101,11 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     else if (key == "allow_insecure_tokens") r.flag(key, value, c.allow_insecure_tokens);
     else if (key == "http_threads") r.integer(key, value, c.http_threads, 1, 1024);
     else if (key == "http_io_threads") r.integer(key, value, c.http_io_threads, 1, 256);
+    else if (key == "spin_us") {
+      long long us = 0;
+      r.integer(key, value, us, 0, 1000000);
+      c.spin = std::chrono::microseconds(us);
+    }
     else if (key == "max_connections") r.integer(key, value, c.max_connections, 1, 1u << 24);
     else if (key == "max_connections_per_client") r.integer(key, value, c.max_connections_per_client, 1, 1u << 24);
     else if (key == "header_timeout_ms") r.ms(key, value, c.header_timeout);

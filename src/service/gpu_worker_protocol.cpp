@@ -17,9 +17,10 @@ void put(std::string& out, T v) {
 
 }  // namespace
 
-ipc::ChannelOptions gpu_worker_channel(std::string peer) {
+ipc::ChannelOptions gpu_worker_channel(std::string peer, std::chrono::microseconds spin) {
   ipc::ChannelOptions o;
   o.peer = std::move(peer);
+  o.spin = spin;
   o.max_frame_bytes = kMaxGpuWorkerFrameBytes;
   o.first_type = static_cast<std::uint32_t>(GpuWorkerFrame::ready);
   o.last_type = static_cast<std::uint32_t>(GpuWorkerFrame::forget_image);

@@ -273,7 +273,7 @@ struct WorkerPool::Impl {
     spawn.program = worker_path;
     const bool concurrent = options.mode_of(s.ordinal) == GpuMode::concurrent;
     spawn.arguments = {"--socket", std::to_string(kWorkerFd), "--device", device, "--lanes",
-                       std::to_string(concurrent ? options.streams_per_gpu : 1)};
+                       std::to_string(concurrent ? options.streams_per_gpu : 1), "--spin-us", std::to_string(options.spin.count())};
     spawn.fds = {{kWorkerFd, sockets.second.get()}};
     // Lazy loading (CUDA 12's default) loads a kernel at its first launch and may synchronize the
     // context to do so: a short kernel's first launch would then wait for a long one beside it.
@@ -289,7 +289,7 @@ struct WorkerPool::Impl {
     const std::string who = "the GPU worker for GPU " + device + " (pid " + std::to_string(s.worker.process.pid()) + ")";
     // Concurrent mode: replies are read on their own descriptor (a Channel serves one thread).
     ipc::UniqueFd reading = concurrent ? sockets.first.duplicate() : ipc::UniqueFd();
-    s.worker.channel = ipc::Channel(std::move(sockets.first), gpu_worker_channel(who));
+    s.worker.channel = ipc::Channel(std::move(sockets.first), gpu_worker_channel(who, options.spin));
     s.worker.images = detail::LoadedImages({options.max_images_per_worker, options.max_image_bytes_per_worker});
     ipc::Received hello;
     try {
@@ -322,7 +322,7 @@ struct WorkerPool::Impl {
     }
     if (concurrent) {
       s.worker.inflight = std::make_shared<detail::InFlightLaunches>();
-      s.worker.reader = std::jthread(read_replies, ipc::Channel(std::move(reading), gpu_worker_channel(who)),
+      s.worker.reader = std::jthread(read_replies, ipc::Channel(std::move(reading), gpu_worker_channel(who, options.spin)),
                                      s.worker.inflight, who);
     }
     s.up = true;

@@ -157,6 +157,7 @@ TEST(CAbi, NullHandlesAreRefusedNamingTheCallAndTheParameter) {
   kiln_cache_destroy(nullptr);
   EXPECT_EQ(kiln_kernel_device(nullptr), -1);
   EXPECT_EQ(kiln_stream_device(nullptr), -1);
+  EXPECT_EQ(kiln_stream_handle(nullptr), 0u);
 }
 
 TEST(CAbi, CompilesThroughTheCacheWithLoweredNames) {

@@ -108,6 +108,7 @@ TEST(CAbiGpu, ABorrowedStreamCarriesKilnWorkAndStaysItsOwners) {
   // 0: the legacy default stream of the device's primary context, which nobody may destroy.
   ASSERT_EQ(kiln_stream_borrow(0, 0, &borrowed, &e), KILN_OK) << e.text();
   EXPECT_EQ(kiln_stream_device(borrowed), 0);
+  EXPECT_EQ(kiln_stream_handle(borrowed), uint64_t{1});  // CU_STREAM_LEGACY: what 0 means to kiln
   kiln_buffer* buffer = nullptr;
   uint64_t address = 0;
   ASSERT_EQ(kiln_buffer_create(borrowed, 256, "borrowed", &buffer, &address, &e), KILN_OK) << e.text();

@@ -252,6 +252,31 @@ TEST(Channel, SilentPeerTimesOutAtTheDeadline) {
   EXPECT_EQ(b.receive_for(30s).frame.payload, "late");
 }
 
+// A receiver that polls before sleeping (ChannelOptions::spin) gets frames that come while it
+// polls and after it has gone to sleep, and its deadline holds while it polls.
+TEST(Channel, PollingReceiverGetsFramesDuringAndAfterThePollAndKeepsItsDeadline) {
+  ChannelOptions polling = named("a");
+  polling.spin = 20ms;
+  auto [a, b] = Channel::pair(named("b"), polling);
+  std::thread sender([&a] {
+    a.send(1, "first");                  // most likely while b polls
+    std::this_thread::sleep_for(100ms);  // past b's poll: b is asleep in poll()
+    a.send(2, "second");
+  });
+  EXPECT_EQ(b.receive_for(30s).frame.payload, "first");
+  EXPECT_EQ(b.receive_for(30s).frame.payload, "second");
+  sender.join();
+
+  ChannelOptions long_poll = named("a");
+  long_poll.spin = std::chrono::hours(1);
+  auto [c, d] = Channel::pair(named("d"), long_poll);
+  const auto start = std::chrono::steady_clock::now();
+  EXPECT_EQ(d.receive_for(50ms).status, ReceiveStatus::timed_out);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 30min);  // the deadline, not the hour of polling
+  c.send(3, "after");
+  EXPECT_EQ(d.receive_for(30s).frame.payload, "after");
+}
+
 TEST(Channel, DeadlineInTheMiddleOfAFrameLeavesTheChannelOutOfStep) {
   RawPeer p;
   p.header(1, 10);

@@ -173,8 +173,13 @@ def test_torch_tensors_through_the_interface_and_dlpack(module):
     with pytest.raises(kiln.InvalidArgumentError, match="host memory"):
         module.kernel("saxpy")(1, 1, (1.0, OnlyDLPack(torch.ones(4)), y, 4))
 
-    view = torch.as_tensor(kiln.to_device(np.arange(5, dtype=np.float32)), device="cuda")
+    # A kiln buffer names the stream its memory is ordered on, so torch waits for kiln's work there.
+    on_device = kiln.to_device(np.arange(5, dtype=np.float32))
+    assert on_device.__cuda_array_interface__["stream"] == kiln.default_stream().handle != 0
+    view = torch.as_tensor(on_device, device="cuda")
     assert view.tolist() == [0.0, 1.0, 2.0, 3.0, 4.0]
+    zeros = torch.as_tensor(kiln.zeros(1 << 20), device="cuda")  # the memset is asynchronous on kiln's stream
+    assert int(torch.count_nonzero(zeros)) == 0
 
 
 def test_streams_events_and_waits(module):

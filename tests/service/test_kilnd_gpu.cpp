@@ -121,7 +121,7 @@ TEST_F(KilndGpu, LaunchEndToEnd) {
   ASSERT_TRUE(timed);
   EXPECT_EQ(timed->status, 200) << timed->body;
   EXPECT_TRUE(std::regex_match(timed->get_header_value("Server-Timing"),
-                               std::regex("check;dur=[0-9.]+, run;dur=[0-9.]+, total;dur=[0-9.]+")))
+                               std::regex("check;dur=[0-9.]+, run;dur=[0-9.]+, total;dur=[0-9.]+, handoff;dur=[0-9.]+, gpu;dur=[0-9.]+")))
       << timed->get_header_value("Server-Timing");
   auto metrics = c->Get("/metrics");
   ASSERT_TRUE(metrics);

@@ -131,6 +131,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
       workers.mode = config.gpu_mode;
       workers.modes = config.gpu_modes;
       workers.streams_per_gpu = config.streams_per_gpu;
+      workers.spin = config.spin;
       // The log, and the status page's failures once the server exists (events before it are logged only).
       workers.on_event = [log_event = service::log_worker_events(log), forward = worker_events](const service::WorkerEvent& e) {
         log_event(e);

@@ -39,6 +39,7 @@ struct DeviceBuffer : DeviceMemory {
       raise_allocation(box.error, bytes, kiln_stream_device(s));
     nbytes = bytes;
     device = kiln_buffer_device(handle);
+    stream_handle = kiln_stream_handle(s);
     shape = std::move(shape_);
     typestr = std::move(typestr_);
   }
@@ -133,8 +134,11 @@ void copy_in(DeviceMemory& memory, const py::object& source, std::size_t offset,
   kiln_stream* s = stream_or_default(stream, memory.device);
   const uint64_t dst = memory.address + offset;
   checked_nogil([&](kiln_error* e) {
-    return async ? kiln_copy_to_device_async(s, dst, host.data(), host.size(), e)
-                 : kiln_copy_to_device(s, dst, host.data(), host.size(), e);
+    if (async) return kiln_copy_to_device_async(s, dst, host.data(), host.size(), e);
+    // Synchronous means on the device at return, for readers on any stream: the driver returns from
+    // a small pageable copy once it has staged the bytes, before they reach the device.
+    const kiln_status copied = kiln_copy_to_device(s, dst, host.data(), host.size(), e);
+    return copied == KILN_OK ? kiln_stream_synchronize(s, e) : copied;
   });
 }
 
@@ -157,6 +161,10 @@ py::dict array_interface(const DeviceMemory& m) {
   d["data"] = py::make_tuple(m.address, false);
   d["strides"] = py::none();
   d["version"] = 3;
+  // The consumer (CuPy, PyTorch, Numba) orders its work after this stream's: the buffer's
+  // allocation and whatever kiln did to it there may still be in flight. (The protocol's legacy
+  // default stream is 1, which is CU_STREAM_LEGACY: what kiln holds for a borrowed stream 0.)
+  if (m.address != 0 && m.stream_handle != 0) d["stream"] = py::int_(m.stream_handle);
   return d;
 }
 

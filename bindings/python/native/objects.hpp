@@ -30,6 +30,9 @@ struct DeviceMemory {
   int device = 0;
   py::tuple shape;      // for __cuda_array_interface__
   std::string typestr;  // "<f4", "|u1", ...
+  // The CUstream its memory is ordered on (allocation, memset, copies that name no stream), which a
+  // consumer of __cuda_array_interface__ waits for; 0: none to wait for.
+  uint64_t stream_handle = 0;
   virtual ~DeviceMemory() = default;
 };
 

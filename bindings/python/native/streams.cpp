@@ -62,6 +62,10 @@ void register_streams(py::module_& m) {
   py::class_<Stream>(m, "Stream")
       .def(py::init<int, int>(), py::arg("device") = 0, py::arg("priority") = 0)
       .def_property_readonly("device", &Stream::device)
+      // The CUstream as an int, as CuPy's ExternalStream and torch.cuda.ExternalStream take it, and
+      // the protocol's __cuda_stream__ (version 0).
+      .def_property_readonly("handle", [](const Stream& s) { return kiln_stream_handle(s.handle); })
+      .def("__cuda_stream__", [](const Stream& s) { return py::make_tuple(0, kiln_stream_handle(s.handle)); })
       .def("synchronize",
            [](Stream& s) { checked_nogil([&](kiln_error* e) { return kiln_stream_synchronize(s.handle, e); }); })
       .def(

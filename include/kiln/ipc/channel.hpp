@@ -52,6 +52,10 @@ struct ChannelOptions {
   // Frame types outside [first_type, last_type] are refused on receipt.
   std::uint32_t first_type = 0;
   std::uint32_t last_type = UINT32_MAX;
+  // receive(): how long to keep polling for a frame before sleeping in the kernel. For a peer
+  // that answers within microseconds (a GPU worker's launch reply), when a core can be spared: a
+  // sleeping thread's wake-up costs a cross-core interrupt, ~10-20 µs in a VM. 0: sleep at once.
+  std::chrono::microseconds spin{0};
 };
 
 struct Frame {
@@ -138,7 +142,8 @@ class Channel {
   [[noreturn]] void fail(ChannelError::Failure failure, Errc code, std::string what);
   void check_usable(const char* operation) const;
   // Reads exactly `size` bytes into `data`; false on timeout. `got` counts bytes read so far.
-  bool read_exact(char* data, std::size_t size, std::size_t& got, Clock::time_point deadline,
+  // Polls without sleeping until `spin_until`.
+  bool read_exact(char* data, std::size_t size, std::size_t& got, Clock::time_point deadline, Clock::time_point spin_until,
                   std::vector<UniqueFd>& fds, const char* part);
 
   UniqueFd socket_;

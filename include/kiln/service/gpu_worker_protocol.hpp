@@ -38,8 +38,9 @@ inline constexpr const char* kImageNotLoaded = "KILN_ERROR_IMAGE_NOT_LOADED";
 // A load_image frame carries one image (a CUBIN of a few MiB at most in practice).
 inline constexpr std::uint64_t kMaxGpuWorkerFrameBytes = 256u << 20;
 
-// The limits both ends use; `peer` names the other end in errors.
-ipc::ChannelOptions gpu_worker_channel(std::string peer);
+// The limits both ends use; `peer` names the other end in errors; `spin`: how long a receive polls
+// before sleeping (spin.hpp).
+ipc::ChannelOptions gpu_worker_channel(std::string peer, std::chrono::microseconds spin = {});
 
 class PayloadWriter {
  public:

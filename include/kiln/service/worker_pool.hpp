@@ -38,6 +38,7 @@
 
 #include "kiln/service/gpu_backend.hpp"
 #include "kiln/service/gpu_mode.hpp"
+#include "kiln/service/spin.hpp"
 
 namespace kiln::service {
 
@@ -80,6 +81,9 @@ struct WorkerPoolOptions {
     return it == modes.end() ? mode : it->second;
   }
   int streams_per_gpu = 4;  // concurrent mode: launches a worker runs at once (1-256)
+  // How long the supervisor polls for a worker's reply, and a worker for its next frame, before
+  // sleeping (spin.hpp).
+  std::chrono::microseconds spin = default_spin();
   std::size_t max_images_per_worker = 256;
   std::size_t max_image_bytes_per_worker = std::size_t{512} << 20;
   // Called for each WorkerEvent on the thread where it happens, with a GPU's lock held: it must be

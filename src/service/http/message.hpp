@@ -5,6 +5,7 @@
 // Thread safety: plain values.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -25,6 +26,7 @@ struct Request {
   std::string body;    // decoded (chunks joined, gzip/deflate inflated)
   unsigned version = 11;  // 10 or 11
   std::string request_id; // the client's X-Request-Id when valid, else one the transport made (request_id.hpp)
+  std::chrono::steady_clock::time_point read_at{};  // when the transport had all of it, before the hand-off
 
   // The first header of that name (case-insensitive), or "" when there is none.
   std::string_view header_value(std::string_view name) const noexcept;

@@ -26,6 +26,7 @@
 #include "http/body_decoder.hpp"
 #include "http/connection_limits.hpp"
 #include "http/request_id.hpp"
+#include "kiln/driver/cpu_relax.hpp"
 #include "kiln/driver/error.hpp"
 
 namespace kiln::service::http {
@@ -95,15 +96,16 @@ constexpr std::chrono::milliseconds kSweepPeriod{100};
 
 // The threads that serve requests that may block. A request goes to the thread that went idle
 // last, handed to it directly: its core's caches still hold what the last request touched (a
-// shared condition variable wakes the threads in turn, each on a cold core), and it spins a
-// moment before sleeping, so a kept-alive client's next request, a round trip later, finds it
-// awake. With none idle, requests wait in arrival order.
+// shared condition variable wakes the threads in turn, each on a cold core), and it polls for
+// TransportOptions::handler_spin before sleeping, so a kept-alive client's next request, a round
+// trip later, finds it awake. With none idle, requests wait in arrival order.
 class HandlerPool {
  public:
   ~HandlerPool() { stop(); }
 
-  void start(int n, std::function<void(std::shared_ptr<Connection>)> serve) {
+  void start(int n, std::chrono::microseconds spin, std::function<void(std::shared_ptr<Connection>)> serve) {
     serve_ = std::move(serve);
+    spin_ = spin;
     workers_.reserve(static_cast<std::size_t>(n));
     for (int i = 0; i < n; ++i) workers_.push_back(std::make_unique<Worker>());
     for (auto& w : workers_) w->thread = std::thread([this, &w = *w] { run(w); });
@@ -157,23 +159,18 @@ class HandlerPool {
       if (notify) wake.notify_one();
     }
 
-    std::shared_ptr<Connection> take() {
-      // ~50 us of spinning: about one loopback round trip of a kept-alive client.
-      for (int i = 0; i < 2000 && !given.load(std::memory_order_acquire); ++i) pause();
+    // Polls for `spin` (a kept-alive client's next request comes about one loopback round trip
+    // after its answer), then sleeps.
+    std::shared_ptr<Connection> take(std::chrono::microseconds spin) {
+      if (spin.count() > 0)
+        for (const auto until = Clock::now() + spin; !given.load(std::memory_order_acquire) && Clock::now() < until;)
+          for (int i = 0; i < 16; ++i) cpu_relax();
       std::unique_lock lock(mutex);
       sleeping = true;
       wake.wait(lock, [this] { return given.load(std::memory_order_acquire); });
       sleeping = false;
       given.store(false, std::memory_order_relaxed);
       return std::move(job);
-    }
-
-    static void pause() noexcept {
-#if defined(__x86_64__) || defined(__i386__)
-      __builtin_ia32_pause();
-#elif defined(__aarch64__)
-      asm volatile("yield");
-#endif
     }
   };
 
@@ -191,13 +188,14 @@ class HandlerPool {
           idle_.push_back(&self);
         }
       }
-      if (!job) job = self.take();
+      if (!job) job = self.take(spin_);
       if (!job) return;  // stop() woke it
       serve_(std::move(job));
     }
   }
 
   std::function<void(std::shared_ptr<Connection>)> serve_;
+  std::chrono::microseconds spin_{0};
   std::vector<std::unique_ptr<Worker>> workers_;
   std::mutex mutex_;
   std::vector<Worker*> idle_;  // a stack: the last to go idle is the first given work
@@ -479,6 +477,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void dispatch() {
     phase_ = Phase::serving;
     disarm();
+    request_.read_at = Clock::now();
     if (verdict_.may_block) return t_.pool.submit(shared_from_this());
     prepare(t_.handler.serve(request_, verdict_));
     write_from(0);
@@ -725,7 +724,7 @@ void Transport::start() {
   Impl& s = *impl_;
   if (s.started) return;
   s.started = true;
-  s.pool.start(s.options.handler_threads, [](std::shared_ptr<Connection> c) { c->serve_blocking(); });
+  s.pool.start(s.options.handler_threads, s.options.handler_spin, [](std::shared_ptr<Connection> c) { c->serve_blocking(); });
   net::post(s.loops.front()->io, [&s] { s.accept(); });
   for (auto& loop : s.loops) {
     Loop& l = *loop;

@@ -38,6 +38,7 @@ struct TransportOptions {
   int port = 0;  // 0: an ephemeral one
   int io_threads = 2;
   int handler_threads = 16;
+  std::chrono::microseconds handler_spin{0};  // an idle handler thread polls this long before sleeping
   std::size_t max_connections = 16384;
   std::size_t max_connections_per_client = 4096;
   std::chrono::milliseconds header_timeout{10000};

@@ -16,6 +16,7 @@
 #include "kiln/jit/source_policy.hpp"
 #include "kiln/service/gpu_mode.hpp"
 #include "kiln/service/log.hpp"
+#include "kiln/service/spin.hpp"
 
 namespace kiln::service {
 
@@ -31,6 +32,9 @@ struct ServiceConfig {
   // launch, a copy, a long poll) holds one of http_threads while it runs.
   int http_threads = 16;
   int http_io_threads = 2;                            // threads reading and writing every connection
+  // How long a thread polls before sleeping where the next event is microseconds away (a handler
+  // thread for the next request, the GPU worker's reply, the worker's next launch): spin.hpp.
+  std::chrono::microseconds spin = default_spin();
   std::size_t max_connections = 16384;                // open at once (503 and closed above)
   std::size_t max_connections_per_client = 4096;      // open at once from one client address
   std::chrono::milliseconds header_timeout{10000};    // a request's first byte to the end of its headers

@@ -1,0 +1,156 @@
+// kilnd's own cost, without a GPU: the same launch request as bench_service, served by the real
+// Server (HTTP transport, auth, parsing, the service core, the scheduler) over a backend whose
+// launches complete at once. What a round trip costs beyond this machine's loopback floor is what
+// kilnd adds to every launch; bench_service measures the same on a GPU with the worker processes.
+// The instant backend is a stand-in for the GPU only: nothing here runs a kernel.
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "service_bench.hpp"
+#include "timing.hpp"
+#include "kiln/service/server.hpp"
+#include "kiln/service/token_store.hpp"
+
+using namespace kiln;
+using kiln::bench::clk;
+using kiln::bench::quantile;
+using kiln::bench::us_since;
+using nlohmann::json;
+
+namespace {
+
+// One pretend sm_90 GPU with host buffers; a launch completes as soon as it arrives.
+class InstantBackend final : public service::GpuBackend {
+ public:
+  std::vector<service::DeviceStatus> devices() override {
+    service::DeviceStatus d;
+    d.name = "instant backend (no GPU)";
+    d.arch = 90;
+    d.memory_total = std::size_t{1} << 30;
+    d.memory_free = d.memory_total;
+    d.worker_up = true;
+    return {d};
+  }
+  service::BufferId create_buffer(int, std::size_t bytes, std::string_view) override {
+    std::lock_guard lock(mutex_);
+    buffers_[++last_].resize(bytes);
+    return last_;
+  }
+  std::size_t buffer_size(service::BufferId id) override {
+    std::lock_guard lock(mutex_);
+    return buffers_.at(id).size();
+  }
+  void write_buffer(service::BufferId id, std::size_t offset, std::span<const std::byte> data) override {
+    std::lock_guard lock(mutex_);
+    std::memcpy(buffers_.at(id).data() + offset, data.data(), data.size());
+  }
+  std::vector<std::byte> read_buffer(service::BufferId id, std::size_t offset, std::size_t bytes) override {
+    std::lock_guard lock(mutex_);
+    const auto& b = buffers_.at(id);
+    return {b.begin() + static_cast<std::ptrdiff_t>(offset), b.begin() + static_cast<std::ptrdiff_t>(offset + bytes)};
+  }
+  void free_buffer(service::BufferId id) override {
+    std::lock_guard lock(mutex_);
+    buffers_.erase(id);
+  }
+  service::LaunchResult launch(const service::LaunchSpec&) override { return {}; }
+
+ private:
+  std::mutex mutex_;
+  std::map<service::BufferId, std::vector<std::byte>> buffers_;
+  service::BufferId last_ = 0;
+};
+
+void row(const char* what, const std::vector<double>& v) {
+  std::printf("| %s | %.1f us | %.1f us |\n", what, quantile(v, .5), quantile(v, .99));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  // Arguments: the number of sequential requests, and the seconds of the 64-client run (0: none).
+  const int reps = argc > 1 ? std::atoi(argv[1]) : 20000;
+  const int concurrent_seconds = argc > 2 ? std::atoi(argv[2]) : 2;
+  InstantBackend backend;
+  service::ServiceConfig config;
+  config.port = 0;
+  config.cache_dir = std::filesystem::temp_directory_path() / "kiln-bench-service-cache";
+  config.max_queued_jobs_per_tenant = 10000;
+  const std::string token = "bench-token-0123456789abcdef0123";
+  service::Server server(config, service::TokenStore::single("bench", token), backend);
+  server.start();
+  const httplib::Headers auth = {{"Authorization", "Bearer " + token}};
+  httplib::Client c("127.0.0.1", server.port());
+  const char* source = "extern \"C\" __global__ void empty(int* p) {}\n";
+  auto k = c.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", source}}.dump(), "application/json");
+  auto b = c.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
+  if (!k || k->status != 201 || !b || b->status != 201) {
+    std::printf("setup failed: %s %s\n", k ? k->body.c_str() : "no answer", b ? b->body.c_str() : "no answer");
+    return 1;
+  }
+  const std::uint64_t kernel = json::parse(k->body)["id"], buffer = json::parse(b->body)["id"];
+  const std::string launch =
+      json{{"kernel", kernel}, {"function", "empty"}, {"wait", true}, {"arguments", {{{"buffer", buffer}}}}}.dump();
+
+  std::vector<double> launches, healthz;
+  std::vector<kiln::bench::ServerTiming> timings;
+  {
+    kiln::bench::OneWriteClient lean(server.port());
+    for (int i = 0; i < reps; ++i) {
+      auto t = clk::now();
+      if (lean.post("/v1/launches", "Bearer " + token, launch) != 200) {
+        std::printf("launch %d failed\n", i);
+        return 1;
+      }
+      launches.push_back(us_since(t));
+      if (auto t = kiln::bench::server_timing(lean.last_head())) timings.push_back(*t);
+    }
+    for (int i = 0; i < reps; ++i) {
+      auto t = clk::now();
+      if (lean.get("/healthz") != 200) return 1;
+      healthz.push_back(us_since(t));
+    }
+  }
+  const std::vector<double> floor = kiln::bench::loopback_floor(reps);
+
+  // 64 kept-alive clients launching back to back: kilnd's own ceiling of launches per second.
+  std::atomic<bool> stop{false};
+  std::atomic<long> done{0}, failed{0};
+  std::vector<std::thread> clients;
+  for (int i = 0; i < (concurrent_seconds > 0 ? 64 : 0); ++i)
+    clients.emplace_back([&] {
+      kiln::bench::OneWriteClient cl(server.port());
+      while (!stop.load(std::memory_order_relaxed))
+        (cl.post("/v1/launches", "Bearer " + token, launch) == 200 ? done : failed).fetch_add(1);
+    });
+  const auto started = clk::now();
+  std::this_thread::sleep_for(std::chrono::seconds(concurrent_seconds));
+  stop = true;
+  for (auto& t : clients) t.join();
+  const double seconds = us_since(started) / 1e6;
+
+  std::printf("| %d requests, one-write kept-alive client | p50 | p99 |\n| --- | --- | --- |\n", reps);
+  row("this machine's loopback floor (fixed answer, blocking socket thread)", floor);
+  row("GET /healthz", healthz);
+  row("POST /v1/launches, wait, instant backend", launches);
+  std::printf("kilnd's own cost of a launch request over the loopback floor: p50 %.1f us, p99 %.1f us\n",
+              quantile(launches, .5) - quantile(floor, .5), quantile(launches, .99) - quantile(floor, .99));
+  kiln::bench::print_server_timing(timings);
+  if (concurrent_seconds > 0)
+    std::printf("64 clients, instant backend: %.0f launch requests/s, %ld failed\n", static_cast<double>(done) / seconds,
+                failed.load());
+  server.stop();
+  return 0;
+}
