@@ -7,6 +7,8 @@
 #include <httplib.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -15,6 +17,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -450,6 +453,63 @@ int main() {
                                               .dump();
     sixty_four_clients(concurrent_server.port(), concurrent_launch, "GPU concurrent (8 streams)");
     concurrent_server.stop();
+  }
+
+  // 256 MiB into a buffer and back: HTTP bodies (64 MiB each, max_body_bytes) against a registered
+  // POSIX shared memory region (pinned once at registration; no body), GB/s of the whole transfer.
+  {
+    constexpr std::size_t kBytes = std::size_t{256} << 20, kChunk = std::size_t{64} << 20;
+    service::ServiceConfig shm_config = config;
+    shm_config.allow_client_shm = true;
+    service::Server shm_server(shm_config, service::TokenStore::single("bench", token), pool);
+    shm_server.start();
+    httplib::Client h("127.0.0.1", shm_server.port());
+    h.set_read_timeout(std::chrono::seconds(120));
+    h.set_write_timeout(std::chrono::seconds(120));
+    auto id_of = [](const httplib::Result& r) { return r && r->status / 100 == 2 ? json::parse(r->body)["id"].get<std::uint64_t>() : 0; };
+    const std::uint64_t target = id_of(h.Post("/v1/buffers", auth, json{{"bytes", kBytes}}.dump(), "application/json"));
+    const std::string name = "/kiln-bench-" + std::to_string(::getpid());
+    const int fd = ::shm_open(name.c_str(), O_RDWR | O_CREAT | O_EXCL, 0600);
+    if (target == 0 || fd < 0 || ::ftruncate(fd, kBytes) != 0) {
+      std::printf("shared memory section: setup failed\n");
+      return 1;
+    }
+    auto* shared = static_cast<char*>(::mmap(nullptr, kBytes, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0));
+    for (std::size_t i = 0; i < kBytes; i += 4096) shared[i] = static_cast<char>(i >> 12);
+    std::string body(kChunk, '\0');
+    std::memcpy(body.data(), shared, kChunk);
+    auto gbps = [&](double us) { return static_cast<double>(kBytes) / (us * 1e3); };
+    auto t = clk::now();
+    for (std::size_t at = 0; at < kBytes; at += kChunk)
+      h.Put("/v1/buffers/" + std::to_string(target) + "/data?offset=" + std::to_string(at), auth, body, "application/octet-stream");
+    const double http_up = us_since(t);
+    t = clk::now();
+    for (std::size_t at = 0; at < kBytes; at += kChunk)
+      h.Get("/v1/buffers/" + std::to_string(target) + "/data?offset=" + std::to_string(at) + "&bytes=" + std::to_string(kChunk), auth);
+    const double http_down = us_since(t);
+    t = clk::now();
+    auto region = h.Post("/v1/shm", auth, json{{"name", name}, {"bytes", kBytes}}.dump(), "application/json");
+    const double register_us = us_since(t);
+    const std::uint64_t region_id = id_of(region);
+    const std::string copy = "/v1/buffers/" + std::to_string(target) + "/shm";
+    t = clk::now();
+    auto up = h.Post(copy, auth, json{{"direction", "upload"}, {"region", region_id}}.dump(), "application/json");
+    const double shm_up = us_since(t);
+    std::memset(shared, 0x5a, 4096);
+    t = clk::now();
+    auto down = h.Post(copy, auth, json{{"direction", "download"}, {"region", region_id}}.dump(), "application/json");
+    const double shm_down = us_since(t);
+    const bool intact = shared[4096] == static_cast<char>(1) && shared[0] == 0;
+    std::printf("256 MiB, HTTP bodies (4 x 64 MiB): upload %.2f GB/s, download %.2f GB/s; shared memory region "
+                "(%s, registered and pinned in %.1f ms): upload %.2f GB/s, download %.2f GB/s (goal upload >= 20 GB/s), "
+                "data %s\n",
+                gbps(http_up), gbps(http_down), region && region->status == 201 ? json::parse(region->body)["pinned"].dump().c_str() : "failed",
+                register_us / 1e3, up && up->status == 200 ? gbps(shm_up) : 0.0, down && down->status == 200 ? gbps(shm_down) : 0.0,
+                intact ? "round-tripped" : "WRONG");
+    ::munmap(shared, kBytes);
+    ::close(fd);
+    ::shm_unlink(name.c_str());
+    shm_server.stop();
   }
 
   // Recovery after a sticky fault: from the faulting request to the next completed launch.

@@ -2,7 +2,6 @@
 
 #include <poll.h>
 #include <signal.h>
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -11,26 +10,17 @@
 #include <thread>
 
 #include "kiln/driver/error.hpp"
+#include "kiln/ipc/pidfd.hpp"
 
 namespace kiln::ipc {
 namespace {
 
 using Clock = std::chrono::steady_clock;
 
-int open_pidfd(pid_t pid) noexcept {
-#ifdef SYS_pidfd_open
-  const long fd = ::syscall(SYS_pidfd_open, pid, 0);  // Linux 5.3; close-on-exec by definition
-  return fd < 0 ? -1 : static_cast<int>(fd);
-#else
-  (void)pid;
-  return -1;
-#endif
-}
-
 }  // namespace
 
 ChildProcess::ChildProcess(pid_t pid) noexcept : pid_(pid > 0 ? pid : 0) {
-  if (pid_ > 0) pidfd_.reset(open_pidfd(pid_));
+  if (pid_ > 0) pidfd_ = open_pidfd(pid_);
 }
 
 ChildProcess::~ChildProcess() { kill_and_wait(); }

@@ -257,6 +257,45 @@ Parsed<BufferRequest> parse_buffer_request(std::string_view body, const RequestL
   });
 }
 
+Parsed<SharedMemoryRequest> parse_shared_memory_request(std::string_view body, const RequestLimits& limits) {
+  return guarded<SharedMemoryRequest>([&]() -> Parsed<SharedMemoryRequest> {
+    const json o = parse_object(body, limits);
+    only_keys(o, {"name", "bytes", "offset", "owner_pid"}, "");
+    SharedMemoryRequest r;
+    if (!o.contains("name")) refuse("name", "missing (the shared memory object's name, as shm_open takes it: \"/my-region\")");
+    r.name = string_value(o["name"], "name");
+    if (!o.contains("bytes")) refuse("bytes", "missing (the region's size in bytes)");
+    r.bytes = unsigned_value(o["bytes"], "bytes", std::numeric_limits<std::uint64_t>::max());
+    if (r.bytes == 0) refuse("bytes", "must be at least 1");
+    if (o.contains("offset")) r.offset = unsigned_value(o["offset"], "offset", std::numeric_limits<std::uint64_t>::max());
+    if (o.contains("owner_pid")) {
+      r.owner_pid = static_cast<int>(unsigned_value(o["owner_pid"], "owner_pid", 4194304));  // Linux's pid_max limit
+      if (r.owner_pid == 0) refuse("owner_pid", "must be a process id (at least 1)");
+    }
+    return r;
+  });
+}
+
+Parsed<SharedMemoryCopyRequest> parse_shared_memory_copy_request(std::string_view body, const RequestLimits& limits) {
+  return guarded<SharedMemoryCopyRequest>([&]() -> Parsed<SharedMemoryCopyRequest> {
+    const json o = parse_object(body, limits);
+    only_keys(o, {"direction", "region", "region_offset", "offset", "bytes"}, "");
+    SharedMemoryCopyRequest r;
+    if (!o.contains("direction")) refuse("direction", "missing (\"upload\": region to buffer, \"download\": buffer to region)");
+    const std::string direction = string_value(o["direction"], "direction");
+    if (direction != "upload" && direction != "download")
+      refuse("direction", "must be \"upload\" (region to buffer) or \"download\" (buffer to region), not \"" + direction + "\"");
+    r.upload = direction == "upload";
+    if (!o.contains("region")) refuse("region", "missing (the id POST /v1/shm returned)");
+    const auto max = std::numeric_limits<std::uint64_t>::max();
+    r.region = unsigned_value(o["region"], "region", max);
+    if (o.contains("region_offset")) r.region_offset = unsigned_value(o["region_offset"], "region_offset", max);
+    if (o.contains("offset")) r.offset = unsigned_value(o["offset"], "offset", max);
+    if (o.contains("bytes")) r.bytes = unsigned_value(o["bytes"], "bytes", max);
+    return r;
+  });
+}
+
 Parsed<LaunchRequest> parse_launch_request(std::string_view body, const RequestLimits& limits) {
   return guarded<LaunchRequest>([&]() -> Parsed<LaunchRequest> {
     const json o = parse_object(body, limits);

@@ -169,6 +169,7 @@ void send_service_error(Response& res, const core::ServiceError& e) {
     case ErrorKind::policy: status = 422, code = "source_policy"; break;
     case ErrorKind::compile_failed: status = 422, code = "compile_failed"; break;
     case ErrorKind::too_many_kernels: status = 429, code = "too_many_kernels"; break;
+    case ErrorKind::too_many_regions: status = 429, code = "too_many_regions"; break;
     case ErrorKind::too_many_compiles: status = 429, code = "too_many_compiles"; break;
     case ErrorKind::compile_busy:
       status = 503, code = "compile_busy";
@@ -180,6 +181,7 @@ void send_service_error(Response& res, const core::ServiceError& e) {
     case ErrorKind::out_of_memory: status = 507, code = "out_of_memory"; break;
     case ErrorKind::out_of_host_memory: status = 503, code = "out_of_host_memory"; break;
     case ErrorKind::unavailable: status = 503, code = "no_gpu"; break;
+    case ErrorKind::forbidden: status = 403, code = "forbidden"; break;
     case ErrorKind::internal: status = 500, code = "internal"; break;
   }
   if (!e.rule.empty()) extra["rule"] = e.rule;
@@ -318,6 +320,12 @@ void send_static(Response& res, std::string_view body, const char* type) {
   res.set_header("Cache-Control", "no-cache");
 }
 
+json shared_memory_json(const core::SharedMemoryInfo& r) {
+  json j = {{"id", r.id}, {"name", r.name}, {"offset", r.offset}, {"bytes", r.bytes}, {"pinned", r.pinned}};
+  if (r.owner_pid != 0) j["owner_pid"] = r.owner_pid;
+  return j;
+}
+
 }  // namespace
 
 struct Server::Impl final : http::Handler {
@@ -380,6 +388,11 @@ struct Server::Impl final : http::Handler {
   void delete_buffer(const Request&, Response&, const std::string&);
   void upload(const Request&, Response&, const std::string&);
   void download(const Request&, Response&, const std::string&);
+  void copy_shared_memory(const Request&, Response&, const std::string&);
+  void register_shared_memory(const Request&, Response&, const std::string&);
+  void list_shared_memory(const Request&, Response&, const std::string&);
+  void get_shared_memory(const Request&, Response&, const std::string&);
+  void unregister_shared_memory(const Request&, Response&, const std::string&);
   void launch(const Request&, Response&, const std::string&);
   void list_jobs(const Request&, Response&, const std::string&);
   void get_job(const Request&, Response&, const std::string&);
@@ -404,7 +417,10 @@ struct Server::Impl final : http::Handler {
       {&Impl::delete_kernel, true, false}, {&Impl::create_buffer, true, true},  {&Impl::list_buffers, true, false},
       {&Impl::get_buffer, true, false},    {&Impl::delete_buffer, true, true},  {&Impl::upload, true, true},
       {&Impl::download, true, true},       {&Impl::launch, true, true},         {&Impl::list_jobs, true, false},
-      {&Impl::get_job, true, true},        {&Impl::status_page, false, false},  {&Impl::status_script, false, false},
+      {&Impl::get_job, true, true},        {&Impl::copy_shared_memory, true, true},
+      {&Impl::register_shared_memory, true, true}, {&Impl::list_shared_memory, true, false},
+      {&Impl::get_shared_memory, true, false},     {&Impl::unregister_shared_memory, true, true},
+      {&Impl::status_page, false, false},  {&Impl::status_script, false, false},
       {&Impl::status_style, false, false}, {&Impl::status, true, false},        {&Impl::status_topology, true, false},
   }};
 };
@@ -594,6 +610,43 @@ void Server::Impl::upload(const Request& req, Response& res, const std::string& 
   auto done = core.write_buffer(tenant, path_id(req), *offset, std::as_bytes(std::span(req.body.data(), req.body.size())));
   if (!done) return refuse(res, done.error());
   send_json(res, 200, {{"written", req.body.size()}, {"offset", *offset}});
+}
+
+void Server::Impl::copy_shared_memory(const Request& req, Response& res, const std::string& tenant) {
+  if (!json_size_ok(req, res)) return;
+  Parsed<SharedMemoryCopyRequest> parsed = parse_shared_memory_copy_request(req.body, core.request_limits());
+  if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
+  auto copied = core.copy_shared_memory(tenant, path_id(req), parsed.value());
+  if (!copied) return refuse(res, copied.error());
+  send_json(res, 200, {{"bytes", copied.value()}, {"direction", parsed.value().upload ? "upload" : "download"}});
+}
+
+void Server::Impl::register_shared_memory(const Request& req, Response& res, const std::string& tenant) {
+  if (!json_size_ok(req, res)) return;
+  Parsed<SharedMemoryRequest> parsed = parse_shared_memory_request(req.body, core.request_limits());
+  if (!parsed.ok()) return send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
+  auto r = core.register_shared_memory(tenant, parsed.value());
+  if (!r) return refuse(res, r.error());
+  res.set_header("Location", "/v1/shm/" + std::to_string(r->id));
+  send_json(res, 201, shared_memory_json(r.value()));
+}
+
+void Server::Impl::list_shared_memory(const Request& req, Response& res, const std::string& tenant) {
+  auto page = page_request(req, res);
+  if (!page) return;
+  send_json(res, 200, page_json("regions", core.list_shared_memory(tenant, *page), shared_memory_json));
+}
+
+void Server::Impl::get_shared_memory(const Request& req, Response& res, const std::string& tenant) {
+  auto r = core.shared_memory(tenant, path_id(req));
+  if (!r) return refuse(res, r.error());
+  send_json(res, 200, shared_memory_json(r.value()));
+}
+
+void Server::Impl::unregister_shared_memory(const Request& req, Response& res, const std::string& tenant) {
+  auto done = core.unregister_shared_memory(tenant, path_id(req));
+  if (!done) return refuse(res, done.error());
+  res.status = 204;
 }
 
 void Server::Impl::download(const Request& req, Response& res, const std::string& tenant) {

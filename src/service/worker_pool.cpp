@@ -491,6 +491,21 @@ std::vector<std::byte> WorkerPool::read_buffer(BufferId id, std::size_t offset, 
   return out;
 }
 
+void WorkerPool::read_buffer_into(BufferId id, std::size_t offset, std::span<std::byte> out) {
+  auto b = impl_->buffer(id);
+  check_range(id, b->requested, offset, out.size());
+  if (out.empty()) return;
+  core::copy(out.data(), b->memory.data() + offset, out.size(), b->memory.context());
+}
+
+std::shared_ptr<void> WorkerPool::pin_host_memory(void* data, std::size_t bytes) {
+  if (impl_->slots.empty()) return {};
+  core::PinnedOptions options;
+  options.portable = true;
+  return std::make_shared<core::HostRegistration>(core::HostRegistration::register_memory(
+      core::Device::get(impl_->slots.front()->ordinal).primary_context(), data, bytes, options, "kilnd:shm"));
+}
+
 void WorkerPool::free_buffer(BufferId id) {
   std::shared_ptr<Buffer> b;
   {

@@ -21,6 +21,7 @@
 #include "support/gpu.hpp"
 #include "support/http_fixture.hpp"
 #include "support/log_capture.hpp"
+#include "support/shared_object.hpp"
 
 namespace {
 
@@ -262,6 +263,37 @@ TEST_F(KilndConcurrentGpu, AShortLaunchIsAnsweredWhileALongOneRuns) {
   EXPECT_EQ(metrics->body.find("kiln_worker_image_bytes_total{device=\"0\",uuid=\"" + pool_->devices()[0].uuid + "\"} 0\n"),
             std::string::npos)
       << "the image was sent";
+}
+
+// Client shared memory on the real GPU: the region is pinned for it, an upload from it feeds a
+// launch, and the download lands in the region byte for byte.
+class KilndShmGpu : public KilndGpu {
+ protected:
+  void configure() override { config_.allow_client_shm = true; }
+};
+
+TEST_F(KilndShmGpu, ARegionFeedsALaunchAndTakesItsResult) {
+  auto c = client();
+  const int n = 1 << 20;
+  kiln::testing::SharedObject object(2 * n * sizeof(float) + 4096);
+  auto* floats = reinterpret_cast<float*>(object.data() + 4096);
+  for (int i = 0; i < n; ++i) floats[i] = static_cast<float>(i % 1000);
+  auto region = post(*c, "/v1/shm", {{"name", object.name()}, {"offset", 4096}, {"bytes", 2 * n * sizeof(float)}}, 201);
+  EXPECT_EQ(region["pinned"], true) << region.dump();
+  const std::uint64_t k = kernel(*c);
+  const std::uint64_t x = post(*c, "/v1/buffers", {{"bytes", n * sizeof(float)}}, 201)["id"];
+  const std::uint64_t y = buffer(*c, std::vector<float>(n, 1.f));
+  post(*c, "/v1/buffers/" + std::to_string(x) + "/shm",
+       {{"direction", "upload"}, {"region", region["id"]}, {"bytes", n * sizeof(float)}}, 200);
+  auto done = post(*c, "/v1/launches",
+                   {{"kernel", k}, {"function", "saxpy"}, {"grid", n / 256}, {"block", 256}, {"wait", true},
+                    {"arguments", {{{"type", "f32"}, {"value", 2.0}}, {{"buffer", x}}, {{"buffer", y}}, {{"type", "i32"}, {"value", n}}}}},
+                   200);
+  EXPECT_EQ(done["status"], "completed") << done.dump();
+  post(*c, "/v1/buffers/" + std::to_string(y) + "/shm",
+       {{"direction", "download"}, {"region", region["id"]}, {"region_offset", n * sizeof(float)}}, 200);
+  const float* result = floats + n;
+  for (int i = 0; i < n; ++i) ASSERT_EQ(result[i], 2.f * static_cast<float>(i % 1000) + 1.f) << i;
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 // Thread safety: every member may be called from any thread at once.
 #pragma once
 
+#include <algorithm>
 #include <array>
 #include <chrono>
 #include <cstddef>
@@ -95,6 +96,19 @@ class GpuBackend {
   virtual std::size_t buffer_size(BufferId id) = 0;
   virtual void write_buffer(BufferId id, std::size_t offset, std::span<const std::byte> data) = 0;
   virtual std::vector<std::byte> read_buffer(BufferId id, std::size_t offset, std::size_t bytes) = 0;
+  // Reads into `out` without a copy through a vector (out.size() bytes from `offset`).
+  virtual void read_buffer_into(BufferId id, std::size_t offset, std::span<std::byte> out) {
+    const std::vector<std::byte> data = read_buffer(id, offset, out.size());
+    std::copy(data.begin(), data.end(), out.begin());
+  }
+  // Pins host memory that kilnd mapped (a client's shared memory) for the GPUs, so copies between
+  // it and buffers run at pinned speed; released, the result unpins it. Empty where nothing can be
+  // pinned (no GPU): copies from the memory still work, as pageable ones. Throws kiln::Error.
+  virtual std::shared_ptr<void> pin_host_memory(void* data, std::size_t bytes) {
+    (void)data;
+    (void)bytes;
+    return {};
+  }
   virtual void free_buffer(BufferId id) = 0;
   // Blocks until the launch completes, fails, or passes its deadline.
   virtual LaunchResult launch(const LaunchSpec& spec) = 0;

@@ -102,6 +102,9 @@ class WorkerPool final : public GpuBackend {
   std::size_t buffer_size(BufferId id) override;
   void write_buffer(BufferId id, std::size_t offset, std::span<const std::byte> data) override;
   std::vector<std::byte> read_buffer(BufferId id, std::size_t offset, std::size_t bytes) override;
+  void read_buffer_into(BufferId id, std::size_t offset, std::span<std::byte> out) override;
+  // Portable pinning (every GPU's context sees it pinned), in GPU 0's primary context.
+  std::shared_ptr<void> pin_host_memory(void* data, std::size_t bytes) override;
   void free_buffer(BufferId id) override;
   LaunchResult launch(const LaunchSpec& spec) override;
 

@@ -6,6 +6,7 @@
 
 #include "detail/kernel_build.hpp"
 #include "kiln/driver/error.hpp"
+#include "kiln/ipc/pidfd.hpp"
 #include "kiln/jit/policy_error.hpp"
 #include "kiln/memory/out_of_memory.hpp"
 #include "kiln/topology/svg.hpp"
@@ -160,6 +161,7 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::policy: return "policy";
     case ErrorKind::compile_failed: return "compile_failed";
     case ErrorKind::too_many_kernels: return "too_many_kernels";
+    case ErrorKind::too_many_regions: return "too_many_regions";
     case ErrorKind::too_many_compiles: return "too_many_compiles";
     case ErrorKind::compile_busy: return "compile_busy";
     case ErrorKind::compile_pending: return "compile_pending";
@@ -168,6 +170,7 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::out_of_memory: return "out_of_memory";
     case ErrorKind::out_of_host_memory: return "out_of_host_memory";
     case ErrorKind::unavailable: return "unavailable";
+    case ErrorKind::forbidden: return "forbidden";
     case ErrorKind::internal: return "internal";
   }
   return "internal";
@@ -259,6 +262,7 @@ void ServiceCore::drain_jobs() noexcept {
 
 void ServiceCore::shutdown() noexcept {
   drain_jobs();
+  shared_memory_.clear();  // unpinned and unmapped while the backend is still there
   for (const detail::BufferRecord& b : buffers_.take_all()) {
     try {
       backend_.free_buffer(b.id);
@@ -575,6 +579,116 @@ Result<std::vector<std::byte>> ServiceCore::read_buffer(const std::string& tenan
       return error(ErrorKind::too_large, "reading " + std::to_string(bytes) + " bytes exceeds max_body_bytes (" +
                                              std::to_string(config_.max_body_bytes) + "); read in ranges with offset and bytes");
     return backend_.read_buffer(b->id, offset, bytes);
+  });
+}
+
+// ---- client shared memory
+
+namespace {
+
+SharedMemoryInfo info_of(const detail::SharedMemoryRegion& r) {
+  return {r.id, r.name, r.offset, r.bytes, r.owner_pid, r.mapping && r.mapping->pinned != nullptr};
+}
+
+}  // namespace
+
+Result<SharedMemoryInfo> ServiceCore::register_shared_memory(const std::string& tenant, const SharedMemoryRequest& r) {
+  return guarded<SharedMemoryInfo>([&]() -> Result<SharedMemoryInfo> {
+    if (!config_.allow_client_shm) {
+      ServiceError e = error(ErrorKind::forbidden, "this kilnd does not take client shared memory (allow_client_shm is off)");
+      e.hint = "set \"allow_client_shm\": true in kilnd's configuration, or send the data in request bodies";
+      return e;
+    }
+    if (shared_memory_.count(tenant) >= config_.max_shm_regions_per_tenant)
+      return error(ErrorKind::too_many_regions, "the tenant holds " + std::to_string(config_.max_shm_regions_per_tenant) +
+                                                    " shared memory regions (max_shm_regions_per_tenant); unregister one first");
+    if (const std::string problem = detail::shared_memory_name_problem(r.name); !problem.empty())
+      return error(ErrorKind::invalid_argument, "name: '" + r.name + "' " + problem, "name");
+    ipc::UniqueFd owner;
+    if (r.owner_pid != 0) {
+      owner = ipc::open_pidfd(r.owner_pid);
+      if (!owner)
+        return error(ErrorKind::invalid_argument, "owner_pid: no process " + std::to_string(r.owner_pid) + " is running",
+                     "owner_pid");
+    }
+    detail::SharedMemoryRegion region;
+    region.tenant = tenant;
+    region.name = r.name;
+    region.offset = r.offset;
+    region.bytes = r.bytes;
+    region.owner_pid = r.owner_pid;
+    try {
+      region.mapping = detail::SharedMemoryMapping::open(r.name, r.offset, r.bytes);
+    } catch (const Error& e) {
+      const std::string message = e.detail();
+      return error(ErrorKind::invalid_argument, message, message.substr(0, message.find(':')));
+    }
+    // Pinned once here, so every copy runs at pinned speed; a GPU that cannot pin it (or none)
+    // leaves the copies pageable, which still work.
+    try {
+      region.mapping->pinned = backend_.pin_host_memory(region.mapping->mapped(), region.mapping->mapped_size());
+    } catch (const Error& e) {
+      log_.warn("shm_not_pinned", "shared memory region '" + r.name + "' stays pageable: " + e.what());
+    }
+    region.id = shared_memory_.add(region, std::move(owner));
+    return info_of(region);
+  });
+}
+
+Result<SharedMemoryInfo> ServiceCore::shared_memory(const std::string& tenant, std::uint64_t id) {
+  auto r = shared_memory_.find(id, tenant);
+  if (!r) return not_found("shared memory region", id);
+  return info_of(*r);
+}
+
+Result<Done> ServiceCore::unregister_shared_memory(const std::string& tenant, std::uint64_t id) {
+  if (!shared_memory_.remove(id, tenant)) return not_found("shared memory region", id);
+  return Done{};
+}
+
+Page<SharedMemoryInfo> ServiceCore::list_shared_memory(const std::string& tenant, PageRequest page) {
+  const std::size_t limit = page_limit(page);
+  std::vector<SharedMemoryInfo> items;
+  for (const auto& r : shared_memory_.list(tenant, page.after, limit + 1)) items.push_back(info_of(r));
+  return make_page(std::move(items), limit, [](const SharedMemoryInfo& i) { return i.id; });
+}
+
+Result<std::uint64_t> ServiceCore::copy_shared_memory(const std::string& tenant, std::uint64_t id,
+                                                      const SharedMemoryCopyRequest& r) {
+  return guarded<std::uint64_t>([&]() -> Result<std::uint64_t> {
+    auto b = buffers_.find(id, tenant);
+    if (!b) return not_found("buffer", id);
+    auto region = shared_memory_.find(r.region, tenant);
+    if (!region) {
+      ServiceError e = not_found("shared memory region", r.region, "region: ");
+      e.field = "region";
+      return e;
+    }
+    if (r.region_offset > region->bytes)
+      return error(ErrorKind::invalid_argument,
+                   "region_offset: " + std::to_string(r.region_offset) + " is past the end of region " +
+                       std::to_string(region->id) + " (" + std::to_string(region->bytes) + " bytes)",
+                   "region_offset");
+    const std::uint64_t bytes = r.bytes.value_or(region->bytes - r.region_offset);
+    if (bytes > region->bytes - r.region_offset)
+      return error(ErrorKind::invalid_argument,
+                   "bytes: " + std::to_string(bytes) + " at region_offset " + std::to_string(r.region_offset) +
+                       " overrun region " + std::to_string(region->id) + " (" + std::to_string(region->bytes) + " bytes)",
+                   "bytes");
+    if (r.offset > b->bytes || bytes > b->bytes - r.offset)
+      return error(ErrorKind::invalid_argument,
+                   "bytes: " + std::to_string(bytes) + " at offset " + std::to_string(r.offset) + " overrun buffer " +
+                       std::to_string(b->id) + " (" + std::to_string(b->bytes) + " bytes)",
+                   "bytes");
+    if (!region->mapping->intact())
+      return error(ErrorKind::invalid_argument,
+                   "region: the shared memory object '" + region->name + "' no longer holds the " +
+                       std::to_string(region->bytes) + " bytes registered (it was truncated); unregister it",
+                   "region");
+    std::byte* at = region->mapping->data() + r.region_offset;
+    if (r.upload) backend_.write_buffer(b->id, r.offset, std::span<const std::byte>(at, bytes));
+    else backend_.read_buffer_into(b->id, r.offset, std::span<std::byte>(at, bytes));
+    return bytes;
   });
 }
 

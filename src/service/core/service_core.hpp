@@ -27,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "detail/buffer_registry.hpp"
+#include "detail/shared_memory_regions.hpp"
 #include "detail/cluster_compiles.hpp"
 #include "detail/compile_gate.hpp"
 #include "detail/kernel_registry.hpp"
@@ -50,6 +51,7 @@ enum class ErrorKind : std::uint8_t {
   policy,              // a source policy rule refused the program (rule names it)
   compile_failed,      // NVRTC refused the program (details: diagnostics, target)
   too_many_kernels,    // the tenant holds max_kernels_per_tenant kernels
+  too_many_regions,    // the tenant holds max_shm_regions_per_tenant shared memory regions
   too_many_compiles,   // the tenant's compile slots and queue are full
   compile_busy,        // no compile slot came free in time (retry soon)
   compile_pending,     // scale-out: the shared queue's compile did not finish in time (details: job)
@@ -58,6 +60,7 @@ enum class ErrorKind : std::uint8_t {
   out_of_memory,       // the GPU cannot hold it (details: the device's memory picture)
   out_of_host_memory,  // kilnd could not allocate host memory
   unavailable,         // no GPU (or no NVRTC) can serve it
+  forbidden,           // the service's configuration does not allow it (allow_client_shm off)
   internal,            // a bug or an unexpected library error (details: name)
 };
 
@@ -134,6 +137,15 @@ struct KernelRegistration {
 
 using BufferInfo = detail::BufferRecord;
 
+struct SharedMemoryInfo {
+  std::uint64_t id = 0;
+  std::string name;
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+  int owner_pid = 0;    // 0: none
+  bool pinned = false;  // pinned for the GPUs: copies run at pinned speed
+};
+
 struct LaunchOutcome {
   JobSnapshot job;
   bool waited = false;             // the caller asked to wait (the job may still be unfinished)
@@ -205,6 +217,15 @@ class ServiceCore {
   Result<std::vector<std::byte>> read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
                                              std::optional<std::uint64_t> bytes);
 
+  // Client shared memory (POSIX objects a co-located client made): refused (forbidden) unless
+  // allow_client_shm. A region is mapped and pinned once; copies name it instead of a body.
+  Result<SharedMemoryInfo> register_shared_memory(const std::string& tenant, const SharedMemoryRequest& request);
+  Result<SharedMemoryInfo> shared_memory(const std::string& tenant, std::uint64_t id);
+  Result<Done> unregister_shared_memory(const std::string& tenant, std::uint64_t id);
+  Page<SharedMemoryInfo> list_shared_memory(const std::string& tenant, PageRequest page);
+  // Between a buffer and a region, in the direction asked; the bytes copied.
+  Result<std::uint64_t> copy_shared_memory(const std::string& tenant, std::uint64_t buffer, const SharedMemoryCopyRequest& request);
+
   // Launches and jobs.
   // `request_id` goes with the job: its record and the GPU backend's LaunchSpec carry it.
   Result<LaunchOutcome> launch(const std::string& tenant, LaunchRequest request, std::string_view request_id = {});
@@ -257,6 +278,7 @@ class ServiceCore {
   Scheduler scheduler_;
   detail::KernelRegistry kernels_;
   detail::BufferRegistry buffers_;
+  detail::SharedMemoryRegions shared_memory_;
   std::unique_ptr<RedisStreamQueue> shared_queue_;  // scale-out only
   std::unique_ptr<detail::ClusterCompiles> cluster_;
   std::atomic<bool> draining_{false};

@@ -96,6 +96,7 @@ std::string_view id_noun(const RouteSpec& route) noexcept {
   if (route.path.rfind("/v1/kernels/", 0) == 0) return "kernel";
   if (route.path.rfind("/v1/buffers/", 0) == 0) return "buffer";
   if (route.path.rfind("/v1/jobs/", 0) == 0) return "job";
+  if (route.path.rfind("/v1/shm/", 0) == 0) return "shared memory region";
   return "resource";
 }
 

@@ -32,7 +32,7 @@ struct RouteSpec {
   BodyKind body;
 };
 
-inline constexpr std::array<RouteSpec, 21> kRouteTable = {{
+inline constexpr std::array<RouteSpec, 26> kRouteTable = {{
     {"GET", "/healthz", BodyKind::none},
     {"GET", "/readyz", BodyKind::none},
     {"GET", "/metrics", BodyKind::none},
@@ -49,6 +49,11 @@ inline constexpr std::array<RouteSpec, 21> kRouteTable = {{
     {"POST", "/v1/launches", BodyKind::json},
     {"GET", "/v1/jobs", BodyKind::none},
     {"GET", "/v1/jobs/{id}", BodyKind::none},
+    {"POST", "/v1/buffers/{id}/shm", BodyKind::json},
+    {"POST", "/v1/shm", BodyKind::json},
+    {"GET", "/v1/shm", BodyKind::none},
+    {"GET", "/v1/shm/{id}", BodyKind::none},
+    {"DELETE", "/v1/shm/{id}", BodyKind::none},
     {"GET", "/", BodyKind::none},
     {"GET", "/status/app.js", BodyKind::none},
     {"GET", "/status/app.css", BodyKind::none},

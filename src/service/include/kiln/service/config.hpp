@@ -46,6 +46,10 @@ struct ServiceConfig {
   std::size_t max_body_bytes = 64u << 20;       // any request, binary uploads included (413 above)
   std::size_t max_json_bytes = 4u << 20;        // a JSON request body (413 above)
   std::size_t max_buffer_bytes = 16ull << 30;   // one buffer (413 above)
+  // Co-located clients may register POSIX shared memory (POST /v1/shm): off unless asked, as
+  // kilnd then reads and writes memory other processes map.
+  bool allow_client_shm = false;
+  std::size_t max_shm_regions_per_tenant = 64;
   std::size_t max_kernels_per_tenant = 1024;
   std::size_t max_launch_arguments = 256;
   std::size_t max_json_depth = 64;              // nested arrays and objects in a JSON body (400 above)

@@ -70,6 +70,24 @@ struct BufferRequest {
   std::string tag;
 };
 
+// POST /v1/shm: {"name": "/object", "bytes": n, "offset"?: 0, "owner_pid"?: pid}
+struct SharedMemoryRequest {
+  std::string name;
+  std::uint64_t offset = 0;
+  std::uint64_t bytes = 0;
+  int owner_pid = 0;  // the region ends with this process; 0: none
+};
+
+// POST /v1/buffers/{id}/shm: {"direction": "upload" | "download", "region": id, "region_offset"?: 0,
+// "offset"?: 0, "bytes"?: n (default: the rest of the region)}
+struct SharedMemoryCopyRequest {
+  bool upload = true;  // region -> buffer; false: buffer -> region
+  std::uint64_t region = 0;
+  std::uint64_t region_offset = 0;
+  std::uint64_t offset = 0;  // in the buffer
+  std::optional<std::uint64_t> bytes;
+};
+
 // POST /v1/launches: {"kernel": id, "function": "name or name expression", "grid"?: [x,y,z] or x,
 // "block"?: ..., "shared_bytes"?, "arguments"?: [{"type": "f32", "value": 1.5} |
 // {"buffer": id, "offset"?: n}], "priority"?: "high|normal|low", "deadline_ms"?, "device"?,
@@ -91,6 +109,8 @@ struct LaunchRequest {
 Parsed<KernelRequest> parse_kernel_request(std::string_view body, const RequestLimits& limits = {});
 Parsed<BufferRequest> parse_buffer_request(std::string_view body, const RequestLimits& limits = {});
 Parsed<LaunchRequest> parse_launch_request(std::string_view body, const RequestLimits& limits = {});
+Parsed<SharedMemoryRequest> parse_shared_memory_request(std::string_view body, const RequestLimits& limits = {});
+Parsed<SharedMemoryCopyRequest> parse_shared_memory_copy_request(std::string_view body, const RequestLimits& limits = {});
 
 std::string_view to_string(ScalarArgument::Type type) noexcept;  // "i32", ..., "f64"
 std::optional<ScalarArgument::Type> parse_scalar_type(std::string_view text) noexcept;
