@@ -38,6 +38,7 @@ void Metrics::job_finished(JobOutcome outcome, double seconds) noexcept {
   }
   latency_count_.fetch_add(1, std::memory_order_relaxed);
   latency_sum_us_.fetch_add(static_cast<std::uint64_t>(seconds * 1e6), std::memory_order_relaxed);
+  recent_.launch_ended(seconds);
 }
 
 void Metrics::http_answered(int status) noexcept {

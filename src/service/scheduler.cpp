@@ -205,6 +205,7 @@ void Scheduler::finish(Job& job, JobOutcome outcome, LaunchResult result) {
   const int device = job.spec.device;
   const JobId id = job.spec.job_id;
   Clock::time_point finished;
+  std::optional<RecentFailure> failure;  // recorded once the job's lock is released
   {
     std::lock_guard lock(job.mutex);
     job.state = JobState::finished;
@@ -212,7 +213,20 @@ void Scheduler::finish(Job& job, JobOutcome outcome, LaunchResult result) {
     job.result = std::move(result);
     job.finished = finished = Clock::now();
     metrics_.job_finished(outcome, std::chrono::duration<double>(job.finished - job.accepted).count());
+    if (outcome != JobOutcome::completed) {
+      RecentFailure f;
+      f.time = std::chrono::system_clock::now();
+      f.source = "launch";
+      f.tenant = job.spec.tenant;
+      f.request_id = job.spec.request_id;
+      f.device = device;
+      f.job = id;
+      f.error = job.result.error_name;
+      f.message = "job " + std::to_string(id) + " " + std::string(to_string(outcome)) + ": " + job.result.message;
+      failure = std::move(f);
+    }
   }
+  if (failure) metrics_.recent().failure(std::move(*failure));
   job.done.notify_all();
   {
     std::lock_guard lock(load_mutex_);

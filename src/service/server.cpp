@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <ctime>
 #include <mutex>
 
 #include <nlohmann/json.hpp>
@@ -11,6 +12,7 @@
 #include "detail/error_body.hpp"
 #include "detail/routes.hpp"
 #include "http/transport.hpp"
+#include "status/status_assets.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/service/requests.hpp"
 #include "kiln/service/scheduler.hpp"
@@ -233,6 +235,104 @@ json buffer_json(const core::BufferInfo& b) {
   return {{"id", b.id}, {"device", b.device}, {"bytes", b.bytes}, {"tag", b.tag}};
 }
 
+// RFC 3339 UTC with milliseconds, as the logs write time.
+std::string utc_text(std::chrono::system_clock::time_point t) {
+  const auto since = t.time_since_epoch();
+  const std::time_t seconds = std::chrono::duration_cast<std::chrono::seconds>(since).count();
+  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[96];
+  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
+  return text;
+}
+
+json failure_json(const RecentFailure& f) {
+  return {{"time", utc_text(f.time)},
+          {"source", f.source},
+          {"tenant", f.tenant.empty() ? json(nullptr) : json(f.tenant)},
+          {"request_id", f.request_id},
+          {"device", f.device ? json(*f.device) : json(nullptr)},
+          {"job", f.job ? json(f.job) : json(nullptr)},
+          {"error", f.error},
+          {"message", f.message},
+          {"explanation", f.explanation},
+          {"hint", f.hint}};
+}
+
+json status_json(const core::ServiceStatus& s) {
+  json devices = json::array();
+  for (const DeviceStatus& d : s.devices) {
+    json j = device_json(d);
+    j["memory_used"] = d.memory_total >= d.memory_free ? d.memory_total - d.memory_free : 0;
+    const auto held = s.buffer_bytes_by_device.find(d.ordinal);
+    j["buffer_bytes"] = held == s.buffer_bytes_by_device.end() ? 0 : held->second;
+    devices.push_back(std::move(j));
+  }
+  json depth = json::object();
+  for (std::size_t p = 0; p < kPriorityCount; ++p) depth[std::string(to_string(static_cast<Priority>(p)))] = s.queue_depth[p];
+  json totals = json::object();
+  for (std::size_t o = 0; o < kJobOutcomeCount; ++o) totals[std::string(to_string(static_cast<JobOutcome>(o)))] = s.launches_total[o];
+  const LaunchWindow& w = s.recent;
+  const std::uint64_t misses = s.cache.compiles + s.cache.compile_failures;
+  const std::uint64_t hits = s.cache.memory_hits + s.cache.disk_hits;
+  json failures = json::array();
+  for (const RecentFailure& f : s.failures) failures.push_back(failure_json(f));
+  json body = {
+      {"node", s.node},
+      {"uptime_s", s.uptime_s},
+      {"draining", s.draining},
+      {"ready", s.ready},
+      {"reason", s.why_not_ready},
+      {"gpu", {{"available", s.gpu_available}, {"reason", s.no_gpu_reason}}},
+      {"devices", devices},
+      {"queue", {{"depth", depth}, {"running", s.jobs_running}}},
+      {"launches",
+       {{"total", totals},
+        {"window_s", w.window_s},
+        {"in_window", w.launches},
+        {"per_second", w.launches_per_second},
+        {"latency_ms", {{"samples", w.samples}, {"p50", w.p50_ms}, {"p90", w.p90_ms}, {"p99", w.p99_ms}, {"max", w.max_ms}}}}},
+      {"kernels", {{"registered", s.kernels}, {"compiles_running", s.compiles_running}, {"compiles_waiting", s.compiles_waiting}}},
+      {"cache",
+       {{"memory_hits", s.cache.memory_hits},
+        {"disk_hits", s.cache.disk_hits},
+        {"misses", misses},
+        {"compiles", s.cache.compiles},
+        {"compile_failures", s.cache.compile_failures},
+        {"hit_rate", hits + misses ? json(static_cast<double>(hits) / static_cast<double>(hits + misses)) : json(nullptr)},
+        {"memory_entries", s.cache.memory_entries},
+        {"memory_bytes", s.cache.memory_bytes}}},
+      {"topology", {{"available", s.topology_known}, {"reason", s.topology_reason}, {"svg", "/v1/status/topology.svg"}}},
+      {"failures", failures}};
+  if (s.cluster) {
+    const ClusterMetrics& c = *s.cluster;
+    body["cluster"] = {{"enqueued", c.enqueued},   {"completed", c.completed}, {"reclaimed", c.reclaimed},
+                       {"superseded", c.superseded}, {"abandoned", c.abandoned}, {"waiting", c.waiting},
+                       {"claimed", c.claimed}};
+  } else {
+    body["cluster"] = nullptr;
+  }
+  return body;
+}
+
+// The status page's files: only kilnd's own scripts, styles and connections, no inline script or
+// style, no frame, no form posted elsewhere (the SVG is put in by script, parsed and cleaned).
+constexpr const char* kStatusPagePolicy =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+void send_static(Response& res, std::string_view body, const char* type) {
+  res.status = 200;
+  res.set_content(std::string(body), type);
+  res.set_header("Content-Security-Policy", kStatusPagePolicy);
+  res.set_header("X-Content-Type-Options", "nosniff");
+  res.set_header("Referrer-Policy", "no-referrer");
+  res.set_header("X-Frame-Options", "DENY");
+  res.set_header("Cache-Control", "no-cache");
+}
+
 json shared_memory_json(const core::SharedMemoryInfo& r) {
   json j = {{"id", r.id}, {"name", r.name}, {"offset", r.offset}, {"bytes", r.bytes}, {"pinned", r.pinned}};
   if (r.owner_pid != 0) j["owner_pid"] = r.owner_pid;
@@ -310,6 +410,11 @@ struct Server::Impl final : http::Handler {
   void list_jobs(const Request&, Response&, const std::string&);
   void get_job(const Request&, Response&, const std::string&);
   void list_libraries(const Request&, Response&, const std::string&);
+  void status_page(const Request&, Response&, const std::string&);
+  void status_script(const Request&, Response&, const std::string&);
+  void status_style(const Request&, Response&, const std::string&);
+  void status(const Request&, Response&, const std::string&);
+  void status_topology(const Request&, Response&, const std::string&);
 
   // Each route's handler, in detail::kRouteTable's order: whether it needs a tenant's token, and
   // whether it may block (compile, touch a GPU, wait), which serves it on the transport's handler
@@ -330,6 +435,8 @@ struct Server::Impl final : http::Handler {
       {&Impl::register_shared_memory, true, true}, {&Impl::list_shared_memory, true, false},
       {&Impl::get_shared_memory, true, false},     {&Impl::unregister_shared_memory, true, true},
       {&Impl::list_libraries, true, false},
+      {&Impl::status_page, false, false},  {&Impl::status_script, false, false},
+      {&Impl::status_style, false, false}, {&Impl::status, true, false},        {&Impl::status_topology, true, false},
   }};
 };
 
@@ -614,6 +721,32 @@ void Server::Impl::get_job(const Request& req, Response& res, const std::string&
   send_json(res, 200, job_json(job.value()));
 }
 
+// The page shell and its files need no token (they hold no data); the data needs one.
+void Server::Impl::status_page(const Request&, Response& res, const std::string&) {
+  send_static(res, status::index_html(), "text/html; charset=utf-8");
+}
+
+void Server::Impl::status_script(const Request&, Response& res, const std::string&) {
+  send_static(res, status::app_js(), "text/javascript; charset=utf-8");
+}
+
+void Server::Impl::status_style(const Request&, Response& res, const std::string&) {
+  send_static(res, status::app_css(), "text/css; charset=utf-8");
+}
+
+void Server::Impl::status(const Request&, Response& res, const std::string& tenant) {
+  res.set_header("Cache-Control", "no-store");
+  send_json(res, 200, status_json(core.status(tenant)));
+}
+
+void Server::Impl::status_topology(const Request&, Response& res, const std::string&) {
+  res.status = 200;
+  res.set_content(core.topology_svg(), "image/svg+xml");
+  res.set_header("Cache-Control", "no-store");
+  res.set_header("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'");
+  res.set_header("X-Content-Type-Options", "nosniff");
+}
+
 // Each request once: what it was, who sent it, what it got, how long it took. Answers of 500 and
 // above are warnings; the rest is info.
 void Server::Impl::answered(const http::Exchange& e) noexcept {
@@ -683,6 +816,8 @@ void Server::stop() noexcept {
   phase("stopped", "stopped");
   s.log.flush();
 }
+
+void Server::worker_event(const WorkerEvent& event) noexcept { impl_->core.worker_event(event); }
 
 std::span<const Route> Server::routes() noexcept { return kRoutes; }
 

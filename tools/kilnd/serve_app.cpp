@@ -5,6 +5,8 @@
 
 #include <csignal>
 #include <iostream>
+#include <memory>
+#include <mutex>
 
 #include "kiln/driver/error.hpp"
 #include "kiln/service/config.hpp"
@@ -16,6 +18,32 @@
 #include "kiln/topology/topology.hpp"
 
 namespace kiln::cli {
+
+namespace {
+
+// WorkerPool's events go to the log from the start, and to the server (the status page's
+// failures) once it exists and until it goes: the pool is made before the server and outlives it.
+class WorkerEventForward {
+ public:
+  void attach(service::Server* server) {
+    std::lock_guard lock(mutex_);
+    server_ = server;
+  }
+  void deliver(const service::WorkerEvent& event) {
+    std::lock_guard lock(mutex_);
+    if (server_) server_->worker_event(event);
+  }
+  struct Detach {
+    WorkerEventForward& forward;
+    ~Detach() { forward.attach(nullptr); }
+  };
+
+ private:
+  std::mutex mutex_;
+  service::Server* server_ = nullptr;
+};
+
+}  // namespace
 
 void add_serve_options(CLI::App& app, ServeFlags& flags) {
   app.add_option("--config", flags.config_file, "JSON settings file (docs/SERVICE.md lists the keys)")
@@ -96,6 +124,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     }
 
     // With a driver and a GPU: a worker process per GPU, and the machine's topology for placement.
+    const auto worker_events = std::make_shared<WorkerEventForward>();
     std::unique_ptr<service::GpuBackend> backend;
     std::shared_ptr<const topology::Topology> topology;
     if (const std::string why = service::why_no_gpu(); why.empty()) {
@@ -104,7 +133,11 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
       workers.modes = config.gpu_modes;
       workers.streams_per_gpu = config.streams_per_gpu;
       workers.spin = config.spin;
-      workers.on_event = service::log_worker_events(log);
+      // The log, and the status page's failures once the server exists (events before it are logged only).
+      workers.on_event = [log_event = service::log_worker_events(log), forward = worker_events](const service::WorkerEvent& e) {
+        log_event(e);
+        forward->deliver(e);
+      };
       backend = std::make_unique<service::WorkerPool>(workers);
       for (const auto& d : backend->devices()) {
         std::cout << program << ": GPU " << d.ordinal << " " << d.name << " (" << d.uuid << ", " << d.pci_bus_id
@@ -127,6 +160,8 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     }
 
     service::Server server(config, std::move(tokens), *backend, topology, log);
+    worker_events->attach(&server);
+    const WorkerEventForward::Detach detach{*worker_events};  // before `server` goes, however run_serve ends
     server.start();
     if (!config.queue_url.empty() && config.queue_url != "memory")
       std::cout << program << ": compile jobs go through the shared queue at " << config.queue_url << "\n";

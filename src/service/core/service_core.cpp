@@ -9,6 +9,7 @@
 #include "kiln/ipc/pidfd.hpp"
 #include "kiln/jit/policy_error.hpp"
 #include "kiln/memory/out_of_memory.hpp"
+#include "kiln/topology/svg.hpp"
 
 namespace kiln::service::core {
 
@@ -108,6 +109,49 @@ KernelInfo info_of(const detail::RegisteredKernel& k) {
   return info;
 }
 
+std::string xml_escaped(std::string_view text) {
+  std::string out;
+  for (char c : text) {
+    switch (c) {
+      case '&': out += "&amp;"; break;
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// The picture of a machine kiln could not see: the reason, wrapped at about 90 characters a line.
+std::string absent_topology_svg(std::string reason) {
+  std::replace(reason.begin(), reason.end(), '\n', ' ');
+  std::vector<std::string> lines{"No topology to show"};
+  std::string line;
+  std::size_t start = 0;
+  while (start < reason.size()) {
+    std::size_t end = reason.find(' ', start);
+    if (end == std::string::npos) end = reason.size();
+    const std::string word = reason.substr(start, end - start);
+    if (!line.empty() && line.size() + word.size() + 1 > 90) {
+      lines.push_back(line);
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+    start = end + 1;
+  }
+  if (!line.empty()) lines.push_back(line);
+  const std::size_t height = 30 + 18 * lines.size();
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"640\" height=\"" +
+                    std::to_string(height) + "\" font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"12\">\n" +
+                    "  <rect x=\"0.5\" y=\"0.5\" width=\"639\" height=\"" + std::to_string(height - 1) +
+                    "\" fill=\"#f6f6f6\" stroke=\"#999\"/>\n";
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    svg += "  <text x=\"12\" y=\"" + std::to_string(24 + 18 * i) + "\"" + (i == 0 ? " font-weight=\"bold\"" : "") + ">" +
+           xml_escaped(lines[i]) + "</text>\n";
+  return svg + "</svg>\n";
+}
+
 }  // namespace
 
 std::string_view to_string(ErrorKind kind) noexcept {
@@ -141,6 +185,7 @@ ServiceError error_from_exception(std::exception_ptr ep) noexcept {
     } catch (const memory::OutOfMemoryError& e) {
       const memory::MemoryPicture& p = e.picture();
       ServiceError s = error(ErrorKind::out_of_memory, e.detail());
+      s.error_name = std::string(e.name());
       s.details = {{"device", p.device}, {"requested", p.requested}, {"free", p.free},
                    {"total", p.total},   {"in_use", p.in_use},       {"reserved", p.reserved}};
       return s;
@@ -149,19 +194,23 @@ ServiceError error_from_exception(std::exception_ptr ep) noexcept {
       s.rule = e.rule();
       return s;
     } catch (const Error& e) {
+      ServiceError s;
       if (e.is(Errc::driver_not_found) || e.is(Errc::nvrtc_not_found))
-        return error(ErrorKind::unavailable, e.detail().empty() ? e.what() : e.detail());
-      if (e.is(Errc::nvjitlink_not_found)) {
-        ServiceError s = error(ErrorKind::library_unavailable, e.detail().empty() ? e.what() : e.detail());
+        s = error(ErrorKind::unavailable, e.detail().empty() ? e.what() : e.detail());
+      else if (e.is(Errc::nvjitlink_not_found)) {
+        s = error(ErrorKind::library_unavailable, e.detail().empty() ? e.what() : e.detail());
         s.details = {{"name", std::string(e.name())}};
-        return s;
+      } else if (e.is(Errc::invalid_argument))
+        s = error(ErrorKind::invalid_argument, e.detail());
+      // A kernel compiled at registration for the GPUs then present, and refused by NVRTC (or
+      // nvJitLink) for a GPU of another architecture that came up since (ServiceCore::image_for).
+      else if (e.is(Errc::compile_failed) || e.is(Errc::link_failed))
+        s = error(ErrorKind::compile_failed, e.detail());
+      else {
+        s = error(ErrorKind::internal, e.what());
+        s.details = {{"name", std::string(e.name())}};
       }
-      if (e.is(Errc::invalid_argument)) return error(ErrorKind::invalid_argument, e.detail());
-      // A kernel compiled at registration for the GPUs then present, and refused by NVRTC for a
-      // GPU of another architecture that came up since (ServiceCore::image_for).
-      if (e.is(Errc::compile_failed) || e.is(Errc::link_failed)) return error(ErrorKind::compile_failed, e.detail());
-      ServiceError s = error(ErrorKind::internal, e.what());
-      s.details = {{"name", std::string(e.name())}};
+      s.error_name = std::string(e.name());
       return s;
     } catch (const std::bad_alloc&) {
       return error(ErrorKind::out_of_host_memory, "kilnd could not allocate host memory for this request; retry later");
@@ -190,6 +239,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
     : config_(validated(config)),
       backend_(backend),
       log_(std::move(log)),
+      topology_(topology),
       libraries_(config_.device_libraries),
       cache_(cache_options(config_)),
       compile_gate_(gate_limits(config_)),
@@ -202,6 +252,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
     cluster_ = std::make_unique<detail::ClusterCompiles>(
         *shared_queue_, config_.node_name.empty() ? detail::default_node_name() : config_.node_name,
         config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_, libraries_, log_);
+  topology_svg_ = topology_ ? topology::render_svg(*topology_) : absent_topology_svg(topology_reason());
 }
 
 ServiceCore::~ServiceCore() { shutdown(); }
@@ -264,11 +315,97 @@ std::string ServiceCore::metrics_text() {
   return metrics_.render(in);
 }
 
+// ---- the status page
+
+std::string ServiceCore::topology_reason() {
+  if (topology_) return {};
+  if (backend_.devices().empty()) {
+    const std::string reason = backend_.unavailable_reason();
+    return "no GPU on this machine: " + (reason.empty() ? "the GPU backend reports no devices" : reason);
+  }
+  return "kilnd places work without the machine's topology: its discovery failed at start (the no_topology log line says why)";
+}
+
+ServiceStatus ServiceCore::status(const std::string& tenant) {
+  ServiceStatus s;
+  s.node = config_.node_name.empty() ? detail::default_node_name() : config_.node_name;
+  s.uptime_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - started_).count();
+  s.draining = draining();
+  s.devices = backend_.devices();
+  s.why_not_ready = s.draining ? "the service is shutting down" : why_not_ready(s.devices);
+  s.ready = s.why_not_ready.empty();
+  s.gpu_available = !s.devices.empty();
+  if (!s.gpu_available) {
+    const std::string reason = backend_.unavailable_reason();
+    s.no_gpu_reason = reason.empty() ? "the GPU backend reports no devices" : reason;
+  }
+  s.buffer_bytes_by_device = buffers_.bytes_by_device();
+  s.queue_depth = queue_.depth();
+  s.jobs_running = scheduler_.running();
+  for (std::size_t o = 0; o < kJobOutcomeCount; ++o) s.launches_total[o] = metrics_.jobs(static_cast<JobOutcome>(o));
+  s.recent = metrics_.recent().launches();
+  s.kernels = kernels_.size();
+  s.compiles_running = compile_gate_.running();
+  s.compiles_waiting = compile_gate_.waiting();
+  s.cache = cache_.stats();
+  if (cluster_) s.cluster = cluster_->counters();
+  s.topology_known = topology_ != nullptr;
+  s.topology_reason = topology_reason();
+  for (RecentFailure& f : metrics_.recent().failures())
+    if (f.tenant.empty() || f.tenant == tenant) s.failures.push_back(std::move(f));
+  return s;
+}
+
+void ServiceCore::note_refusal(std::string_view source, const std::string& tenant, std::string_view request_id,
+                               const ServiceError& e) noexcept {
+  // A missing kernel, buffer or job is the caller's own business, not the service's failure.
+  if (e.kind == ErrorKind::not_found) return;
+  try {
+    RecentFailure f;
+    f.time = std::chrono::system_clock::now();
+    f.source = std::string(source);
+    f.tenant = tenant;
+    f.request_id = std::string(request_id);
+    f.error = e.error_name.empty() ? std::string(to_string(e.kind)) : e.error_name;
+    f.message = e.message;
+    if (!e.rule.empty()) f.message += " (rule " + e.rule + ")";
+    f.hint = e.hint;
+    if (e.details.is_object() && e.details.contains("device") && e.details["device"].is_number_integer())
+      f.device = e.details["device"].get<int>();
+    metrics_.recent().failure(std::move(f));
+  } catch (...) {
+  }
+}
+
+void ServiceCore::worker_event(const WorkerEvent& event) noexcept {
+  using Kind = WorkerEvent::Kind;
+  if (event.kind == Kind::worker_started || event.kind == Kind::circuit_closed) return;
+  // A worker stopped by kilnd itself (shutdown) is no failure.
+  if (event.kind == Kind::worker_exited && draining()) return;
+  try {
+    RecentFailure f;
+    f.time = std::chrono::system_clock::now();
+    f.source = "worker";
+    f.request_id = event.request_id;
+    f.device = event.device;
+    f.job = event.job_id;
+    f.error = event.error_name.empty() ? std::string(to_string(event.kind)) : event.error_name;
+    f.message = std::string(to_string(event.kind)) + ": " + event.message;
+    if (event.kind == Kind::circuit_open)
+      f.hint = "the GPU is not scheduled until the cooldown ends; look at the worker exits before it";
+    metrics_.recent().failure(std::move(f));
+  } catch (...) {
+  }
+}
+
 // ---- kernels
 
 Result<KernelRegistration> ServiceCore::register_kernel(const std::string& tenant, KernelRequest request,
                                                          std::string_view request_body) {
-  return guarded<KernelRegistration>([&] { return register_now(tenant, request, request_body); });
+  Result<KernelRegistration> result =
+      guarded<KernelRegistration>([&] { return register_now(tenant, request, request_body); });
+  if (!result) note_refusal("registration", tenant, LogContext::request_id(), result.error());
+  return result;
 }
 
 Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, KernelRequest& request,
@@ -340,6 +477,8 @@ Result<KernelRegistration> ServiceCore::register_now(const std::string& tenant, 
     else if (code == "bad_request" && details.contains("field")) kind = ErrorKind::invalid_argument;
     ServiceError e = error(kind, details.value("message", ""));
     if (e.kind == ErrorKind::policy) e.rule = details.value("rule", "");
+    else if (e.kind == ErrorKind::compile_failed)
+      e.error_name = details.value("stage", "") == "link" ? "KILN_ERROR_LINK_FAILED" : "KILN_ERROR_COMPILE_FAILED";
     if (details.contains("field") && details["field"].is_string()) e.field = details["field"].get<std::string>();
     details.erase("code");
     details.erase("message");
@@ -407,7 +546,11 @@ Result<BufferInfo> ServiceCore::create_buffer(const std::string& tenant, const B
                                              " exceeds the largest buffer allowed (max_buffer_bytes = " +
                                              std::to_string(config_.max_buffer_bytes) + ")");
     const std::vector<DeviceStatus> devices = backend_.devices();
-    if (devices.empty()) return error(ErrorKind::unavailable, why_not_ready(devices) + "; buffers need a GPU");
+    if (devices.empty()) {
+      ServiceError e = error(ErrorKind::unavailable, why_not_ready(devices) + "; buffers need a GPU");
+      e.error_name = "KILN_ERROR_DRIVER_NOT_FOUND";
+      return e;
+    }
     auto device = std::find_if(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == r.device; });
     if (device == devices.end())
       return error(ErrorKind::invalid_argument,
@@ -614,7 +757,7 @@ const detail::CompiledImage* ServiceCore::image_for(std::shared_ptr<const detail
 }
 
 Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchRequest r, std::string_view request_id) {
-  return guarded<LaunchOutcome>([&]() -> Result<LaunchOutcome> {
+  Result<LaunchOutcome> result = guarded<LaunchOutcome>([&]() -> Result<LaunchOutcome> {
     auto kernel = kernels_.find(r.kernel, tenant);
     if (!kernel) return not_found("kernel", r.kernel);
 
@@ -666,7 +809,11 @@ Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchReque
 
     LaunchSpec spec;
     const std::vector<DeviceStatus> devices = backend_.devices();
-    if (devices.empty()) return error(ErrorKind::unavailable, why_not_ready(devices) + "; launches need a GPU");
+    if (devices.empty()) {
+      ServiceError e = error(ErrorKind::unavailable, why_not_ready(devices) + "; launches need a GPU");
+      e.error_name = "KILN_ERROR_DRIVER_NOT_FOUND";
+      return e;
+    }
     if (device && std::none_of(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == *device; }))
       return error(ErrorKind::invalid_argument,
                    (*device_field == "device" ? "device: " : *device_field + ": its buffer's device ") +
@@ -717,6 +864,8 @@ Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchReque
     out.job = std::move(*snapshot);
     return out;
   });
+  if (!result) note_refusal("refusal", tenant, request_id, result.error());
+  return result;
 }
 
 Result<JobSnapshot> ServiceCore::job(const std::string& tenant, std::uint64_t id, std::chrono::milliseconds wait) {

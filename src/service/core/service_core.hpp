@@ -39,7 +39,9 @@
 #include "kiln/service/metrics.hpp"
 #include "kiln/service/redis_stream_queue.hpp"
 #include "kiln/service/requests.hpp"
+#include "kiln/service/recent_activity.hpp"
 #include "kiln/service/scheduler.hpp"
+#include "kiln/service/worker_pool.hpp"
 
 namespace kiln::service::core {
 
@@ -73,6 +75,8 @@ struct ServiceError {
   std::string rule;           // policy: the source policy rule
   std::string field;          // invalid_argument: the request field at fault, when one is
   std::string hint;           // what the caller can do about it, when the core knows
+  std::string error_name;     // kiln's code behind it (KILN_ERROR_DRIVER_NOT_FOUND), when one is: its
+                              // explanation and hint are in driver/error_table (the status page shows them)
   nlohmann::json details;     // kind-specific members (an object, or null)
 };
 
@@ -171,6 +175,33 @@ struct Readiness {
   std::string why_not;  // empty when ready
 };
 
+// Everything the status page shows, read at once (ServiceCore::status).
+struct ServiceStatus {
+  std::string node;     // node_name, or <hostname>-<pid>
+  double uptime_s = 0;
+  bool draining = false;
+  bool ready = false;
+  std::string why_not_ready;  // empty when ready
+  // No GPU at all (no driver, or the driver finds none): why, as the backend says it.
+  bool gpu_available = false;
+  std::string no_gpu_reason;
+  std::vector<DeviceStatus> devices;
+  std::map<int, std::uint64_t> buffer_bytes_by_device;
+  std::array<std::size_t, kPriorityCount> queue_depth{};
+  std::size_t jobs_running = 0;
+  std::array<std::uint64_t, kJobOutcomeCount> launches_total{};  // since start, by JobOutcome
+  LaunchWindow recent;                                             // the last minute
+  std::size_t kernels = 0;  // all tenants
+  std::size_t compiles_running = 0, compiles_waiting = 0;
+  jit::CacheStats cache;
+  std::optional<ClusterMetrics> cluster;
+  bool topology_known = false;
+  std::string topology_reason;  // why there is no picture of the machine, when there is none
+  // The caller's own failures and the machine's (GPU worker events), newest first: another
+  // tenant's never appear.
+  std::vector<RecentFailure> failures;
+};
+
 class ServiceCore {
  public:
   // Validates `config` (kiln::Error invalid_argument) and starts the scheduler.
@@ -224,6 +255,14 @@ class ServiceCore {
   std::string metrics_text();
   void http_answered(int status) { metrics_.http_answered(status); }
 
+  // The status page's data, as `tenant` may see it (its own failures and the machine's).
+  ServiceStatus status(const std::string& tenant);
+  // kiln's SVG picture of this machine (topology::render_svg), or a small SVG saying why there is
+  // none (no GPU, topology discovery failed). Made once: the topology does not change.
+  const std::string& topology_svg() const noexcept { return topology_svg_; }
+  // A GPU worker's event (WorkerPoolOptions::on_event): failures go to the status page's list.
+  void worker_event(const WorkerEvent& event) noexcept;
+
   // Stops accepting launches and lets queued and running ones finish for up to drain_timeout.
   // Idempotent; never throws.
   void drain_jobs() noexcept;
@@ -237,10 +276,17 @@ class ServiceCore {
   std::string why_not_ready(const std::vector<DeviceStatus>& devices);
   const detail::CompiledImage* image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch);
   Result<KernelRegistration> register_now(const std::string& tenant, KernelRequest& request, std::string_view request_body);
+  std::string topology_reason();  // why there is no topology ("" when there is one)
+  // A refused request, for the status page's failures.
+  void note_refusal(std::string_view source, const std::string& tenant, std::string_view request_id,
+                    const ServiceError& error) noexcept;
 
   ServiceConfig config_;
   GpuBackend& backend_;
   Log log_;
+  std::shared_ptr<const topology::Topology> topology_;
+  std::string topology_svg_;
+  std::chrono::steady_clock::time_point started_ = std::chrono::steady_clock::now();
   Metrics metrics_;
   detail::DeviceLibraries libraries_;  // read when the core starts; immutable after
   jit::KernelCache cache_;

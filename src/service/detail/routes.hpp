@@ -32,7 +32,7 @@ struct RouteSpec {
   BodyKind body;
 };
 
-inline constexpr std::array<RouteSpec, 22> kRouteTable = {{
+inline constexpr std::array<RouteSpec, 27> kRouteTable = {{
     {"GET", "/healthz", BodyKind::none},
     {"GET", "/readyz", BodyKind::none},
     {"GET", "/metrics", BodyKind::none},
@@ -55,6 +55,11 @@ inline constexpr std::array<RouteSpec, 22> kRouteTable = {{
     {"GET", "/v1/shm/{id}", BodyKind::none},
     {"DELETE", "/v1/shm/{id}", BodyKind::none},
     {"GET", "/v1/libraries", BodyKind::none},
+    {"GET", "/", BodyKind::none},
+    {"GET", "/status/app.js", BodyKind::none},
+    {"GET", "/status/app.css", BodyKind::none},
+    {"GET", "/v1/status", BodyKind::none},
+    {"GET", "/v1/status/topology.svg", BodyKind::none},
 }};
 
 enum class RouteResult { found, no_route, wrong_method };

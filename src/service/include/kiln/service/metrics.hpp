@@ -1,6 +1,7 @@
 // Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, HTTP answers), and the
 // Prometheus text rendering of those plus the gauges read at scrape time (queue depth, GPUs, memory,
-// compile cache). Counters are atomics: recording costs no lock.
+// compile cache). Counters are atomics: recording costs no lock; a job's end also goes into
+// recent() (the status page's last minute), under one short lock.
 //
 // Thread safety: every member may be called from any thread at once.
 #pragma once
@@ -17,6 +18,7 @@
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/service/gpu_backend.hpp"
 #include "kiln/service/priority.hpp"
+#include "kiln/service/recent_activity.hpp"
 
 namespace kiln::service {
 
@@ -57,8 +59,13 @@ class Metrics {
   static constexpr std::array<double, 14> kLatencyBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
                                                              0.1,    0.25,  0.5,    1,     2.5,   5,    10};
 
+  // Also recorded in recent() (the status page's last minute).
   void job_finished(JobOutcome outcome, double seconds) noexcept;
   void http_answered(int status) noexcept;
+
+  // The last minute's launches and the last failures (GET /v1/status).
+  RecentActivity& recent() noexcept { return recent_; }
+  const RecentActivity& recent() const noexcept { return recent_; }
 
   std::uint64_t jobs(JobOutcome outcome) const noexcept;
   // Prometheus text exposition format 0.0.4.
@@ -71,6 +78,7 @@ class Metrics {
   std::atomic<std::uint64_t> latency_sum_us_{0};
   // HTTP status classes 1xx..5xx and the statuses worth telling apart.
   std::array<std::atomic<std::uint64_t>, 600> http_{};
+  RecentActivity recent_;
 };
 
 // Prometheus label value escaping: backslash, double quote and line feed.

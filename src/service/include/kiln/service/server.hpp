@@ -17,6 +17,7 @@
 #include "kiln/service/gpu_backend.hpp"
 #include "kiln/service/log.hpp"
 #include "kiln/service/token_store.hpp"
+#include "kiln/service/worker_pool.hpp"
 
 namespace kiln::topology {
 class Topology;
@@ -49,6 +50,10 @@ class Server {
   // Graceful: new requests get 503, queued and running launches get the configured drain time,
   // what is still queued is cancelled, the listener stops, every buffer is freed. Idempotent.
   void stop() noexcept;
+
+  // A GPU worker's event (install it beside the log in WorkerPoolOptions::on_event): failures are
+  // listed on the status page (GET /v1/status). Quick and non-throwing, as on_event requires.
+  void worker_event(const WorkerEvent& event) noexcept;
 
   static std::span<const Route> routes() noexcept;
 
