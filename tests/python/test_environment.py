@@ -24,9 +24,17 @@ def test_version():
     assert kiln._native.abi_version() == 1
 
 
+def _steady(report):
+    """The report without what other processes change between two looks (a GPU's free memory)."""
+    report = json.loads(json.dumps(report))
+    for gpu in report.get("gpus", []):
+        gpu.pop("memory_free", None)
+    return report
+
+
 def test_doctor_reports_nvrtc_and_the_driver():
     report = kiln.doctor()
-    assert report == json.loads(cli("doctor", "--json").stdout)
+    assert _steady(report) == _steady(json.loads(cli("doctor", "--json").stdout))
     text = json.dumps(report).lower()
     assert "nvrtc" in text and "driver" in text
 
