@@ -55,10 +55,13 @@ spdlog::level::level_enum spdlog_level(LogLevel level) {
 }
 
 // UTC, milliseconds: 2026-12-02T13:40:00.123Z.
-std::string timestamp() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t seconds = std::chrono::system_clock::to_time_t(now);
-  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(now.time_since_epoch()).count() % 1000;
+std::string timestamp() { return utc_timestamp(std::chrono::system_clock::now()); }
+
+}  // namespace
+
+std::string utc_timestamp(std::chrono::system_clock::time_point t) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
   std::tm utc{};
   gmtime_r(&seconds, &utc);
   char text[64];
@@ -66,6 +69,8 @@ std::string timestamp() {
                 utc.tm_hour, utc.tm_min, utc.tm_sec, static_cast<int>(ms));
   return text;
 }
+
+namespace {
 
 // The length of the valid UTF-8 sequence at the start of `s`, or 0 when it is not one.
 std::size_t utf8_sequence(std::string_view s) noexcept {

@@ -235,21 +235,8 @@ json buffer_json(const core::BufferInfo& b) {
   return {{"id", b.id}, {"device", b.device}, {"bytes", b.bytes}, {"tag", b.tag}};
 }
 
-// RFC 3339 UTC with milliseconds, as the logs write time.
-std::string utc_text(std::chrono::system_clock::time_point t) {
-  const auto since = t.time_since_epoch();
-  const std::time_t seconds = std::chrono::duration_cast<std::chrono::seconds>(since).count();
-  const auto millis = std::chrono::duration_cast<std::chrono::milliseconds>(since).count() % 1000;
-  std::tm tm{};
-  gmtime_r(&seconds, &tm);
-  char text[96];
-  std::snprintf(text, sizeof text, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
-                tm.tm_hour, tm.tm_min, tm.tm_sec, static_cast<int>(millis));
-  return text;
-}
-
 json failure_json(const RecentFailure& f) {
-  return {{"time", utc_text(f.time)},
+  return {{"time", utc_timestamp(f.time)},
           {"source", f.source},
           {"tenant", f.tenant.empty() ? json(nullptr) : json(f.tenant)},
           {"request_id", f.request_id},

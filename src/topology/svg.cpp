@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <map>
 #include <sstream>
+#include <string>
+#include <vector>
 
 namespace kiln::topology {
 namespace {
@@ -238,6 +240,36 @@ std::string render_svg(const Topology& topology) {
   for (std::size_t id = 1; id < nodes.size(); ++id) box(out, nodes[id]);
   out << "</svg>\n";
   return out.str();
+}
+
+// The picture of a machine kiln could not see: the reason, wrapped at about 90 characters a line.
+std::string render_unavailable_svg(std::string_view why) {
+  std::string reason(why);
+  std::replace(reason.begin(), reason.end(), '\n', ' ');
+  std::vector<std::string> lines{"No topology to show"};
+  std::string line;
+  std::size_t start = 0;
+  while (start < reason.size()) {
+    std::size_t end = reason.find(' ', start);
+    if (end == std::string::npos) end = reason.size();
+    const std::string word = reason.substr(start, end - start);
+    if (!line.empty() && line.size() + word.size() + 1 > 90) {
+      lines.push_back(line);
+      line.clear();
+    }
+    line += (line.empty() ? "" : " ") + word;
+    start = end + 1;
+  }
+  if (!line.empty()) lines.push_back(line);
+  const std::size_t height = 30 + 18 * lines.size();
+  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"640\" height=\"" +
+                    std::to_string(height) + "\" font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"12\">\n" +
+                    "  <rect x=\"0.5\" y=\"0.5\" width=\"639\" height=\"" + std::to_string(height - 1) +
+                    "\" fill=\"#f6f6f6\" stroke=\"#999\"/>\n";
+  for (std::size_t i = 0; i < lines.size(); ++i)
+    svg += "  <text x=\"12\" y=\"" + std::to_string(24 + 18 * i) + "\"" + (i == 0 ? " font-weight=\"bold\"" : "") + ">" +
+           escape(lines[i]) + "</text>\n";
+  return svg + "</svg>\n";
 }
 
 }  // namespace kiln::topology

@@ -6,6 +6,7 @@
 #pragma once
 
 #include <string>
+#include <string_view>
 
 #include "kiln/topology/topology.hpp"
 
@@ -13,5 +14,9 @@ namespace kiln::topology {
 
 // A standalone SVG 1.1 document.
 std::string render_svg(const Topology& topology);
+
+// The picture of a machine kiln could not see: "No topology to show" and the reason, wrapped at
+// about 90 characters a line (a status page shows it where the picture would be).
+std::string render_unavailable_svg(std::string_view reason);
 
 }  // namespace kiln::topology

@@ -109,49 +109,6 @@ KernelInfo info_of(const detail::RegisteredKernel& k) {
   return info;
 }
 
-std::string xml_escaped(std::string_view text) {
-  std::string out;
-  for (char c : text) {
-    switch (c) {
-      case '&': out += "&amp;"; break;
-      case '<': out += "&lt;"; break;
-      case '>': out += "&gt;"; break;
-      case '"': out += "&quot;"; break;
-      default: out += c;
-    }
-  }
-  return out;
-}
-
-// The picture of a machine kiln could not see: the reason, wrapped at about 90 characters a line.
-std::string absent_topology_svg(std::string reason) {
-  std::replace(reason.begin(), reason.end(), '\n', ' ');
-  std::vector<std::string> lines{"No topology to show"};
-  std::string line;
-  std::size_t start = 0;
-  while (start < reason.size()) {
-    std::size_t end = reason.find(' ', start);
-    if (end == std::string::npos) end = reason.size();
-    const std::string word = reason.substr(start, end - start);
-    if (!line.empty() && line.size() + word.size() + 1 > 90) {
-      lines.push_back(line);
-      line.clear();
-    }
-    line += (line.empty() ? "" : " ") + word;
-    start = end + 1;
-  }
-  if (!line.empty()) lines.push_back(line);
-  const std::size_t height = 30 + 18 * lines.size();
-  std::string svg = "<svg xmlns=\"http://www.w3.org/2000/svg\" version=\"1.1\" width=\"640\" height=\"" +
-                    std::to_string(height) + "\" font-family=\"DejaVu Sans, Arial, sans-serif\" font-size=\"12\">\n" +
-                    "  <rect x=\"0.5\" y=\"0.5\" width=\"639\" height=\"" + std::to_string(height - 1) +
-                    "\" fill=\"#f6f6f6\" stroke=\"#999\"/>\n";
-  for (std::size_t i = 0; i < lines.size(); ++i)
-    svg += "  <text x=\"12\" y=\"" + std::to_string(24 + 18 * i) + "\"" + (i == 0 ? " font-weight=\"bold\"" : "") + ">" +
-           xml_escaped(lines[i]) + "</text>\n";
-  return svg + "</svg>\n";
-}
-
 }  // namespace
 
 std::string_view to_string(ErrorKind kind) noexcept {
@@ -252,7 +209,7 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
     cluster_ = std::make_unique<detail::ClusterCompiles>(
         *shared_queue_, config_.node_name.empty() ? detail::default_node_name() : config_.node_name,
         config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_, libraries_, log_);
-  topology_svg_ = topology_ ? topology::render_svg(*topology_) : absent_topology_svg(topology_reason());
+  topology_svg_ = topology_ ? topology::render_svg(*topology_) : topology::render_unavailable_svg(topology_reason());
 }
 
 ServiceCore::~ServiceCore() { shutdown(); }

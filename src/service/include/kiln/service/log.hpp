@@ -16,6 +16,7 @@
 // per thread.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -40,6 +41,8 @@ std::optional<LogFormat> parse_log_format(std::string_view text) noexcept;  // "
 std::optional<LogLevel> parse_log_level(std::string_view text) noexcept;    // "debug" ... "off"
 std::string_view to_string(LogFormat format) noexcept;
 std::string_view to_string(LogLevel level) noexcept;
+// "2026-12-02T13:40:00.123Z": UTC, milliseconds, as every log line's time.
+std::string utc_timestamp(std::chrono::system_clock::time_point t);
 
 struct LogOptions {
   LogFormat format = LogFormat::text;
