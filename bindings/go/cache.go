@@ -2,6 +2,7 @@ package kiln
 
 /*
 #include <stdlib.h>
+#include <stdlib.h>
 #include "kiln_go.h"
 */
 import "C"
@@ -99,7 +100,11 @@ func Compile(ctx context.Context, p Program) (*Image, error) {
 // compiled; a compile in progress is not interrupted (NVRTC cannot be). When NVRTC rejects the
 // program the error is ErrCompileFailed and its Diagnostics say where and why.
 func (c *Cache) Compile(ctx context.Context, p Program, t Target) (*Image, error) {
-	const call = "kiln.Cache.Compile"
+	return c.compile(ctx, "kiln.Cache.Compile", p, nil, t)
+}
+
+// compile is Compile, or CompileAndLink when there are libraries.
+func (c *Cache) compile(ctx context.Context, call string, p Program, libraries []*DeviceLibrary, t Target) (*Image, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, contextError(call, err)
 	}
@@ -110,8 +115,24 @@ func (c *Cache) Compile(ctx context.Context, p Program, t Target) (*Image, error
 	}
 	f := getFrame(0, 0)
 	defer putFrame(f)
-	status := C.kiln_go_compile(c.raw(), (*C.uchar)(unsafe.SliceData(enc.buf)), C.size_t(len(enc.buf)), t.c(), f.c)
+	var handles **C.kiln_device_library
+	if len(libraries) > 0 {
+		// In C memory: cgo lets no Go memory that holds pointers be passed to C.
+		list := unsafe.Slice((**C.kiln_device_library)(C.malloc(C.size_t(len(libraries))*C.size_t(unsafe.Sizeof(uintptr(0))))),
+			len(libraries))
+		defer C.free(unsafe.Pointer(&list[0]))
+		for i, l := range libraries {
+			if l == nil || l.raw() == nil {
+				return nil, newError(C.KILN_ERRC_INVALID_ARGUMENT, call, "libraries[%d] is nil or closed", i)
+			}
+			list[i] = l.raw()
+		}
+		handles = &list[0]
+	}
+	status := C.kiln_go_compile(c.raw(), (*C.uchar)(unsafe.SliceData(enc.buf)), C.size_t(len(enc.buf)), t.c(), handles,
+		C.size_t(len(libraries)), f.c)
 	runtime.KeepAlive(c)
+	runtime.KeepAlive(libraries)
 	r := &f.c.compile
 	if status != C.KILN_OK {
 		err := takeError(&f.c.error)

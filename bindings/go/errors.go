@@ -104,6 +104,10 @@ var (
 	ErrInternal        = sentinel(DomainKiln, C.KILN_ERRC_INTERNAL, "KILN_ERROR_INTERNAL")
 	ErrUnavailable     = sentinel(DomainKiln, C.KILN_ERRC_UNAVAILABLE, "KILN_ERROR_UNAVAILABLE")
 	ErrCancelled       = sentinel(DomainKiln, C.KILN_ERRC_CANCELLED, "KILN_ERROR_CANCELLED")
+	// nvJitLink is not installed: only linking (Cache.CompileAndLink) fails.
+	ErrNVJitLinkNotFound = sentinel(DomainKiln, C.KILN_ERRC_NVJITLINK_NOT_FOUND, "KILN_ERROR_NVJITLINK_NOT_FOUND")
+	// nvJitLink refused a link; Diagnostics name each undefined or duplicate symbol and its input.
+	ErrLinkFailed = sentinel(DomainKiln, C.KILN_ERRC_LINK_FAILED, "KILN_ERROR_LINK_FAILED")
 )
 
 // The CUDA driver's codes a program most often tests for.

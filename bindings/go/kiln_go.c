@@ -44,10 +44,10 @@ static void strings_at(const unsigned char* encoded, uint64_t list, size_t count
   for (size_t i = 0; i < count; ++i) out[i] = string_at(encoded, field(encoded, list + 8 * i));
 }
 
-kiln_status kiln_go_compile(kiln_cache* cache, const unsigned char* encoded, size_t encoded_size, kiln_target target,
-                            kiln_go_call* call) {
-  kiln_go_compile_result* r = &call->compile;
-  memset(r, 0, sizeof *r);
+// Decodes an encoded program into `p`, whose lists point into *lists (free it after the call).
+static kiln_status decode_program(const unsigned char* encoded, size_t encoded_size, kiln_program* out, void** lists_out,
+                                  kiln_go_call* call) {
+  *lists_out = NULL;
   if (encoded_size < 8 * KILN_GO_PROGRAM_FIELDS) {  // the Go side always writes every field
     kiln_error_lookup(KILN_ERROR_KILN, KILN_ERRC_INTERNAL, &call->error);
     return KILN_ERROR_KILN;
@@ -103,8 +103,23 @@ kiln_status kiln_go_compile(kiln_cache* cache, const unsigned char* encoded, siz
   p.extra_option_count = extras;
   p.headers = header_list;
   p.header_count = headers;
+  *out = p;
+  *lists_out = lists;
+  return KILN_OK;
+}
 
-  kiln_status status = kiln_compile(cache, &p, target, &r->image, &r->diagnostics, &call->error);
+kiln_status kiln_go_compile(kiln_cache* cache, const unsigned char* encoded, size_t encoded_size, kiln_target target,
+                            const kiln_device_library* const* libraries, size_t library_count, kiln_go_call* call) {
+  kiln_go_compile_result* r = &call->compile;
+  memset(r, 0, sizeof *r);
+  kiln_program p;
+  void* lists = NULL;
+  kiln_status status = decode_program(encoded, encoded_size, &p, &lists, call);
+  if (status != KILN_OK) return status;
+  status = library_count == 0
+               ? kiln_compile(cache, &p, target, &r->image, &r->diagnostics, &call->error)
+               : kiln_compile_and_link(cache, &p, libraries, library_count, target, &r->image, &r->diagnostics,
+                                       &call->error);
   free(lists);
   if (status != KILN_OK) {
     if (r->diagnostics) r->diagnostic_count = kiln_diagnostics_count(r->diagnostics);
@@ -141,5 +156,18 @@ kiln_status kiln_go_managed_create(int device, size_t bytes, int has_tag, kiln_g
   kiln_status status = kiln_managed_create(device, bytes, tag_of(has_tag, call), (kiln_managed**)&call->handle,
                                            &call->address, &call->error);
   call->data = (void*)(uintptr_t)call->address;  // the host's view of the same address
+  return status;
+}
+
+kiln_status kiln_go_library_from_source(const unsigned char* encoded, size_t encoded_size, kiln_go_call* call) {
+  kiln_program p;
+  void* lists = NULL;
+  kiln_status status = decode_program(encoded, encoded_size, &p, &lists, call);
+  if (status != KILN_OK) return status;
+  // The program's headers are the library's declarations: added to every kernel linked with it.
+  kiln_device_library* library = NULL;
+  status = kiln_device_library_from_source(&p, p.headers, p.header_count, &library, &call->error);
+  free(lists);
+  call->handle = library;
   return status;
 }

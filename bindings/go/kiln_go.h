@@ -67,8 +67,11 @@ void kiln_go_call_free(kiln_go_call* call);
 void kiln_go_noop(void);
 
 kiln_status kiln_go_launch(const kiln_kernel* kernel, kiln_stream* stream, kiln_go_call* call);
+/* kiln_compile, or kiln_compile_and_link with the libraries when library_count > 0. */
 kiln_status kiln_go_compile(kiln_cache* cache, const unsigned char* encoded, size_t encoded_size, kiln_target target,
-                            kiln_go_call* call);
+                            const kiln_device_library* const* libraries, size_t library_count, kiln_go_call* call);
+/* kiln_device_library_from_source; the library is call->handle. */
+kiln_status kiln_go_library_from_source(const unsigned char* encoded, size_t encoded_size, kiln_go_call* call);
 /* Copies min(count, capacity) entries into `out` and returns the count. */
 size_t kiln_go_diagnostics_read(const kiln_diagnostics* diagnostics, kiln_diagnostic* out, size_t capacity);
 
