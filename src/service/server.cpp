@@ -10,6 +10,7 @@
 
 #include "core/service_core.hpp"
 #include "detail/error_body.hpp"
+#include "detail/log_budget.hpp"
 #include "detail/routes.hpp"
 #include "http/transport.hpp"
 #include "status/status_assets.hpp"
@@ -354,6 +355,8 @@ struct Server::Impl final : http::Handler {
   }
 
   Log log;
+  static constexpr unsigned kAuthLinesPerSecond = 10;
+  detail::LogBudget auth_log_budget{kAuthLinesPerSecond};
   TokenStore tokens;
   core::ServiceCore core;
   const ServiceConfig& config = core.config();
@@ -492,7 +495,12 @@ std::optional<std::string> Server::Impl::authenticate(const Request& req, Respon
     refusal = "unknown bearer token";
   if (!tenant) {
     // The reason only: never the token or the header that carried it.
-    log.warn("auth_refused", refusal, {{"method", detail::printable(req.method, 16)}, {"path", detail::printable(req.path, 256)}});
+    // Anyone can send bad tokens: at most kAuthLinesPerSecond lines, the rest counted in the next.
+    if (const auto left_out = auth_log_budget.take()) {
+      LogFields fields{{"method", detail::printable(req.method, 16)}, {"path", detail::printable(req.path, 256)}};
+      if (*left_out > 0) fields.emplace_back("suppressed", *left_out);
+      log.warn("auth_refused", refusal, fields);
+    }
     res.set_header("WWW-Authenticate", "Bearer realm=\"kilnd\"");
     send_error(res, 401, "unauthorized", refusal);
   }

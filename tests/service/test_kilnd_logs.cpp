@@ -19,6 +19,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "detail/log_budget.hpp"
 #include "http/request_id.hpp"
 #include "jit/kernels.hpp"
 #include "kiln/service/log.hpp"
@@ -121,6 +122,39 @@ TEST_F(KilndLogs, ClientIdsComeBackAndBadOnesAreReplaced) {
     EXPECT_TRUE(service::http::valid_request_id(id)) << id;
     EXPECT_EQ(capture_.requests(id).size(), 1u) << capture_.all();
   }
+}
+
+// A flood of bad tokens costs a few auth_refused lines, not one each, and loses nothing from the
+// count: the lines written plus the `suppressed` counts they carry are the refusals made (however
+// fast or slow this machine sends them).
+TEST_F(KilndLogs, RefusedTokensAreLoggedWithinABudgetThatCountsTheRest) {
+  start();
+  constexpr int kRefusals = 200;
+  for (int i = 0; i < kRefusals; ++i) {
+    auto r = client_->Get("/v1/kernels", {{"Authorization", "Bearer not-a-token-" + std::to_string(i)}});
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 401);
+  }
+  // The last ones may still be counted, owed to the next line written: one more refusal after a
+  // second's pause is written, with them.
+  std::this_thread::sleep_for(std::chrono::milliseconds(1100));
+  ASSERT_EQ(client_->Get("/v1/kernels", {{"Authorization", "Bearer not-a-token-last"}})->status, 401);
+  const auto lines = capture_.events("auth_refused");
+  std::uint64_t accounted = 0;
+  for (const auto& line : lines) accounted += 1 + line.value("suppressed", std::uint64_t{0});
+  EXPECT_EQ(accounted, kRefusals + 1u) << lines.size() << " lines";
+  EXPECT_LT(lines.size(), static_cast<std::size_t>(kRefusals)) << "every refusal got its own line";
+  EXPECT_EQ(capture_.events("request").size() >= kRefusals + 1u, true) << "each request still has its request line";
+}
+
+TEST(LogBudget, AllowsItsLinesASecondAndCountsTheRestIntoTheNext) {
+  service::detail::LogBudget budget(3);
+  const auto t0 = service::detail::LogBudget::Clock::time_point{} + std::chrono::hours(1);
+  for (int i = 0; i < 3; ++i) EXPECT_EQ(budget.take(t0), std::optional<std::uint64_t>(0));
+  EXPECT_FALSE(budget.take(t0 + std::chrono::milliseconds(500)));
+  EXPECT_FALSE(budget.take(t0 + std::chrono::milliseconds(999)));
+  EXPECT_EQ(budget.take(t0 + std::chrono::milliseconds(1000)), std::optional<std::uint64_t>(2));  // a new second
+  EXPECT_EQ(budget.take(t0 + std::chrono::milliseconds(1001)), std::optional<std::uint64_t>(0));
 }
 
 TEST_F(KilndLogs, ErrorsCarryTheRequestIdTransportRefusalsToo) {
