@@ -599,6 +599,7 @@ Result<SharedMemoryInfo> ServiceCore::register_shared_memory(const std::string& 
     if (shared_memory_.count(tenant) >= config_.max_shm_regions_per_tenant)
       return error(ErrorKind::too_many_regions, "the tenant holds " + std::to_string(config_.max_shm_regions_per_tenant) +
                                                     " shared memory regions (max_shm_regions_per_tenant); unregister one first");
+    // open() checks the name too; checked here first so that a bad name is reported before owner_pid.
     if (const std::string problem = detail::shared_memory_name_problem(r.name); !problem.empty())
       return error(ErrorKind::invalid_argument, "name: '" + r.name + "' " + problem, "name");
     ipc::UniqueFd owner;
@@ -616,9 +617,8 @@ Result<SharedMemoryInfo> ServiceCore::register_shared_memory(const std::string& 
     region.owner_pid = r.owner_pid;
     try {
       region.mapping = detail::SharedMemoryMapping::open(r.name, r.offset, r.bytes);
-    } catch (const Error& e) {
-      const std::string message = e.detail();
-      return error(ErrorKind::invalid_argument, message, message.substr(0, message.find(':')));
+    } catch (const detail::SharedMemoryRefusal& refusal) {
+      return error(ErrorKind::invalid_argument, refusal.message, refusal.field);
     }
     // Pinned once here, so every copy runs at pinned speed; a GPU that cannot pin it (or none)
     // leaves the copies pageable, which still work.

@@ -9,7 +9,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include "kiln/driver/error.hpp"
 #include "kiln/ipc/pidfd.hpp"
 
 namespace kiln::service::detail {
@@ -26,17 +25,25 @@ std::string shared_memory_name_problem(std::string_view name) {
   return {};
 }
 
+namespace {
+
+[[noreturn]] void refuse(std::string field, std::string message) {
+  throw SharedMemoryRefusal{std::move(field), std::move(message)};
+}
+
+}  // namespace
+
 std::shared_ptr<SharedMemoryMapping> SharedMemoryMapping::open(const std::string& name, std::uint64_t offset,
                                                                std::uint64_t bytes) {
   if (const std::string problem = shared_memory_name_problem(name); !problem.empty())
-    throw Error(Errc::invalid_argument, "name: '" + name + "' " + problem);
-  if (bytes == 0) throw Error(Errc::invalid_argument, "bytes: must be at least 1");
+    refuse("name", "name: '" + name + "' " + problem);
+  if (bytes == 0) refuse("bytes", "bytes: must be at least 1");
   // shm_open opens with O_NOFOLLOW: a link planted in /dev/shm is refused, not followed.
   ipc::UniqueFd fd(::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0));
   if (!fd) {
     const int err = errno;
-    throw Error(Errc::invalid_argument,
-                "name: cannot open the shared memory object '" + name + "' for reading and writing: " +
+    refuse("name",
+           "name: cannot open the shared memory object '" + name + "' for reading and writing: " +
                     std::strerror(err) +
                     (err == ENOENT ? " (create it with shm_open(O_CREAT) and size it with ftruncate first)"
                      : err == EACCES ? " (kilnd's user needs read and write permission on it)"
@@ -44,10 +51,10 @@ std::shared_ptr<SharedMemoryMapping> SharedMemoryMapping::open(const std::string
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0 || !S_ISREG(st.st_mode))
-    throw Error(Errc::invalid_argument, "name: '" + name + "' is not a shared memory object");
+    refuse("name", "name: '" + name + "' is not a shared memory object");
   const auto size = static_cast<std::uint64_t>(st.st_size);
   if (offset > size || bytes > size - offset)
-    throw Error(Errc::invalid_argument, "bytes: the object '" + name + "' holds " + std::to_string(size) +
+    refuse("bytes", "bytes: the object '" + name + "' holds " + std::to_string(size) +
                                             " bytes, fewer than offset " + std::to_string(offset) + " + bytes " +
                                             std::to_string(bytes));
   // mmap takes a page-aligned offset: map from the page holding `offset`.
@@ -56,7 +63,7 @@ std::shared_ptr<SharedMemoryMapping> SharedMemoryMapping::open(const std::string
   const std::uint64_t length = offset - start + bytes;
   void* base = ::mmap(nullptr, length, PROT_READ | PROT_WRITE, MAP_SHARED, fd.get(), static_cast<off_t>(start));
   if (base == MAP_FAILED)
-    throw Error(Errc::invalid_argument, "name: cannot map " + std::to_string(bytes) + " bytes of '" + name +
+    refuse("name", "name: cannot map " + std::to_string(bytes) + " bytes of '" + name +
                                             "': " + std::strerror(errno));
   std::shared_ptr<SharedMemoryMapping> m(new SharedMemoryMapping());
   m->base_ = base;

@@ -22,12 +22,21 @@
 
 namespace kiln::service::detail {
 
+// Why an object cannot be registered, and the request field at fault ("name" or "bytes").
+struct SharedMemoryRefusal {
+  std::string field;
+  std::string message;  // starts with the field: "bytes: the object ... holds 4096 bytes, ..."
+};
+
+// Why a name cannot be a shared memory object's: empty when it can.
+std::string shared_memory_name_problem(std::string_view name);
+
 // One object's range mapped read-write into kilnd. Unmapped when the last holder lets go.
 class SharedMemoryMapping {
  public:
   // Opens `name` (shm_open: "/name", no further '/'), checks that it is a regular object holding
-  // [offset, offset + bytes) and maps that range. Throws kiln::Error (invalid_argument) saying
-  // what is wrong: no such object, no permission, too small, not a shared memory object.
+  // [offset, offset + bytes) and maps that range. Throws SharedMemoryRefusal saying what is
+  // wrong: a bad name, no such object, no permission, too small, not a shared memory object.
   static std::shared_ptr<SharedMemoryMapping> open(const std::string& name, std::uint64_t offset, std::uint64_t bytes);
   ~SharedMemoryMapping();
   SharedMemoryMapping(const SharedMemoryMapping&) = delete;
@@ -54,9 +63,6 @@ class SharedMemoryMapping {
   std::byte* data_ = nullptr;
   std::uint64_t bytes_ = 0;
 };
-
-// Why a name cannot be a shared memory object's: empty when it can.
-std::string shared_memory_name_problem(std::string_view name);
 
 struct SharedMemoryRegion {
   std::uint64_t id = 0;
