@@ -141,12 +141,8 @@ int main() {
       spin_server.start();
       httplib::Client setup("127.0.0.1", spin_server.port());
       const httplib::Headers h = {{"Authorization", bearer}};
-      auto k = setup.Post("/v1/kernels", h, json{{"name", "bench.cu"}, {"source", kSource}}.dump(), "application/json");
-      auto b = setup.Post("/v1/buffers", h, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
-      if (!k || k->status != 201 || !b || b->status != 201) return;
-      const std::string body = json{{"kernel", json::parse(k->body)["id"]}, {"function", "empty"}, {"wait", true},
-                                    {"arguments", {{{"buffer", json::parse(b->body)["id"]}}}}}
-                                   .dump();
+      const std::string body = kiln::bench::empty_launch_request(setup, h, kSource);
+      if (body.empty()) return;
       kiln::bench::OneWriteClient lean(spin_server.port());
       std::vector<kiln::bench::ServerTiming> timings;
       for (int i = 0; i < reps; ++i) {
@@ -195,11 +191,12 @@ int main() {
   httplib::Client c("127.0.0.1", server.port());
   c.set_keep_alive(true);
   c.set_tcp_nodelay(true);
-  auto k = c.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", kSource}}.dump(), "application/json");
-  const std::uint64_t kernel = json::parse(k->body)["id"];
-  auto b = c.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
-  const std::uint64_t hbuf = json::parse(b->body)["id"];
-  const std::string launch = json{{"kernel", kernel}, {"function", "empty"}, {"wait", true}, {"arguments", {{{"buffer", hbuf}}}}}.dump();
+  std::string why;
+  const std::string launch = kiln::bench::empty_launch_request(c, auth, kSource, &why);
+  if (launch.empty()) {
+    std::printf("setup failed: %s\n", why.c_str());
+    return 1;
+  }
   std::vector<double> http;
   std::vector<kiln::bench::ServerTiming> timings;
   for (int i = 0; i < reps; ++i) {
@@ -442,15 +439,11 @@ int main() {
     service::Server concurrent_server(concurrent_config, service::TokenStore::single("bench", token), concurrent_pool);
     concurrent_server.start();
     httplib::Client setup("127.0.0.1", concurrent_server.port());
-    auto ck = setup.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", kSource}}.dump(), "application/json");
-    auto cb = setup.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
-    if (!ck || ck->status != 201 || !cb || cb->status != 201) {
-      std::printf("setup on the concurrent server failed\n");
+    const std::string concurrent_launch = kiln::bench::empty_launch_request(setup, auth, kSource, &why);
+    if (concurrent_launch.empty()) {
+      std::printf("setup on the concurrent server failed: %s\n", why.c_str());
       return 1;
     }
-    const std::string concurrent_launch = json{{"kernel", json::parse(ck->body)["id"]}, {"function", "empty"}, {"wait", true},
-                                               {"arguments", {{{"buffer", json::parse(cb->body)["id"]}}}}}
-                                              .dump();
     sixty_four_clients(concurrent_server.port(), concurrent_launch, "GPU concurrent (8 streams)");
     concurrent_server.stop();
   }

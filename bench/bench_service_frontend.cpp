@@ -95,15 +95,12 @@ int main(int argc, char** argv) {
   const httplib::Headers auth = {{"Authorization", "Bearer " + token}};
   httplib::Client c("127.0.0.1", server.port());
   const char* source = "extern \"C\" __global__ void empty(int* p) {}\n";
-  auto k = c.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", source}}.dump(), "application/json");
-  auto b = c.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
-  if (!k || k->status != 201 || !b || b->status != 201) {
-    std::printf("setup failed: %s %s\n", k ? k->body.c_str() : "no answer", b ? b->body.c_str() : "no answer");
+  std::string why;
+  const std::string launch = kiln::bench::empty_launch_request(c, auth, source, &why);
+  if (launch.empty()) {
+    std::printf("setup failed: %s\n", why.c_str());
     return 1;
   }
-  const std::uint64_t kernel = json::parse(k->body)["id"], buffer = json::parse(b->body)["id"];
-  const std::string launch =
-      json{{"kernel", kernel}, {"function", "empty"}, {"wait", true}, {"arguments", {{{"buffer", buffer}}}}}.dump();
 
   std::vector<double> launches, healthz;
   std::vector<kiln::bench::ServerTiming> timings;
@@ -132,11 +129,8 @@ int main(int argc, char** argv) {
     service::Server logged(config, service::TokenStore::single("bench", token), backend, nullptr, std::move(log));
     logged.start();
     httplib::Client setup("127.0.0.1", logged.port());
-    auto lk = setup.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", source}}.dump(), "application/json");
-    auto lb = setup.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
-    const std::string body = json{{"kernel", json::parse(lk->body)["id"]}, {"function", "empty"}, {"wait", true},
-                                  {"arguments", {{{"buffer", json::parse(lb->body)["id"]}}}}}
-                                 .dump();
+    const std::string body = kiln::bench::empty_launch_request(setup, auth, source);
+    if (body.empty()) return -1.0;
     kiln::bench::OneWriteClient lean(logged.port());
     std::vector<double> v;
     for (int i = 0; i < reps / 2; ++i) {

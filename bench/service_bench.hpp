@@ -17,6 +17,10 @@
 #include <thread>
 #include <vector>
 
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
 #include "timing.hpp"
 
 namespace kiln::bench {
@@ -134,6 +138,23 @@ inline std::vector<double> loopback_floor(int reps) {
   echo.join();
   ::close(listener);
   return samples;
+}
+
+// Registers `source` (which defines `extern "C" __global__ void empty(int*)`) and a 4-byte buffer
+// with the kilnd behind `client`, and returns the body of a waiting launch of `empty` on that
+// buffer; empty when a registration fails (then `why` says which answer, when given).
+inline std::string empty_launch_request(httplib::Client& client, const httplib::Headers& auth, const char* source,
+                                        std::string* why = nullptr) {
+  using nlohmann::json;
+  auto k = client.Post("/v1/kernels", auth, json{{"name", "bench.cu"}, {"source", source}}.dump(), "application/json");
+  auto b = client.Post("/v1/buffers", auth, json{{"device", 0}, {"bytes", 4}}.dump(), "application/json");
+  if (!k || k->status != 201 || !b || b->status != 201) {
+    if (why) *why = (k ? k->body : "no answer to the kernel") + " " + (b ? b->body : "no answer to the buffer");
+    return {};
+  }
+  return json{{"kernel", json::parse(k->body)["id"]}, {"function", "empty"}, {"wait", true},
+              {"arguments", {{{"buffer", json::parse(b->body)["id"]}}}}}
+      .dump();
 }
 
 // A launch answer's Server-Timing (docs/SERVICE.md), in microseconds.
