@@ -147,6 +147,40 @@ TEST_F(KilndLogs, RefusedTokensAreLoggedWithinABudgetThatCountsTheRest) {
   EXPECT_EQ(capture_.events("request").size() >= kRefusals + 1u, true) << "each request still has its request line";
 }
 
+// Log::reopen: lines after it go to a new file of the same name; when that cannot be opened it
+// throws naming the file and the log goes on writing to the file it has.
+TEST(LogReopen, OpensTheFileAgainOrKeepsTheOldOneSayingWhy) {
+  TempDir dir;
+  const auto folder = dir.path() / "logs";
+  std::filesystem::create_directory(folder);
+  const auto file = folder / "kilnd.log", moved = dir.path() / "moved.log";
+  const Log log = Log::open({LogFormat::text, LogLevel::info, file});
+  auto read = [](const std::filesystem::path& p) {
+    std::ifstream in(p);
+    std::stringstream text;
+    text << in.rdbuf();
+    return text.str();
+  };
+  log.info("first", "before the move");
+  std::filesystem::rename(file, moved);
+  log.reopen();
+  log.info("second", "after the reopen");
+  EXPECT_NE(read(moved).find("first: before the move"), std::string::npos) << read(moved);
+  EXPECT_NE(read(file).find("second: after the reopen"), std::string::npos) << read(file);
+
+  std::filesystem::rename(file, dir.path() / "moved-again.log");
+  std::filesystem::remove_all(folder);
+  std::ofstream(folder) << "a file where the folder was";  // nowhere to open the file again
+  try {
+    log.reopen();
+    ADD_FAILURE() << "reopen() into a removed folder did not throw";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("cannot open the log file " + file.string()), std::string::npos) << e.what();
+  }
+  log.info("third", "to the file it had");
+  EXPECT_NE(read(dir.path() / "moved-again.log").find("third: to the file it had"), std::string::npos);
+}
+
 TEST(LogBudget, AllowsItsLinesASecondAndCountsTheRestIntoTheNext) {
   service::detail::LogBudget budget(3);
   const auto t0 = service::detail::LogBudget::Clock::time_point{} + std::chrono::hours(1);
