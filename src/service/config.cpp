@@ -146,7 +146,61 @@ void apply_libraries(std::map<std::string, DeviceLibraryConfig>& out, const json
   }
 }
 
+// "repository": {"path", "mode"?, "poll_interval_ms"?, "latest"?, "pinned"? {name: [versions]},
+// "load"? [names], "operators"? [tenants], "tenants"? [tenants]}
+void apply_repository(RepositoryConfig& out, const json& object, const Reader& r) {
+  if (!object.is_object()) r.fail("repository", "expected an object {\"path\", \"mode\"?, ...}, got " + object.dump());
+  for (const auto& [key, value] : object.items()) {
+    const std::string k = "repository." + key;
+    std::string text;
+    if (key == "path") (r.text(k, value, text), out.path = text);
+    else if (key == "mode") {
+      r.text(k, value, text);
+      const auto mode = parse_repository_mode(text);
+      if (!mode) r.fail(k, "expected \"none\", \"explicit\" or \"poll\", got " + value.dump());
+      out.mode = *mode;
+    } else if (key == "poll_interval_ms") r.ms(k, value, out.poll_interval);
+    else if (key == "latest") r.integer(k, value, out.latest, 0, 1 << 20);
+    else if (key == "pinned") {
+      if (!value.is_object()) r.fail(k, "expected an object of package name -> [versions], got " + value.dump());
+      out.pinned.clear();
+      for (const auto& [name, versions] : value.items()) {
+        if (!versions.is_array() || versions.empty()) r.fail(k + "." + name, "expected a non-empty array of versions");
+        for (const json& v : versions) {
+          std::uint64_t version = 0;
+          r.integer(k + "." + name, v, version, 1, std::numeric_limits<long long>::max());
+          out.pinned[name].push_back(version);
+        }
+      }
+    } else if (key == "load") r.strings(k, value, out.load);
+    else if (key == "operators") r.strings(k, value, out.operators);
+    else if (key == "tenants") {
+      std::vector<std::string> tenants;
+      r.strings(k, value, tenants);
+      out.tenants = std::move(tenants);
+    } else {
+      r.fail(k, "unknown key (path, mode, poll_interval_ms, latest, pinned, load, operators, tenants)");
+    }
+  }
+}
+
 }  // namespace
+
+std::string_view to_string(RepositoryMode mode) noexcept {
+  switch (mode) {
+    case RepositoryMode::none: return "none";
+    case RepositoryMode::explicit_: return "explicit";
+    case RepositoryMode::poll: return "poll";
+  }
+  return "none";
+}
+
+std::optional<RepositoryMode> parse_repository_mode(std::string_view text) noexcept {
+  if (text == "none") return RepositoryMode::none;
+  if (text == "explicit") return RepositoryMode::explicit_;
+  if (text == "poll") return RepositoryMode::poll;
+  return std::nullopt;
+}
 
 void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string_view origin) {
   json object;
@@ -224,6 +278,7 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
       c.job_retention = std::chrono::seconds(s);
     } else if (key == "source_policy") apply_policy(c.source_policy, value, r);
     else if (key == "device_libraries") apply_libraries(c.device_libraries, value, r);
+    else if (key == "repository") apply_repository(c.repository, value, r);
     else if (key == "compile_workers") r.integer(key, value, c.compile_workers, 0, 256);
     else if (key == "max_compiles_per_tenant") r.integer(key, value, c.max_compiles_per_tenant, 0, 256);
     else if (key == "max_queued_compiles_per_tenant") r.integer(key, value, c.max_queued_compiles_per_tenant, 0, 1 << 20);
@@ -308,6 +363,12 @@ void validate(const ServiceConfig& c) {
   if (c.max_json_depth < 2) fail("max_json_depth must be at least 2 (a request is an object holding arrays)");
   if (c.max_json_values < 16) fail("max_json_values must be at least 16");
   if (c.default_deadline > c.max_deadline) fail("default_deadline_ms exceeds max_deadline_ms");
+  if (!c.repository.path.empty() && c.repository.mode == RepositoryMode::poll &&
+      c.repository.poll_interval < std::chrono::milliseconds(10))
+    fail("repository.poll_interval_ms must be at least 10");
+  if (!c.repository.load.empty() && c.repository.mode != RepositoryMode::explicit_)
+    fail("repository.load names the packages loaded at start in explicit mode; in " +
+         std::string(to_string(c.repository.mode)) + " mode the version policy decides");
   if (c.max_queued_jobs_per_tenant > c.max_queued_jobs) fail("max_queued_jobs_per_tenant exceeds max_queued_jobs");
   if (c.source_policy.max_compile_time.count() > 0 && c.compile_workers == 0)
     fail("source_policy.max_compile_time_ms needs compile_workers > 0 (NVRTC cannot be stopped in-process; "

@@ -154,6 +154,20 @@ std::string Metrics::render(const MetricsInputs& in) const {
   w.family("kiln_worker_image_bytes_total", "counter", "Kernel image bytes sent to GPU workers (each image once per worker), by GPU.");
   for (const auto& d : in.devices) w.sample("kiln_worker_image_bytes_total", device_labels(d), d.image_bytes_sent);
 
+  if (in.repository) {
+    const RepositoryMetrics& r = *in.repository;
+    w.family("kiln_repository_events_total", "counter",
+             "Kernel repository: versions loaded and refused, switches of the serving version, rollbacks.");
+    w.sample("kiln_repository_events_total", "event=\"loaded\"", r.loads);
+    w.sample("kiln_repository_events_total", "event=\"refused\"", r.failures);
+    w.sample("kiln_repository_events_total", "event=\"swapped\"", r.swaps);
+    w.sample("kiln_repository_events_total", "event=\"rolled_back\"", r.rollbacks);
+    w.family("kiln_repository_versions", "gauge", "Kernel repository versions now, by state.");
+    w.sample("kiln_repository_versions", "state=\"loading\"", static_cast<std::uint64_t>(r.loading));
+    w.sample("kiln_repository_versions", "state=\"ready\"", static_cast<std::uint64_t>(r.ready));
+    w.sample("kiln_repository_versions", "state=\"failed\"", static_cast<std::uint64_t>(r.failed));
+    w.sample("kiln_repository_versions", "state=\"unloaded\"", static_cast<std::uint64_t>(r.unloaded));
+  }
   if (in.cluster) {
     const ClusterMetrics& c = *in.cluster;
     w.family("kiln_cluster_compile_jobs_total", "counter", "This node's part in the shared compile queue, by event.");

@@ -269,6 +269,20 @@ Parsed<BufferRequest> parse_buffer_request(std::string_view body, const RequestL
   });
 }
 
+Parsed<PackageVersionRequest> parse_package_version_request(std::string_view body, const RequestLimits& limits) {
+  return guarded<PackageVersionRequest>([&]() -> Parsed<PackageVersionRequest> {
+    PackageVersionRequest r;
+    if (body.find_first_not_of(" \t\r\n") == std::string_view::npos) return r;
+    const json o = parse_object(body, limits);
+    only_keys(o, {"version"}, "");
+    if (o.contains("version")) {
+      r.version = unsigned_value(o["version"], "version", std::numeric_limits<std::uint64_t>::max());
+      if (*r.version == 0) refuse("version", "must be at least 1");
+    }
+    return r;
+  });
+}
+
 Parsed<SharedMemoryRequest> parse_shared_memory_request(std::string_view body, const RequestLimits& limits) {
   return guarded<SharedMemoryRequest>([&]() -> Parsed<SharedMemoryRequest> {
     const json o = parse_object(body, limits);
@@ -314,11 +328,20 @@ Parsed<LaunchRequest> parse_launch_request(std::string_view body, const RequestL
     only_keys(o, {"kernel", "function", "grid", "block", "shared_bytes", "arguments", "priority", "deadline_ms", "device", "wait"},
               "");
     LaunchRequest r;
-    if (!o.contains("kernel")) refuse("kernel", "missing (the id POST /v1/kernels returned)");
-    r.kernel = unsigned_value(o["kernel"], "kernel", std::numeric_limits<std::uint64_t>::max());
-    if (!o.contains("function")) refuse("function", "missing (a kernel name or one of the kernel's name expressions)");
-    r.function = string_value(o["function"], "function");
-    if (r.function.empty()) refuse("function", "is empty");
+    if (!o.contains("kernel"))
+      refuse("kernel", "missing (the id POST /v1/kernels returned, or a repository package's name[:version])");
+    if (o["kernel"].is_string()) {
+      r.package = string_value(o["kernel"], "kernel");
+      if (r.package.empty() || r.package.size() > 128) refuse("kernel", "a package reference is name or name:version");
+    } else {
+      r.kernel = unsigned_value(o["kernel"], "kernel", std::numeric_limits<std::uint64_t>::max());
+    }
+    if (o.contains("function")) {
+      r.function = string_value(o["function"], "function");
+      if (r.function.empty()) refuse("function", "is empty");
+    } else if (r.package.empty()) {
+      refuse("function", "missing (a kernel name or one of the kernel's name expressions)");
+    }
     // The driver's limits: grid x up to 2^31-1, y and z up to 65535; at most 1024 threads a block.
     if (o.contains("grid")) r.grid = dims(o["grid"], "grid", {2147483647u, 65535, 65535});
     if (o.contains("block")) r.block = dims(o["block"], "block", {1024, 1024, 64});

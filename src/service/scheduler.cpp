@@ -164,6 +164,8 @@ JobSnapshot Scheduler::snapshot(JobId id, Job& job) {
   s.id = id;
   s.tenant = job.spec.tenant;
   s.request_id = job.spec.request_id;
+  s.package = job.spec.package;
+  s.package_version = job.spec.package_version;
   s.priority = job.priority;
   s.device = job.spec.device;
   s.state = job.state;

@@ -70,6 +70,36 @@ std::string what_of(std::exception_ptr ep) {
 
 // The route's {id}; on_head() answered 404 already when it does not fit in 64 bits.
 std::uint64_t path_id(const Request& req) { return detail::match_route(req.method, req.path).id.value_or(0); }
+std::string path_name(const Request& req) { return std::string(detail::match_route(req.method, req.path).name); }
+
+std::string utc_text(std::chrono::system_clock::time_point t) {
+  const std::time_t seconds = std::chrono::system_clock::to_time_t(t);
+  std::tm tm{};
+  gmtime_r(&seconds, &tm);
+  char text[32];
+  std::strftime(text, sizeof text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+  return text;
+}
+
+json package_json(const core::RepositoryPackage& p) {
+  json versions = json::array();
+  for (const core::RepositoryVersion& v : p.versions) {
+    json j = {{"version", v.version},
+              {"state", std::string(core::to_string(v.state))},
+              {"serving", v.serving},
+              {"entry_points", v.entry_points},
+              {"images", v.images},
+              {"since", utc_text(v.since)}};
+    if (v.state == core::VersionState::ready) j["load_ms"] = v.load_ms;
+    if (!v.problem.empty()) j["problem"] = v.problem, j["reason"] = v.reason;
+    versions.push_back(std::move(j));
+  }
+  return {{"name", p.name},
+          {"serving", p.serving ? json(*p.serving) : json(nullptr)},
+          {"previous", p.previous ? json(*p.previous) : json(nullptr)},
+          {"held", p.held},
+          {"versions", versions}};
+}
 
 json device_json(const DeviceStatus& d) {
   return {{"ordinal", d.ordinal},           {"name", d.name},
@@ -97,6 +127,7 @@ json job_json(const JobSnapshot& s) {
             {"priority", std::string(to_string(s.priority))},
             {"queued_ms", s.queued_ms},
             {"total_ms", s.total_ms}};
+  if (!s.package.empty()) j["package"] = {{"name", s.package}, {"version", s.package_version}};
   if (s.state == JobState::finished) {
     j["status"] = std::string(to_string(s.outcome));
     j["elapsed_ms"] = s.result.elapsed_ms;
@@ -189,6 +220,11 @@ void send_service_error(Response& res, const core::ServiceError& e) {
     case ErrorKind::unavailable: status = 503, code = "no_gpu"; break;
     case ErrorKind::forbidden: status = 403, code = "forbidden"; break;
     case ErrorKind::library_unavailable: status = 503, code = "library_unavailable"; break;
+    case ErrorKind::not_serving:
+      status = 503, code = "not_serving";
+      res.set_header("Retry-After", "1");
+      break;
+    case ErrorKind::package_refused: status = 422, code = "package_refused"; break;
     case ErrorKind::internal: status = 500, code = "internal"; break;
   }
   if (!e.rule.empty()) extra["rule"] = e.rule;
@@ -405,6 +441,13 @@ struct Server::Impl final : http::Handler {
   void status_style(const Request&, Response&, const std::string&);
   void status(const Request&, Response&, const std::string&);
   void status_topology(const Request&, Response&, const std::string&);
+  void repository_index(const Request&, Response&, const std::string&);
+  void repository_package(const Request&, Response&, const std::string&);
+  void load_package(const Request&, Response&, const std::string&);
+  void unload_package(const Request&, Response&, const std::string&);
+  void rollback_package(const Request&, Response&, const std::string&);
+  // A repository control request's body ({"version"?}), or nullopt with the 400 in `res`.
+  std::optional<PackageVersionRequest> package_version(const Request& req, Response& res);
 
   // Each route's handler, in detail::kRouteTable's order: whether it needs a tenant's token, and
   // whether it may block (compile, touch a GPU, wait), which serves it on the transport's handler
@@ -427,6 +470,9 @@ struct Server::Impl final : http::Handler {
       {&Impl::list_libraries, true, false},
       {&Impl::status_page, false, false},  {&Impl::status_script, false, false},
       {&Impl::status_style, false, false}, {&Impl::status, true, false},        {&Impl::status_topology, true, false},
+      {&Impl::repository_index, true, false},      {&Impl::repository_package, true, false},
+      {&Impl::load_package, true, true},           {&Impl::unload_package, true, false},
+      {&Impl::rollback_package, true, false},
   }};
 };
 
@@ -570,6 +616,57 @@ void Server::Impl::list_libraries(const Request&, Response& res, const std::stri
   json items = json::array();
   for (const core::LibraryInfo& l : core.libraries(tenant)) items.push_back(library_json(l));
   send_json(res, 200, {{"libraries", items}});
+}
+
+void Server::Impl::repository_index(const Request&, Response& res, const std::string& tenant) {
+  json packages = json::array();
+  for (const core::RepositoryPackage& p : core.repository_index(tenant)) packages.push_back(package_json(p));
+  const auto* repository = core.repository();
+  send_json(res, 200, {{"enabled", repository != nullptr},
+                       {"mode", repository ? std::string(to_string(repository->config().mode)) : "none"},
+                       {"packages", packages}});
+}
+
+void Server::Impl::repository_package(const Request& req, Response& res, const std::string& tenant) {
+  auto p = core.repository_package(tenant, path_name(req));
+  if (!p) return refuse(res, p.error());
+  send_json(res, 200, package_json(p.value()));
+}
+
+std::optional<PackageVersionRequest> Server::Impl::package_version(const Request& req, Response& res) {
+  if (!json_size_ok(req, res)) return std::nullopt;
+  Parsed<PackageVersionRequest> parsed = parse_package_version_request(req.body, core.request_limits());
+  if (!parsed.ok()) {
+    send_error(res, 400, "bad_request", parsed.error().text(), {{"field", parsed.error().field}});
+    return std::nullopt;
+  }
+  return parsed.value();
+}
+
+void Server::Impl::load_package(const Request& req, Response& res, const std::string& tenant) {
+  auto body = package_version(req, res);
+  if (!body) return;
+  auto p = core.load_package(tenant, path_name(req), body->version);
+  if (!p) return refuse(res, p.error());
+  send_json(res, 200, package_json(p.value()));
+}
+
+void Server::Impl::unload_package(const Request& req, Response& res, const std::string& tenant) {
+  auto body = package_version(req, res);
+  if (!body) return;
+  auto p = core.unload_package(tenant, path_name(req), body->version);
+  if (!p) return refuse(res, p.error());
+  send_json(res, 200, package_json(p.value()));
+}
+
+void Server::Impl::rollback_package(const Request& req, Response& res, const std::string& tenant) {
+  auto body = package_version(req, res);
+  if (!body) return;
+  if (body->version) return send_error(res, 400, "bad_request", "version: a rollback returns to the previous version; "
+                                                                "POST .../load with a version serves any other", {{"field", "version"}});
+  auto p = core.rollback_package(tenant, path_name(req));
+  if (!p) return refuse(res, p.error());
+  send_json(res, 200, package_json(p.value()));
 }
 
 void Server::Impl::list_kernels(const Request& req, Response& res, const std::string& tenant) {

@@ -67,6 +67,13 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
   app.add_option("--log-level", flags.log_level, "least level logged: debug, info (default), warn, error, off")
       ->check(CLI::IsMember({"debug", "info", "warn", "error", "off"}));
   app.add_option("--log-file", flags.log_file, "append the log to this file instead of standard error");
+  app.add_option("--repository", flags.repository,
+                 "serve the kernel packages in this folder, DIR/<name>/<version>/ (docs/REPOSITORY.md)");
+  app.add_option("--repository-mode", flags.repository_mode,
+                 "'none' (load at start; default), 'explicit' (load and unload by API) or 'poll' (watch the folder)")
+      ->check(CLI::IsMember({"none", "explicit", "poll"}));
+  app.add_option("--repository-poll-ms", flags.repository_poll_ms, "how often poll mode reads the folder (default 2000)")
+      ->check(CLI::Range(10, 3600000));
 }
 
 int run_serve(const ServeFlags& flags, const std::string& program) {
@@ -105,6 +112,9 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (flags.log_format) config.log_format = *service::parse_log_format(*flags.log_format);  // checked by CLI11
     if (flags.log_level) config.log_level = *service::parse_log_level(*flags.log_level);
     if (flags.log_file) config.log_file = *flags.log_file;
+    if (flags.repository) config.repository.path = *flags.repository;
+    if (flags.repository_mode) config.repository.mode = *service::parse_repository_mode(*flags.repository_mode);
+    if (flags.repository_poll_ms) config.repository.poll_interval = std::chrono::milliseconds(*flags.repository_poll_ms);
     service::validate(config);
     const service::Log log = service::Log::open({config.log_format, config.log_level, config.log_file});
 

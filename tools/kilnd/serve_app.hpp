@@ -26,6 +26,9 @@ struct ServeFlags {
   std::optional<std::string> log_format;
   std::optional<std::string> log_level;
   std::optional<std::string> log_file;
+  std::optional<std::string> repository;
+  std::optional<std::string> repository_mode;
+  std::optional<int> repository_poll_ms;
 };
 
 void add_serve_options(CLI::App& app, ServeFlags& flags);

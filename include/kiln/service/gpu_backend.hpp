@@ -61,6 +61,8 @@ struct LaunchSpec {
   std::shared_ptr<const std::string> image;  // CUBIN or NUL-terminated PTX
   std::string image_key;                     // stable identity of the image (the JIT cache key)
   std::string kernel;                        // the symbol to launch (lowered name)
+  std::string package;                       // a repository package's launch: its name, for reports
+  std::uint64_t package_version = 0;         // and the version it was dispatched to
   std::array<unsigned, 3> grid{1, 1, 1};
   std::array<unsigned, 3> block{1, 1, 1};
   unsigned shared_bytes = 0;

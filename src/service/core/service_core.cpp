@@ -73,14 +73,6 @@ const ServiceConfig& validated(const ServiceConfig& c) {
   return c;
 }
 
-ServiceError error(ErrorKind kind, std::string message, std::string field = {}) {
-  ServiceError e;
-  e.kind = kind;
-  e.message = std::move(message);
-  e.field = std::move(field);
-  return e;
-}
-
 ServiceError not_found(std::string_view noun, std::uint64_t id, const std::string& prefix = {}) {
   return error(ErrorKind::not_found, prefix + std::string(noun) + " " + std::to_string(id) + " not found");
 }
@@ -130,6 +122,8 @@ std::string_view to_string(ErrorKind kind) noexcept {
     case ErrorKind::unavailable: return "unavailable";
     case ErrorKind::forbidden: return "forbidden";
     case ErrorKind::library_unavailable: return "library_unavailable";
+    case ErrorKind::not_serving: return "not_serving";
+    case ErrorKind::package_refused: return "package_refused";
     case ErrorKind::internal: return "internal";
   }
   return "internal";
@@ -210,6 +204,18 @@ ServiceCore::ServiceCore(ServiceConfig config, GpuBackend& backend, std::shared_
         *shared_queue_, config_.node_name.empty() ? detail::default_node_name() : config_.node_name,
         config_.cluster_compile_threads, config_.cluster_max_deliveries, cache_, libraries_, log_);
   topology_svg_ = topology_ ? topology::render_svg(*topology_) : topology::render_unavailable_svg(topology_reason());
+  if (!config_.repository.path.empty()) {
+    KernelRepository::Hooks hooks;
+    hooks.architectures = [this] {
+      std::vector<int> archs;
+      for (const DeviceStatus& d : backend_.devices()) archs.push_back(d.arch);
+      if (archs.empty()) archs.push_back(config_.fallback_arch);
+      return archs;
+    };
+    hooks.compile = [this](const jit::Program& program, int arch) { return detail::build_image(cache_, program, arch); };
+    hooks.log = log_;
+    repository_ = std::make_unique<KernelRepository>(config_.repository, std::move(hooks));
+  }
 }
 
 ServiceCore::~ServiceCore() { shutdown(); }
@@ -269,6 +275,12 @@ std::string ServiceCore::metrics_text() {
   in.cache = cache_.stats();
   in.ready = !draining() && why_not_ready(in.devices).empty();
   if (cluster_) in.cluster = cluster_->counters();
+  if (repository_) {
+    const RepositoryCounters c = repository_->counters();
+    auto count = [&](VersionState s) { return c.versions.contains(s) ? c.versions.at(s) : std::size_t{0}; };
+    in.repository = RepositoryMetrics{c.loads, c.failures, c.swaps, c.rollbacks, count(VersionState::loading),
+                                      count(VersionState::ready), count(VersionState::failed), count(VersionState::unloaded)};
+  }
   return metrics_.render(in);
 }
 
@@ -691,6 +703,73 @@ Result<std::uint64_t> ServiceCore::copy_shared_memory(const std::string& tenant,
 
 // ---- launches and jobs
 
+namespace {
+
+ServiceError no_repository() {
+  ServiceError e = error(ErrorKind::not_found, "kilnd has no kernel repository");
+  e.hint = "start kilnd with --repository DIR (or repository.path in its config)";
+  return e;
+}
+
+// A repository kernel's arguments against its manifest's declared parameters, so a mismatch is
+// refused with names before the GPU sees it.
+std::optional<ServiceError> check_arguments(const jit::EntryPoint& entry, const std::vector<KernelArgument>& args) {
+  auto list = [&] {
+    std::string text;
+    for (jit::ParameterType p : entry.parameters) text += (text.empty() ? "" : ", ") + std::string(jit::to_string(p));
+    return "(" + text + ")";
+  };
+  if (args.size() != entry.parameters.size())
+    return error(ErrorKind::invalid_argument,
+                 "arguments: " + entry.name + " takes " + std::to_string(entry.parameters.size()) + " " + list() + ", got " +
+                     std::to_string(args.size()),
+                 "arguments");
+  for (std::size_t i = 0; i < args.size(); ++i) {
+    const std::string field = "arguments[" + std::to_string(i) + "]";
+    const jit::ParameterType want = entry.parameters[i];
+    const auto* scalar = std::get_if<ScalarArgument>(&args[i]);
+    std::string got = scalar ? std::string(to_string(scalar->type)) : "a buffer";
+    bool fits = false;
+    if (want == jit::ParameterType::pointer) fits = !scalar;
+    else if (scalar) fits = jit::to_string(want) == to_string(scalar->type);
+    if (!fits)
+      return error(ErrorKind::invalid_argument,
+                   field + ": parameter " + std::to_string(i) + " of " + entry.name + " " + list() + " is " +
+                       (want == jit::ParameterType::pointer ? "a pointer (pass a buffer)" : std::string(jit::to_string(want))) +
+                       ", got " + got,
+                   field);
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::vector<RepositoryPackage> ServiceCore::repository_index(const std::string& tenant) const {
+  return repository_ ? repository_->index(tenant) : std::vector<RepositoryPackage>{};
+}
+
+Result<RepositoryPackage> ServiceCore::repository_package(const std::string& tenant, std::string_view name) const {
+  if (!repository_) return no_repository();
+  return repository_->package(tenant, name);
+}
+
+Result<RepositoryPackage> ServiceCore::load_package(const std::string& tenant, std::string_view name,
+                                                    std::optional<std::uint64_t> version) {
+  if (!repository_) return no_repository();
+  return guarded<RepositoryPackage>([&] { return repository_->load(tenant, name, version, config_.max_wait); });
+}
+
+Result<RepositoryPackage> ServiceCore::unload_package(const std::string& tenant, std::string_view name,
+                                                      std::optional<std::uint64_t> version) {
+  if (!repository_) return no_repository();
+  return guarded<RepositoryPackage>([&] { return repository_->unload(tenant, name, version); });
+}
+
+Result<RepositoryPackage> ServiceCore::rollback_package(const std::string& tenant, std::string_view name) {
+  if (!repository_) return no_repository();
+  return guarded<RepositoryPackage>([&] { return repository_->rollback(tenant, name); });
+}
+
 const detail::CompiledImage* ServiceCore::image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch) {
   if (auto it = kernel->images.find(arch); it != kernel->images.end()) return &it->second;
   // Registration compiled for every architecture the backend reported then (register_now), so a
@@ -708,15 +787,47 @@ const detail::CompiledImage* ServiceCore::image_for(std::shared_ptr<const detail
   if (artifact.kind() == jit::ImageKind::ptx) bytes.push_back('\0');
   auto updated = std::make_shared<detail::RegisteredKernel>(*kernel);
   updated->images[arch] = detail::CompiledImage{artifact, std::make_shared<const std::string>(std::move(bytes))};
-  kernels_.update(updated);
+  if (kernel->id != 0) kernels_.update(updated);  // a repository kernel (id 0) compiles again next time
   kernel = updated;
   return &kernel->images.at(arch);
 }
 
 Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchRequest r, std::string_view request_id) {
   Result<LaunchOutcome> result = guarded<LaunchOutcome>([&]() -> Result<LaunchOutcome> {
-    auto kernel = kernels_.find(r.kernel, tenant);
-    if (!kernel) return not_found("kernel", r.kernel);
+    std::shared_ptr<const detail::RegisteredKernel> kernel;
+    std::optional<RepositoryKernel> packaged;
+    if (!r.package.empty()) {
+      if (!repository_) {
+        ServiceError e = no_repository();
+        e.message = "kernel: '" + r.package + "' names a repository package, and " + e.message;
+        e.field = "kernel";
+        return e;
+      }
+      auto found = repository_->find(tenant, r.package);
+      if (!found) return found.error();
+      packaged = std::move(found.value());
+      kernel = packaged->kernel;
+      const auto& entries = packaged->manifest->entry_points;
+      std::string names;
+      for (const jit::EntryPoint& e : entries) names += (names.empty() ? "" : ", ") + e.name;
+      if (r.function.empty() && entries.size() != 1)
+        return error(ErrorKind::invalid_argument,
+                     "function: package '" + packaged->package + "' has " + std::to_string(entries.size()) +
+                         " entry points (" + names + "): name one",
+                     "function");
+      if (r.function.empty()) r.function = entries.front().name;
+      auto entry = std::find_if(entries.begin(), entries.end(),
+                                [&](const jit::EntryPoint& e) { return e.name == r.function || e.symbol == r.function; });
+      if (entry == entries.end())
+        return error(ErrorKind::invalid_argument,
+                     "function: package '" + packaged->package + "' version " + std::to_string(packaged->version) +
+                         " has no entry point '" + r.function + "' (its entry points: " + names + ")",
+                     "function");
+      if (auto refused = check_arguments(*entry, r.arguments)) return *refused;
+    } else {
+      kernel = kernels_.find(r.kernel, tenant);
+      if (!kernel) return not_found("kernel", r.kernel);
+    }
 
     // A name expression maps to its lowered name; anything else must be a symbol of the image.
     const auto& lowered = kernel->images.begin()->second.artifact.lowered_names();
@@ -790,6 +901,16 @@ Result<LaunchOutcome> ServiceCore::launch(const std::string& tenant, LaunchReque
     int arch = config_.fallback_arch;
     for (const DeviceStatus& d : devices)
       if (d.ordinal == spec.device) arch = d.arch;
+    if (packaged && !kernel->images.contains(arch) && kernel->program.source.empty())
+      return error(ErrorKind::not_serving,
+                   "kernel: package '" + packaged->package + "' version " + std::to_string(packaged->version) +
+                       " carries no image for GPU " + std::to_string(spec.device) + " (sm_" + std::to_string(arch) +
+                       ") and no source to compile; it was loaded for the GPUs present then",
+                   "kernel");
+    if (packaged) {
+      spec.package = packaged->package;
+      spec.package_version = packaged->version;
+    }
     const detail::CompiledImage* image = image_for(kernel, arch);
     spec.tenant = tenant;
     spec.request_id = request_id;

@@ -10,17 +10,27 @@ namespace {
 
 bool is_digit(char c) noexcept { return c >= '0' && c <= '9'; }
 
-// Does `path` match `pattern`? `digits` receives the {id} segment's text.
-bool matches(std::string_view pattern, std::string_view path, std::string_view& digits) {
-  constexpr std::string_view kId = "{id}";
-  const std::size_t at = pattern.find(kId);
+bool is_name_char(char c) noexcept {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || is_digit(c) || c == '_' || c == '.' || c == '-';
+}
+
+// Does `path` match `pattern`? `segment` receives the {id} (digits) or {name} segment's text.
+bool matches(std::string_view pattern, std::string_view path, std::string_view& segment) {
+  constexpr std::string_view kId = "{id}", kName = "{name}";
+  std::size_t at = pattern.find(kId);
+  std::string_view placeholder = kId;
+  if (at == std::string_view::npos) {
+    at = pattern.find(kName);
+    placeholder = kName;
+  }
   if (at == std::string_view::npos) return pattern == path;
   if (path.substr(0, at) != pattern.substr(0, at)) return false;
   std::size_t end = at;
-  while (end < path.size() && is_digit(path[end])) ++end;
-  if (end == at) return false;
-  if (path.substr(end) != pattern.substr(at + kId.size())) return false;
-  digits = path.substr(at, end - at);
+  const bool name = placeholder == kName;
+  while (end < path.size() && (name ? is_name_char(path[end]) : is_digit(path[end]))) ++end;
+  if (end == at || (name && (end - at > 64 || path[at] == '.'))) return false;
+  if (path.substr(end) != pattern.substr(at + placeholder.size())) return false;
+  segment = path.substr(at, end - at);
   return true;
 }
 
@@ -72,8 +82,8 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
   RouteMatch out;
   for (std::size_t i = 0; i < kRouteTable.size(); ++i) {
     const RouteSpec& route = kRouteTable[i];
-    std::string_view digits;
-    if (!matches(route.path, path, digits)) continue;
+    std::string_view segment;
+    if (!matches(route.path, path, segment)) continue;
     if (route.method != method) {
       if (out.allowed.find(route.method) == std::string::npos)
         out.allowed += (out.allowed.empty() ? "" : ", ") + std::string(route.method);
@@ -84,8 +94,12 @@ RouteMatch match_route(std::string_view method, std::string_view path) {
     found.result = RouteResult::found;
     found.index = i;
     found.has_id = route.path.find("{id}") != std::string_view::npos;
-    found.id_text = digits;
-    if (found.has_id) found.id = parse_id(digits);
+    if (found.has_id) {
+      found.id_text = segment;
+      found.id = parse_id(segment);
+    } else {
+      found.name = segment;
+    }
     return found;
   }
   return out;

@@ -28,11 +28,11 @@ enum class BodyKind {
 
 struct RouteSpec {
   std::string_view method;  // as the OpenAPI document spells it
-  std::string_view path;    // "/v1/kernels/{id}"; {id} is a decimal number
+  std::string_view path;    // "/v1/kernels/{id}"; {id} is a decimal number, {name} 1-64 of [A-Za-z0-9_.-]
   BodyKind body;
 };
 
-inline constexpr std::array<RouteSpec, 27> kRouteTable = {{
+inline constexpr std::array<RouteSpec, 32> kRouteTable = {{
     {"GET", "/healthz", BodyKind::none},
     {"GET", "/readyz", BodyKind::none},
     {"GET", "/metrics", BodyKind::none},
@@ -60,6 +60,11 @@ inline constexpr std::array<RouteSpec, 27> kRouteTable = {{
     {"GET", "/status/app.css", BodyKind::none},
     {"GET", "/v1/status", BodyKind::none},
     {"GET", "/v1/status/topology.svg", BodyKind::none},
+    {"GET", "/v1/repository", BodyKind::none},
+    {"GET", "/v1/repository/{name}", BodyKind::none},
+    {"POST", "/v1/repository/{name}/load", BodyKind::json},
+    {"POST", "/v1/repository/{name}/unload", BodyKind::json},
+    {"POST", "/v1/repository/{name}/rollback", BodyKind::json},
 }};
 
 enum class RouteResult { found, no_route, wrong_method };
@@ -70,6 +75,7 @@ struct RouteMatch {
   bool has_id = false;              // the route has an {id}
   std::optional<std::uint64_t> id;  // empty beyond 2^64-1 or 20 digits (no such id can exist)
   std::string_view id_text;         // the digits as sent (a view into the path)
+  std::string_view name;            // the {name} segment (a view into the path), when the route has one
   std::string allowed;              // wrong_method: the methods the path has, "GET, DELETE"
 };
 

@@ -41,6 +41,32 @@ struct DeviceLibraryConfig {
 };
 unsigned default_compile_workers();
 
+// How kilnd follows its kernel repository (docs/REPOSITORY.md), as Triton's model control modes do.
+enum class RepositoryMode : std::uint8_t {
+  none,      // load what the version policy wants at start; no load or unload afterwards
+  explicit_, // load what `load` names at start; then only POST .../load and .../unload change it
+  poll,      // like none at start, then watch the folder: new versions load, removed ones unload
+};
+std::string_view to_string(RepositoryMode mode) noexcept;  // "none", "explicit", "poll"
+std::optional<RepositoryMode> parse_repository_mode(std::string_view text) noexcept;
+
+// A folder of kernel packages, <path>/<name>/<version>/manifest.json (jit::Package).
+struct RepositoryConfig {
+  std::filesystem::path path;  // empty: no repository
+  RepositoryMode mode = RepositoryMode::none;
+  std::chrono::milliseconds poll_interval{2000};
+  // Version policy: the newest `latest` versions of each package stay loaded (0: every version);
+  // a package named in `pinned` keeps exactly those versions instead. The version a rollback
+  // returns to stays loaded as well.
+  std::size_t latest = 1;
+  std::map<std::string, std::vector<std::uint64_t>> pinned;
+  std::vector<std::string> load;       // explicit mode: the packages loaded at start
+  // Tenants that may load, unload and roll back packages; none: nobody may (the folder decides).
+  std::vector<std::string> operators;
+  // Tenants that may launch a package whose manifest lists none; nullopt: every tenant.
+  std::optional<std::vector<std::string>> tenants;
+};
+
 struct ServiceConfig {
   std::string listen_address = "127.0.0.1";  // loopback unless told otherwise
   int port = 8470;                           // 0: an ephemeral port (Server::port() says which)
@@ -75,6 +101,9 @@ struct ServiceConfig {
 
   // Device libraries by name (DeviceLibraryConfig); docs/SERVICE.md "Device libraries".
   std::map<std::string, DeviceLibraryConfig> device_libraries;
+
+  // The kernel repository (RepositoryConfig; docs/REPOSITORY.md).
+  RepositoryConfig repository;
 
   std::filesystem::path cache_dir;              // empty: the JIT's default folder
   std::size_t cache_memory_bytes = 256u << 20;  // the in-memory tier

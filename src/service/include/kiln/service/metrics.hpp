@@ -38,6 +38,12 @@ struct ClusterMetrics {
   std::size_t claimed = 0;       // in the shared queue, under a lease
 };
 
+// The kernel repository (only with ServiceConfig::repository.path).
+struct RepositoryMetrics {
+  std::uint64_t loads = 0, failures = 0, swaps = 0, rollbacks = 0;
+  std::size_t loading = 0, ready = 0, failed = 0, unloaded = 0;  // versions now, by state
+};
+
 // The facts gathered at scrape time.
 struct MetricsInputs {
   std::array<std::size_t, kPriorityCount> queue_depth{};
@@ -51,6 +57,7 @@ struct MetricsInputs {
   jit::CacheStats cache;
   bool ready = false;
   std::optional<ClusterMetrics> cluster;
+  std::optional<RepositoryMetrics> repository;
 };
 
 class Metrics {

@@ -92,12 +92,16 @@ struct SharedMemoryCopyRequest {
   std::optional<std::uint64_t> bytes;
 };
 
-// POST /v1/launches: {"kernel": id, "function": "name or name expression", "grid"?: [x,y,z] or x,
+// POST /v1/launches: {"kernel": id | "package[:version]", "function": "name or name expression"
+// (optional for a package of one entry point), "grid"?: [x,y,z] or x,
 // "block"?: ..., "shared_bytes"?, "arguments"?: [{"type": "f32", "value": 1.5} |
 // {"buffer": id, "offset"?: n}], "priority"?: "high|normal|low", "deadline_ms"?, "device"?,
 // "wait"?: true}
 struct LaunchRequest {
   std::uint64_t kernel = 0;
+  // "kernel" as a string: a repository package, "name" (the version in service) or "name:version".
+  std::string package;
+  // Empty only with a package: its one entry point.
   std::string function;
   std::array<unsigned, 3> grid{1, 1, 1};
   std::array<unsigned, 3> block{1, 1, 1};
@@ -109,11 +113,17 @@ struct LaunchRequest {
   bool wait = false;  // answer when the launch finishes (200) rather than at once (202 + job id)
 };
 
+// POST /v1/repository/{name}/load and .../unload: {"version"?: n}, or no body.
+struct PackageVersionRequest {
+  std::optional<std::uint64_t> version;
+};
+
 // Refusals name the field; their text is valid UTF-8 (raw bytes quoted from the body are escaped).
 Parsed<KernelRequest> parse_kernel_request(std::string_view body, const RequestLimits& limits = {});
 Parsed<BufferRequest> parse_buffer_request(std::string_view body, const RequestLimits& limits = {});
 Parsed<LaunchRequest> parse_launch_request(std::string_view body, const RequestLimits& limits = {});
 Parsed<SharedMemoryRequest> parse_shared_memory_request(std::string_view body, const RequestLimits& limits = {});
+Parsed<PackageVersionRequest> parse_package_version_request(std::string_view body, const RequestLimits& limits = {});
 Parsed<SharedMemoryCopyRequest> parse_shared_memory_copy_request(std::string_view body, const RequestLimits& limits = {});
 
 std::string_view to_string(ScalarArgument::Type type) noexcept;  // "i32", ..., "f64"

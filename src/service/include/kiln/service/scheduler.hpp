@@ -47,6 +47,8 @@ struct JobSnapshot {
   JobId id = 0;
   std::string tenant;
   std::string request_id;  // of the request that launched it (X-Request-Id)
+  std::string package;     // a repository package's launch: the package and the version it runs
+  std::uint64_t package_version = 0;
   Priority priority = Priority::normal;
   int device = 0;
   JobState state = JobState::queued;
