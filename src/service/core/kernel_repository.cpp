@@ -106,20 +106,17 @@ KernelRepository::KernelRepository(RepositoryConfig config, Hooks hooks) : confi
   std::vector<Task> tasks;
   {
     std::unique_lock lock(mutex_);
-    if (config_.mode == RepositoryMode::explicit_) {
-      for (const std::string& name : config_.load) {
-        if (!valid_package_name(name) || !fs::is_directory(config_.path / name, ec))
-          hooks_.log.warn("repository_missing", "repository.load names a package the folder does not have",
-                          {{"package", name}});
-        else
-          plan(name, false, tasks);
-      }
-    } else {
-      for (const fs::directory_entry& entry : fs::directory_iterator(config_.path, ec)) {
-        const std::string name = entry.path().filename().string();
-        std::error_code type_ec;
-        if (valid_package_name(name) && entry.is_directory(type_ec)) plan(name, false, tasks);
-      }
+    // Every package is listed; explicit mode loads only those repository.load names.
+    const bool explicit_mode = config_.mode == RepositoryMode::explicit_;
+    for (const std::string& name : config_.load)
+      if (!valid_package_name(name) || !fs::is_directory(config_.path / name, ec))
+        hooks_.log.warn("repository_missing", "repository.load names a package the folder does not have",
+                        {{"package", name}});
+    for (const fs::directory_entry& entry : fs::directory_iterator(config_.path, ec)) {
+      const std::string name = entry.path().filename().string();
+      std::error_code type_ec;
+      if (valid_package_name(name) && entry.is_directory(type_ec))
+        plan(name, false, tasks, !explicit_mode || contains(config_.load, name));
     }
   }
   enqueue(std::move(tasks));
@@ -139,7 +136,11 @@ KernelRepository::~KernelRepository() {
 
 // --- the folder -------------------------------------------------------------------------------------
 
-void KernelRepository::plan(const std::string& name, bool unload_missing, std::vector<Task>& tasks) {
+void KernelRepository::hold(Package& package) {
+  if (!package.versions.empty()) package.held_through = std::max(package.held_through, package.versions.rbegin()->first);
+}
+
+void KernelRepository::plan(const std::string& name, bool unload_missing, std::vector<Task>& tasks, bool load) {
   const DiskVersions disk = read_versions(config_.path / name);
   Package& package = packages_[name];
   for (auto it = package.versions.begin(); it != package.versions.end();) {
@@ -164,6 +165,10 @@ void KernelRepository::plan(const std::string& name, bool unload_missing, std::v
     }
   }
 
+  if (!load) {
+    settle(name, package);
+    return;
+  }
   // What the policy wants: the pinned versions, or the newest `latest` that load (a version that
   // failed, and has not changed since, is passed over for the next older one).
   auto want = [&](std::uint64_t version, Version& v) {
@@ -351,6 +356,7 @@ void KernelRepository::load_version(const Task& task) {
   result.load_ms = std::chrono::duration<double, std::milli>(SteadyClock::now() - started).count();
   result.since = std::chrono::system_clock::now();
 
+  std::vector<Task> next;
   {
     std::unique_lock lock(mutex_);
     auto pit = packages_.find(task.name);
@@ -366,17 +372,21 @@ void KernelRepository::load_version(const Task& task) {
       hooks_.log.info("repository_loaded", "version loaded",
                       {{"package", task.name}, {"version", task.version}, {"load_ms", v.load_ms}});
       if (serve_when_ready) {
-        pit->second.held_through = 0;
         serve(task.name, pit->second, task.version, "a load named it");
+        hold(pit->second);
       }
+      settle(task.name, pit->second);
     } else {
       ++counters_.failures;
       hooks_.log.warn("repository_refused", v.reason,
                       {{"package", task.name}, {"version", task.version}, {"problem", v.problem}});
+      // The policy passes over a refused version: the next older one may be wanted now.
+      if (!task.serve) plan(task.name, config_.mode == RepositoryMode::poll, next);
+      else settle(task.name, pit->second);
     }
-    settle(task.name, pit->second);
   }
   state_changed_.notify_all();
+  enqueue(std::move(next));
 }
 
 // --- serving ----------------------------------------------------------------------------------------
@@ -574,6 +584,7 @@ Result<RepositoryPackage> KernelRepository::load(const std::string& tenant, std:
       v.excluded = false;
       if (v.state == VersionState::ready) {
         serve(name, package, *version, "a load named it");
+        hold(package);
       } else if (v.state == VersionState::loading) {
         v.serve_when_ready = true;
       } else {

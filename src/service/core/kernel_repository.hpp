@@ -152,9 +152,11 @@ class KernelRepository {
   std::optional<ServiceError> control_refusal(const std::string& tenant, std::string_view name, bool in_mode_none) const;
   RepositoryPackage describe(const std::string& name, const Package& package) const;
 
-  // Reads <path>/<name> and queues what the policy wants; unloads versions gone from disk (poll).
-  // Caller holds mutex_ uniquely.
-  void plan(const std::string& name, bool unload_missing, std::vector<Task>& tasks);
+  // Reads <path>/<name>: records its versions, forgets those gone from disk (`unload_missing`), and
+  // with `load` queues what the policy wants. Caller holds mutex_ uniquely.
+  void plan(const std::string& name, bool unload_missing, std::vector<Task>& tasks, bool load = true);
+  // Holds the package at what it serves: versions up to the newest known are not served by themselves.
+  static void hold(Package& package);
   void enqueue(std::vector<Task> tasks);
   void loader_loop();
   void poller_loop();

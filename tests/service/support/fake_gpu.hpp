@@ -1,13 +1,15 @@
 // A stand-in for one GPU (sm_90 unless set_arch, 1 GiB, a worker up unless a test says otherwise): buffers are host
-// bytes, every launch completes at once. For tests of the service core and the list routes on a machine without a GPU.
+// bytes, every launch completes at once (after the launch hook, when a test sets one) and is recorded. For tests of the service core and the list routes on a machine without a GPU.
 //
 // Thread safety: every member may be called from any thread.
 #pragma once
 
 #include <atomic>
 #include <cstring>
+#include <functional>
 #include <map>
 #include <mutex>
+#include <vector>
 
 #include "kiln/driver/error.hpp"
 #include "kiln/service/gpu_backend.hpp"
@@ -51,7 +53,25 @@ class FakeGpu final : public service::GpuBackend {
     std::lock_guard lock(mutex_);
     buffers_.erase(id);
   }
-  service::LaunchResult launch(const service::LaunchSpec&) override { return {}; }
+  service::LaunchResult launch(const service::LaunchSpec& spec) override {
+    std::function<void(const service::LaunchSpec&)> hook;
+    {
+      std::lock_guard lock(mutex_);
+      launched_.push_back(spec);
+      hook = hook_;
+    }
+    if (hook) hook(spec);
+    return {};
+  }
+  // Runs in each launch before it completes (a test holds a launch in flight with it).
+  void set_launch_hook(std::function<void(const service::LaunchSpec&)> hook) {
+    std::lock_guard lock(mutex_);
+    hook_ = std::move(hook);
+  }
+  std::vector<service::LaunchSpec> launched() {
+    std::lock_guard lock(mutex_);
+    return launched_;
+  }
 
   std::size_t buffers() {
     std::lock_guard lock(mutex_);
@@ -68,6 +88,8 @@ class FakeGpu final : public service::GpuBackend {
   std::atomic<int> arch_{90};
   std::mutex mutex_;
   std::map<service::BufferId, std::vector<std::byte>> buffers_;
+  std::vector<service::LaunchSpec> launched_;
+  std::function<void(const service::LaunchSpec&)> hook_;
   service::BufferId next_ = 100;
 };
 
