@@ -63,12 +63,17 @@ struct PackageManifest {
   CompileOptions options;                // what the images were (and source is) compiled with
   std::vector<PackageImage> images;
   std::map<std::string, std::string> files;  // every file but manifest.json: relative path -> SHA-256 (hex)
+  // Every file's size in bytes (the same keys as `files`): a file shorter than this is a copy in
+  // progress (incomplete), not a damaged one. In manifest.json both travel together:
+  // "files": {"sm_90.cubin": {"sha256": "<hex>", "bytes": 8656}}.
+  std::map<std::string, std::uint64_t> file_sizes;
   std::vector<std::string> tenants;          // who may launch it; empty: the server's config decides
 
   // Throws PackageError (manifest_invalid, naming the field in its message) for anything that does
   // not follow the format; `origin` names the file in messages.
   static PackageManifest parse(std::string_view json, std::string_view origin = "manifest.json");
-  std::string to_json() const;  // what parse() reads back
+  // What parse() reads back. Throws PackageError (manifest_invalid) for a manifest parse() would refuse.
+  std::string to_json() const;
 };
 
 // Why a package was refused. The names (to_string) are what kilnd reports.
