@@ -229,6 +229,7 @@ void send_service_error(Response& res, const core::ServiceError& e) {
   }
   if (!e.rule.empty()) extra["rule"] = e.rule;
   if (!e.field.empty()) extra["field"] = e.field;
+  if (!e.hint.empty()) extra["hint"] = e.hint;
   send_error(res, status, code, e.message, extra.empty() ? json(nullptr) : extra);
 }
 

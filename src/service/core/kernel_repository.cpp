@@ -429,7 +429,10 @@ void KernelRepository::settle(const std::string& name, Package& package) {
     if (v.state == VersionState::ready && !v.excluded && wanted_by_pin(name, version) &&
         (version > package.held_through || !package.serving))
       newest = version;
-  if (newest && (!package.serving || *newest > *package.serving)) serve(name, package, *newest, "newest ready version");
+  if (newest && (!package.serving || *newest > *package.serving)) {
+    if (*newest > package.held_through) package.held_through = 0;  // a newer version ends a hold
+    serve(name, package, *newest, "newest ready version");
+  }
   apply_policy(name, package);
 }
 
