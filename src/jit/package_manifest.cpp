@@ -264,7 +264,7 @@ PackageManifest PackageManifest::parse(std::string_view text, std::string_view o
     ep.symbol = get_string(e["symbol"], eps[i]["symbol"]);
     const Field params = eps[i]["parameters"];
     for (std::size_t k = 0; k < get_array(e["parameters"], params).size(); ++k) {
-      const std::string& t = get_string(e["parameters"][k], params[k]);
+      const std::string t = get_string(e["parameters"][k], params[k]);
       const auto type = parse_parameter_type(t);
       if (!type) params[k].fail("'" + t + "' is not a parameter type (" + std::string(kTypeList) + ")");
       ep.parameters.push_back(*type);
@@ -305,7 +305,7 @@ PackageManifest PackageManifest::parse(std::string_view text, std::string_view o
     const json& im = j["images"][i];
     check_keys(im, images[i], {"kind", "arch", "file"}, {"kind", "arch", "file"});
     PackageImage image;
-    const std::string& kind = get_string(im["kind"], images[i]["kind"]);
+    const std::string kind = get_string(im["kind"], images[i]["kind"]);
     if (kind == "cubin") image.kind = ImageKind::cubin;
     else if (kind == "ptx") image.kind = ImageKind::ptx;
     else images[i]["kind"].fail("'" + kind + "' is not an image kind (cubin, ptx)");
