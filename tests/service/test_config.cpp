@@ -54,6 +54,33 @@ TEST(ServiceConfig, JsonKeysApply) {
   EXPECT_EQ(c.source_policy.forbidden_identifiers, (std::vector<std::string>{"asm", "printf"}));
 }
 
+TEST(ServiceConfig, RepositoryKeysApplyAndBadOnesAreRefused) {
+  ServiceConfig c;
+  apply_config_json(c, R"({"repository": {"path": "/srv/kernels", "mode": "poll", "poll_interval_ms": 500, "latest": 2,
+                          "pinned": {"saxpy": [3, 4]}, "operators": ["ops"], "tenants": ["a", "b"]}})", "r.json");
+  EXPECT_EQ(c.repository.path, "/srv/kernels");
+  EXPECT_EQ(c.repository.mode, RepositoryMode::poll);
+  EXPECT_EQ(c.repository.poll_interval, std::chrono::milliseconds(500));
+  EXPECT_EQ(c.repository.latest, 2u);
+  EXPECT_EQ(c.repository.pinned.at("saxpy"), (std::vector<std::uint64_t>{3, 4}));
+  EXPECT_EQ(c.repository.operators, std::vector<std::string>{"ops"});
+  EXPECT_EQ(c.repository.tenants, (std::vector<std::string>{"a", "b"}));
+  validate(c);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"repository": {"mode": "watch"}})", "r.json"); })
+                .find("key 'repository.mode': expected \"none\", \"explicit\" or \"poll\""),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"repository": {"pinned": {"x": [0]}}})", "r.json"); })
+                .find("repository.pinned.x"),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"repository": {"paths": "x"}})", "r.json"); }).find("unknown key"),
+            std::string::npos);
+  ServiceConfig load_without_explicit;
+  load_without_explicit.repository.path = "/srv/kernels";
+  load_without_explicit.repository.load = {"saxpy"};
+  EXPECT_NE(error_message_of([&] { validate(load_without_explicit); }).find("in none mode the version policy decides"),
+            std::string::npos);
+}
+
 TEST(ServiceConfig, ErrorsNameOriginAndKey) {
   ServiceConfig c;
   EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"prot": 1})", "a.json"); }).find("a.json: key 'prot': unknown key"),

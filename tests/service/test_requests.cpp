@@ -89,6 +89,30 @@ TEST(LaunchRequestParser, RefusalsNameTheField) {
   EXPECT_NE(many.error().text().find("at most 1 arguments"), std::string::npos);
 }
 
+TEST(LaunchRequestParser, AStringKernelNamesARepositoryPackage) {
+  auto named = parse_launch_request(R"({"kernel": "stamp:2"})");
+  ASSERT_TRUE(named.ok()) << named.error().text();
+  EXPECT_EQ(named.value().package, "stamp:2");
+  EXPECT_EQ(named.value().kernel, 0u);
+  EXPECT_TRUE(named.value().function.empty()) << "a package's one entry point needs no name";
+  auto by_id = parse_launch_request(R"({"kernel": 7})");
+  ASSERT_FALSE(by_id.ok());
+  EXPECT_EQ(by_id.error().field, "function") << "a kernel id still needs its function";
+  auto empty = parse_launch_request(R"({"kernel": ""})");
+  ASSERT_FALSE(empty.ok());
+  EXPECT_EQ(empty.error().field, "kernel");
+}
+
+TEST(PackageVersionRequestParser, AnEmptyBodyOrAVersion) {
+  EXPECT_FALSE(parse_package_version_request("").value().version.has_value());
+  EXPECT_FALSE(parse_package_version_request(" {} ").value().version.has_value());
+  EXPECT_EQ(parse_package_version_request(R"({"version": 3})").value().version, 3u);
+  for (const char* bad : {R"({"version": 0})", R"({"version": "3"})", R"({"versions": 3})", "[]"}) {
+    auto r = parse_package_version_request(bad);
+    EXPECT_FALSE(r.ok()) << bad;
+  }
+}
+
 TEST(KernelRequestParser, ParsesProgram) {
   auto parsed = parse_kernel_request(R"({"source": "__global__ void k() {}", "name": "k.cu",
       "headers": {"util.h": "#pragma once"}, "name_expressions": ["k"],
