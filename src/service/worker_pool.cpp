@@ -52,17 +52,16 @@ struct Buffer {
 
 struct Worker {
   ipc::ChildProcess process;
-  ipc::Channel channel;  // the supervisor's sends (and, in isolation mode, its receives)
+  ipc::Channel channel;  // the supervisor's sends
   std::set<BufferId> imported;
   detail::LoadedImages images;
-  // Concurrent mode: the launches in flight and the thread reading the worker's replies. The
-  // reader is joined (moved over or destroyed) only after the process is gone, when it sees
+  // The launches in flight and the thread reading the worker's replies. The reader is joined (moved over or destroyed) only after the process is gone, when it sees
   // end-of-file.
   std::shared_ptr<detail::InFlightLaunches> inflight;
   std::jthread reader;
 };
 
-// Concurrent mode: completes the launches in flight from the worker's replies until it ends.
+// Completes the launches in flight from the worker's replies until it ends.
 void read_replies(ipc::Channel channel, std::shared_ptr<detail::InFlightLaunches> inflight, std::string who) {
   std::string reported;  // the worker's last error frame: perhaps why it is ending
   for (;;) {
@@ -92,8 +91,8 @@ void read_replies(ipc::Channel channel, std::shared_ptr<detail::InFlightLaunches
 struct Slot {
   int ordinal = 0;
   DeviceStatus info;
-  // One worker start at a time, and everything in `worker`; in isolation mode also one launch at
-  // a time (held for the whole launch), in concurrent mode held only while a launch is sent.
+  // One worker start at a time, and everything in `worker`; held while a launch is sent (so, in
+  // isolation mode, frames reach the worker in the order of its InFlightLaunches), not while it runs.
   std::mutex mutex;
   Worker worker;
   std::deque<Clock::time_point> failures;
@@ -287,8 +286,8 @@ struct WorkerPool::Impl {
     }
     sockets.second.reset();  // the worker holds its end now
     const std::string who = "the GPU worker for GPU " + device + " (pid " + std::to_string(s.worker.process.pid()) + ")";
-    // Concurrent mode: replies are read on their own descriptor (a Channel serves one thread).
-    ipc::UniqueFd reading = concurrent ? sockets.first.duplicate() : ipc::UniqueFd();
+    // Replies are read on their own descriptor (a Channel serves one thread), by the reader.
+    ipc::UniqueFd reading = sockets.first.duplicate();
     s.worker.channel = ipc::Channel(std::move(sockets.first), gpu_worker_channel(who, options.spin));
     s.worker.images = detail::LoadedImages({options.max_images_per_worker, options.max_image_bytes_per_worker});
     ipc::Received hello;
@@ -320,17 +319,18 @@ struct WorkerPool::Impl {
       stop_worker(s, false);
       throw Error(Errc::internal, who + " " + why);
     }
-    if (concurrent) {
-      s.worker.inflight = std::make_shared<detail::InFlightLaunches>();
-      s.worker.reader = std::jthread(read_replies, ipc::Channel(std::move(reading), gpu_worker_channel(who, options.spin)),
-                                     s.worker.inflight, who);
-    }
+    // Isolation: the worker runs one launch at a time, in the order sent (the next ones queue in
+    // its socket, so it never waits for a round trip); concurrent: on its streams, in any order.
+    s.worker.inflight = std::make_shared<detail::InFlightLaunches>(
+        concurrent ? detail::InFlightLaunches::Order::any : detail::InFlightLaunches::Order::sequential, options.spin);
+    s.worker.reader = std::jthread(read_replies, ipc::Channel(std::move(reading), gpu_worker_channel(who, options.spin)),
+                                   s.worker.inflight, who);
     s.up = true;
     emit(WorkerEvent::Kind::worker_started, s, who + " is up (" + (concurrent ? "concurrent" : "isolation") + " mode)",
          s.worker.process.pid());
   }
 
-  // Concurrent mode: a worker lost with launches in flight (they have their results) is reaped
+  // A worker lost with launches in flight (they have their results) is reaped
   // here, once, by the first thread that finds it.
   void retire_if_lost(Slot& s) {
     if (!s.worker.inflight || !s.worker.inflight->lost()) return;
@@ -349,7 +349,7 @@ struct WorkerPool::Impl {
     s.image_bytes_sent.fetch_add(spec.image->size(), std::memory_order_relaxed);
   }
 
-  LaunchResult launch_concurrent(Slot& s, const LaunchSpec& spec, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
+  LaunchResult launch_through_worker(Slot& s, const LaunchSpec& spec, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
                                  const std::vector<BufferId>& suspects);
 
   // Brings the worker up and maps every buffer the launch names that it has not mapped yet.
@@ -552,115 +552,10 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
     for (auto& [id, _] : used) ids.push_back(id);
     return ids;
   };
-  if (impl_->options.mode_of(s.ordinal) == GpuMode::concurrent) return impl_->launch_concurrent(s, spec, used, suspects());
-
-  std::lock_guard lock(s.mutex);
-  impl_->note_circuit_closed(s);
-  if (Clock::now() < s.circuit_until) return circuit_open(s, std::move(result));
-  const auto start = Clock::now();
-  auto send_launch = [&] {
-    impl_->send_image(s, spec);
-    s.worker.channel.send(GpuWorkerFrame::launch, encode_launch(spec));
-  };
-  try {
-    impl_->prepare(s, used);
-    send_launch();
-  } catch (const Error& e) {
-    impl_->note_failure(s, e.what());
-    impl_->reap_worker(s);
-    result.status = LaunchStatus::device_unavailable;
-    result.message = e.what();
-    return result;
-  }
-  bool image_resent = false;
-  for (;;) {
-    auto worker_failed = [&](const std::string& why) {
-      impl_->note_failure(s, why);
-      result.status = LaunchStatus::failed;
-      result.message = why;
-      result.suspect_buffers = suspects();
-    };
-    const std::string gpu = "the GPU worker for GPU " + std::to_string(spec.device);
-    ipc::Received reply;
-    try {
-      reply = s.worker.channel.receive(spec.deadline);  // time_point::max(): no deadline
-    } catch (const ipc::ChannelError& e) {
-      if (e.failure() != ipc::ChannelError::Failure::truncated) {  // it broke the protocol
-        impl_->stop_worker(s, false);
-        worker_failed(gpu + " sent a broken reply during the launch and was ended: " + e.detail());
-        break;
-      }
-      reply.status = ipc::ReceiveStatus::closed;  // a reply cut off: it died while writing it
-    }
-    if (reply.status == ipc::ReceiveStatus::closed) {  // a crash during the launch
-      worker_failed(gpu + " ended (" + impl_->reap_worker(s) + ") during the launch");
-      break;
-    }
-    if (reply.status == ipc::ReceiveStatus::timed_out) {
-      // Past the deadline: the kernel cannot be stopped, its process can.
-      impl_->stop_worker(s, false);
-      s.kills.fetch_add(1);
-      const std::string why = "job " + std::to_string(spec.job_id) + " ran past its deadline; its GPU worker "
-                              "was ended to stop the kernel (nothing else can stop a running kernel)";
-      impl_->note_failure(s, why);
-      result.status = LaunchStatus::timed_out;
-      result.error_name = "KILN_ERROR_TIMEOUT";
-      result.message = why;
-      result.suspect_buffers = suspects();
-      impl_->emit(WorkerEvent::Kind::watchdog_kill, s, spec, result);
-      break;
-    }
-    const auto type = reply.frame.type_as<GpuWorkerFrame>();
-    if (type == GpuWorkerFrame::error) {
-      PayloadReader r(reply.frame.payload);
-      result.status = LaunchStatus::failed;
-      result.error_name = r.bytes();
-      result.message = r.bytes();
-      break;
-    }
-    if (type != GpuWorkerFrame::launch_done) continue;
-    LaunchOutcome o = decode_outcome(reply.frame.payload);
-    if (o.error_name == kImageNotLoaded && !image_resent) {
-      // The worker lost track of the image (it should not): send it again, launch again, once.
-      image_resent = true;
-      s.worker.images.forget(spec.image_key);
-      try {
-        send_launch();
-        continue;
-      } catch (const Error& e) {
-        impl_->note_failure(s, e.what());
-        impl_->reap_worker(s);
-        result.status = LaunchStatus::device_unavailable;
-        result.message = e.what();
-        break;
-      }
-    }
-    result.status = o.status;
-    result.error_name = o.error_name;
-    result.message = o.message;
-    result.sticky = o.sticky;
-    if (o.status != LaunchStatus::completed) result.suspect_buffers = suspects();
-    if (o.sticky) {
-      impl_->emit(WorkerEvent::Kind::sticky_fault, s, spec, result);
-      impl_->reap_worker(s);
-      impl_->note_failure(s, o.error_name + " on GPU " + std::to_string(spec.device) + " (job " +
-                                 std::to_string(spec.job_id) + ")");
-    }
-    break;
-  }
-  result.elapsed_ms = std::chrono::duration<double, std::milli>(Clock::now() - start).count();
-  // A dead worker is replaced at once, so the GPU is ready again before the next request.
-  if (!s.up && Clock::now() >= s.circuit_until) {
-    try {
-      impl_->prepare(s, {});
-    } catch (const Error& e) {
-      impl_->note_failure(s, e.what());
-    }
-  }
-  return result;
+  return impl_->launch_through_worker(s, spec, used, suspects());
 }
 
-LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec,
+LaunchResult WorkerPool::Impl::launch_through_worker(Slot& s, const LaunchSpec& spec,
                                                  const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
                                                  const std::vector<BufferId>& suspects) {
   LaunchResult result;
@@ -719,9 +614,16 @@ LaunchResult WorkerPool::Impl::launch_concurrent(Slot& s, const LaunchSpec& spec
       std::lock_guard lock(s.mutex);
       if (s.worker.inflight == inflight) s.worker.images.forget(spec.image_key);
       reply.reset();
+    } else if (reply->error_name == detail::kNotStarted && attempt + 1 < 3) {
+      // Isolation: it waited its turn behind the launch that ended the worker: never ran, so it
+      // runs on the replacement.
+      reply.reset();
     }
   }
-  if (reply) {
+  if (reply && reply->error_name == detail::kNotStarted) {
+    result.status = LaunchStatus::device_unavailable;
+    result.message = reply->message + ", but its replacements were lost too";
+  } else if (reply) {
     result = std::move(*reply);
   } else if (result.status == LaunchStatus::completed) {
     result.status = LaunchStatus::device_unavailable;

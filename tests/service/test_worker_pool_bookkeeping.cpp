@@ -192,4 +192,88 @@ TEST(InFlightLaunches, RemoveForgetsAJobThatWasNeverSent) {
   EXPECT_EQ(f.pending(), 0u);
 }
 
+// Isolation mode: the worker runs one launch at a time in the order sent, so a loss fails only the
+// launch that was running and sends the ones queued behind it to the replacement.
+using Order = InFlightLaunches::Order;
+
+TEST(InFlightLaunchesSequential, ACrashFailsTheRunningLaunchAndRequeuesTheRest) {
+  InFlightLaunches f(Order::sequential);
+  ASSERT_TRUE(f.add(7, {70}));
+  ASSERT_TRUE(f.add(3, {30}));  // sent second: job ids need not follow the sending order
+  ASSERT_TRUE(f.add(9, {90}));
+  f.complete(outcome(7));
+  f.lose("the GPU worker for GPU 0 ended during the launch");
+  auto done = f.wait(7, kNoWait), running = f.wait(3, kNoWait), queued = f.wait(9, kNoWait);
+  ASSERT_TRUE(done && running && queued);
+  EXPECT_EQ(done->status, LaunchStatus::completed);
+  EXPECT_EQ(running->error_name, detail::kWorkerLost) << "the oldest without a reply was the one running";
+  EXPECT_EQ(running->suspect_buffers, std::vector<BufferId>{30});
+  EXPECT_EQ(queued->error_name, detail::kNotStarted);
+  EXPECT_NE(queued->message.find("did not start"), std::string::npos) << queued->message;
+  EXPECT_TRUE(queued->suspect_buffers.empty()) << "it never ran: it wrote nothing";
+}
+
+TEST(InFlightLaunchesSequential, AStickyFaultRequeuesEveryLaunchBehindIt) {
+  InFlightLaunches f(Order::sequential);
+  ASSERT_TRUE(f.add(1, {1}));
+  ASSERT_TRUE(f.add(2, {2}));
+  ASSERT_TRUE(f.add(3, {3}));
+  f.complete(outcome(1, LaunchStatus::failed, "CUDA_ERROR_ILLEGAL_ADDRESS", true));
+  EXPECT_TRUE(f.lost());
+  EXPECT_TRUE(f.wait(1, kNoWait)->sticky);
+  for (std::uint64_t job : {2, 3}) {
+    auto r = f.wait(job, kNoWait);
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->error_name, detail::kNotStarted) << job;
+    EXPECT_FALSE(r->sticky);
+  }
+}
+
+TEST(InFlightLaunchesSequential, AQueuedLaunchsDeadlineCountsOnceItRuns) {
+  InFlightLaunches f(Order::sequential);
+  ASSERT_TRUE(f.add(1, {}));
+  ASSERT_TRUE(f.add(2, {}));
+  // Job 2's deadline has passed, but job 1 runs: blaming 2 would end job 1 with it.
+  auto waiter = std::async(std::launch::async, [&] { return f.wait(2, kNoWait); });
+  EXPECT_EQ(waiter.wait_for(50ms), std::future_status::timeout) << "it waits for its turn";
+  f.complete(outcome(1));
+  EXPECT_FALSE(waiter.get()) << "now it runs, past its deadline: the caller may blame it";
+  EXPECT_FALSE(f.blame(2, "ran past its deadline"));
+  EXPECT_TRUE(f.lost());
+  EXPECT_EQ(f.wait(1, kNoWait)->status, LaunchStatus::completed) << "the one before it is untouched";
+}
+
+TEST(InFlightLaunchesSequential, BlamingTheRunningLaunchRequeuesTheQueuedOnes) {
+  InFlightLaunches f(Order::sequential);
+  ASSERT_TRUE(f.add(1, {1}));
+  ASSERT_TRUE(f.add(2, {2}));
+  EXPECT_FALSE(f.wait(1, kNoWait)) << "the oldest: its deadline counts";
+  EXPECT_FALSE(f.blame(1, "ran past its deadline"));
+  auto r = f.wait(2, kNoWait);
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->error_name, detail::kNotStarted);
+}
+
+TEST(InFlightLaunchesSequential, RemovingTheOldestLetsTheNextOnesDeadlineCount) {
+  InFlightLaunches f(Order::sequential);
+  ASSERT_TRUE(f.add(1, {}));
+  ASSERT_TRUE(f.add(2, {}));
+  auto waiter = std::async(std::launch::async, [&] { return f.wait(2, kNoWait); });
+  EXPECT_EQ(waiter.wait_for(50ms), std::future_status::timeout);
+  f.remove(1);  // its frame never reached the worker
+  EXPECT_FALSE(waiter.get());
+}
+
+TEST(InFlightLaunches, ASpinningWaiterGetsItsReply) {
+  InFlightLaunches f(Order::any, std::chrono::microseconds(200000));
+  ASSERT_TRUE(f.add(1, {}));
+  auto waiter = std::async(std::launch::async, [&] { return f.wait(1, std::chrono::steady_clock::time_point::max()); });
+  std::this_thread::sleep_for(10ms);
+  f.complete(outcome(1));
+  auto r = waiter.get();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, LaunchStatus::completed);
+  EXPECT_EQ(f.pending(), 0u);
+}
+
 }  // namespace
