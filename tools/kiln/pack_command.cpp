@@ -117,16 +117,16 @@ std::uint64_t total_bytes(const jit::PackageManifest& m) {
   return n;
 }
 
-// The problem as kilnd names it: a line on stderr, or the JSON object on stdout.
+// The problem as kilnd names it: a line on stderr, or the JSON object on stdout. The detail, not
+// what(): kiln::Error's generic meaning and hint say nothing about a package.
 int report_problem(const PackArgs& a, const std::string& folder, const jit::PackageError& e) {
   if (a.json) {
     std::cout << json{{"ok", false}, {"folder", folder}, {"problem", std::string(jit::to_string(e.problem()))},
-                      {"file", e.file()}, {"message", e.what()}}
+                      {"file", e.file()}, {"message", e.detail()}}
                      .dump(2)
               << "\n";
   } else {
-    std::cerr << "kiln pack: " << folder << ": " << jit::to_string(e.problem())
-              << (e.file().empty() ? "" : " in " + e.file()) << ": " << e.detail() << "\n";
+    std::cerr << "kiln pack: " << folder << ": " << e.detail() << "\n";  // "package <problem>: <file>: ..."
   }
   return kExitProblems;
 }
@@ -194,6 +194,9 @@ int pack_package(const PackArgs& a) {
     const jit::Program header = jit::Program::from_file(h.substr(eq + 1));
     r.program.headers[h.substr(0, eq)] = header.source;
   }
+  if (!a.include_dirs.empty() && !a.no_source)
+    throw CLI::ValidationError("-I", "include folders do not travel with the source: name the headers it includes "
+                                     "with --header NAME=PATH, or pass --no-source to carry only the images");
   r.include_source = !a.no_source;
   r.tenants = a.tenants;
   r.parallel = a.jobs;
