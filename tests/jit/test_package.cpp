@@ -184,6 +184,53 @@ TEST(PackageImages, ReadParametersAndArchitectureFromRealImages) {
   EXPECT_THROW((void)entry_parameter_sizes("garbage", ImageKind::cubin, "saxpy"), PackageError);
 }
 
+// Parameters of every size and shape the readers must agree on, in CUBIN and PTX alike.
+TEST(PackageImages, ParameterShapesAgreeBetweenCubinAndPtx) {
+  Program p;
+  p.name = "shapes.cu";
+  p.source = R"(
+#include <cuda_fp16.h>
+struct Pair { double a; int b; };          // 16 bytes, aligned to 8
+struct Three { char c[3]; };               // 3 bytes
+extern "C" __global__ void none() {}
+extern "C" __global__ void small(char a, short b, __half h, unsigned char d) {}
+extern "C" __global__ void wide(double d, long long l, Pair p, Three t, float* f) {}
+extern "C" __global__ void k(int a) {}
+extern "C" __global__ void k2(int a, int b) {}
+extern "C" __device__ __noinline__ int helper(int a) { return a + 1; }
+extern "C" __global__ void calls(int* o) { *o = helper(*o); }
+)";
+  const std::map<std::string, std::vector<std::size_t>> expected = {
+      {"none", {}}, {"small", {1, 2, 2, 1}}, {"wide", {8, 8, 16, 3, 8}}, {"k", {4}}, {"k2", {4, 4}}, {"calls", {8}}};
+  for (ImageKind kind : {ImageKind::cubin, ImageKind::ptx}) {
+    const Artifact a = cache().compile(p, Target::for_arch(90, kind));
+    for (const auto& [symbol, sizes] : expected) {
+      const auto got = entry_parameter_sizes(a.image(), kind, symbol);
+      ASSERT_TRUE(got) << to_string(kind) << " " << symbol;
+      EXPECT_EQ(*got, sizes) << to_string(kind) << " " << symbol;
+    }
+    // A device function is no entry point; a prefix of a kernel's name is not that kernel.
+    EXPECT_FALSE(entry_parameter_sizes(a.image(), kind, "helper")) << to_string(kind);
+    EXPECT_FALSE(entry_parameter_sizes(a.image(), kind, "sma")) << to_string(kind);
+    EXPECT_FALSE(entry_parameter_sizes(a.image(), kind, "k3")) << to_string(kind);
+  }
+}
+
+// Every architecture this NVRTC compiles for reads back as itself (both ELF header ABIs).
+TEST(PackageImages, ArchitectureOfEveryNvrtcTarget) {
+  Program p;
+  p.name = "saxpy.cu";
+  p.source = kiln::jit::test_kernels::kSaxpy;
+  for (int arch : {75, 80, 86, 89, 90, 100, 120}) {
+    for (ImageKind kind : {ImageKind::cubin, ImageKind::ptx}) {
+      const Artifact a = cache().compile(p, Target::for_arch(arch, kind));
+      EXPECT_EQ(image_architecture(a.image(), kind), arch) << to_string(kind) << " " << arch;
+      EXPECT_EQ(entry_parameter_sizes(a.image(), kind, "saxpy"), (std::vector<std::size_t>{4, 8, 8, 4}))
+          << to_string(kind) << " " << arch;
+    }
+  }
+}
+
 class PackageOpen : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -342,8 +389,27 @@ TEST_F(PackageOpen, PathOutsideThroughASymbolicLink) {
   e = refusal(folder);
   EXPECT_EQ(e.problem(), PackageProblem::path_outside) << e.what();
 
-  // A link that stays inside is fine.
+  // A dangling link outside is outside too; a dangling link inside is a missing file.
   fs::remove(folder / "src");
+  fs::create_directories(folder / "src");
+  fs::create_symlink(dir_ / "gone.cu", folder / "src" / "stamp.cu");
+  EXPECT_EQ(refusal(folder).problem(), PackageProblem::path_outside);
+  fs::remove(folder / "src" / "stamp.cu");
+  fs::create_symlink("gone.cu", folder / "src" / "stamp.cu");
+  EXPECT_EQ(refusal(folder).problem(), PackageProblem::incomplete);
+  fs::remove_all(folder / "src");
+
+  // manifest.json itself as a link outside.
+  fs::copy_file(folder / "manifest.json", dir_ / "manifest-outside.json");
+  fs::remove(folder / "manifest.json");
+  fs::create_symlink(dir_ / "manifest-outside.json", folder / "manifest.json");
+  e = refusal(folder);
+  EXPECT_EQ(e.problem(), PackageProblem::path_outside) << e.what();
+  EXPECT_EQ(e.file(), "manifest.json");
+  fs::remove(folder / "manifest.json");
+  fs::copy_file(dir_ / "manifest-outside.json", folder / "manifest.json");
+
+  // A link that stays inside is fine.
   fs::create_directories(folder / "real");
   fs::copy_file(dir_ / "src-outside" / "stamp.cu", folder / "real" / "stamp.cu");
   fs::create_symlink("real", folder / "src");
