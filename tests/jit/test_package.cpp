@@ -315,6 +315,23 @@ TEST_F(PackageOpen, CubinOnlyRefusesOtherArchitectures) {
   EXPECT_FALSE(p.program());
 }
 
+TEST_F(PackageOpen, HighestPtxNotAboveTheDevice) {
+  const Package p = Package::open(
+      kiln::testing::pack_stamp(cache(), dir_, "stamp", 3, {"compute_80", "compute_90", "sm_100"}));
+  EXPECT_EQ(p.manifest().architectures, (std::vector<int>{80, 90, 100}));
+  auto chosen = [&](int arch) {
+    const PackageImage* im = p.image_for(arch);
+    return im ? im->file : std::string("none");
+  };
+  EXPECT_EQ(chosen(75), "none");
+  EXPECT_EQ(chosen(80), "compute_80.ptx");
+  EXPECT_EQ(chosen(86), "compute_80.ptx");
+  EXPECT_EQ(chosen(90), "compute_90.ptx");
+  EXPECT_EQ(chosen(100), "sm_100.cubin");
+  EXPECT_EQ(chosen(103), "compute_90.ptx");  // a CUBIN runs on its own architecture only
+  EXPECT_EQ(chosen(120), "compute_90.ptx");
+}
+
 TEST_F(PackageOpen, ChecksumMismatchForAFlippedByte) {
   const fs::path folder = packed();
   std::string bytes = read_all(folder / "sm_90.cubin");
@@ -553,6 +570,13 @@ TEST_F(Pack, RefusesBadRequestsBeforeCompiling) {
   r = stamp_request();
   r.program.include_dirs = {"/usr/include"};
   EXPECT_THROW(pack(r, cache(), dir_ / "out"), kiln::Error);  // include folders do not travel
+  expect_only({});
+}
+
+TEST_F(Pack, AnEntryPointTheSourceLacksLeavesNothing) {
+  PackRequest r = stamp_request();
+  r.entry_points.push_back({"subtract", "", {P::pointer}});
+  EXPECT_THROW(pack(r, cache(), dir_ / "out"), kiln::Error);
   expect_only({});
 }
 
