@@ -162,6 +162,9 @@ TEST_F(CliPack, WrongDeclaredParametersFail) {
   EXPECT_NE(r.err.find("parameters_differ"), std::string::npos) << r.err;
   EXPECT_NE(r.err.find("'saxpy'"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "p"));
+  r = pack("p", "saxpy(f32,ptr,ptr)", {"--json"});
+  EXPECT_EQ(r.exit_code, 1) << r.out << r.err;
+  EXPECT_EQ(json::parse(r.out)["problem"], "parameters_differ");
   r = pack("p", "saxpy(f32,ptr,ptr,i32)", {"--json"});
   ASSERT_EQ(r.exit_code, 0) << r.err;
   // An existing output folder is never overwritten.
@@ -184,6 +187,12 @@ TEST_F(CliPack, HeadersTravelAndCompileErrorsPrintLikeACompiler) {
   EXPECT_EQ(r.exit_code, 1);
   EXPECT_NE(r.err.find("saxpy.cu:2:"), std::string::npos) << r.err;
   EXPECT_FALSE(fs::exists(dir_ / "q"));
+  r = pack("q", "scale(ptr)", {"--json"});
+  EXPECT_EQ(r.exit_code, 1);
+  const json j = json::parse(r.out);
+  EXPECT_EQ(j["ok"], false);
+  EXPECT_EQ(j["error"], "KILN_ERROR_COMPILE_FAILED");
+  EXPECT_NE(j["message"].get<std::string>().find("saxpy.cu:2:"), std::string::npos) << r.out;
 }
 
 }  // namespace

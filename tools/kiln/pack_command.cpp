@@ -214,6 +214,12 @@ int pack_package(const PackArgs& a) {
   } catch (const jit::PackageError& e) {
     progress.finish();
     return report_problem(a, a.out, e);
+  } catch (const Error& e) {
+    progress.finish();
+    if (!a.json) throw;  // main prints it, compile diagnostics included
+    std::cout << json{{"ok", false}, {"folder", a.out}, {"error", std::string(e.name())}, {"message", e.detail()}}.dump(2)
+              << "\n";
+    return kExitProblems;
   } catch (...) {
     progress.finish();
     throw;
