@@ -16,6 +16,7 @@ void add_explain_command(CLI::App& app, int& exit_code);
 void add_compile_command(CLI::App& app, int& exit_code);
 void add_cache_command(CLI::App& app, int& exit_code);
 void add_topo_command(CLI::App& app, int& exit_code);
+void add_pack_command(CLI::App& app, int& exit_code);
 void add_serve_command(CLI::App& app, int& exit_code);  // only when built with the service
 
 }  // namespace kiln::cli

@@ -17,6 +17,7 @@ int main(int argc, char** argv) {
   kiln::cli::add_compile_command(app, exit_code);
   kiln::cli::add_cache_command(app, exit_code);
   kiln::cli::add_topo_command(app, exit_code);
+  kiln::cli::add_pack_command(app, exit_code);
 #ifdef KILN_HAVE_SERVICE
   kiln::cli::add_serve_command(app, exit_code);
 #endif
