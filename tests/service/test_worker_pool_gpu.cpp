@@ -206,6 +206,62 @@ TEST_F(WorkerPoolGpu, ManyThreadsShareTheWorker) {
   EXPECT_EQ(failures.load(), 0);
 }
 
+// Isolation mode queues the next launches in the worker's socket while one runs: a launch that
+// ends the worker (a sticky fault, its deadline) must still lose only itself. The ones queued
+// behind it never started: they run on the replacement, and each result is exact.
+void launch_beside(WorkerPool& pool, LaunchSpec culprit, LaunchStatus expected) {
+  constexpr int kThreads = 6;
+  std::atomic<bool> go{false}, culprit_done{false};
+  std::vector<int> launched(kThreads, 0);
+  std::vector<std::thread> threads;
+  BufferId ones = pool.create_buffer(0, 32 * 4, "ones");
+  write(pool, ones, std::vector<float>(32, 1.f));
+  std::vector<BufferId> counters;
+  for (int t = 0; t < kThreads; ++t) {
+    counters.push_back(pool.create_buffer(0, 32 * 4, "counter"));
+    write(pool, counters.back(), std::vector<float>(32, 0.f));
+  }
+  for (int t = 0; t < kThreads; ++t)
+    threads.emplace_back([&, t] {
+      while (!go.load()) std::this_thread::yield();
+      // Until the culprit has its answer, and a few more: while it runs these wait their turn.
+      for (int after = 0; after < 5; after += culprit_done.load() ? 1 : 0) {
+        LaunchResult r = pool.launch(spec("saxpy", {f32(1.f), BufferArgument{ones, 0}, BufferArgument{counters[t], 0}, i32(32)}, 1, 32));
+        if (r.status != LaunchStatus::completed) {
+          ADD_FAILURE() << "a neighbour lost its launch: " << r.error_name << ": " << r.message;
+          return;
+        }
+        ++launched[t];
+      }
+    });
+  go = true;
+  std::this_thread::sleep_for(2ms);
+  LaunchResult r = pool.launch(culprit);
+  culprit_done = true;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(r.status, expected) << r.message;
+  for (int t = 0; t < kThreads; ++t)
+    EXPECT_EQ(read<float>(pool, counters[t], 32), std::vector<float>(32, static_cast<float>(launched[t])))
+        << "every launch ran exactly once";
+  EXPECT_GE(pool.devices()[0].worker_restarts, 1u);
+}
+
+TEST_F(WorkerPoolGpu, AStickyFaultLosesOnlyItsOwnLaunchWhileOthersQueue) {
+  WorkerPool pool;
+  BufferId arg = pool.create_buffer(0, 4, "fault-arg");
+  launch_beside(pool, spec("fault", {BufferArgument{arg, 0}}), LaunchStatus::failed);
+}
+
+TEST_F(WorkerPoolGpu, ADeadlineKillLosesOnlyItsOwnLaunchWhileOthersQueue) {
+  WorkerPool pool;
+  BufferId flag = pool.create_buffer(0, 4, "flag");
+  write(pool, flag, std::vector<int>{0});
+  LaunchSpec s = spec("forever", {BufferArgument{flag, 0}});
+  s.deadline = Clock::now() + 200ms;
+  launch_beside(pool, s, LaunchStatus::timed_out);
+  EXPECT_EQ(pool.devices()[0].watchdog_kills, 1u);
+}
+
 // ---- images: sent once per worker and key
 
 LaunchSpec spec_as(std::string key, const std::string& kernel, std::vector<KernelArgument> args, unsigned block = 1) {
