@@ -55,8 +55,8 @@ struct Worker {
   ipc::Channel channel;  // the supervisor's sends
   std::set<BufferId> imported;
   detail::LoadedImages images;
-  // The launches in flight and the thread reading the worker's replies. The reader is joined (moved over or destroyed) only after the process is gone, when it sees
-  // end-of-file.
+  // The launches in flight and the thread reading the worker's replies. The reader is joined
+  // (moved over or destroyed) only after the process is gone, when it sees end-of-file.
   std::shared_ptr<detail::InFlightLaunches> inflight;
   std::jthread reader;
 };
@@ -330,8 +330,8 @@ struct WorkerPool::Impl {
          s.worker.process.pid());
   }
 
-  // A worker lost with launches in flight (they have their results) is reaped
-  // here, once, by the first thread that finds it.
+  // A worker lost with launches in flight (they have their results) is reaped here, once, by the
+  // first thread that finds it.
   void retire_if_lost(Slot& s) {
     if (!s.worker.inflight || !s.worker.inflight->lost()) return;
     const std::string why = s.worker.inflight->loss();
@@ -349,8 +349,9 @@ struct WorkerPool::Impl {
     s.image_bytes_sent.fetch_add(spec.image->size(), std::memory_order_relaxed);
   }
 
-  LaunchResult launch_through_worker(Slot& s, const LaunchSpec& spec, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
-                                 const std::vector<BufferId>& suspects);
+  LaunchResult launch_through_worker(Slot& s, const LaunchSpec& spec,
+                                     const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
+                                     const std::vector<BufferId>& suspects);
 
   // Brings the worker up and maps every buffer the launch names that it has not mapped yet.
   void prepare(Slot& s, const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used) {
@@ -556,8 +557,8 @@ LaunchResult WorkerPool::launch(const LaunchSpec& spec) {
 }
 
 LaunchResult WorkerPool::Impl::launch_through_worker(Slot& s, const LaunchSpec& spec,
-                                                 const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
-                                                 const std::vector<BufferId>& suspects) {
+                                                     const std::vector<std::pair<BufferId, std::shared_ptr<Buffer>>>& used,
+                                                     const std::vector<BufferId>& suspects) {
   LaunchResult result;
   const auto start = Clock::now();
   std::shared_ptr<detail::InFlightLaunches> inflight;
