@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <string_view>
 
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/error.hpp"
@@ -94,6 +96,73 @@ std::optional<Problem> check_version_alignment(int driver_cuda_version, int nvrt
           " (KILN_NVRTC_PATH), or update the driver."};
 }
 
+namespace {
+
+std::string arch_list(const std::vector<int>& archs) {
+  std::string out;
+  for (int a : archs) out += (out.empty() ? "sm_" : " sm_") + std::to_string(a);
+  return out;
+}
+
+}  // namespace
+
+std::optional<std::string> arch_unsupported_by_nvrtc(int arch, int nvrtc_cuda_version,
+                                                     const std::vector<int>& nvrtc_archs) {
+  if (nvrtc_archs.empty() || std::find(nvrtc_archs.begin(), nvrtc_archs.end(), arch) != nvrtc_archs.end())
+    return std::nullopt;
+  const bool newer = arch > nvrtc_archs.back();
+  return "NVRTC " + format_cuda_version(nvrtc_cuda_version) + " cannot target sm_" + std::to_string(arch) +
+         " (it targets sm_" + std::to_string(nvrtc_archs.front()) + " to sm_" + std::to_string(nvrtc_archs.back()) +
+         "): " +
+         (newer ? "the architecture is newer than this NVRTC. Use the NVRTC of a toolkit that knows it (CUDA_HOME "
+                  "or KILN_NVRTC_PATH), or compile PTX for an older virtual architecture (compute_" +
+                      std::to_string(nvrtc_archs.back()) + ") for the driver to JIT-compile"
+                : "this NVRTC no longer targets it; use an older toolkit's NVRTC (KILN_NVRTC_PATH)");
+}
+
+std::optional<Problem> check_nvrtc_older_than_build(int built_cuda_version, int nvrtc_cuda_version,
+                                                    const std::vector<int>& nvrtc_archs,
+                                                    const std::vector<int>& known_archs) {
+  if (built_cuda_version <= 0 || nvrtc_cuda_version <= 0 || nvrtc_cuda_version / 1000 >= built_cuda_version / 1000)
+    return std::nullopt;
+  std::vector<int> missing;
+  for (int a : known_archs)
+    if (!nvrtc_archs.empty() && a > nvrtc_archs.back()) missing.push_back(a);
+  std::string message = "NVRTC " + format_cuda_version(nvrtc_cuda_version) +
+                        " is older than the CUDA kiln was built with (" + format_cuda_version(built_cuda_version) + ")";
+  message += missing.empty() ? "." : ": it cannot target " + arch_list(missing) +
+                                         ", so kernels for those GPUs are refused (compile PTX for an older "
+                                         "virtual architecture for the driver to JIT-compile, or use a newer NVRTC).";
+  message += " Its cache entries are kept apart from another NVRTC's (the cache key holds NVRTC's version).";
+  return Problem{"nvrtc_older_than_build", std::move(message),
+                 "To use the toolkit kiln was built with, unset KILN_NVRTC_PATH or set CUDA_HOME to it; to keep "
+                 "this NVRTC, this is fine for the architectures it lists."};
+}
+
+std::optional<Problem> check_toolkit_headers_match(int toolkit_cuda_version, int nvrtc_cuda_version,
+                                                   const std::string& toolkit_root) {
+  if (toolkit_cuda_version <= 0 || nvrtc_cuda_version <= 0 || toolkit_cuda_version / 1000 == nvrtc_cuda_version / 1000)
+    return std::nullopt;
+  return Problem{"toolkit_headers_differ",
+                 "The toolkit headers at " + toolkit_root + " are CUDA " + format_cuda_version(toolkit_cuda_version) +
+                     ", NVRTC is " + format_cuda_version(nvrtc_cuda_version) +
+                     ": kernels that include <cuda_fp16.h>, CUB or other toolkit headers are compiled against "
+                     "another toolkit's headers, which may not compile with this NVRTC.",
+                 "Set CUDA_HOME to the toolkit this NVRTC comes from (its include/ folder), or use that "
+                 "toolkit's NVRTC (KILN_NVRTC_PATH)."};
+}
+
+int toolkit_cuda_version(const std::string& toolkit_root) {
+  if (toolkit_root.empty()) return 0;
+  std::ifstream in(fs::path(toolkit_root) / "include" / "cuda.h");
+  std::string line;
+  for (int n = 0; n < 400 && std::getline(in, line); ++n) {
+    constexpr std::string_view kDefine = "#define CUDA_VERSION ";
+    if (line.rfind(kDefine, 0) == 0) return std::atoi(line.c_str() + kDefine.size());
+  }
+  return 0;
+}
+
 EnvironmentReport probe_environment() {
   EnvironmentReport r;
   r.kiln_version = KILN_VERSION;
@@ -140,6 +209,16 @@ EnvironmentReport probe_environment() {
     r.problems.push_back({"no_cccl_headers", "The toolkit at " + r.toolkit_root + " has no include/cccl folder",
                           "CUDA 13 keeps CUB, Thrust and libcu++ in include/cccl; install the toolkit's CCCL "
                           "package, or point CUDA_HOME at a complete toolkit."});
+
+  if (r.nvrtc.found) {
+    const int nvrtc_version = nvrtc_library().version.as_cuda_version();
+    // The architectures of the GPUs kiln's build knows of (those of its toolkit's NVRTC, and newer).
+    static const std::vector<int> known{75, 80, 86, 87, 89, 90, 100, 103, 110, 120, 121};
+    if (auto p = check_nvrtc_older_than_build(r.built_cuda_version, nvrtc_version, r.nvrtc_archs, known))
+      r.notes.push_back(std::move(*p));
+    if (auto p = check_toolkit_headers_match(toolkit_cuda_version(r.toolkit_root), nvrtc_version, r.toolkit_root))
+      r.notes.push_back(std::move(*p));
+  }
 
   r.nvjitlink = report_of(nvjitlink_info());
   if (!r.nvjitlink.found) {

@@ -920,9 +920,10 @@ constexpr ErrorInfo kTable[] = {
      kNotSticky},
     {Domain::kiln, 7, "KILN_ERROR_VERSION_MISMATCH",
      "Components have incompatible versions, such as an NVRTC newer than the driver.",
-     "The driver cannot JIT PTX from an NVRTC newer than itself. Use an NVRTC no newer than the "
-     "driver's CUDA version, compile to CUBIN for the exact sm_XX, or update the driver; "
-     "`kiln doctor` shows both versions.",
+     "Two parts come from different toolkits. An NVRTC newer than the driver writes PTX the driver "
+     "cannot JIT (use an NVRTC no newer than the driver, compile to CUBIN for the exact sm_XX, or update "
+     "the driver); an NVRTC older than the GPU cannot target it (use a newer toolkit's NVRTC, or PTX for "
+     "an older virtual architecture). `kiln doctor` shows every version and what does not line up.",
      kNotSticky},
     {Domain::kiln, 8, "KILN_ERROR_COMPILE_FAILED",
      "NVRTC rejected the kernel source; the log is in the detail.",

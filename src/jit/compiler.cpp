@@ -5,6 +5,7 @@
 #include <optional>
 
 #include "kiln/driver/check.hpp"
+#include "kiln/driver/environment.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
 
 namespace kiln::jit {
@@ -144,6 +145,12 @@ CompileResult compile(const Program& program, const Target& target, const Compil
   for (const auto& o : options) argv.push_back(o.c_str());
 
   const driver::NvrtcApi& api = driver::nvrtc();
+  // An NVRTC of another toolkit (KILN_NVRTC_PATH, CUDA_HOME) may not know the architecture: say so,
+  // rather than pass on its "invalid value for --gpu-architecture".
+  const driver::NvrtcLibrary& library = driver::nvrtc_library();
+  if (auto why = driver::arch_unsupported_by_nvrtc(target.arch, library.version.as_cuda_version(), library.supported_archs))
+    throw Error(Errc::version_mismatch, "program '" + program.name + "' cannot be compiled for " + target.arch_name() +
+                                            ": " + *why);
   const auto start = Clock::now();
   NvrtcProgram nvrtc_program(api, program);
   for (const auto& expr : program.name_expressions)

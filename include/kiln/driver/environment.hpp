@@ -81,6 +81,22 @@ EnvironmentReport probe_environment();
 // The checks behind the report, exposed so they can be tested with any versions.
 // NVRTC newer than the driver: its PTX names a PTX ISA the driver's JIT does not know.
 std::optional<Problem> check_version_alignment(int driver_cuda_version, int nvrtc_cuda_version);
+// NVRTC older than the CUDA headers kiln was built with (a second toolkit selected with CUDA_HOME
+// or KILN_NVRTC_PATH): names the architectures of `known_archs` it cannot target.
+std::optional<Problem> check_nvrtc_older_than_build(int built_cuda_version, int nvrtc_cuda_version,
+                                                    const std::vector<int>& nvrtc_archs,
+                                                    const std::vector<int>& known_archs);
+// The toolkit headers NVRTC compiles kernels against (`toolkit_cuda_version`: include/cuda.h's
+// CUDA_VERSION) are of another major version than NVRTC: <cuda_fp16.h>, CCCL and the rest may not
+// compile, or compile to something else.
+std::optional<Problem> check_toolkit_headers_match(int toolkit_cuda_version, int nvrtc_cuda_version,
+                                                   const std::string& toolkit_root);
+// An architecture `nvrtc_archs` (nvrtcGetSupportedArchs) lacks: why NVRTC cannot target it, and
+// what to do. nullopt when it can.
+std::optional<std::string> arch_unsupported_by_nvrtc(int arch, int nvrtc_cuda_version,
+                                                     const std::vector<int>& nvrtc_archs);
+// CUDA_VERSION as include/cuda.h under `toolkit_root` defines it; 0 when it cannot tell.
+int toolkit_cuda_version(const std::string& toolkit_root);
 
 // The folders the dynamic loader searches: $LD_LIBRARY_PATH, /etc/ld.so.conf (with its includes),
 // then the system defaults. `ld_library_path` and `ld_so_conf` are parameters for tests.
