@@ -25,6 +25,10 @@ class Topology;
 
 namespace kiln::service {
 
+namespace core {
+class ServiceCore;
+}
+
 // One route the server registers, spelled as the OpenAPI document spells it.
 struct Route {
   std::string_view method;  // "GET", "POST", "PUT", "DELETE"
@@ -56,6 +60,11 @@ class Server {
   void worker_event(const WorkerEvent& event) noexcept;
 
   static std::span<const Route> routes() noexcept;
+
+  // The service core and the tokens this server answers with, for a second front end over the same
+  // core (kilnd's gRPC server): it must stop before this server does (stop() frees every buffer).
+  core::ServiceCore& core() noexcept;
+  const TokenStore& tokens() const noexcept;
 
  private:
   struct Impl;
