@@ -914,6 +914,8 @@ void Server::worker_event(const WorkerEvent& event) noexcept { impl_->core.worke
 
 std::span<const Route> Server::routes() noexcept { return kRoutes; }
 
+void Server::begin_drain() noexcept { impl_->core.begin_drain(); }
+
 core::ServiceCore& Server::core() noexcept { return impl_->core; }
 const TokenStore& Server::tokens() const noexcept { return impl_->tokens; }
 

@@ -54,6 +54,9 @@ class Server {
   // Graceful: new requests get 503, queued and running launches get the configured drain time,
   // what is still queued is cancelled, the listener stops, every buffer is freed. Idempotent.
   void stop() noexcept;
+  // stop()'s first step alone: from now on every front end over this core refuses new work (503,
+  // UNAVAILABLE), so a second front end can be stopped before this one. Idempotent.
+  void begin_drain() noexcept;
 
   // A GPU worker's event (install it beside the log in WorkerPoolOptions::on_event): failures are
   // listed on the status page (GET /v1/status). Quick and non-throwing, as on_event requires.
