@@ -17,7 +17,14 @@
 #include "grpc_server.hpp"
 #include "jit/kernels.hpp"
 #include "kiln/v1/kilnd.grpc.pb.h"
+#include "support/child.hpp"
 #include "support/fake_gpu.hpp"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+
+#include <fstream>
 
 namespace kiln::service {
 namespace {
@@ -409,6 +416,55 @@ TEST(GrpcSurface, EveryMethodIsImplementedOrDeliberatelyUnimplemented) {
   }
   server.stop();
   core.shutdown();
+  std::error_code ignored;
+  std::filesystem::remove_all(dir, ignored);
+}
+
+// A loopback port free a moment ago (kilnd's grpc_port 0 means off, so the test picks one).
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t size = sizeof a;
+  if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 ||
+      ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &size) != 0) {
+    if (fd >= 0) ::close(fd);
+    return 0;
+  }
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+// kilnd itself: --grpc-port serves gRPC beside HTTP with the tokens file's tenants, and SIGTERM
+// stops both cleanly.
+TEST(KilndGrpc, ServesGrpcBesideHttpAndStopsOnSigterm) {
+  const std::filesystem::path dir = std::filesystem::temp_directory_path() / ("kiln-grpc-kilnd-" + std::to_string(std::random_device{}()));
+  std::filesystem::create_directories(dir);
+  std::ofstream(dir / "tokens") << "alice " << kAlice << "\n";
+  std::filesystem::permissions(dir / "tokens", std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+  const int port = free_port();
+  ASSERT_NE(port, 0);
+  {
+    testing::Child child({KILND_PATH, "--port", "0", "--grpc-port", std::to_string(port), "--tokens", (dir / "tokens").string(),
+                          "--cache-dir", (dir / "cache").string()});
+    std::string transcript;
+    const std::string bound = child.wait_for(std::regex("serving gRPC on 127\\.0\\.0\\.1:([0-9]+)"), transcript);
+    ASSERT_EQ(bound, std::to_string(port)) << transcript;
+    auto stub = v1::Kilnd::NewStub(grpc::CreateChannel("127.0.0.1:" + bound, grpc::InsecureChannelCredentials()));
+    grpc::ClientContext health_context;
+    v1::HealthReply health;
+    ASSERT_TRUE(stub->Health(&health_context, {}, &health).ok());
+    EXPECT_TRUE(health.live());
+    grpc::ClientContext list_context;
+    list_context.AddMetadata("authorization", std::string("Bearer ") + kAlice);
+    v1::KernelPage page;
+    EXPECT_TRUE(stub->ListKernels(&list_context, {}, &page).ok());
+    grpc::ClientContext refused_context;
+    refused_context.AddMetadata("authorization", std::string("Bearer ") + kBob);
+    EXPECT_EQ(stub->ListKernels(&refused_context, {}, &page).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    EXPECT_EQ(child.terminate(), 0);
+  }
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
 }
