@@ -414,10 +414,14 @@ void GrpcServer::stop(std::chrono::milliseconds grace) noexcept {
   Impl& s = *impl_;
   std::lock_guard lock(s.stop_mutex);
   if (s.stopped || !s.server) return;
+  s.log.info("shutdown", "gRPC: new calls refused; calls in progress get " + std::to_string(grace.count()) + " ms",
+             {{"phase", "grpc"}});
   s.stopped = true;
   try {
     s.server->Shutdown(std::chrono::system_clock::now() + grace);
     s.server->Wait();
+    s.server.reset();
+    s.log.info("shutdown", "gRPC stopped", {{"phase", "grpc"}});
   } catch (...) {
   }
 }
