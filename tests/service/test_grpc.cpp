@@ -352,6 +352,54 @@ TEST_F(GrpcTest, AnotherTenantsKernelAndBufferAreNotFound) {
   EXPECT_EQ(gpu_.buffers(), 1u);
 }
 
+TEST_F(GrpcTest, AChunkNamingAnotherBufferIsRefused) {
+  const v1::Buffer a = create_buffer(16), b = create_buffer(16);
+  auto c = context();
+  v1::UploadReply reply;
+  auto writer = stub_->Upload(c.get(), &reply);
+  v1::UploadChunk chunk;
+  chunk.set_buffer(a.id());
+  chunk.set_data("abcd");
+  ASSERT_TRUE(writer->Write(chunk));
+  chunk.set_buffer(b.id());
+  writer->Write(chunk);
+  writer->WritesDone();
+  EXPECT_EQ(writer->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(trailer(*c, "kiln-error-field"), "buffer");
+}
+
+TEST_F(GrpcTest, WithoutARepositoryTheIndexIsEmptyAndPackagesAreNotFound) {
+  v1::RepositoryList list;
+  auto c = context();
+  ASSERT_TRUE(stub_->RepositoryIndex(c.get(), {}, &list).ok());
+  EXPECT_FALSE(list.enabled());
+  EXPECT_EQ(list.mode(), "none");
+  v1::PackageRequest request;
+  request.set_name("saxpy");
+  v1::Package package;
+  c = context();
+  EXPECT_EQ(stub_->GetPackage(c.get(), request, &package).error_code(), grpc::StatusCode::NOT_FOUND);
+  request.set_version(0);  // the HTTP API's rule: a version is at least 1
+  c = context();
+  EXPECT_EQ(stub_->LoadPackage(c.get(), request, &package).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(trailer(*c, "kiln-error-field"), "version");
+  v1::LibraryList libraries;
+  c = context();
+  EXPECT_TRUE(stub_->ListLibraries(c.get(), {}, &libraries).ok());
+}
+
+TEST_F(GrpcTest, WhileDrainingCallsAreUnavailableAndHealthSaysSo) {
+  core_->begin_drain();
+  v1::KernelPage page;
+  auto c = context();
+  EXPECT_EQ(stub_->ListKernels(c.get(), {}, &page).error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_EQ(trailer(*c, "kiln-error-code"), "shutting_down");
+  v1::HealthReply health;
+  c = context(nullptr);
+  ASSERT_TRUE(stub_->Health(c.get(), {}, &health).ok());
+  EXPECT_TRUE(health.draining());
+}
+
 // Calls `method` with raw bytes through a generic stub; the status it ends with.
 grpc::Status raw_call(grpc::Channel& channel, const std::string& method, const std::string& bytes, const char* token) {
   grpc::GenericStub stub(std::shared_ptr<grpc::ChannelInterface>(&channel, [](grpc::ChannelInterface*) {}));
