@@ -10,12 +10,14 @@
 #include <chrono>
 #include <filesystem>
 #include <future>
+#include <map>
 #include <random>
 #include <set>
 
 #include "core/service_core.hpp"
 #include "grpc_server.hpp"
 #include "jit/kernels.hpp"
+#include "kiln/service/server.hpp"
 #include "kiln/v1/kilnd.grpc.pb.h"
 #include "support/child.hpp"
 #include "support/fake_gpu.hpp"
@@ -466,6 +468,55 @@ TEST(GrpcSurface, EveryMethodIsImplementedOrDeliberatelyUnimplemented) {
   core.shutdown();
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);
+}
+
+// Every HTTP route has its gRPC method, or is HTTP only on purpose (the reason beside it): a new
+// route fails here until it is given one or a reason.
+TEST(GrpcSurface, EveryHttpRouteHasAMethodOrAReason) {
+  const std::map<std::string, std::string> method_of = {
+      {"GET /healthz", "Health"},
+      {"GET /readyz", "Health"},
+      {"GET /metrics", ""},  // Prometheus scrapes HTTP
+      {"POST /v1/kernels", "RegisterKernel"},
+      {"GET /v1/kernels", "ListKernels"},
+      {"GET /v1/kernels/{id}", "GetKernel"},
+      {"DELETE /v1/kernels/{id}", "DeleteKernel"},
+      {"POST /v1/buffers", "CreateBuffer"},
+      {"GET /v1/buffers", "ListBuffers"},
+      {"GET /v1/buffers/{id}", "GetBuffer"},
+      {"DELETE /v1/buffers/{id}", "DeleteBuffer"},
+      {"PUT /v1/buffers/{id}/data", "Upload"},
+      {"GET /v1/buffers/{id}/data", "Download"},
+      {"POST /v1/launches", "Launch"},
+      {"GET /v1/jobs", "ListJobs"},
+      {"GET /v1/jobs/{id}", "GetJob"},
+      {"POST /v1/buffers/{id}/shm", ""},  // client shared memory: not over gRPC yet (SERVICE.md)
+      {"POST /v1/shm", ""},
+      {"GET /v1/shm", ""},
+      {"GET /v1/shm/{id}", ""},
+      {"DELETE /v1/shm/{id}", ""},
+      {"GET /v1/libraries", "ListLibraries"},
+      {"GET /", ""},  // the status page is for browsers
+      {"GET /status/app.js", ""},
+      {"GET /status/app.css", ""},
+      {"GET /v1/status", ""},
+      {"GET /v1/status/topology.svg", ""},
+      {"GET /v1/repository", "RepositoryIndex"},
+      {"GET /v1/repository/{name}", "GetPackage"},
+      {"POST /v1/repository/{name}/load", "LoadPackage"},
+      {"POST /v1/repository/{name}/unload", "UnloadPackage"},
+      {"POST /v1/repository/{name}/rollback", "RollbackPackage"},
+  };
+  const auto* service = google::protobuf::DescriptorPool::generated_pool()->FindServiceByName("kiln.v1.Kilnd");
+  ASSERT_NE(service, nullptr);
+  for (const Route& r : Server::routes()) {
+    const std::string key = std::string(r.method) + " " + std::string(r.path);
+    const auto it = method_of.find(key);
+    ASSERT_NE(it, method_of.end()) << key << ": a new HTTP route; give it a gRPC method in kilnd.proto or a reason here";
+    if (!it->second.empty()) {
+      EXPECT_NE(service->FindMethodByName(it->second), nullptr) << key << " -> " << it->second;
+    }
+  }
 }
 
 // A loopback port free a moment ago (kilnd's grpc_port 0 means off, so the test picks one).
