@@ -13,6 +13,7 @@
 #include <map>
 #include <random>
 #include <set>
+#include <thread>
 
 #include "core/service_core.hpp"
 #include "grpc_server.hpp"
@@ -402,6 +403,29 @@ TEST_F(GrpcTest, WhileDrainingCallsAreUnavailableAndHealthSaysSo) {
   EXPECT_TRUE(health.draining());
 }
 
+TEST_F(GrpcTest, StopLetsACallInProgressFinishAndRefusesNewOnes) {
+  const v1::Kernel k = register_saxpy();
+  gpu_.set_launch_hook([](const LaunchSpec&) { std::this_thread::sleep_for(std::chrono::milliseconds(400)); });
+  v1::LaunchRequest request;
+  request.set_kernel_id(k.id());
+  request.set_function("saxpy");
+  request.set_wait(true);
+  auto running = std::async(std::launch::async, [&] {
+    v1::Job job;
+    auto c = context();
+    const grpc::Status s = stub_->Launch(c.get(), request, &job);
+    return s.ok() ? job.status() : "error: " + s.error_message();
+  });
+  while (gpu_.launched().empty()) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  const auto t0 = std::chrono::steady_clock::now();
+  server_->stop(std::chrono::seconds(5));
+  EXPECT_EQ(running.get(), "completed");
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
+  v1::KernelPage page;
+  auto c = context();
+  EXPECT_FALSE(stub_->ListKernels(c.get(), {}, &page).ok());  // the listener is gone
+}
+
 // Calls `method` with raw bytes through a generic stub; the status it ends with.
 grpc::Status raw_call(grpc::Channel& channel, const std::string& method, const std::string& bytes, const char* token) {
   grpc::GenericStub stub(std::shared_ptr<grpc::ChannelInterface>(&channel, [](grpc::ChannelInterface*) {}));
@@ -562,7 +586,10 @@ TEST(KilndGrpc, ServesGrpcBesideHttpAndStopsOnSigterm) {
     grpc::ClientContext refused_context;
     refused_context.AddMetadata("authorization", std::string("Bearer ") + kBob);
     EXPECT_EQ(stub->ListKernels(&refused_context, {}, &page).error_code(), grpc::StatusCode::UNAUTHENTICATED);
+    // With the client still connected: stopping waits for calls in progress, not for connections.
+    const auto t0 = std::chrono::steady_clock::now();
     EXPECT_EQ(child.terminate(), 0);
+    EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::seconds(3));
   }
   std::error_code ignored;
   std::filesystem::remove_all(dir, ignored);

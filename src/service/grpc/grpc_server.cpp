@@ -1,6 +1,8 @@
 #include "grpc_server.hpp"
 
 #include <algorithm>
+#include <atomic>
+#include <condition_variable>
 #include <exception>
 #include <mutex>
 #include <optional>
@@ -60,6 +62,25 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   int bound_port = 0;
   std::mutex stop_mutex;
   bool stopped = false;
+  // Calls in a handler, so stop() waits for those only: gRPC's Shutdown(deadline) also waits out
+  // idle connections (5 s with a client still connected).
+  std::atomic<bool> stopping{false};
+  std::mutex calls_mutex;
+  std::condition_variable calls_done;
+  std::size_t calls = 0;
+  struct CallScope {
+    Impl& impl;
+    explicit CallScope(Impl& i) : impl(i) {
+      std::lock_guard lock(impl.calls_mutex);
+      ++impl.calls;
+    }
+    ~CallScope() {
+      std::lock_guard lock(impl.calls_mutex);
+      if (--impl.calls == 0) impl.calls_done.notify_all();
+    }
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+  };
 
   // The caller's tenant, or the refusal: UNAUTHENTICATED for a missing or unknown token, UNAVAILABLE
   // while the service drains (as HTTP answers 503 to every tenant's request then).
@@ -94,7 +115,10 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   // throws (the front end's own trouble, or a bug) is answered as the core would answer it.
   template <class F>
   Status serve(ServerContext* context, F&& body) {
+    const CallScope scope(*this);
     try {
+      if (stopping.load(std::memory_order_acquire))
+        return refuse(*context, StatusCode::UNAVAILABLE, "shutting_down", "the service is shutting down");
       Status refusal;
       auto tenant = authenticate(*context, refusal);
       if (!tenant) return refusal;
@@ -418,7 +442,12 @@ void GrpcServer::stop(std::chrono::milliseconds grace) noexcept {
              {{"phase", "grpc"}});
   s.stopped = true;
   try {
-    s.server->Shutdown(std::chrono::system_clock::now() + grace);
+    s.stopping.store(true, std::memory_order_release);
+    {
+      std::unique_lock calls_lock(s.calls_mutex);
+      s.calls_done.wait_for(calls_lock, grace, [&s] { return s.calls == 0; });
+    }
+    s.server->Shutdown(std::chrono::system_clock::now());  // cancels what is still running
     s.server->Wait();
     s.server.reset();
     s.log.info("shutdown", "gRPC stopped", {{"phase", "grpc"}});
