@@ -216,6 +216,7 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     std::string path;
     if (key == "listen_address") r.text(key, value, c.listen_address);
     else if (key == "port") r.integer(key, value, c.port, 0, 65535);
+    else if (key == "grpc_port") r.integer(key, value, c.grpc_port, 0, 65535);
     else if (key == "tokens_file") (r.text(key, value, path), c.tokens_file = path);
     else if (key == "allow_insecure_tokens") r.flag(key, value, c.allow_insecure_tokens);
     else if (key == "http_threads") r.integer(key, value, c.http_threads, 1, 1024);
@@ -346,6 +347,8 @@ void validate(const ServiceConfig& c) {
   auto fail = [](std::string what) { throw Error(Errc::invalid_argument, "invalid setting: " + std::move(what)); };
   if (c.listen_address.empty()) fail("listen_address is empty");
   if (c.port < 0 || c.port > 65535) fail("port " + std::to_string(c.port) + " is outside 0-65535");
+  if (c.grpc_port < 0 || c.grpc_port > 65535) fail("grpc_port " + std::to_string(c.grpc_port) + " is outside 0-65535 (0: off)");
+  if (c.grpc_port != 0 && c.grpc_port == c.port) fail("grpc_port " + std::to_string(c.grpc_port) + " is the HTTP port too");
   if (c.http_threads < 1) fail("http_threads must be at least 1");
   if (c.http_io_threads < 1) fail("http_io_threads must be at least 1");
   if (c.max_connections < 1 || c.max_connections_per_client < 1)

@@ -198,34 +198,34 @@ void send_service_error(Response& res, const core::ServiceError& e) {
   using core::ErrorKind;
   json extra = e.details.is_object() ? e.details : json::object();
   int status = 500;
-  std::string_view code = "internal";
+  const std::string_view code = core::api_error_code(e.kind);
   switch (e.kind) {
-    case ErrorKind::not_found: status = 404, code = "not_found"; break;
-    case ErrorKind::invalid_argument: status = 400, code = "bad_request"; break;
-    case ErrorKind::too_large: status = 413, code = "payload_too_large"; break;
-    case ErrorKind::policy: status = 422, code = "source_policy"; break;
-    case ErrorKind::compile_failed: status = 422, code = "compile_failed"; break;
-    case ErrorKind::too_many_kernels: status = 429, code = "too_many_kernels"; break;
-    case ErrorKind::too_many_regions: status = 429, code = "too_many_regions"; break;
-    case ErrorKind::too_many_compiles: status = 429, code = "too_many_compiles"; break;
+    case ErrorKind::not_found: status = 404; break;
+    case ErrorKind::invalid_argument: status = 400; break;
+    case ErrorKind::too_large: status = 413; break;
+    case ErrorKind::policy: status = 422; break;
+    case ErrorKind::compile_failed: status = 422; break;
+    case ErrorKind::too_many_kernels: status = 429; break;
+    case ErrorKind::too_many_regions: status = 429; break;
+    case ErrorKind::too_many_compiles: status = 429; break;
     case ErrorKind::compile_busy:
-      status = 503, code = "compile_busy";
+      status = 503;
       res.set_header("Retry-After", "1");
       break;
-    case ErrorKind::compile_pending: status = 504, code = "compile_pending"; break;
-    case ErrorKind::queue_full: status = 429, code = "queue_full"; break;
-    case ErrorKind::shutting_down: status = 503, code = "shutting_down"; break;
-    case ErrorKind::out_of_memory: status = 507, code = "out_of_memory"; break;
-    case ErrorKind::out_of_host_memory: status = 503, code = "out_of_host_memory"; break;
-    case ErrorKind::unavailable: status = 503, code = "no_gpu"; break;
-    case ErrorKind::forbidden: status = 403, code = "forbidden"; break;
-    case ErrorKind::library_unavailable: status = 503, code = "library_unavailable"; break;
+    case ErrorKind::compile_pending: status = 504; break;
+    case ErrorKind::queue_full: status = 429; break;
+    case ErrorKind::shutting_down: status = 503; break;
+    case ErrorKind::out_of_memory: status = 507; break;
+    case ErrorKind::out_of_host_memory: status = 503; break;
+    case ErrorKind::unavailable: status = 503; break;
+    case ErrorKind::forbidden: status = 403; break;
+    case ErrorKind::library_unavailable: status = 503; break;
     case ErrorKind::not_serving:
-      status = 503, code = "not_serving";
+      status = 503;
       res.set_header("Retry-After", "1");
       break;
-    case ErrorKind::package_refused: status = 422, code = "package_refused"; break;
-    case ErrorKind::internal: status = 500, code = "internal"; break;
+    case ErrorKind::package_refused: status = 422; break;
+    case ErrorKind::internal: status = 500; break;
   }
   if (!e.rule.empty()) extra["rule"] = e.rule;
   if (!e.field.empty()) extra["field"] = e.field;
@@ -913,5 +913,10 @@ void Server::stop() noexcept {
 void Server::worker_event(const WorkerEvent& event) noexcept { impl_->core.worker_event(event); }
 
 std::span<const Route> Server::routes() noexcept { return kRoutes; }
+
+void Server::begin_drain() noexcept { impl_->core.begin_drain(); }
+
+core::ServiceCore& Server::core() noexcept { return impl_->core; }
+const TokenStore& Server::tokens() const noexcept { return impl_->tokens; }
 
 }  // namespace kiln::service

@@ -54,6 +54,18 @@ TEST(ServiceConfig, JsonKeysApply) {
   EXPECT_EQ(c.source_policy.forbidden_identifiers, (std::vector<std::string>{"asm", "printf"}));
 }
 
+TEST(ServiceConfig, GrpcPortIsOffUnlessSetAndMustDifferFromTheHttpPort) {
+  ServiceConfig c;
+  EXPECT_EQ(c.grpc_port, 0);
+  apply_config_json(c, R"({"grpc_port": 8471})", "g.json");
+  EXPECT_EQ(c.grpc_port, 8471);
+  EXPECT_NO_THROW(validate(c));
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"grpc_port": 70000})", "g.json"); }).find("between 0 and 65535"),
+            std::string::npos);
+  c.grpc_port = c.port;
+  EXPECT_NE(error_message_of([&] { validate(c); }).find("grpc_port"), std::string::npos);
+}
+
 TEST(ServiceConfig, RepositoryKeysApplyAndBadOnesAreRefused) {
   ServiceConfig c;
   apply_config_json(c, R"({"repository": {"path": "/srv/kernels", "mode": "poll", "poll_interval_ms": 500, "latest": 2,

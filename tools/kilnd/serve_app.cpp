@@ -16,6 +16,9 @@
 #include "kiln/service/worker_event_log.hpp"
 #include "kiln/service/worker_pool.hpp"
 #include "kiln/topology/topology.hpp"
+#ifdef KILN_HAVE_GRPC
+#include "grpc_server.hpp"
+#endif
 
 namespace kiln::cli {
 
@@ -50,6 +53,9 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
       ->check(CLI::ExistingFile);
   app.add_option("--listen", flags.listen, "address to listen on (default 127.0.0.1: loopback only)");
   app.add_option("--port", flags.port, "TCP port (default 8470; 0 picks a free one)")->check(CLI::Range(0, 65535));
+  app.add_option("--grpc-port", flags.grpc_port,
+                 "also serve gRPC (proto/kiln/v1/kilnd.proto) on this TCP port of the --listen address (default 0: off)")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--tokens", flags.tokens_file,
                  "tokens file, one 'tenant token' pair per line, readable by its owner only (default: one generated "
                  "token, printed once)");
@@ -102,6 +108,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
                                                               : service::load_config_file(flags.config_file);
     if (flags.listen) config.listen_address = *flags.listen;
     if (flags.port) config.port = *flags.port;
+    if (flags.grpc_port) config.grpc_port = *flags.grpc_port;
     if (flags.tokens_file) config.tokens_file = *flags.tokens_file;
     if (flags.allow_insecure_tokens) config.allow_insecure_tokens = true;
     if (flags.cache_dir) config.cache_dir = *flags.cache_dir;
@@ -116,6 +123,11 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (flags.repository_mode) config.repository.mode = *service::parse_repository_mode(*flags.repository_mode);
     if (flags.repository_poll_ms) config.repository.poll_interval = std::chrono::milliseconds(*flags.repository_poll_ms);
     service::validate(config);
+#ifndef KILN_HAVE_GRPC
+    if (config.grpc_port != 0)
+      throw Error(Errc::invalid_argument, "grpc_port " + std::to_string(config.grpc_port) +
+                                              ": this kilnd was built without gRPC (KILN_WITH_GRPC; libgrpc++-dev)");
+#endif
     const service::Log log = service::Log::open({config.log_format, config.log_level, config.log_file});
 
     service::TokenStore tokens;
@@ -176,6 +188,16 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (!config.queue_url.empty() && config.queue_url != "memory")
       std::cout << program << ": compile jobs go through the shared queue at " << config.queue_url << "\n";
     std::cout << program << ": listening on http://" << config.listen_address << ":" << server.port() << std::endl;
+#ifdef KILN_HAVE_GRPC
+    // Beside HTTP over the same core and tokens; stopped first, so no call is in the core when the
+    // HTTP server's stop frees the buffers.
+    std::unique_ptr<service::GrpcServer> grpc;
+    if (config.grpc_port != 0) {
+      grpc = std::make_unique<service::GrpcServer>(server.core(), server.tokens(), service::grpc_options(config), log);
+      grpc->start();
+      std::cout << program << ": serving gRPC on " << config.listen_address << ":" << grpc->port() << std::endl;
+    }
+#endif
 
     int signal = 0;
     for (;;) {
@@ -192,6 +214,13 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
               << ": draining (up to " << config.drain_timeout.count() << " ms) and stopping" << std::endl;
     log.info("shutdown", std::string(signal == SIGINT ? "SIGINT" : "SIGTERM") + " received: stopping",
              {{"phase", "signal"}, {"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
+#ifdef KILN_HAVE_GRPC
+    if (grpc) {
+      // New calls of either front end are refused from here; those in progress get the drain time.
+      server.begin_drain();
+      grpc->stop(config.drain_timeout);
+    }
+#endif
     server.stop();
     std::cout << program << ": stopped" << std::endl;
     return 0;

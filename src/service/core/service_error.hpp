@@ -40,6 +40,9 @@ enum class ErrorKind : std::uint8_t {
 };
 
 std::string_view to_string(ErrorKind kind) noexcept;
+// The error code the front ends answer for `kind` (the HTTP API's "error.code", gRPC's
+// kiln-error-code metadata): bad_request, not_found, source_policy, no_gpu, ...
+std::string_view api_error_code(ErrorKind kind) noexcept;
 
 struct ServiceError {
   ErrorKind kind = ErrorKind::internal;

@@ -70,6 +70,9 @@ struct RepositoryConfig {
 struct ServiceConfig {
   std::string listen_address = "127.0.0.1";  // loopback unless told otherwise
   int port = 8470;                           // 0: an ephemeral port (Server::port() says which)
+  // kilnd's gRPC front end (proto/kiln/v1/kilnd.proto) on listen_address: 0 (the default) leaves it
+  // off. Only in builds with gRPC (KILN_WITH_GRPC); elsewhere kilnd refuses a non-zero port.
+  int grpc_port = 0;
   std::filesystem::path tokens_file;         // "tenant token" lines; empty: one generated token
   bool allow_insecure_tokens = false;        // start (with a warning) when group or others may access it
   // HTTP (docs/SERVICE.md): connections cost no thread; a request that may block (a compile, a

@@ -25,6 +25,10 @@ class Topology;
 
 namespace kiln::service {
 
+namespace core {
+class ServiceCore;
+}
+
 // One route the server registers, spelled as the OpenAPI document spells it.
 struct Route {
   std::string_view method;  // "GET", "POST", "PUT", "DELETE"
@@ -50,12 +54,20 @@ class Server {
   // Graceful: new requests get 503, queued and running launches get the configured drain time,
   // what is still queued is cancelled, the listener stops, every buffer is freed. Idempotent.
   void stop() noexcept;
+  // stop()'s first step alone: from now on every front end over this core refuses new work (503,
+  // UNAVAILABLE), so a second front end can be stopped before this one. Idempotent.
+  void begin_drain() noexcept;
 
   // A GPU worker's event (install it beside the log in WorkerPoolOptions::on_event): failures are
   // listed on the status page (GET /v1/status). Quick and non-throwing, as on_event requires.
   void worker_event(const WorkerEvent& event) noexcept;
 
   static std::span<const Route> routes() noexcept;
+
+  // The service core and the tokens this server answers with, for a second front end over the same
+  // core (kilnd's gRPC server): it must stop before this server does (stop() frees every buffer).
+  core::ServiceCore& core() noexcept;
+  const TokenStore& tokens() const noexcept;
 
  private:
   struct Impl;

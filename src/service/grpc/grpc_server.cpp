@@ -1,0 +1,460 @@
+#include "grpc_server.hpp"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <exception>
+#include <mutex>
+#include <optional>
+
+#include <grpcpp/grpcpp.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+
+#include "core/service_core.hpp"
+#include "detail/log_budget.hpp"
+#include "grpc_messages.hpp"
+#include "grpc_status.hpp"
+#include "http/request_id.hpp"
+#include "kiln/driver/error.hpp"
+#include "kiln/service/requests.hpp"
+#include "kiln/v1/kilnd.grpc.pb.h"
+
+namespace kiln::service {
+
+namespace {
+
+namespace v1 = kiln::v1;
+using grpc::ServerContext;
+using grpc::Status;
+using grpc::StatusCode;
+using grpc_front::refuse;
+using grpc_front::to_proto;
+
+// Download's chunks: 1 MiB unless asked, never above 2 MiB (a client's default receive limit is 4 MiB).
+constexpr std::uint32_t kDefaultChunkBytes = 1u << 20;
+constexpr std::uint32_t kMaxChunkBytes = 2u << 20;
+
+std::string_view metadata(const ServerContext& context, std::string_view key) {
+  const auto& all = context.client_metadata();
+  const auto it = all.find(grpc::string_ref(key.data(), key.size()));
+  if (it == all.end()) return {};
+  return {it->second.data(), it->second.size()};
+}
+
+Status bad_request(ServerContext& context, const RequestError& e) {
+  return refuse(context, StatusCode::INVALID_ARGUMENT, "bad_request", e.text(), e.field);
+}
+
+}  // namespace
+
+struct GrpcServer::Impl final : v1::Kilnd::Service {
+  Impl(core::ServiceCore& c, const TokenStore& t, GrpcOptions o, Log l)
+      : core(c), tokens(t), options(std::move(o)), log(std::move(l)) {}
+
+  core::ServiceCore& core;
+  const TokenStore& tokens;
+  GrpcOptions options;
+  Log log;
+  static constexpr unsigned kAuthLinesPerSecond = 10;
+  detail::LogBudget auth_log_budget{kAuthLinesPerSecond};
+  std::unique_ptr<grpc::Server> server;
+  int bound_port = 0;
+  std::mutex stop_mutex;
+  bool stopped = false;
+  // Calls in a handler, so stop() waits for those only: gRPC's Shutdown(deadline) also waits out
+  // idle connections (5 s with a client still connected).
+  std::atomic<bool> stopping{false};
+  std::mutex calls_mutex;
+  std::condition_variable calls_done;
+  std::size_t calls = 0;
+  struct CallScope {
+    Impl& impl;
+    explicit CallScope(Impl& i) : impl(i) {
+      std::lock_guard lock(impl.calls_mutex);
+      ++impl.calls;
+    }
+    ~CallScope() {
+      std::lock_guard lock(impl.calls_mutex);
+      if (--impl.calls == 0) impl.calls_done.notify_all();
+    }
+    CallScope(const CallScope&) = delete;
+    CallScope& operator=(const CallScope&) = delete;
+  };
+
+  // The caller's tenant, or the refusal: UNAUTHENTICATED for a missing or unknown token, UNAVAILABLE
+  // while the service drains (as HTTP answers 503 to every tenant's request then).
+  std::optional<std::string> authenticate(ServerContext& context, Status& refusal) {
+    static constexpr std::string_view kScheme = "Bearer ";
+    const std::string_view header = metadata(context, "authorization");
+    std::string_view why;
+    std::optional<std::string> tenant;
+    if (header.empty()) why = "missing 'authorization: Bearer <token>' metadata";
+    else if (header.size() <= kScheme.size() || header.substr(0, kScheme.size()) != kScheme)
+      why = "the authorization metadata must use the Bearer scheme";
+    else if (!(tenant = tokens.tenant_for(header.substr(kScheme.size()))))
+      why = "unknown bearer token";
+    if (!tenant) {
+      // The reason only, never the token; at most kAuthLinesPerSecond lines.
+      if (const auto left_out = auth_log_budget.take()) {
+        LogFields fields{{"protocol", "grpc"}};
+        if (*left_out > 0) fields.emplace_back("suppressed", *left_out);
+        log.warn("auth_refused", why, fields);
+      }
+      refusal = refuse(context, StatusCode::UNAUTHENTICATED, "unauthorized", why);
+      return std::nullopt;
+    }
+    if (core.draining()) {
+      refusal = refuse(context, StatusCode::UNAVAILABLE, "shutting_down", "the service is shutting down");
+      return std::nullopt;
+    }
+    return tenant;
+  }
+
+  // Runs `body(tenant)` for an authenticated caller, inside the request's log context; whatever it
+  // throws (the front end's own trouble, or a bug) is answered as the core would answer it.
+  template <class F>
+  Status serve(ServerContext* context, F&& body) {
+    const CallScope scope(*this);
+    try {
+      if (stopping.load(std::memory_order_acquire))
+        return refuse(*context, StatusCode::UNAVAILABLE, "shutting_down", "the service is shutting down");
+      Status refusal;
+      auto tenant = authenticate(*context, refusal);
+      if (!tenant) return refusal;
+      const std::string request_id = http::request_id_for(metadata(*context, "x-request-id"));
+      context->AddInitialMetadata("x-request-id", request_id);
+      const LogContext log_context(request_id, *tenant);
+      return body(*tenant, request_id);
+    } catch (...) {
+      try {
+        return refuse(*context, core::error_from_exception(std::current_exception()));
+      } catch (...) {
+        return Status(StatusCode::INTERNAL, "internal error");
+      }
+    }
+  }
+
+  Status Health(ServerContext* context, const v1::HealthRequest*, v1::HealthReply* reply) override {
+    try {
+      const core::Readiness r = core.readiness();
+      reply->set_live(true);
+      reply->set_ready(r.why_not.empty());
+      reply->set_why_not_ready(r.why_not);
+      reply->set_draining(core.draining());
+      return Status::OK;
+    } catch (...) {
+      return refuse(*context, core::error_from_exception(std::current_exception()));
+    }
+  }
+
+  Status RegisterKernel(ServerContext* context, const v1::KernelRequest* request, v1::Kernel* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      const std::string body = grpc_front::kernel_body(*request);
+      Parsed<KernelRequest> parsed = parse_kernel_request(body, core.request_limits());
+      if (!parsed.ok()) return bad_request(*context, parsed.error());
+      auto k = core.register_kernel(tenant, std::move(parsed.value()), body);
+      if (!k) return refuse(*context, k.error());
+      to_proto(k.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status GetKernel(ServerContext* context, const v1::Id* request, v1::Kernel* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      auto k = core.kernel(tenant, request->id());
+      if (!k) return refuse(*context, k.error());
+      to_proto(k.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status DeleteKernel(ServerContext* context, const v1::Id* request, v1::Empty*) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      auto done = core.delete_kernel(tenant, request->id());
+      return done ? Status::OK : refuse(*context, done.error());
+    });
+  }
+
+  Status ListKernels(ServerContext* context, const v1::PageRequest* request, v1::KernelPage* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      const core::Page<core::KernelInfo> page = core.list_kernels(tenant, grpc_front::page_of(*request));
+      for (const core::KernelInfo& k : page.items) to_proto(k, *reply->add_kernels());
+      if (page.next_after) reply->set_next_after(*page.next_after);
+      return Status::OK;
+    });
+  }
+
+  Status CreateBuffer(ServerContext* context, const v1::BufferRequest* request, v1::Buffer* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      Parsed<BufferRequest> parsed = parse_buffer_request(grpc_front::buffer_body(*request), core.request_limits());
+      if (!parsed.ok()) return bad_request(*context, parsed.error());
+      auto b = core.create_buffer(tenant, parsed.value());
+      if (!b) return refuse(*context, b.error());
+      to_proto(b.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status GetBuffer(ServerContext* context, const v1::Id* request, v1::Buffer* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      auto b = core.buffer(tenant, request->id());
+      if (!b) return refuse(*context, b.error());
+      to_proto(b.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status DeleteBuffer(ServerContext* context, const v1::Id* request, v1::Empty*) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      auto done = core.delete_buffer(tenant, request->id());
+      return done ? Status::OK : refuse(*context, done.error());
+    });
+  }
+
+  Status ListBuffers(ServerContext* context, const v1::PageRequest* request, v1::BufferPage* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      const core::Page<core::BufferInfo> page = core.list_buffers(tenant, grpc_front::page_of(*request));
+      for (const core::BufferInfo& b : page.items) to_proto(b, *reply->add_buffers());
+      if (page.next_after) reply->set_next_after(*page.next_after);
+      return Status::OK;
+    });
+  }
+
+  // Each chunk is written when it arrives (one message at most max_message_bytes in memory); the
+  // core checks each write's range. A chunk that names another buffer or offset is refused.
+  Status Upload(ServerContext* context, grpc::ServerReader<v1::UploadChunk>* reader, v1::UploadReply* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      v1::UploadChunk chunk;
+      if (!reader->Read(&chunk))
+        return refuse(*context, StatusCode::INVALID_ARGUMENT, "bad_request", "an upload needs at least one chunk", "buffer");
+      const std::uint64_t id = chunk.buffer();
+      if (auto b = core.buffer(tenant, id); !b) return refuse(*context, b.error());
+      std::uint64_t offset = chunk.offset(), written = 0;
+      bool first = true;
+      do {
+        if (!first && ((chunk.buffer() != 0 && chunk.buffer() != id) || (chunk.offset() != 0 && chunk.offset() != offset)))
+          return refuse(*context, StatusCode::INVALID_ARGUMENT, "bad_request",
+                        "a later chunk names another buffer or offset (leave them 0: chunks follow on)",
+                        chunk.buffer() != 0 && chunk.buffer() != id ? "buffer" : "offset");
+        const std::string& data = chunk.data();
+        auto done = core.write_buffer(tenant, id, offset, std::as_bytes(std::span(data.data(), data.size())));
+        if (!done) return refuse(*context, done.error());
+        offset += data.size();
+        written += data.size();
+        first = false;
+      } while (reader->Read(&chunk));
+      reply->set_bytes(written);
+      return Status::OK;
+    });
+  }
+
+  // Read chunk by chunk, so a large buffer never sits whole in kilnd's memory.
+  Status Download(ServerContext* context, const v1::DownloadRequest* request, grpc::ServerWriter<v1::DataChunk>* writer) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      auto b = core.buffer(tenant, request->buffer());
+      if (!b) return refuse(*context, b.error());
+      const std::uint64_t size = b->bytes, offset = request->offset();
+      const std::optional<std::uint64_t> bytes =
+          request->has_bytes() ? std::optional<std::uint64_t>(request->bytes()) : std::nullopt;
+      if (offset > size || (bytes && *bytes > size - offset)) {
+        auto refused = core.read_buffer(tenant, request->buffer(), offset, bytes);  // the core's words for it
+        if (!refused) return refuse(*context, refused.error());
+      }
+      const std::uint64_t end = bytes ? offset + *bytes : size;
+      const std::uint32_t chunk_bytes =
+          request->chunk_bytes() == 0 ? kDefaultChunkBytes : std::min(request->chunk_bytes(), kMaxChunkBytes);
+      v1::DataChunk chunk;
+      for (std::uint64_t at = offset; at < end; at += chunk_bytes) {
+        if (context->IsCancelled()) return Status(StatusCode::CANCELLED, "the client went away");
+        auto data = core.read_buffer(tenant, request->buffer(), at, std::min<std::uint64_t>(chunk_bytes, end - at));
+        if (!data) return refuse(*context, data.error());
+        *chunk.mutable_data() = std::move(data.value());
+        if (!writer->Write(chunk)) return Status(StatusCode::CANCELLED, "the client went away");
+      }
+      return Status::OK;
+    });
+  }
+
+  // One launch through the core; `reply` gets its job.
+  Status launch_one(ServerContext& context, const std::string& tenant, const std::string& request_id,
+                    const v1::LaunchRequest& request, v1::Job& reply) {
+    Parsed<LaunchRequest> parsed = parse_launch_request(grpc_front::launch_body(request), core.request_limits());
+    if (!parsed.ok()) return bad_request(context, parsed.error());
+    auto launched = core.launch(tenant, std::move(parsed.value()), request_id);
+    if (!launched) return refuse(context, launched.error());
+    to_proto(launched->job, reply);
+    return Status::OK;
+  }
+
+  Status Launch(ServerContext* context, const v1::LaunchRequest* request, v1::Job* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string& request_id) {
+      return launch_one(*context, tenant, request_id, *request, *reply);
+    });
+  }
+
+  // In order, one at a time: each request's job is written before the next is read. The first
+  // refusal ends the stream with its status (the jobs written before it stand).
+  Status LaunchStream(ServerContext* context, grpc::ServerReaderWriter<v1::Job, v1::LaunchRequest>* stream) override {
+    return serve(context, [&](const std::string& tenant, const std::string& request_id) {
+      v1::LaunchRequest request;
+      while (stream->Read(&request)) {
+        v1::Job job;
+        if (Status s = launch_one(*context, tenant, request_id, request, job); !s.ok()) return s;
+        if (!stream->Write(job)) return Status(StatusCode::CANCELLED, "the client went away");
+      }
+      return Status::OK;
+    });
+  }
+
+  Status GetJob(ServerContext* context, const v1::JobRequest* request, v1::Job* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      auto job = core.job(tenant, request->id(), std::chrono::milliseconds(std::min<std::uint32_t>(request->wait_ms(), 1u << 30)));
+      if (!job) return refuse(*context, job.error());
+      to_proto(job.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status ListJobs(ServerContext* context, const v1::PageRequest* request, v1::JobPage* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      const core::Page<JobSnapshot> page = core.list_jobs(tenant, grpc_front::page_of(*request));
+      for (const JobSnapshot& j : page.items) to_proto(j, *reply->add_jobs());
+      if (page.next_after) reply->set_next_after(*page.next_after);
+      return Status::OK;
+    });
+  }
+
+  Status ListLibraries(ServerContext* context, const v1::Empty*, v1::LibraryList* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      for (const core::LibraryInfo& l : core.libraries(tenant)) to_proto(l, *reply->add_libraries());
+      return Status::OK;
+    });
+  }
+
+  Status RepositoryIndex(ServerContext* context, const v1::Empty*, v1::RepositoryList* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      for (const core::RepositoryPackage& p : core.repository_index(tenant)) to_proto(p, *reply->add_packages());
+      const core::KernelRepository* repository = core.repository();
+      reply->set_enabled(repository != nullptr);
+      reply->set_mode(repository ? std::string(to_string(repository->config().mode)) : "none");
+      return Status::OK;
+    });
+  }
+
+  Status GetPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      auto p = core.repository_package(tenant, request->name());
+      if (!p) return refuse(*context, p.error());
+      to_proto(p.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  // Load and unload: the version through the HTTP API's parser (its rules: at least 1).
+  template <class Call>
+  Status package_control(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply, Call call) {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      Parsed<PackageVersionRequest> parsed =
+          parse_package_version_request(grpc_front::package_version_body(*request), core.request_limits());
+      if (!parsed.ok()) return bad_request(*context, parsed.error());
+      auto p = call(tenant, parsed.value().version);
+      if (!p) return refuse(*context, p.error());
+      to_proto(p.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status LoadPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
+    return package_control(context, request, reply, [&](const std::string& tenant, std::optional<std::uint64_t> version) {
+      return core.load_package(tenant, request->name(), version);
+    });
+  }
+
+  Status UnloadPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
+    return package_control(context, request, reply, [&](const std::string& tenant, std::optional<std::uint64_t> version) {
+      return core.unload_package(tenant, request->name(), version);
+    });
+  }
+
+  Status RollbackPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
+    return serve(context, [&](const std::string& tenant, const std::string&) {
+      if (request->has_version())
+        return refuse(*context, StatusCode::INVALID_ARGUMENT, "bad_request",
+                      "version: a rollback returns to the previous version; LoadPackage with a version serves any other",
+                      "version");
+      auto p = core.rollback_package(tenant, request->name());
+      if (!p) return refuse(*context, p.error());
+      to_proto(p.value(), *reply);
+      return Status::OK;
+    });
+  }
+};
+
+GrpcOptions grpc_options(const ServiceConfig& config) {
+  GrpcOptions o;
+  o.address = config.listen_address;
+  o.port = config.grpc_port;
+  o.max_message_bytes = config.max_json_bytes;
+  o.threads = config.http_threads;
+  return o;
+}
+
+GrpcServer::GrpcServer(core::ServiceCore& core, const TokenStore& tokens, GrpcOptions options, Log log)
+    : impl_(std::make_unique<Impl>(core, tokens, std::move(options), std::move(log))) {}
+
+GrpcServer::~GrpcServer() { stop(); }
+
+void GrpcServer::start() {
+  Impl& s = *impl_;
+  if (s.server) return;
+  const std::string address = (s.options.address.find(':') != std::string::npos ? "[" + s.options.address + "]"
+                                                                                 : s.options.address) +
+                              ":" + std::to_string(s.options.port);
+  grpc::ServerBuilder builder;
+  // kilnd's tokens are bearer tokens, as over HTTP: TLS, where wanted, is a proxy's (docs/SERVICE.md).
+  builder.AddListeningPort(address, grpc::InsecureServerCredentials(), &s.bound_port);
+  builder.RegisterService(&s);
+  const int max_message = static_cast<int>(std::min<std::size_t>(s.options.max_message_bytes, 1u << 30));
+  builder.SetMaxReceiveMessageSize(max_message);
+  builder.SetMaxSendMessageSize(std::max(max_message, static_cast<int>(kMaxChunkBytes) + 1024));
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS, s.options.max_concurrent_streams);
+  grpc::ResourceQuota quota("kilnd");
+  quota.SetMaxThreads(std::max(s.options.threads, 2) + 2);  // the pollers take threads from the same quota
+  builder.SetResourceQuota(quota);
+  builder.SetSyncServerOption(grpc::ServerBuilder::SyncServerOption::MAX_POLLERS, 2);
+  s.server = builder.BuildAndStart();
+  if (!s.server || s.bound_port == 0) {
+    s.server.reset();
+    throw Error(Errc::unavailable, "cannot serve gRPC on " + address + " (in use, or not an address of this machine)");
+  }
+  s.log.info("listening", "serving gRPC on " + s.options.address + ":" + std::to_string(s.bound_port),
+             {{"address", s.options.address}, {"port", s.bound_port}, {"protocol", "grpc"}});
+}
+
+int GrpcServer::port() const noexcept { return impl_->bound_port; }
+
+void GrpcServer::stop(std::chrono::milliseconds grace) noexcept {
+  Impl& s = *impl_;
+  std::lock_guard lock(s.stop_mutex);
+  if (s.stopped || !s.server) return;
+  s.log.info("shutdown", "gRPC: new calls refused; calls in progress get " + std::to_string(grace.count()) + " ms",
+             {{"phase", "grpc"}});
+  s.stopped = true;
+  try {
+    s.stopping.store(true, std::memory_order_release);
+    {
+      std::unique_lock calls_lock(s.calls_mutex);
+      s.calls_done.wait_for(calls_lock, grace, [&s] { return s.calls == 0; });
+    }
+    s.server->Shutdown(std::chrono::system_clock::now());  // cancels what is still running
+    s.server->Wait();
+    s.server.reset();
+    s.log.info("shutdown", "gRPC stopped", {{"phase", "grpc"}});
+  } catch (...) {
+  }
+}
+
+std::span<const std::string_view> GrpcServer::unimplemented_methods() noexcept { return {}; }
+
+}  // namespace kiln::service
