@@ -531,15 +531,7 @@ http::HeadVerdict Server::Impl::on_head(const Request& req, const detail::Framin
 }
 
 std::optional<std::string> Server::Impl::authenticate(const Request& req, Response& res) {
-  const std::string_view header = req.header_value("Authorization");
-  static constexpr std::string_view kScheme = "Bearer ";
-  std::string_view refusal;
-  std::optional<std::string> tenant;
-  if (header.empty()) refusal = "missing 'Authorization: Bearer <token>' header";
-  else if (header.size() <= kScheme.size() || header.compare(0, kScheme.size(), kScheme) != 0)
-    refusal = "the Authorization header must use the Bearer scheme";
-  else if (!(tenant = tokens.tenant_for(header.substr(kScheme.size()))))
-    refusal = "unknown bearer token";
+  auto [tenant, refusal] = tokens.check_bearer(req.header_value("Authorization"), "Authorization", "header");
   if (!tenant) {
     // The reason only: never the token or the header that carried it.
     // Anyone can send bad tokens: at most kAuthLinesPerSecond lines, the rest counted in the next.

@@ -147,6 +147,19 @@ std::optional<std::string> TokenStore::tenant_for(std::string_view token) const 
   return std::nullopt;
 }
 
+TokenStore::BearerCheck TokenStore::check_bearer(std::string_view value, std::string_view name,
+                                                 std::string_view carrier) const {
+  static constexpr std::string_view kScheme = "Bearer ";
+  BearerCheck out;
+  if (value.empty())
+    out.why = "missing '" + std::string(name) + ": Bearer <token>' " + std::string(carrier);
+  else if (value.size() <= kScheme.size() || value.substr(0, kScheme.size()) != kScheme)
+    out.why = "the " + std::string(name) + " " + std::string(carrier) + " must use the Bearer scheme";
+  else if (!(out.tenant = tenant_for(value.substr(kScheme.size()))))
+    out.why = "unknown bearer token";
+  return out;
+}
+
 std::vector<std::string> TokenStore::tenants() const {
   std::set<std::string> names;
   for (const auto& [d, tenant] : tenants_) names.insert(tenant);

@@ -32,6 +32,22 @@ TEST(TokenStore, ParsesTenantTokenLines) {
   EXPECT_EQ(store.tenants(), (std::vector<std::string>{"alice", "bob"}));
 }
 
+// What HTTP's Authorization header and gRPC's authorization metadata both go through.
+TEST(TokenStore, ABearerCredentialGivesItsTenantOrWhyNot) {
+  const TokenStore store = TokenStore::single("alice", "aaaaaaaaaaaaaaaa1111");
+  auto ok = store.check_bearer("Bearer aaaaaaaaaaaaaaaa1111", "Authorization", "header");
+  EXPECT_EQ(ok.tenant, "alice");
+  EXPECT_TRUE(ok.why.empty());
+  EXPECT_EQ(store.check_bearer("", "Authorization", "header").why, "missing 'Authorization: Bearer <token>' header");
+  EXPECT_EQ(store.check_bearer("Basic xyz", "authorization", "metadata").why,
+            "the authorization metadata must use the Bearer scheme");
+  EXPECT_EQ(store.check_bearer("Bearer ", "Authorization", "header").why,
+            "the Authorization header must use the Bearer scheme");
+  auto wrong = store.check_bearer("Bearer aaaaaaaaaaaaaaaa2222", "Authorization", "header");
+  EXPECT_FALSE(wrong.tenant);
+  EXPECT_EQ(wrong.why, "unknown bearer token") << "never the token itself";
+}
+
 TEST(TokenStore, BadLinesAreNamedWithTheirLineNumber) {
   EXPECT_NE(error_message_of([] { TokenStore::parse("alice aaaaaaaaaaaaaaaa1111\njustone\n", "t.txt"); })
                 .find("t.txt:2: expected 'tenant token', found one word"),

@@ -85,15 +85,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   // The caller's tenant, or the refusal: UNAUTHENTICATED for a missing or unknown token, UNAVAILABLE
   // while the service drains (as HTTP answers 503 to every tenant's request then).
   std::optional<std::string> authenticate(ServerContext& context, Status& refusal) {
-    static constexpr std::string_view kScheme = "Bearer ";
-    const std::string_view header = metadata(context, "authorization");
-    std::string_view why;
-    std::optional<std::string> tenant;
-    if (header.empty()) why = "missing 'authorization: Bearer <token>' metadata";
-    else if (header.size() <= kScheme.size() || header.substr(0, kScheme.size()) != kScheme)
-      why = "the authorization metadata must use the Bearer scheme";
-    else if (!(tenant = tokens.tenant_for(header.substr(kScheme.size()))))
-      why = "unknown bearer token";
+    auto [tenant, why] = tokens.check_bearer(metadata(context, "authorization"), "authorization", "metadata");
     if (!tenant) {
       // The reason only, never the token; at most kAuthLinesPerSecond lines.
       if (const auto left_out = auth_log_budget.take()) {

@@ -35,6 +35,14 @@ class TokenStore {
   static TokenStore single(std::string tenant, std::string_view token);
 
   std::optional<std::string> tenant_for(std::string_view token) const;
+  // A credential as a front end receives it ("Bearer <token>", in HTTP's Authorization header or
+  // gRPC's authorization metadata: `name` and `carrier` word the refusal, "Authorization" and
+  // "header"): the tenant, or why not, never naming the token.
+  struct BearerCheck {
+    std::optional<std::string> tenant;
+    std::string why;  // empty when tenant is set
+  };
+  BearerCheck check_bearer(std::string_view value, std::string_view name, std::string_view carrier) const;
   std::size_t token_count() const noexcept { return tenants_.size(); }
   std::vector<std::string> tenants() const;  // sorted, without repeats
 
