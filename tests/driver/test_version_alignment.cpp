@@ -1,11 +1,10 @@
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 
 #include "kiln/driver/cuda_api.hpp"
 #include "kiln/driver/environment.hpp"
+#include "support/files.hpp"
 
 namespace {
 
@@ -82,9 +81,9 @@ TEST(SecondToolkit, AnArchitectureNvrtcLacksIsExplained) {
 }
 
 TEST(SecondToolkit, TheToolkitVersionIsReadFromCudaH) {
-  const auto dir = std::filesystem::temp_directory_path() / ("kiln-toolkit-" + std::to_string(::getpid()));
+  const auto dir = kiln::testing::fresh_test_folder("kiln-toolkit");
   std::filesystem::create_directories(dir / "include");
-  std::ofstream(dir / "include" / "cuda.h") << "#ifndef __cuda_cuda_h__\n#define __cuda_cuda_h__\n#define CUDA_VERSION 11080\n";
+  kiln::testing::write_all(dir / "include" / "cuda.h", "#ifndef __cuda_cuda_h__\n#define __cuda_cuda_h__\n#define CUDA_VERSION 11080\n");
   EXPECT_EQ(kiln::driver::toolkit_cuda_version(dir.string()), 11080);
   EXPECT_EQ(kiln::driver::toolkit_cuda_version((dir / "none").string()), 0);
   std::filesystem::remove_all(dir);

@@ -1,6 +1,5 @@
 // `kiln pack` and `kiln pack --verify`, run as real child processes on a private cache folder.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
 #include <fstream>
@@ -24,10 +23,7 @@ namespace fs = std::filesystem;
 class CliPack : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kiln-jit-cli-pack-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = kiln::testing::fresh_test_folder("kiln-jit-cli-pack");
     source_ = dir_ / "saxpy.cu";
     write_all(source_, kiln::jit::test_kernels::kSaxpy);
   }

@@ -1,7 +1,6 @@
 // jit::Package with the real NVRTC: the manifest's format, pack() and Package::open's refusals, each
 // with its PackageProblem, and the image readers on real CUBIN and PTX.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <filesystem>
@@ -237,10 +236,7 @@ TEST(PackageImages, ArchitectureOfEveryNvrtcTarget) {
 class PackageOpen : public ::testing::Test {
  protected:
   void SetUp() override {
-    dir_ = fs::temp_directory_path() / ("kiln-package-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
+    dir_ = kiln::testing::fresh_test_folder("kiln-package");
   }
   void TearDown() override { fs::remove_all(dir_); }
 

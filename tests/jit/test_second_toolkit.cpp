@@ -3,12 +3,11 @@
 // child processes, the NVRTC chosen with KILN_NVRTC_PATH. Skips, saying why, where that NVRTC is
 // not installed.
 #include <gtest/gtest.h>
-#include <unistd.h>
 
 #include <filesystem>
-#include <fstream>
 #include <nlohmann/json.hpp>
 
+#include "support/files.hpp"
 #include "support/process.hpp"
 
 namespace {
@@ -32,11 +31,8 @@ class SecondToolkit : public ::testing::Test {
     nvrtc11_ = nvrtc11_path();
     if (nvrtc11_.empty())
       GTEST_SKIP() << "NVRTC 11.8 is not installed (Debian's libnvrtc11.2, non-free; scripts/setup installs it)";
-    dir_ = fs::temp_directory_path() / ("kiln-second-toolkit-" + std::to_string(::getpid()) + "-" +
-                                        ::testing::UnitTest::GetInstance()->current_test_info()->name());
-    fs::remove_all(dir_);
-    fs::create_directories(dir_);
-    std::ofstream(dir_ / "k.cu") << "extern \"C\" __global__ void k(float* p) { p[threadIdx.x] *= 2.f; }\n";
+    dir_ = kiln::testing::fresh_test_folder("kiln-second-toolkit");
+    kiln::testing::write_all(dir_ / "k.cu", "extern \"C\" __global__ void k(float* p) { p[threadIdx.x] *= 2.f; }\n");
   }
   void TearDown() override {
     if (!dir_.empty()) fs::remove_all(dir_);
@@ -84,9 +80,7 @@ TEST_F(SecondToolkit, CompilesWhatItCanAndRefusesWhatItCannotWithTheReason) {
       << "kiln says why before NVRTC does: " << refused.err;
   ProcessResult ptx = kiln({"compile", (dir_ / "k.cu").string(), "--arch", "compute_90", "--ptx", "-o", (dir_ / "k.ptx").string()}, true);
   ASSERT_EQ(ptx.exit_code, 0) << ptx.err;
-  std::ifstream in(dir_ / "k.ptx");
-  std::string text((std::istreambuf_iterator<char>(in)), {});
-  EXPECT_NE(text.find(".version 7.8"), std::string::npos) << "PTX ISA of CUDA 11.8";
+  EXPECT_NE(kiln::testing::read_all(dir_ / "k.ptx").find(".version 7.8"), std::string::npos) << "PTX ISA of CUDA 11.8";
 }
 
 // The cache key holds NVRTC's version: one cache folder shared by two toolkits never hands one's
