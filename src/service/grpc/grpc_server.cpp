@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <exception>
 #include <mutex>
@@ -435,11 +436,16 @@ void GrpcServer::stop(std::chrono::milliseconds grace) noexcept {
   s.stopped = true;
   try {
     s.stopping.store(true, std::memory_order_release);
+    const auto deadline = std::chrono::steady_clock::now() + grace;
     {
       std::unique_lock calls_lock(s.calls_mutex);
-      s.calls_done.wait_for(calls_lock, grace, [&s] { return s.calls == 0; });
+      s.calls_done.wait_until(calls_lock, deadline, [&s] { return s.calls == 0; });
     }
-    s.server->Shutdown(std::chrono::system_clock::now());  // cancels what is still running
+    // A call counts as done once its handler returns, before gRPC has sent the reply: Shutdown gets what is
+    // left of the grace (Shutdown returns as soon as no call is open) and cancels only what outlives it.
+    const auto left = std::max(std::chrono::steady_clock::duration{}, deadline - std::chrono::steady_clock::now());
+    s.server->Shutdown(std::chrono::system_clock::now() +
+                       std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
     s.server->Wait();
     s.server.reset();
     s.log.info("shutdown", "gRPC stopped", {{"phase", "grpc"}});
