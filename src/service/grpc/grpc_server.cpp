@@ -65,6 +65,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   bool stopped = false;
   // Calls in a handler, so stop() waits for those only: gRPC's Shutdown(deadline) also waits out
   // idle connections (5 s with a client still connected).
+  static constexpr std::chrono::milliseconds kReplyFlush{1000};
   std::atomic<bool> stopping{false};
   std::mutex calls_mutex;
   std::condition_variable calls_done;
@@ -441,11 +442,12 @@ void GrpcServer::stop(std::chrono::milliseconds grace) noexcept {
       std::unique_lock calls_lock(s.calls_mutex);
       s.calls_done.wait_until(calls_lock, deadline, [&s] { return s.calls == 0; });
     }
-    // A call counts as done once its handler returns, before gRPC has sent the reply: Shutdown gets what is
-    // left of the grace (Shutdown returns as soon as no call is open) and cancels only what outlives it.
+    // A call counts as done once its handler returns, before gRPC has sent the reply, so Shutdown gets a
+    // moment to send it; not the whole grace, since Shutdown(deadline) also waits out idle connections.
     const auto left = std::max(std::chrono::steady_clock::duration{}, deadline - std::chrono::steady_clock::now());
+    const auto flush = std::min<std::chrono::steady_clock::duration>(left, Impl::kReplyFlush);
     s.server->Shutdown(std::chrono::system_clock::now() +
-                       std::chrono::duration_cast<std::chrono::system_clock::duration>(left));
+                       std::chrono::duration_cast<std::chrono::system_clock::duration>(flush));
     s.server->Wait();
     s.server.reset();
     s.log.info("shutdown", "gRPC stopped", {{"phase", "grpc"}});
