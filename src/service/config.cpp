@@ -238,6 +238,8 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     else if (key == "max_buffer_bytes") r.integer(key, value, c.max_buffer_bytes, 1, kMaxBytes);
     else if (key == "allow_client_shm") r.flag(key, value, c.allow_client_shm);
     else if (key == "max_shm_regions_per_tenant") r.integer(key, value, c.max_shm_regions_per_tenant, 1, 1u << 20);
+    else if (key == "allow_client_ipc") r.flag(key, value, c.allow_client_ipc);
+    else if (key == "ipc_socket") r.text(key, value, c.ipc_socket);
     else if (key == "max_kernels_per_tenant") r.integer(key, value, c.max_kernels_per_tenant, 1, kMaxBytes);
     else if (key == "max_launch_arguments") r.integer(key, value, c.max_launch_arguments, 0, 4096);
     else if (key == "max_json_depth") r.integer(key, value, c.max_json_depth, 2, 10000);

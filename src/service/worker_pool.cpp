@@ -48,6 +48,13 @@ struct Buffer {
   core::ShareableBuffer memory;
   int device = 0;  // ordinal
   std::size_t requested = 0;
+  // Memory another process allocated (import_buffer): its descriptor, duplicated for each worker
+  // (an imported handle is not exported again).
+  ipc::UniqueFd imported_fd;
+
+  ipc::UniqueFd share() const {
+    return imported_fd ? imported_fd.duplicate() : ipc::UniqueFd(memory.export_fd());
+  }
 };
 
 struct Worker {
@@ -372,7 +379,7 @@ struct WorkerPool::Impl {
         s.worker.channel.send(GpuWorkerFrame::release_buffer, PayloadWriter().u64(id).take());
     for (const auto& [id, buf] : used) {
       if (s.worker.imported.count(id)) continue;
-      const ipc::UniqueFd fd(buf->memory.export_fd());  // the worker gets its own copy
+      const ipc::UniqueFd fd = buf->share();  // the worker gets its own copy
       const int fds[] = {fd.get()};
       s.worker.channel.send(GpuWorkerFrame::import_buffer, PayloadWriter().u64(id).u64(buf->memory.size()).take(), fds);
       s.worker.imported.insert(id);
@@ -521,6 +528,32 @@ void WorkerPool::free_buffer(BufferId id) {
   s.memory_read_ns.store(0, std::memory_order_release);
   std::lock_guard lock(s.releases_mutex);
   s.pending_releases.push_back(id);  // the worker unmaps it before its next launch
+}
+
+GpuBackend::ExportedMemory WorkerPool::export_buffer(BufferId id) {
+  auto b = impl_->buffer(id);
+  return {b->share(), b->memory.size()};
+}
+
+BufferId WorkerPool::import_buffer(int device, ipc::UniqueFd fd, std::size_t bytes, std::string_view tag) {
+  impl_->slot(device);  // validates the ordinal
+  if (!fd) throw Error(Errc::invalid_argument, "importing memory needs a file descriptor");
+  auto b = std::make_shared<Buffer>();
+  b->imported_fd = fd.duplicate();
+  try {
+    b->memory = core::ShareableBuffer::import(core::Device::get(device).primary_context(), fd.release(), bytes);
+  } catch (const Error& e) {
+    throw Error(Errc::invalid_argument, "the descriptor's memory (" + std::string(tag) + ") cannot be mapped as " +
+                                            std::to_string(bytes) + " bytes on GPU " + std::to_string(device) +
+                                            " (it must be a cuMemCreate allocation exported as a POSIX file "
+                                            "descriptor, and bytes its whole size): " + e.what());
+  }
+  b->device = device;
+  b->requested = bytes;
+  const BufferId id = impl_->next_buffer.fetch_add(1);
+  std::lock_guard lock(impl_->buffers_mutex);
+  impl_->buffers.emplace(id, std::move(b));
+  return id;
 }
 
 int WorkerPool::worker_pid(int device) {

@@ -14,6 +14,7 @@
 #include "kiln/service/server.hpp"
 #include "kiln/service/token_store.hpp"
 #include "kiln/service/worker_event_log.hpp"
+#include "kiln/service/ipc_socket_server.hpp"
 #include "kiln/service/worker_pool.hpp"
 #include "kiln/topology/topology.hpp"
 #ifdef KILN_HAVE_GRPC
@@ -56,6 +57,9 @@ void add_serve_options(CLI::App& app, ServeFlags& flags) {
   app.add_option("--grpc-port", flags.grpc_port,
                  "also serve gRPC (proto/kiln/v1/kilnd.proto) on this TCP port of the --listen address (default 0: off)")
       ->check(CLI::Range(0, 65535));
+  app.add_option("--ipc-socket", flags.ipc_socket,
+                 "also serve co-located clients on this Unix socket path: CUDA IPC of buffers, with allow_client_ipc "
+                 "(docs/SERVICE.md)");
   app.add_option("--tokens", flags.tokens_file,
                  "tokens file, one 'tenant token' pair per line, readable by its owner only (default: one generated "
                  "token, printed once)");
@@ -109,6 +113,7 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     if (flags.listen) config.listen_address = *flags.listen;
     if (flags.port) config.port = *flags.port;
     if (flags.grpc_port) config.grpc_port = *flags.grpc_port;
+    if (flags.ipc_socket) config.ipc_socket = *flags.ipc_socket;
     if (flags.tokens_file) config.tokens_file = *flags.tokens_file;
     if (flags.allow_insecure_tokens) config.allow_insecure_tokens = true;
     if (flags.cache_dir) config.cache_dir = *flags.cache_dir;
@@ -199,6 +204,14 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
     }
 #endif
 
+    // Also stopped before HTTP; its clients' imported buffers go with the core's.
+    std::unique_ptr<service::IpcSocketServer> ipc_socket;
+    if (!config.ipc_socket.empty()) {
+      ipc_socket = std::make_unique<service::IpcSocketServer>(server.core(), server.tokens(), config.ipc_socket, log);
+      ipc_socket->start();
+      std::cout << program << ": serving the IPC socket on " << config.ipc_socket << std::endl;
+    }
+
     int signal = 0;
     for (;;) {
       sigwait(&handled_signals, &signal);
@@ -214,6 +227,10 @@ int run_serve(const ServeFlags& flags, const std::string& program) {
               << ": draining (up to " << config.drain_timeout.count() << " ms) and stopping" << std::endl;
     log.info("shutdown", std::string(signal == SIGINT ? "SIGINT" : "SIGTERM") + " received: stopping",
              {{"phase", "signal"}, {"signal", signal == SIGINT ? "SIGINT" : "SIGTERM"}});
+    if (ipc_socket) {
+      server.begin_drain();
+      ipc_socket->stop();
+    }
 #ifdef KILN_HAVE_GRPC
     if (grpc) {
       // New calls of either front end are refused from here; those in progress get the drain time.

@@ -17,6 +17,7 @@ struct ServeFlags {
   std::optional<std::string> listen;
   std::optional<int> port;
   std::optional<int> grpc_port;
+  std::optional<std::string> ipc_socket;
   std::optional<std::string> tokens_file;
   bool allow_insecure_tokens = false;
   std::optional<std::string> cache_dir;

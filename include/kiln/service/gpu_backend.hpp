@@ -18,6 +18,9 @@
 #include <variant>
 #include <vector>
 
+#include "kiln/driver/error.hpp"
+#include "kiln/ipc/unique_fd.hpp"
+
 namespace kiln::service {
 
 using BufferId = std::uint64_t;
@@ -112,6 +115,27 @@ class GpuBackend {
     return {};
   }
   virtual void free_buffer(BufferId id) = 0;
+  // CUDA IPC with a co-located process. export_buffer: a new descriptor for the buffer's memory
+  // (a VMM POSIX file descriptor: the other process maps it with cuMemImportFromShareableHandle)
+  // and the size it maps. import_buffer: memory another process allocated that way becomes a
+  // buffer like the backend's own (launch arguments, copies); `bytes` is the allocation's size.
+  // The memory lives while anyone holds it: the exporter's free does not unmap it elsewhere.
+  // Throws kiln::Error (invalid_argument: no such buffer or device, memory that cannot be mapped).
+  struct ExportedMemory {
+    ipc::UniqueFd fd;
+    std::size_t mapped_bytes = 0;
+  };
+  virtual ExportedMemory export_buffer(BufferId id) {
+    (void)id;
+    throw Error(Errc::invalid_argument, "this GPU backend cannot share its buffers with other processes");
+  }
+  virtual BufferId import_buffer(int device, ipc::UniqueFd fd, std::size_t bytes, std::string_view tag) {
+    (void)device;
+    (void)fd;
+    (void)bytes;
+    (void)tag;
+    throw Error(Errc::invalid_argument, "this GPU backend cannot map another process's memory");
+  }
   // Blocks until the launch completes, fails, or passes its deadline.
   virtual LaunchResult launch(const LaunchSpec& spec) = 0;
 };

@@ -106,6 +106,9 @@ class WorkerPool final : public GpuBackend {
   // Portable pinning (every GPU's context sees it pinned), in GPU 0's primary context.
   std::shared_ptr<void> pin_host_memory(void* data, std::size_t bytes) override;
   void free_buffer(BufferId id) override;
+  ExportedMemory export_buffer(BufferId id) override;
+  // Maps the memory in the supervisor (copies) and gives the GPU's worker its own descriptor.
+  BufferId import_buffer(int device, ipc::UniqueFd fd, std::size_t bytes, std::string_view tag) override;
   LaunchResult launch(const LaunchSpec& spec) override;
 
   // The worker's process id for a GPU (-1 when none runs): for tests and metrics.

@@ -243,6 +243,10 @@ void ServiceCore::drain_jobs() noexcept {
 void ServiceCore::shutdown() noexcept {
   drain_jobs();
   shared_memory_.clear();  // unpinned and unmapped while the backend is still there
+  {
+    std::lock_guard lock(client_owners_mutex_);
+    client_owners_.clear();
+  }
   for (const detail::BufferRecord& b : buffers_.take_all()) {
     try {
       backend_.free_buffer(b.id);
@@ -525,24 +529,30 @@ Result<BufferInfo> ServiceCore::create_buffer(const std::string& tenant, const B
       return error(ErrorKind::too_large, "bytes: " + std::to_string(r.bytes) +
                                              " exceeds the largest buffer allowed (max_buffer_bytes = " +
                                              std::to_string(config_.max_buffer_bytes) + ")");
-    const std::vector<DeviceStatus> devices = backend_.devices();
-    if (devices.empty()) {
-      ServiceError e = error(ErrorKind::unavailable, why_not_ready(devices) + "; buffers need a GPU");
-      e.error_name = "KILN_ERROR_DRIVER_NOT_FOUND";
-      return e;
-    }
-    auto device = std::find_if(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == r.device; });
-    if (device == devices.end())
-      return error(ErrorKind::invalid_argument,
-                   "device: " + std::to_string(r.device) + " does not exist (this machine has " +
-                       std::to_string(devices.size()) + " GPU(s))",
-                   "device");
-    admit_buffer(*device, r.bytes, buffers_.bytes_on(r.device));
+    Result<DeviceStatus> device = buffer_device(r.device);
+    if (!device) return device.error();
+    admit_buffer(device.value(), r.bytes, buffers_.bytes_on(r.device));
     const BufferId id = backend_.create_buffer(r.device, r.bytes, tenant + (r.tag.empty() ? "" : ":" + r.tag));
     BufferInfo record{id, tenant, r.device, r.bytes, r.tag};
     buffers_.add(record);
     return record;
   });
+}
+
+Result<DeviceStatus> ServiceCore::buffer_device(int ordinal) {
+  const std::vector<DeviceStatus> devices = backend_.devices();
+  if (devices.empty()) {
+    ServiceError e = error(ErrorKind::unavailable, why_not_ready(devices) + "; buffers need a GPU");
+    e.error_name = "KILN_ERROR_DRIVER_NOT_FOUND";
+    return e;
+  }
+  auto device = std::find_if(devices.begin(), devices.end(), [&](const DeviceStatus& d) { return d.ordinal == ordinal; });
+  if (device == devices.end())
+    return error(ErrorKind::invalid_argument,
+                 "device: " + std::to_string(ordinal) + " does not exist (this machine has " +
+                     std::to_string(devices.size()) + " GPU(s))",
+                 "device");
+  return *device;
 }
 
 Result<BufferInfo> ServiceCore::buffer(const std::string& tenant, std::uint64_t id) const {
@@ -555,6 +565,10 @@ Result<Done> ServiceCore::delete_buffer(const std::string& tenant, std::uint64_t
   return guarded<Done>([&]() -> Result<Done> {
     auto b = buffers_.remove(id, tenant);
     if (!b) return not_found("buffer", id);
+    if (b->imported) {
+      std::lock_guard lock(client_owners_mutex_);
+      client_owners_.erase(b->id);
+    }
     backend_.free_buffer(b->id);
     return Done{};
   });
@@ -600,6 +614,96 @@ Result<std::string> ServiceCore::read_buffer(const std::string& tenant, std::uin
     backend_.read_buffer_into(b->id, offset, std::as_writable_bytes(std::span(data.data(), data.size())));
     return data;
   });
+}
+
+// ---- CUDA IPC with co-located clients
+
+Result<Done> ServiceCore::allow_ipc() const {
+  if (config_.allow_client_ipc) return Done{};
+  ServiceError e = error(ErrorKind::forbidden, "this kilnd does not share device memory with other processes (allow_client_ipc is off)");
+  e.hint = "set \"allow_client_ipc\": true in kilnd's configuration, or copy the data through requests or shared memory";
+  return e;
+}
+
+Result<ExportedBuffer> ServiceCore::export_buffer(const std::string& tenant, std::uint64_t id) {
+  return guarded<ExportedBuffer>([&]() -> Result<ExportedBuffer> {
+    if (Result<Done> allowed = allow_ipc(); !allowed) return allowed.error();
+    sweep_client_buffers();
+    auto b = buffers_.find(id, tenant);
+    if (!b) return not_found("buffer", id);
+    GpuBackend::ExportedMemory memory = backend_.export_buffer(b->id);
+    ExportedBuffer out;
+    out.buffer = *b;
+    out.fd = std::move(memory.fd);
+    out.mapped_bytes = memory.mapped_bytes;
+    for (const DeviceStatus& d : backend_.devices())
+      if (d.ordinal == b->device) out.device_uuid = d.uuid;
+    return out;
+  });
+}
+
+Result<BufferInfo> ServiceCore::import_buffer(const std::string& tenant, BufferImport r) {
+  return guarded<BufferInfo>([&]() -> Result<BufferInfo> {
+    if (Result<Done> allowed = allow_ipc(); !allowed) return allowed.error();
+    sweep_client_buffers();
+    if (!r.fd) return error(ErrorKind::invalid_argument, "fd: importing device memory needs its file descriptor with the request", "fd");
+    if (r.bytes == 0) return error(ErrorKind::invalid_argument, "bytes: the allocation's size, above 0", "bytes");
+    if (r.bytes > config_.max_buffer_bytes)
+      return error(ErrorKind::too_large, "bytes: " + std::to_string(r.bytes) +
+                                             " exceeds the largest buffer allowed (max_buffer_bytes = " +
+                                             std::to_string(config_.max_buffer_bytes) + ")",
+                   "bytes");
+    Result<DeviceStatus> device = buffer_device(r.device);
+    if (!device) return device.error();
+    ipc::UniqueFd owner;
+    if (r.owner_pid != 0) {
+      owner = ipc::open_pidfd(r.owner_pid);
+      if (!owner) return error(ErrorKind::invalid_argument, "the registering process " + std::to_string(r.owner_pid) + " has ended");
+    }
+    BufferId id = 0;
+    try {
+      id = backend_.import_buffer(r.device, std::move(r.fd), r.bytes, tenant + (r.tag.empty() ? "" : ":" + r.tag));
+    } catch (const Error& e) {
+      if (!e.is(Errc::invalid_argument)) throw;
+      return error(ErrorKind::invalid_argument, std::string("fd: ") + e.what(), "fd");
+    }
+    BufferInfo record{id, tenant, r.device, r.bytes, r.tag, true, r.owner_pid};
+    buffers_.add(record);
+    if (owner) {
+      std::lock_guard lock(client_owners_mutex_);
+      client_owners_.emplace(id, ClientBufferOwner{tenant, std::move(owner)});
+    }
+    return record;
+  });
+}
+
+std::size_t ServiceCore::sweep_client_buffers() noexcept {
+  std::vector<std::pair<BufferId, std::string>> ended;
+  {
+    std::lock_guard lock(client_owners_mutex_);
+    for (auto it = client_owners_.begin(); it != client_owners_.end();) {
+      if (ipc::process_ended(it->second.pidfd)) {
+        ended.emplace_back(it->first, std::move(it->second.tenant));
+        it = client_owners_.erase(it);
+      } else {
+        ++it;
+      }
+    }
+  }
+  std::size_t freed = 0;
+  for (const auto& [id, tenant] : ended) {
+    auto b = buffers_.remove(id, tenant);
+    if (!b) continue;  // the tenant deleted it first
+    try {
+      backend_.free_buffer(b->id);
+      ++freed;
+      log_.info("client_buffer_dropped", "buffer " + std::to_string(id) + " of process " + std::to_string(b->owner_pid) +
+                                             " freed: the process ended",
+                {{"buffer", static_cast<std::int64_t>(id)}, {"owner_pid", static_cast<std::int64_t>(b->owner_pid)}});
+    } catch (...) {
+    }
+  }
+  return freed;
 }
 
 // ---- client shared memory

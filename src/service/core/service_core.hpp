@@ -16,6 +16,7 @@
 #include <exception>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <span>
 #include <string>
@@ -34,6 +35,7 @@
 #include "detail/compile_gate.hpp"
 #include "detail/device_libraries.hpp"
 #include "detail/kernel_registry.hpp"
+#include "kiln/ipc/unique_fd.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/service/config.hpp"
 #include "kiln/service/in_process_queue.hpp"
@@ -89,6 +91,26 @@ struct KernelRegistration {
 };
 
 using BufferInfo = detail::BufferRecord;
+
+// A buffer's memory for a co-located process (CUDA IPC): a VMM POSIX file descriptor the client
+// imports with cuMemImportFromShareableHandle, mapping mapped_bytes.
+struct ExportedBuffer {
+  BufferInfo buffer;
+  ipc::UniqueFd fd;
+  std::uint64_t mapped_bytes = 0;
+  std::string device_uuid;
+};
+
+// A co-located client's device memory to use as a buffer: a cuMemCreate allocation exported as a
+// POSIX file descriptor, `bytes` its whole size, on `device`. owner_pid: the registering process
+// (the front end knows it from the socket's credentials); the buffer is dropped when it ends.
+struct BufferImport {
+  int device = 0;
+  std::uint64_t bytes = 0;
+  std::string tag;
+  ipc::UniqueFd fd;
+  int owner_pid = 0;
+};
 
 struct SharedMemoryInfo {
   std::uint64_t id = 0;
@@ -181,6 +203,13 @@ class ServiceCore {
   Result<std::string> read_buffer(const std::string& tenant, std::uint64_t id, std::uint64_t offset,
                                   std::optional<std::uint64_t> bytes);
 
+  // CUDA IPC with co-located clients: refused (forbidden) unless allow_client_ipc.
+  Result<ExportedBuffer> export_buffer(const std::string& tenant, std::uint64_t id);
+  Result<BufferInfo> import_buffer(const std::string& tenant, BufferImport request);
+  // Frees the imported buffers whose owner process has ended; how many. The IPC front end calls it
+  // at least once a second while it serves; export and import call it first.
+  std::size_t sweep_client_buffers() noexcept;
+
   // Client shared memory (POSIX objects a co-located client made): refused (forbidden) unless
   // allow_client_shm. A region is mapped and pinned once; copies name it instead of a body.
   Result<SharedMemoryInfo> register_shared_memory(const std::string& tenant, const SharedMemoryRequest& request);
@@ -232,6 +261,9 @@ class ServiceCore {
   template <class T, class F>
   Result<T> guarded(F&& body);
   std::string why_not_ready(const std::vector<DeviceStatus>& devices);
+  // The device a new buffer goes on: unavailable without a GPU, invalid_argument for no such one.
+  Result<DeviceStatus> buffer_device(int device);
+  Result<Done> allow_ipc() const;
   const detail::CompiledImage* image_for(std::shared_ptr<const detail::RegisteredKernel>& kernel, int arch);
   Result<KernelRegistration> register_now(const std::string& tenant, KernelRequest& request, std::string_view request_body);
   std::string topology_reason();  // why there is no topology ("" when there is one)
@@ -254,6 +286,12 @@ class ServiceCore {
   detail::KernelRegistry kernels_;
   detail::BufferRegistry buffers_;
   detail::SharedMemoryRegions shared_memory_;
+  struct ClientBufferOwner {
+    std::string tenant;
+    ipc::UniqueFd pidfd;
+  };
+  std::mutex client_owners_mutex_;
+  std::map<BufferId, ClientBufferOwner> client_owners_;  // imported buffers with an owner process
   std::unique_ptr<RedisStreamQueue> shared_queue_;  // scale-out only
   std::unique_ptr<detail::ClusterCompiles> cluster_;
   std::unique_ptr<KernelRepository> repository_;  // with repository.path only

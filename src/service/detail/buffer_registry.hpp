@@ -25,6 +25,10 @@ struct BufferRecord {
   int device = 0;
   std::uint64_t bytes = 0;
   std::string tag;
+  // A co-located client's device memory (imported over the IPC socket), and the process that
+  // registered it (the buffer is dropped when it ends); kilnd's own otherwise.
+  bool imported = false;
+  int owner_pid = 0;
 };
 
 class BufferRegistry {

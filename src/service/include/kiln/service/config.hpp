@@ -97,6 +97,11 @@ struct ServiceConfig {
   // kilnd then reads and writes memory other processes map.
   bool allow_client_shm = false;
   std::size_t max_shm_regions_per_tenant = 64;
+  // CUDA IPC with co-located clients over the Unix socket at ipc_socket (empty: none): a buffer's
+  // memory exported to a client, a client's device memory imported as a buffer. Off unless asked,
+  // as clients then map kilnd's device memory and kilnd maps theirs.
+  bool allow_client_ipc = false;
+  std::string ipc_socket;
   std::size_t max_kernels_per_tenant = 1024;
   std::size_t max_launch_arguments = 256;
   std::size_t max_json_depth = 64;              // nested arrays and objects in a JSON body (400 above)
