@@ -11,15 +11,18 @@
 #include <atomic>
 #include <cstring>
 #include <fstream>
+#include <iostream>
 #include <thread>
 
 #include <nlohmann/json.hpp>
 
+#include "kiln/service/ipc_socket_server.hpp"
 #include "kiln/service/server.hpp"
 #include "kiln/service/token_store.hpp"
 #include "kiln/service/worker_event_log.hpp"
 #include "kiln/service/worker_pool.hpp"
 #include "jit/link_kernels.hpp"
+#include "support/child.hpp"
 #include "support/gpu.hpp"
 #include "support/http_fixture.hpp"
 #include "support/log_capture.hpp"
@@ -328,6 +331,150 @@ TEST_F(KilndGpuLibraries, AKernelLinkedWithALibraryLaunchesAndUsesIt) {
                    200);
   EXPECT_EQ(done["status"], "completed") << done.dump();
   for (float v : download(*c, y)) ASSERT_EQ(v, 7.f) << "scale_add(3, 2, 1) from the library";
+}
+
+// CUDA IPC with a co-located client in its own process (tests/service/ipc_test_client.cpp), over
+// kilnd's IPC socket: no copy in either direction, and a client that dies holding a mapping takes
+// nothing of kilnd's with it.
+class KilndIpcGpu : public KilndGpu {
+ protected:
+  void configure() override { config_.allow_client_ipc = true; }
+  void SetUp() override {
+    KilndGpu::SetUp();
+    if (IsSkipped()) return;
+    socket_ = (dir_.path() / "kilnd.sock").string();
+    ipc_ = std::make_unique<kiln::service::IpcSocketServer>(server_->core(), server_->tokens(), socket_, log_);
+    ipc_->start();
+  }
+  void TearDown() override {
+    if (ipc_) ipc_->stop();
+    KilndGpu::TearDown();
+  }
+  std::uint64_t uint_buffer(httplib::Client& c, unsigned n) {
+    return post(c, "/v1/buffers", {{"device", 0}, {"bytes", n * sizeof(unsigned)}}, 201)["id"];
+  }
+  std::vector<unsigned> download_uints(httplib::Client& c, std::uint64_t id) {
+    auto r = c.Get("/v1/buffers/" + std::to_string(id) + "/data", auth(kiln::testing::kAliceToken));
+    EXPECT_TRUE(r && r->status == 200);
+    std::vector<unsigned> v(r ? r->body.size() / 4 : 0);
+    if (r) std::memcpy(v.data(), r->body.data(), v.size() * 4);
+    return v;
+  }
+  json add_one(httplib::Client& c, std::uint64_t kernel, std::uint64_t buffer, unsigned n) {
+    return post(c, "/v1/launches",
+                {{"kernel", kernel}, {"function", "add_one_u32"}, {"grid", (n + 255) / 256}, {"block", 256}, {"wait", true},
+                 {"arguments", {{{"buffer", buffer}}, {{"type", "u32"}, {"value", n}}}}},
+                200);
+  }
+  std::uint64_t ipc_kernel(httplib::Client& c) {
+    return post(c, "/v1/kernels",
+                {{"name", "add_one.cu"},
+                 {"source", "extern \"C\" __global__ void add_one_u32(unsigned* p, unsigned n) {\n"
+                            "  unsigned i = blockIdx.x * blockDim.x + threadIdx.x;\n  if (i < n) p[i] += 1;\n}\n"}},
+                201)["id"];
+  }
+  std::vector<std::string> client_args(std::vector<std::string> args) {
+    args.insert(args.begin(), KILN_IPC_TEST_CLIENT);
+    return args;
+  }
+  // The client's next line matching `pattern` (its first group); fails the test with its output
+  // when it ends first.
+  std::string expect_line(kiln::testing::Child& child, const std::string& pattern) {
+    std::string transcript;
+    const std::string got = child.wait_for(std::regex(pattern), transcript);
+    EXPECT_FALSE(got.empty()) << "the client did not print " << pattern << ":\n" << transcript;
+    transcript_ += transcript;
+    return got;
+  }
+  static unsigned long long sum_of(unsigned n, unsigned a, unsigned b) {
+    unsigned long long s = 0;
+    for (unsigned i = 0; i < n; ++i) s += static_cast<unsigned long long>(a) * i + b;
+    return s;
+  }
+
+  std::string socket_;
+  std::string transcript_;
+  std::unique_ptr<kiln::service::IpcSocketServer> ipc_;
+};
+
+TEST_F(KilndIpcGpu, AClientKernelWritesAKilndBufferAndAKilndLaunchReadsIt) {
+  auto c = client();
+  const unsigned n = 1u << 20;
+  const std::uint64_t k = ipc_kernel(*c), y = uint_buffer(*c, n);
+  const std::string go = (dir_.path() / "go").string();
+  kiln::testing::Child child(client_args({"export", socket_, kiln::testing::kAliceToken, std::to_string(y), std::to_string(n), go}));
+  ASSERT_EQ(expect_line(child, "^(written)$"), "written");
+  // kilnd's launch reads what the client's kernel wrote into the mapping: 3i + 1 becomes 3i + 2.
+  EXPECT_EQ(add_one(*c, k, y, n)["status"], "completed");
+  const std::vector<unsigned> seen = download_uints(*c, y);
+  ASSERT_EQ(seen.size(), n);
+  for (unsigned i = 0; i < n; ++i) ASSERT_EQ(seen[i], 3 * i + 2) << i;
+  // And the client sees kilnd's write through the same mapping.
+  std::ofstream(go) << "go";
+  EXPECT_EQ(expect_line(child, "^sum ([0-9]+)$"), std::to_string(sum_of(n, 3, 2))) << transcript_;
+  std::cout << transcript_;  // the export's timings, for PERF.md
+}
+
+TEST_F(KilndIpcGpu, AClientsOwnMemoryIsAKilndLaunchArgument) {
+  auto c = client();
+  const unsigned n = 1u << 20;
+  const std::uint64_t k = ipc_kernel(*c);
+  const std::string go = (dir_.path() / "go").string();
+  kiln::testing::Child child(client_args({"import", socket_, kiln::testing::kAliceToken, std::to_string(n), go}));
+  const std::string id = expect_line(child, "^buffer ([0-9]+)$");
+  ASSERT_FALSE(id.empty());
+  const std::uint64_t buffer = std::stoull(id);
+  auto info = c->Get("/v1/buffers/" + id, auth(kiln::testing::kAliceToken));
+  ASSERT_TRUE(info && info->status == 200);
+  EXPECT_EQ(c->Get("/v1/buffers/" + id, auth(kiln::testing::kBobToken))->status, 404);  // alice's only
+  EXPECT_EQ(add_one(*c, k, buffer, n)["status"], "completed");
+  const std::vector<unsigned> seen = download_uints(*c, buffer);
+  ASSERT_GE(seen.size(), n);
+  for (unsigned i = 0; i < n; ++i) ASSERT_EQ(seen[i], i + 1) << i;
+  std::ofstream(go) << "go";
+  EXPECT_EQ(expect_line(child, "^sum ([0-9]+)$"), std::to_string(sum_of(n, 1, 1))) << transcript_;
+  std::cout << transcript_;
+}
+
+TEST_F(KilndIpcGpu, AClientThatDiesHoldingAMappingTakesNothingWithIt) {
+  auto c = client();
+  const unsigned n = 1u << 22;  // 16 MiB
+  const std::uint64_t k = ipc_kernel(*c), y = uint_buffer(*c, n);
+  const std::uint64_t other = buffer(*c, std::vector<float>(1024, 5.f));
+  {
+    kiln::testing::Child child(client_args({"export", socket_, kiln::testing::kAliceToken, std::to_string(y), std::to_string(n),
+                                            (dir_.path() / "never").string(), "die"}));
+    ASSERT_EQ(expect_line(child, "^(mapped)$"), "mapped");
+    child.kill_now();  // SIGKILL with the mapping held: no clean-up of its own
+  }
+  // kilnd's buffer holds what the client wrote and serves on; so does everything else.
+  EXPECT_EQ(add_one(*c, k, y, n)["status"], "completed");
+  const std::vector<unsigned> seen = download_uints(*c, y);
+  for (unsigned i = 0; i < n; ++i) ASSERT_EQ(seen[i], 3 * i + 2) << i;
+  for (float v : download(*c, other)) ASSERT_EQ(v, 5.f);
+  EXPECT_EQ(c->Delete("/v1/buffers/" + std::to_string(y), auth(kiln::testing::kAliceToken))->status, 200);
+
+  // A client that imported its own memory and died: kilnd frees that buffer (within its sweep,
+  // at least once a second) and serves on.
+  std::uint64_t imported = 0;
+  {
+    kiln::testing::Child child(client_args({"import", socket_, kiln::testing::kAliceToken, std::to_string(n),
+                                            (dir_.path() / "never").string(), "die"}));
+    const std::string id = expect_line(child, "^buffer ([0-9]+)$");
+    ASSERT_FALSE(id.empty());
+    imported = std::stoull(id);
+    ASSERT_EQ(expect_line(child, "^(mapped)$"), "mapped");
+    child.kill_now();
+  }
+  int status = 200;
+  for (int i = 0; i < 300 && status == 200; ++i) {
+    status = c->Get("/v1/buffers/" + std::to_string(imported), auth(kiln::testing::kAliceToken))->status;
+    if (status == 200) std::this_thread::sleep_for(20ms);
+  }
+  EXPECT_EQ(status, 404) << "the dead client's buffer is still listed";
+  for (float v : download(*c, other)) ASSERT_EQ(v, 5.f);
+  const std::uint64_t after = uint_buffer(*c, 1024);
+  EXPECT_EQ(add_one(*c, k, after, 1024)["status"], "completed");
 }
 
 }  // namespace
