@@ -1,6 +1,7 @@
 """kiln.kilnd against a real kilnd started here (loopback HTTP): shared memory regions registered,
 listed, refused with the field named, unregistered on close, dropped when their owner process ends;
-on a GPU, a region's bytes go into a buffer and back."""
+on a GPU, a region's bytes go into a buffer and back. The IPC socket (CUDA IPC): its protocol and
+refusals everywhere; on a GPU, kilnd's buffer mapped here through cuda.bindings with no copy."""
 
 import json
 import os
@@ -25,17 +26,21 @@ def server(tmp_path):
     tokens.write_text(f"alice {TOKEN}\n")
     tokens.chmod(0o600)
     config = tmp_path / "kilnd.json"
-    config.write_text(json.dumps({"allow_client_shm": True}))
+    config.write_text(json.dumps({"allow_client_shm": True, "allow_client_ipc": True}))
+    ipc_path = str(tmp_path / "kilnd.sock")
     process = subprocess.Popen([binary, "--port", "0", "--tokens", str(tokens), "--config", str(config), "--cache-dir",
-                                str(tmp_path / "cache")], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                str(tmp_path / "cache"), "--ipc-socket", ipc_path],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
-        for line in process.stdout:
-            found = re.search(r"listening on (http://[0-9.]+:[0-9]+)", line)
-            if found:
+        found = None
+        for line in process.stdout:  # the HTTP address, then the IPC socket
+            found = found or re.search(r"listening on (http://[0-9.]+:[0-9]+)", line)
+            if "serving the IPC socket on" in line:
                 break
         else:
             pytest.fail(f"kilnd exited ({process.wait()}) without listening")
         with kilnd.Client(found.group(1), TOKEN) as client:
+            client.ipc_path = ipc_path  # for the IPC socket's tests
             yield client
     finally:
         process.terminate()
@@ -100,4 +105,71 @@ def test_a_region_round_trips_through_a_buffer(server):
         assert region.download(buffer, region_offset=n * 4) == n * 4
         assert np.array_equal(data[n:], np.arange(n, dtype=np.float32))
         del data  # a view of the region keeps it mapped: close() refuses to unmap under it
+    server.request("DELETE", f"/v1/buffers/{buffer}")
+
+
+def test_the_ipc_socket_answers_and_refuses_clearly(server):
+    with kilnd.IpcSocket(server.ipc_path, TOKEN) as ipc:
+        hello = ipc.hello()
+        assert hello["protocol"] == 1 and "export_buffer" in hello["ops"]
+        with pytest.raises(kilnd.KilndError) as missing:
+            ipc.export_buffer(12345)
+        assert missing.value.code == "not_found" and missing.value.status is None
+        fd = os.memfd_create("not-device-memory")
+        try:
+            with pytest.raises(kilnd.KilndError) as refused:
+                ipc.import_buffer(fd, 4096)
+            # Without a GPU: no device to map it on; with one: a memfd is not device memory.
+            assert refused.value.code in ("no_gpu", "bad_request"), refused.value
+        finally:
+            os.close(fd)
+        assert ipc.hello()["protocol"] == 1  # the connection serves on after refusals
+    with kilnd.IpcSocket(server.ipc_path, "not-a-token-0123456789abcdef") as stranger:
+        with pytest.raises(kilnd.KilndError) as unauthorized:
+            stranger.export_buffer(1)
+        assert unauthorized.value.code == "unauthorized"
+
+
+@pytest.mark.gpu
+def test_a_kilnd_buffer_is_mapped_here_with_no_copy(server):
+    driver = pytest.importorskip("cuda.bindings.driver")
+
+    def check(result):
+        err, *values = result if isinstance(result, tuple) else (result,)
+        assert err == driver.CUresult.CUDA_SUCCESS, err
+        return values[0] if len(values) == 1 else values
+
+    n = 1 << 20
+    data = np.arange(n, dtype=np.uint32)
+    buffer = server.request("POST", "/v1/buffers", {"bytes": n * 4})["id"]
+    with kilnd.SharedMemory(server, n * 4) as region:
+        region.numpy(np.uint32)[:] = data
+        region.upload(buffer)
+    check(driver.cuInit(0))
+    context = check(driver.cuDevicePrimaryCtxRetain(check(driver.cuDeviceGet(0))))
+    check(driver.cuCtxSetCurrent(context))
+    with kilnd.IpcSocket(server.ipc_path, TOKEN) as ipc, ipc.export_buffer(buffer) as exported:
+        assert exported.buffer["id"] == buffer and exported.mapped_bytes >= n * 4
+        handle = check(driver.cuMemImportFromShareableHandle(
+            exported.fd, driver.CUmemAllocationHandleType.CU_MEM_HANDLE_TYPE_POSIX_FILE_DESCRIPTOR))
+        size = exported.mapped_bytes
+        address = check(driver.cuMemAddressReserve(size, 0, 0, 0))
+        check(driver.cuMemMap(address, size, 0, handle, 0))
+        access = driver.CUmemAccessDesc()
+        access.location.type = driver.CUmemLocationType.CU_MEM_LOCATION_TYPE_DEVICE
+        access.location.id = 0
+        access.flags = driver.CUmemAccess_flags.CU_MEM_ACCESS_FLAGS_PROT_READWRITE
+        check(driver.cuMemSetAccess(address, size, [access], 1))
+        seen = np.zeros(n, dtype=np.uint32)
+        check(driver.cuMemcpyDtoH(seen.ctypes.data, address, n * 4))
+        assert np.array_equal(seen, data)  # what kilnd's buffer holds, read here through the mapping
+        check(driver.cuMemsetD32(address, 7, n))  # and written here: kilnd reads it
+        check(driver.cuCtxSynchronize())
+        with kilnd.SharedMemory(server, n * 4) as region:
+            region.download(buffer)
+            assert np.all(region.numpy(np.uint32) == 7)
+        check(driver.cuMemUnmap(address, size))
+        check(driver.cuMemAddressFree(address, size))
+        check(driver.cuMemRelease(handle))
+    check(driver.cuDevicePrimaryCtxRelease(check(driver.cuDeviceGet(0))))
     server.request("DELETE", f"/v1/buffers/{buffer}")

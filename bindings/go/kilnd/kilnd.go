@@ -1,7 +1,7 @@
 // Package kilnd is a small client of kilnd, kiln's HTTP service, for what a co-located Go service
 // needs beside the JSON API: POSIX shared memory registered with kilnd, and copies between it and
-// kilnd's buffers without a request body (docs/SERVICE.md, "Shared memory"). Pure Go: it needs
-// neither cgo nor libkiln.
+// kilnd's buffers without a request body (docs/SERVICE.md, "Shared memory"); and CUDA IPC of
+// device memory over kilnd's IPC socket (IpcSocket). Pure Go: it needs neither cgo nor libkiln.
 //
 //	c := kilnd.NewClient("http://127.0.0.1:8470", token)
 //	region, err := c.CreateSharedMemory(ctx, 256<<20)
@@ -25,7 +25,8 @@ import (
 	"syscall"
 )
 
-// Error is kilnd's answer to a request it refused: the HTTP status and the error body's members.
+// Error is kilnd's answer to a request it refused: the HTTP status (0 over the IPC socket) and the
+// error body's members.
 type Error struct {
 	Status  int
 	Code    string
@@ -35,6 +36,9 @@ type Error struct {
 
 func (e *Error) Error() string {
 	s := fmt.Sprintf("kilnd answered %d %s: %s", e.Status, e.Code, e.Message)
+	if e.Status == 0 { // over the IPC socket, which has no status
+		s = fmt.Sprintf("kilnd refused: %s: %s", e.Code, e.Message)
+	}
 	if e.Field != "" {
 		s += " (field " + e.Field + ")"
 	}

@@ -15,6 +15,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -22,6 +24,13 @@ import (
 const token = "go-client-token-0123456789abcdef0123"
 
 func startKilnd(t *testing.T) *Client {
+	t.Helper()
+	c, _ := startKilndWithIpcSocket(t)
+	return c
+}
+
+// startKilndWithIpcSocket also returns the path of kilnd's IPC socket (allow_client_ipc on).
+func startKilndWithIpcSocket(t *testing.T) (*Client, string) {
 	t.Helper()
 	binary := os.Getenv("KILND")
 	if binary == "" {
@@ -33,10 +42,12 @@ func startKilnd(t *testing.T) *Client {
 		t.Fatal(err)
 	}
 	config := filepath.Join(dir, "kilnd.json")
-	if err := os.WriteFile(config, []byte(`{"allow_client_shm": true}`), 0o600); err != nil {
+	if err := os.WriteFile(config, []byte(`{"allow_client_shm": true, "allow_client_ipc": true}`), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(binary, "--port", "0", "--tokens", tokens, "--config", config, "--cache-dir", filepath.Join(dir, "cache"))
+	socket := filepath.Join(dir, "kilnd.sock")
+	cmd := exec.Command(binary, "--port", "0", "--tokens", tokens, "--config", config, "--cache-dir", filepath.Join(dir, "cache"),
+		"--ipc-socket", socket)
 	out, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -51,17 +62,21 @@ func startKilnd(t *testing.T) *Client {
 	})
 	listening := regexp.MustCompile(`listening on (http://[0-9.]+:[0-9]+)`)
 	lines := bufio.NewScanner(out)
-	for lines.Scan() {
+	address := ""
+	for lines.Scan() { // the HTTP address, then the IPC socket
 		if m := listening.FindStringSubmatch(lines.Text()); m != nil {
+			address = m[1]
+		}
+		if address != "" && strings.Contains(lines.Text(), "serving the IPC socket on") {
 			go func() { // keep reading, so kilnd never blocks on a full pipe
 				for lines.Scan() {
 				}
 			}()
-			return NewClient(m[1], token)
+			return NewClient(address, token), socket
 		}
 	}
 	t.Fatal("kilnd exited without listening")
-	return nil
+	return nil, ""
 }
 
 func TestRegionRegisteredListedAndUnregistered(t *testing.T) {
@@ -149,5 +164,44 @@ func TestRegionEndsWithItsProcess(t *testing.T) {
 	var e *Error
 	if err := c.Do(ctx, "GET", fmt.Sprintf("/v1/shm/%d", id), nil, nil); !errors.As(err, &e) || e.Status != 404 {
 		t.Fatalf("the region outlived its process: %v", err)
+	}
+}
+
+// The IPC socket's protocol and refusals (a machine without a GPU can check no more than these;
+// the GPU tests map real device memory from C++ and Python).
+func TestIpcSocketAnswersAndRefusesClearly(t *testing.T) {
+	_, path := startKilndWithIpcSocket(t)
+	s, err := DialIpcSocket(path, token)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	protocol, ops, err := s.Hello()
+	if err != nil || protocol != 1 || len(ops) != 3 {
+		t.Fatalf("hello: %d %v %v", protocol, ops, err)
+	}
+	var refused *Error
+	if _, err := s.ExportBuffer(12345); !errors.As(err, &refused) || refused.Code != "not_found" || refused.Status != 0 {
+		t.Fatalf("export of no buffer: %v", err)
+	}
+	fd, err := syscall.Open("/dev/null", syscall.O_RDWR|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer syscall.Close(fd)
+	// Without a GPU there is no device to map it on; with one, /dev/null is not device memory.
+	if _, err := s.ImportBuffer(fd, 4096, 0, "x"); !errors.As(err, &refused) || (refused.Code != "no_gpu" && refused.Code != "bad_request") {
+		t.Fatalf("import of /dev/null: %v", err)
+	}
+	if protocol, _, err := s.Hello(); err != nil || protocol != 1 {
+		t.Fatalf("the connection did not serve on: %v", err)
+	}
+	stranger, err := DialIpcSocket(path, "not-a-token-0123456789abcdef")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	if _, err := stranger.ExportBuffer(1); !errors.As(err, &refused) || refused.Code != "unauthorized" {
+		t.Fatalf("unknown token: %v", err)
 	}
 }

@@ -1,6 +1,7 @@
 """A small client for kilnd, kiln's HTTP service, for what a co-located Python process needs beside
 the JSON API: registering POSIX shared memory with kilnd and copying between it and kilnd's buffers
-without sending a body (docs/SERVICE.md, "Shared memory"). Standard library only.
+without sending a body (docs/SERVICE.md, "Shared memory"), and CUDA IPC of device memory over
+kilnd's IPC socket ("CUDA IPC"). Standard library only (and NumPy for views).
 
     from kiln import kilnd
     client = kilnd.Client("http://127.0.0.1:8470", token)
@@ -8,24 +9,32 @@ without sending a body (docs/SERVICE.md, "Shared memory"). Standard library only
         region.numpy(np.float32)[:] = data           # write it in place
         region.upload(buffer_id)                     # region -> kilnd's buffer, no body
         region.download(buffer_id)                   # and back
+
+    with kilnd.IpcSocket("/run/kilnd.sock", token) as ipc:
+        exported = ipc.export_buffer(buffer_id)      # a VMM file descriptor of kilnd's buffer: map it
+        mine = ipc.import_buffer(fd, nbytes)         # this process's cuMemCreate memory as a kilnd buffer
 """
 
 import http.client
 import json
 import os
+import socket
+import struct
 import urllib.parse
 from multiprocessing import shared_memory
 
 import numpy as np
 
-__all__ = ["Client", "KilndError", "SharedMemory"]
+__all__ = ["Client", "ExportedBuffer", "IpcSocket", "KilndError", "SharedMemory"]
 
 
 class KilndError(Exception):
-    """kilnd refused a request: the HTTP status, and the error body's code, message and field."""
+    """kilnd refused a request: the HTTP status (None over the IPC socket), and the error body's
+    code, message and field."""
 
     def __init__(self, status, code, message, field=None):
-        super().__init__(f"kilnd answered {status} {code}: {message}" + (f" (field {field})" if field else ""))
+        answered = f"kilnd answered {status} {code}" if status is not None else f"kilnd refused: {code}"
+        super().__init__(f"{answered}: {message}" + (f" (field {field})" if field else ""))
         self.status = status
         self.code = code
         self.message = message
@@ -148,6 +157,102 @@ class SharedMemory:
             self._lingering = memory  # unmapped when this object goes, after the views it outlives
             raise BufferError("kiln.kilnd.SharedMemory.close(): NumPy arrays or memoryviews of the region are "
                               "still alive; drop them before closing it (it is unregistered and unlinked)") from None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class ExportedBuffer:
+    """A kilnd buffer's device memory for this process: ``fd`` is a VMM POSIX file descriptor (this
+    object owns it: ``close()``), to map with cuMemImportFromShareableHandle, then cuMemAddressReserve,
+    cuMemMap and cuMemSetAccess for ``mapped_bytes``; ``buffer`` is kilnd's description of it."""
+
+    def __init__(self, fd, reply):
+        self.fd = fd
+        self.buffer = reply["buffer"]
+        self.mapped_bytes = reply["mapped_bytes"]
+        self.device_uuid = reply["device_uuid"]
+
+    def close(self):
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class IpcSocket:
+    """kilnd's IPC socket (``kilnd --ipc-socket PATH`` with ``allow_client_ipc``): CUDA IPC with a
+    co-located process. The wire format is kiln's frame (u32 type, u64 length, payload, little-endian)
+    with descriptors passed by SCM_RIGHTS; requests are JSON (docs/SERVICE.md, "CUDA IPC"). One
+    connection, not shared between threads."""
+
+    _REQUEST, _REPLY = 1, 2
+    _HEADER = struct.Struct("<IQ")
+
+    def __init__(self, path, token=None, *, timeout=30.0):
+        self._token = token
+        self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self._socket.settimeout(timeout)
+        try:
+            self._socket.connect(path)
+        except BaseException:
+            self._socket.close()
+            raise
+
+    def hello(self):
+        """The protocol version and operations kilnd offers."""
+        return self._ask({"op": "hello"})[0]
+
+    def export_buffer(self, buffer):
+        """kilnd's buffer (its id) as an ExportedBuffer: its memory, mapped by this process with no copy."""
+        reply, fds = self._ask({"op": "export_buffer", "token": self._token, "buffer": int(buffer)})
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise KilndError(None, "internal", f"an export came with {len(fds)} descriptors")
+        return ExportedBuffer(fds[0], reply)
+
+    def import_buffer(self, fd, nbytes, *, device=0, tag=""):
+        """This process's device memory (a cuMemCreate allocation with POSIX file descriptor handles,
+        exported by cuMemExportToShareableHandle; ``nbytes`` its whole size) as a kilnd buffer; returns
+        kilnd's description of it (its "id" names it in launches). kilnd frees it when this process
+        ends. The caller keeps (and closes) ``fd``."""
+        request = {"op": "import_buffer", "token": self._token, "bytes": int(nbytes), "device": int(device), "tag": tag}
+        return self._ask(request, [fd])[0]["buffer"]
+
+    def _ask(self, request, fds=()):
+        body = json.dumps(request).encode()
+        socket.send_fds(self._socket, [self._HEADER.pack(self._REQUEST, len(body)) + body], list(fds))
+        header, got, _, _ = socket.recv_fds(self._socket, self._HEADER.size, 4, socket.MSG_WAITALL)
+        if len(header) != self._HEADER.size:
+            for fd in got:
+                os.close(fd)
+            raise ConnectionError("kilnd closed the IPC socket")
+        kind, size = self._HEADER.unpack(header)
+        payload = bytearray()
+        while len(payload) < size:
+            chunk = self._socket.recv(size - len(payload))
+            if not chunk:
+                raise ConnectionError("kilnd closed the IPC socket in the middle of a reply")
+            payload += chunk
+        reply = json.loads(payload)
+        if kind != self._REPLY or "error" in reply:
+            for fd in got:
+                os.close(fd)
+            error = reply.get("error", {})
+            raise KilndError(None, error.get("code", "unknown"), error.get("message", ""), error.get("field"))
+        return reply, got
+
+    def close(self):
+        self._socket.close()
 
     def __enter__(self):
         return self

@@ -18,7 +18,6 @@
 #include <variant>
 #include <vector>
 
-#include "kiln/driver/error.hpp"
 #include "kiln/ipc/unique_fd.hpp"
 
 namespace kiln::service {
@@ -125,17 +124,9 @@ class GpuBackend {
     ipc::UniqueFd fd;
     std::size_t mapped_bytes = 0;
   };
-  virtual ExportedMemory export_buffer(BufferId id) {
-    (void)id;
-    throw Error(Errc::invalid_argument, "this GPU backend cannot share its buffers with other processes");
-  }
-  virtual BufferId import_buffer(int device, ipc::UniqueFd fd, std::size_t bytes, std::string_view tag) {
-    (void)device;
-    (void)fd;
-    (void)bytes;
-    (void)tag;
-    throw Error(Errc::invalid_argument, "this GPU backend cannot map another process's memory");
-  }
+  // The defaults refuse (invalid_argument): a backend without shareable memory.
+  virtual ExportedMemory export_buffer(BufferId id);
+  virtual BufferId import_buffer(int device, ipc::UniqueFd fd, std::size_t bytes, std::string_view tag);
   // Blocks until the launch completes, fails, or passes its deadline.
   virtual LaunchResult launch(const LaunchSpec& spec) = 0;
 };
