@@ -7,6 +7,8 @@
 #include <exception>
 #include <mutex>
 #include <optional>
+#include <string_view>
+#include <utility>
 
 #include <grpcpp/grpcpp.h>
 #include <grpcpp/security/server_credentials.h>
@@ -105,10 +107,25 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
     return tenant;
   }
 
+  // Counts the call's answer in kilnd's metrics (kiln_grpc_requests_total{method,code}) before gRPC
+  // sends it, so a client that has its answer finds it counted.
+  Status counted(std::string_view method, Status status) noexcept {
+    try {
+      core.grpc_answered(method, grpc_front::status_code_name(status.error_code()));
+    } catch (...) {
+    }
+    return status;
+  }
+
   // Runs `body(tenant)` for an authenticated caller, inside the request's log context; whatever it
-  // throws (the front end's own trouble, or a bug) is answered as the core would answer it.
+  // throws (the front end's own trouble, or a bug) is answered as the core would answer it. The
+  // answer is counted under `method` (kilnd.proto's name).
   template <class F>
-  Status serve(ServerContext* context, F&& body) {
+  Status serve(ServerContext* context, std::string_view method, F&& body) {
+    return counted(method, serve_uncounted(context, std::forward<F>(body)));
+  }
+  template <class F>
+  Status serve_uncounted(ServerContext* context, F&& body) {
     const CallScope scope(*this);
     try {
       if (stopping.load(std::memory_order_acquire))
@@ -136,14 +153,14 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
       reply->set_ready(r.why_not.empty());
       reply->set_why_not_ready(r.why_not);
       reply->set_draining(core.draining());
-      return Status::OK;
+      return counted("Health", Status::OK);
     } catch (...) {
-      return refuse(*context, core::error_from_exception(std::current_exception()));
+      return counted("Health", refuse(*context, core::error_from_exception(std::current_exception())));
     }
   }
 
   Status RegisterKernel(ServerContext* context, const v1::KernelRequest* request, v1::Kernel* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "RegisterKernel", [&](const std::string& tenant, const std::string&) {
       const std::string body = grpc_front::kernel_body(*request);
       Parsed<KernelRequest> parsed = parse_kernel_request(body, core.request_limits());
       if (!parsed.ok()) return bad_request(*context, parsed.error());
@@ -155,7 +172,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status GetKernel(ServerContext* context, const v1::Id* request, v1::Kernel* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "GetKernel", [&](const std::string& tenant, const std::string&) {
       auto k = core.kernel(tenant, request->id());
       if (!k) return refuse(*context, k.error());
       to_proto(k.value(), *reply);
@@ -164,14 +181,14 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status DeleteKernel(ServerContext* context, const v1::Id* request, v1::Empty*) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "DeleteKernel", [&](const std::string& tenant, const std::string&) {
       auto done = core.delete_kernel(tenant, request->id());
       return done ? Status::OK : refuse(*context, done.error());
     });
   }
 
   Status ListKernels(ServerContext* context, const v1::PageRequest* request, v1::KernelPage* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "ListKernels", [&](const std::string& tenant, const std::string&) {
       const core::Page<core::KernelInfo> page = core.list_kernels(tenant, grpc_front::page_of(*request));
       for (const core::KernelInfo& k : page.items) to_proto(k, *reply->add_kernels());
       if (page.next_after) reply->set_next_after(*page.next_after);
@@ -180,7 +197,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status CreateBuffer(ServerContext* context, const v1::BufferRequest* request, v1::Buffer* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "CreateBuffer", [&](const std::string& tenant, const std::string&) {
       Parsed<BufferRequest> parsed = parse_buffer_request(grpc_front::buffer_body(*request), core.request_limits());
       if (!parsed.ok()) return bad_request(*context, parsed.error());
       auto b = core.create_buffer(tenant, parsed.value());
@@ -191,7 +208,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status GetBuffer(ServerContext* context, const v1::Id* request, v1::Buffer* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "GetBuffer", [&](const std::string& tenant, const std::string&) {
       auto b = core.buffer(tenant, request->id());
       if (!b) return refuse(*context, b.error());
       to_proto(b.value(), *reply);
@@ -200,14 +217,14 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status DeleteBuffer(ServerContext* context, const v1::Id* request, v1::Empty*) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "DeleteBuffer", [&](const std::string& tenant, const std::string&) {
       auto done = core.delete_buffer(tenant, request->id());
       return done ? Status::OK : refuse(*context, done.error());
     });
   }
 
   Status ListBuffers(ServerContext* context, const v1::PageRequest* request, v1::BufferPage* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "ListBuffers", [&](const std::string& tenant, const std::string&) {
       const core::Page<core::BufferInfo> page = core.list_buffers(tenant, grpc_front::page_of(*request));
       for (const core::BufferInfo& b : page.items) to_proto(b, *reply->add_buffers());
       if (page.next_after) reply->set_next_after(*page.next_after);
@@ -218,7 +235,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   // Each chunk is written when it arrives (one message at most max_message_bytes in memory); the
   // core checks each write's range. A chunk that names another buffer or offset is refused.
   Status Upload(ServerContext* context, grpc::ServerReader<v1::UploadChunk>* reader, v1::UploadReply* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "Upload", [&](const std::string& tenant, const std::string&) {
       v1::UploadChunk chunk;
       if (!reader->Read(&chunk))
         return refuse(*context, StatusCode::INVALID_ARGUMENT, "bad_request", "an upload needs at least one chunk", "buffer");
@@ -245,7 +262,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
 
   // Read chunk by chunk, so a large buffer never sits whole in kilnd's memory.
   Status Download(ServerContext* context, const v1::DownloadRequest* request, grpc::ServerWriter<v1::DataChunk>* writer) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "Download", [&](const std::string& tenant, const std::string&) {
       auto b = core.buffer(tenant, request->buffer());
       if (!b) return refuse(*context, b.error());
       const std::uint64_t size = b->bytes, offset = request->offset();
@@ -270,6 +287,59 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
     });
   }
 
+  // Client shared memory: the HTTP API's parsers and the core's rules (allow_client_shm, the
+  // tenant's regions only, bounds); the owner pid is the request's, as over HTTP.
+  Status RegisterSharedMemory(ServerContext* context, const v1::SharedMemoryRequest* request, v1::SharedMemory* reply) override {
+    return serve(context, "RegisterSharedMemory", [&](const std::string& tenant, const std::string&) {
+      Parsed<SharedMemoryRequest> parsed =
+          parse_shared_memory_request(grpc_front::shared_memory_body(*request), core.request_limits());
+      if (!parsed.ok()) return bad_request(*context, parsed.error());
+      auto r = core.register_shared_memory(tenant, parsed.value());
+      if (!r) return refuse(*context, r.error());
+      to_proto(r.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status GetSharedMemory(ServerContext* context, const v1::Id* request, v1::SharedMemory* reply) override {
+    return serve(context, "GetSharedMemory", [&](const std::string& tenant, const std::string&) {
+      auto r = core.shared_memory(tenant, request->id());
+      if (!r) return refuse(*context, r.error());
+      to_proto(r.value(), *reply);
+      return Status::OK;
+    });
+  }
+
+  Status UnregisterSharedMemory(ServerContext* context, const v1::Id* request, v1::Empty*) override {
+    return serve(context, "UnregisterSharedMemory", [&](const std::string& tenant, const std::string&) {
+      auto done = core.unregister_shared_memory(tenant, request->id());
+      return done ? Status::OK : refuse(*context, done.error());
+    });
+  }
+
+  Status ListSharedMemory(ServerContext* context, const v1::PageRequest* request, v1::SharedMemoryPage* reply) override {
+    return serve(context, "ListSharedMemory", [&](const std::string& tenant, const std::string&) {
+      const core::Page<core::SharedMemoryInfo> page = core.list_shared_memory(tenant, grpc_front::page_of(*request));
+      for (const core::SharedMemoryInfo& r : page.items) to_proto(r, *reply->add_regions());
+      if (page.next_after) reply->set_next_after(*page.next_after);
+      return Status::OK;
+    });
+  }
+
+  Status CopySharedMemory(ServerContext* context, const v1::SharedMemoryCopyRequest* request,
+                          v1::SharedMemoryCopyReply* reply) override {
+    return serve(context, "CopySharedMemory", [&](const std::string& tenant, const std::string&) {
+      Parsed<SharedMemoryCopyRequest> parsed =
+          parse_shared_memory_copy_request(grpc_front::shared_memory_copy_body(*request), core.request_limits());
+      if (!parsed.ok()) return bad_request(*context, parsed.error());
+      auto copied = core.copy_shared_memory(tenant, request->buffer(), parsed.value());
+      if (!copied) return refuse(*context, copied.error());
+      reply->set_bytes(copied.value());
+      reply->set_direction(parsed.value().upload ? "upload" : "download");
+      return Status::OK;
+    });
+  }
+
   // One launch through the core; `reply` gets its job.
   Status launch_one(ServerContext& context, const std::string& tenant, const std::string& request_id,
                     const v1::LaunchRequest& request, v1::Job& reply) {
@@ -282,7 +352,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status Launch(ServerContext* context, const v1::LaunchRequest* request, v1::Job* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string& request_id) {
+    return serve(context, "Launch", [&](const std::string& tenant, const std::string& request_id) {
       return launch_one(*context, tenant, request_id, *request, *reply);
     });
   }
@@ -290,7 +360,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   // In order, one at a time: each request's job is written before the next is read. The first
   // refusal ends the stream with its status (the jobs written before it stand).
   Status LaunchStream(ServerContext* context, grpc::ServerReaderWriter<v1::Job, v1::LaunchRequest>* stream) override {
-    return serve(context, [&](const std::string& tenant, const std::string& request_id) {
+    return serve(context, "LaunchStream", [&](const std::string& tenant, const std::string& request_id) {
       v1::LaunchRequest request;
       while (stream->Read(&request)) {
         v1::Job job;
@@ -302,7 +372,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status GetJob(ServerContext* context, const v1::JobRequest* request, v1::Job* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "GetJob", [&](const std::string& tenant, const std::string&) {
       auto job = core.job(tenant, request->id(), std::chrono::milliseconds(std::min<std::uint32_t>(request->wait_ms(), 1u << 30)));
       if (!job) return refuse(*context, job.error());
       to_proto(job.value(), *reply);
@@ -311,7 +381,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status ListJobs(ServerContext* context, const v1::PageRequest* request, v1::JobPage* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "ListJobs", [&](const std::string& tenant, const std::string&) {
       const core::Page<JobSnapshot> page = core.list_jobs(tenant, grpc_front::page_of(*request));
       for (const JobSnapshot& j : page.items) to_proto(j, *reply->add_jobs());
       if (page.next_after) reply->set_next_after(*page.next_after);
@@ -320,14 +390,14 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status ListLibraries(ServerContext* context, const v1::Empty*, v1::LibraryList* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "ListLibraries", [&](const std::string& tenant, const std::string&) {
       for (const core::LibraryInfo& l : core.libraries(tenant)) to_proto(l, *reply->add_libraries());
       return Status::OK;
     });
   }
 
   Status RepositoryIndex(ServerContext* context, const v1::Empty*, v1::RepositoryList* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "RepositoryIndex", [&](const std::string& tenant, const std::string&) {
       for (const core::RepositoryPackage& p : core.repository_index(tenant)) to_proto(p, *reply->add_packages());
       const core::KernelRepository* repository = core.repository();
       reply->set_enabled(repository != nullptr);
@@ -337,7 +407,7 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status GetPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "GetPackage", [&](const std::string& tenant, const std::string&) {
       auto p = core.repository_package(tenant, request->name());
       if (!p) return refuse(*context, p.error());
       to_proto(p.value(), *reply);
@@ -347,8 +417,9 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
 
   // Load and unload: the version through the HTTP API's parser (its rules: at least 1).
   template <class Call>
-  Status package_control(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply, Call call) {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+  Status package_control(ServerContext* context, std::string_view method, const v1::PackageRequest* request,
+                         v1::Package* reply, Call call) {
+    return serve(context, method, [&](const std::string& tenant, const std::string&) {
       Parsed<PackageVersionRequest> parsed =
           parse_package_version_request(grpc_front::package_version_body(*request), core.request_limits());
       if (!parsed.ok()) return bad_request(*context, parsed.error());
@@ -360,19 +431,21 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   }
 
   Status LoadPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
-    return package_control(context, request, reply, [&](const std::string& tenant, std::optional<std::uint64_t> version) {
+    return package_control(context, "LoadPackage", request, reply,
+                           [&](const std::string& tenant, std::optional<std::uint64_t> version) {
       return core.load_package(tenant, request->name(), version);
     });
   }
 
   Status UnloadPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
-    return package_control(context, request, reply, [&](const std::string& tenant, std::optional<std::uint64_t> version) {
+    return package_control(context, "UnloadPackage", request, reply,
+                           [&](const std::string& tenant, std::optional<std::uint64_t> version) {
       return core.unload_package(tenant, request->name(), version);
     });
   }
 
   Status RollbackPackage(ServerContext* context, const v1::PackageRequest* request, v1::Package* reply) override {
-    return serve(context, [&](const std::string& tenant, const std::string&) {
+    return serve(context, "RollbackPackage", [&](const std::string& tenant, const std::string&) {
       if (request->has_version())
         return refuse(*context, StatusCode::INVALID_ARGUMENT, "bad_request",
                       "version: a rollback returns to the previous version; LoadPackage with a version serves any other",
