@@ -285,6 +285,115 @@ TEST_F(GrpcTest, LaunchesOnTheFakeGpuAndReadsTheJob) {
   EXPECT_EQ(answered, 3);
 }
 
+// A launch request for saxpy over two new buffers, tagged.
+v1::LaunchRequest saxpy_launch(std::uint64_t kernel, std::uint64_t x, std::uint64_t y, bool wait, const std::string& tag) {
+  v1::LaunchRequest request;
+  request.set_kernel_id(kernel);
+  request.set_function("saxpy");
+  request.add_block(32);
+  auto* a = request.add_arguments()->mutable_scalar();
+  a->set_type("f32");
+  a->set_real(2.0);
+  request.add_arguments()->mutable_buffer()->set_buffer(x);
+  request.add_arguments()->mutable_buffer()->set_buffer(y);
+  auto* n = request.add_arguments()->mutable_scalar();
+  n->set_type("i32");
+  n->set_integer(32);
+  request.set_wait(wait);
+  request.set_tag(tag);
+  return request;
+}
+
+// LaunchStream reads on while launches run, at most 64 with wait in flight: with the GPU held, 64
+// are submitted and no more; once it runs, every request is answered, each with its tag.
+TEST_F(GrpcTest, LaunchStreamPipelinesWithABoundOnLaunchesInFlight) {
+  const v1::Kernel k = register_saxpy();
+  const v1::Buffer x = create_buffer(1024), y = create_buffer(1024);
+  std::promise<void> open;
+  std::shared_future<void> gate = open.get_future().share();
+  gpu_.set_launch_hook([gate](const LaunchSpec&) { gate.wait(); });
+  struct Opener {
+    std::promise<void>& p;
+    bool done = false;
+    void now() {
+      if (!done) p.set_value(), done = true;
+    }
+    ~Opener() { now(); }
+  } opener{open};
+  auto jobs = [&] { return core_->list_jobs("alice", {0, core::kMaxPageSize}).items.size(); };
+
+  constexpr int kLaunches = 100;
+  auto c = context();
+  auto stream = stub_->LaunchStream(c.get());
+  for (int i = 0; i < kLaunches; ++i) {
+    std::string tag = "launch-";
+    tag += std::to_string(i);
+    ASSERT_TRUE(stream->Write(saxpy_launch(k.id(), x.id(), y.id(), /*wait=*/true, tag)));
+  }
+  stream->WritesDone();
+  // Submitted while the first ones are held on the GPU: pipelined, up to the bound.
+  const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(60);
+  while (jobs() < 64 && std::chrono::steady_clock::now() < give_up) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  ASSERT_EQ(jobs(), 64u);
+  // And no more while none finishes (a broken bound submits all 100 in far less than this).
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_EQ(jobs(), 64u);
+
+  opener.now();
+  std::set<std::string> tags;
+  std::set<std::uint64_t> ids;
+  v1::Job job;
+  while (stream->Read(&job)) {
+    EXPECT_EQ(job.state(), "finished");
+    EXPECT_EQ(job.status(), "completed");
+    EXPECT_TRUE(tags.insert(job.tag()).second) << "answered twice: " << job.tag();
+    ids.insert(job.id());
+  }
+  const grpc::Status s = stream->Finish();
+  ASSERT_TRUE(s.ok()) << s.error_message();
+  EXPECT_EQ(tags.size(), static_cast<std::size_t>(kLaunches));
+  EXPECT_EQ(ids.size(), static_cast<std::size_t>(kLaunches));
+  EXPECT_EQ(tags.count("launch-0"), 1u);
+  EXPECT_EQ(tags.count("launch-99"), 1u);
+  EXPECT_EQ(gpu_.launched().size(), static_cast<std::size_t>(kLaunches));
+}
+
+// Without wait a launch is answered at once (queued, or already run); a refusal ends the stream
+// with its status after the launches accepted before it are answered, and nothing after it runs.
+TEST_F(GrpcTest, LaunchStreamAnswersEachAcceptedLaunchThenEndsWithTheFirstRefusal) {
+  const v1::Kernel k = register_saxpy();
+  const v1::Buffer x = create_buffer(1024), y = create_buffer(1024);
+  auto c = context();
+  auto stream = stub_->LaunchStream(c.get());
+  ASSERT_TRUE(stream->Write(saxpy_launch(k.id(), x.id(), y.id(), true, "a")));
+  ASSERT_TRUE(stream->Write(saxpy_launch(k.id(), x.id(), y.id(), false, "b")));
+  v1::LaunchRequest bad = saxpy_launch(k.id(), x.id(), y.id(), true, "c");
+  bad.clear_function();
+  stream->Write(bad);
+  stream->Write(saxpy_launch(k.id(), x.id(), y.id(), true, "d"));
+  stream->WritesDone();
+  std::map<std::string, v1::Job> answered;
+  v1::Job job;
+  while (stream->Read(&job)) answered[job.tag()] = job;
+  const grpc::Status s = stream->Finish();
+  EXPECT_EQ(s.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << s.error_message();
+  EXPECT_EQ(trailer(*c, "kiln-error-field"), "function");
+  ASSERT_EQ(answered.size(), 2u);
+  EXPECT_EQ(answered["a"].status(), "completed");
+  EXPECT_NE(answered["b"].id(), 0u);
+  EXPECT_EQ(core_->list_jobs("alice", {}).items.size(), 2u);  // "d" was never submitted
+
+  // Launch echoes the tag too; one over 256 bytes is refused naming it.
+  v1::Job one;
+  c = context();
+  ASSERT_TRUE(stub_->Launch(c.get(), saxpy_launch(k.id(), x.id(), y.id(), true, "unary"), &one).ok());
+  EXPECT_EQ(one.tag(), "unary");
+  c = context();
+  EXPECT_EQ(stub_->Launch(c.get(), saxpy_launch(k.id(), x.id(), y.id(), true, std::string(257, 't')), &one).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(trailer(*c, "kiln-error-field"), "tag");
+}
+
 TEST_F(GrpcTest, AWrongTokenIsUnauthenticated) {
   v1::KernelPage page;
   auto c = context("not-a-token-of-anyone-0000000");

@@ -8,6 +8,8 @@
 #include <mutex>
 #include <optional>
 #include <string_view>
+#include <thread>
+#include <vector>
 #include <utility>
 
 #include <grpcpp/grpcpp.h>
@@ -340,34 +342,180 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
     });
   }
 
-  // One launch through the core; `reply` gets its job.
-  Status launch_one(ServerContext& context, const std::string& tenant, const std::string& request_id,
-                    const v1::LaunchRequest& request, v1::Job& reply) {
+  // A LaunchRequest's tag is the client's, echoed in its Job; bounded, as every other field is.
+  static constexpr std::size_t kMaxTagBytes = 256;
+  // LaunchStream: launches with wait in flight on one stream at most (the next request is read when
+  // one is answered), so one stream cannot fill the scheduler's queue faster than it drains.
+  static constexpr std::size_t kStreamInFlight = 64;
+  // How long a stream's waiter waits on its oldest launch before looking at the others again: a
+  // launch that finishes behind a longer one is answered at most this much later.
+  static constexpr std::chrono::milliseconds kStreamSweep{10};
+
+  // The request as the core takes it (the HTTP API's parser), or the refusal.
+  Status parse_launch(ServerContext& context, const v1::LaunchRequest& request, std::optional<LaunchRequest>& out) {
+    if (request.tag().size() > kMaxTagBytes) {
+      std::string message = "tag: ";
+      message += std::to_string(request.tag().size());
+      message += " bytes, at most ";
+      message += std::to_string(kMaxTagBytes);
+      return refuse(context, StatusCode::INVALID_ARGUMENT, "bad_request", message, "tag");
+    }
     Parsed<LaunchRequest> parsed = parse_launch_request(grpc_front::launch_body(request), core.request_limits());
     if (!parsed.ok()) return bad_request(context, parsed.error());
-    auto launched = core.launch(tenant, std::move(parsed.value()), request_id);
-    if (!launched) return refuse(context, launched.error());
-    to_proto(launched->job, reply);
+    out = std::move(parsed.value());
     return Status::OK;
   }
 
   Status Launch(ServerContext* context, const v1::LaunchRequest* request, v1::Job* reply) override {
     return serve(context, "Launch", [&](const std::string& tenant, const std::string& request_id) {
-      return launch_one(*context, tenant, request_id, *request, *reply);
+      std::optional<LaunchRequest> launch;
+      if (Status s = parse_launch(*context, *request, launch); !s.ok()) return s;
+      auto launched = core.launch(tenant, std::move(*launch), request_id);
+      if (!launched) return refuse(*context, launched.error());
+      to_proto(launched->job, *reply);
+      reply->set_tag(request->tag());
+      return Status::OK;
     });
   }
 
-  // In order, one at a time: each request's job is written before the next is read. The first
-  // refusal ends the stream with its status (the jobs written before it stand).
+  // Pipelined. This thread reads and submits: each launch goes to the core without wait, so the next
+  // request is read while it runs; one without wait is answered at once (queued), as Launch answers
+  // it. One with wait joins `waiting`, at most kStreamInFlight of them (the reader waits for room).
+  // A waiter thread answers those as they finish (or when max_wait has passed, with the job as it
+  // is then, as Launch does): it waits on the oldest for up to kStreamSweep, then answers every one
+  // finished. Writes are serialized; the first refusal stops the reading, and the stream ends with
+  // it once the launches accepted before it are answered. A client gone ends both threads.
   Status LaunchStream(ServerContext* context, grpc::ServerReaderWriter<v1::Job, v1::LaunchRequest>* stream) override {
     return serve(context, "LaunchStream", [&](const std::string& tenant, const std::string& request_id) {
-      v1::LaunchRequest request;
-      while (stream->Read(&request)) {
+      struct Waiting {
+        std::uint64_t id = 0;
+        std::string tag;
+        std::chrono::steady_clock::time_point until;
+      };
+      std::mutex mutex;  // before write_mutex, when both are held
+      std::condition_variable changed;
+      std::vector<Waiting> waiting;  // submitted with wait, not answered; oldest first
+      bool reading = true;
+      Status ended = Status::OK;  // the first refusal, or the client gone
+      std::mutex write_mutex;
+
+      auto write = [&](const JobSnapshot& snapshot, const std::string& tag) {
         v1::Job job;
-        if (Status s = launch_one(*context, tenant, request_id, request, job); !s.ok()) return s;
-        if (!stream->Write(job)) return Status(StatusCode::CANCELLED, "the client went away");
+        to_proto(snapshot, job);
+        job.set_tag(tag);
+        std::lock_guard lock(write_mutex);
+        return stream->Write(job);
+      };
+      // The stream's end, once: `make` adds its trailers to the context, so it runs for the first only.
+      auto end_with = [&](auto make) {
+        std::lock_guard lock(mutex);
+        if (ended.ok()) {
+          std::lock_guard write_lock(write_mutex);
+          ended = make();
+        }
+        changed.notify_all();
+      };
+      auto client_gone = [&] {
+        end_with([] { return Status(StatusCode::CANCELLED, "the client went away"); });
+        std::lock_guard lock(mutex);
+        waiting.clear();  // nobody to answer: the reader stops waiting for room
+        changed.notify_all();
+      };
+
+      auto wait_loop = [&]() noexcept {
+        try {
+          for (;;) {
+            Waiting oldest;
+            {
+              std::unique_lock lock(mutex);
+              changed.wait(lock, [&] { return !waiting.empty() || !reading; });
+              if (waiting.empty()) return;  // the reader is done, and every launch answered
+              oldest = waiting.front();
+            }
+            if (context->IsCancelled()) return client_gone();
+            const auto left = oldest.until - std::chrono::steady_clock::now();
+            if (left > std::chrono::steady_clock::duration::zero())
+              (void)core.job(tenant, oldest.id,
+                             std::min(kStreamSweep, std::chrono::ceil<std::chrono::milliseconds>(left)));
+            std::vector<Waiting> now;
+            {
+              std::lock_guard lock(mutex);
+              now = waiting;
+            }
+            for (const Waiting& w : now) {
+              auto job = core.job(tenant, w.id, std::chrono::milliseconds(0));
+              if (job && job->state != JobState::finished && std::chrono::steady_clock::now() < w.until) continue;
+              if (!job) end_with([&] { return refuse(*context, job.error()); });  // gone from the records
+              else if (!write(job.value(), w.tag)) return client_gone();
+              std::lock_guard lock(mutex);
+              std::erase_if(waiting, [&](const Waiting& x) { return x.id == w.id; });
+              changed.notify_all();
+            }
+          }
+        } catch (...) {
+          end_with([&] { return refuse(*context, core::error_from_exception(std::current_exception())); });
+          std::lock_guard lock(mutex);
+          waiting.clear();
+          changed.notify_all();
+        }
+      };
+
+      std::thread waiter;  // started with the first launch it waits for
+      // However the reading ends: the waiter answers what is left, then is joined. Idempotent.
+      auto stop_reading = [&] {
+        {
+          std::lock_guard lock(mutex);
+          reading = false;
+          changed.notify_all();
+        }
+        if (waiter.joinable()) waiter.join();
+      };
+      struct OnExit {
+        decltype(stop_reading)& run;
+        ~OnExit() { run(); }
+      } on_exit{stop_reading};
+
+      const std::chrono::milliseconds max_wait = core.config().max_wait;
+      v1::LaunchRequest request;
+      for (;;) {
+        {
+          std::unique_lock lock(mutex);
+          changed.wait(lock, [&] { return waiting.size() < kStreamInFlight || !ended.ok(); });
+          if (!ended.ok()) break;
+        }
+        if (!stream->Read(&request)) break;
+        std::optional<LaunchRequest> launch;
+        Status refused;
+        {
+          std::lock_guard write_lock(write_mutex);  // a refusal's trailers, not beside a write
+          refused = parse_launch(*context, request, launch);
+        }
+        if (!refused.ok()) {
+          end_with([&] { return refused; });
+          break;
+        }
+        const bool wait = launch->wait;
+        launch->wait = false;  // submitted here, waited for by the waiter
+        auto launched = core.launch(tenant, std::move(*launch), request_id);
+        if (!launched) {
+          end_with([&] { return refuse(*context, launched.error()); });
+          break;
+        }
+        if (!wait) {
+          if (!write(launched->job, request.tag())) {
+            client_gone();
+            break;
+          }
+          continue;
+        }
+        std::lock_guard lock(mutex);
+        waiting.push_back({launched->job.id, request.tag(), std::chrono::steady_clock::now() + max_wait});
+        changed.notify_all();
+        if (!waiter.joinable()) waiter = std::thread(wait_loop);
       }
-      return Status::OK;
+      stop_reading();
+      std::lock_guard lock(mutex);
+      return ended;
     });
   }
 
