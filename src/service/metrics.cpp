@@ -47,8 +47,9 @@ void Metrics::http_answered(int status) noexcept {
 
 void Metrics::grpc_answered(std::string_view method, std::string_view code) noexcept {
   try {
+    std::pair<std::string, std::string> key(method, code);  // made before the lock
     std::lock_guard lock(grpc_mutex_);
-    ++grpc_[{std::string(method), std::string(code)}];
+    ++grpc_[std::move(key)];
   } catch (...) {  // out of memory: one call uncounted
   }
 }

@@ -1,7 +1,8 @@
 // Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, HTTP and gRPC answers), and the
 // Prometheus text rendering of those plus the gauges read at scrape time (queue depth, GPUs, memory,
 // compile cache). Counters are atomics: recording costs no lock; a job's end also goes into
-// recent() (the status page's last minute), under one short lock.
+// recent() (the status page's last minute), and a gRPC answer into its (method, code) count, each
+// under one short lock.
 //
 // Thread safety: every member may be called from any thread at once.
 #pragma once
@@ -92,7 +93,7 @@ class Metrics {
   // HTTP status classes 1xx..5xx and the statuses worth telling apart.
   std::array<std::atomic<std::uint64_t>, 600> http_{};
   mutable std::mutex grpc_mutex_;
-  std::map<std::pair<std::string, std::string>, std::uint64_t, std::less<>> grpc_;  // (method, code) -> calls
+  std::map<std::pair<std::string, std::string>, std::uint64_t> grpc_;  // (method, code) -> calls
   RecentActivity recent_;
 };
 
