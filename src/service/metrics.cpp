@@ -45,6 +45,15 @@ void Metrics::http_answered(int status) noexcept {
   if (status >= 100 && status < 600) http_[static_cast<std::size_t>(status)].fetch_add(1, std::memory_order_relaxed);
 }
 
+void Metrics::grpc_answered(std::string_view method, std::string_view code) noexcept {
+  try {
+    std::pair<std::string, std::string> key(method, code);  // made before the lock
+    std::lock_guard lock(grpc_mutex_);
+    ++grpc_[std::move(key)];
+  } catch (...) {  // out of memory: one call uncounted
+  }
+}
+
 std::uint64_t Metrics::jobs(JobOutcome outcome) const noexcept {
   return jobs_[static_cast<std::size_t>(outcome)].load(std::memory_order_relaxed);
 }
@@ -185,6 +194,13 @@ std::string Metrics::render(const MetricsInputs& in) const {
   for (std::size_t s = 100; s < http_.size(); ++s) {
     const auto n = http_[s].load(std::memory_order_relaxed);
     if (n) w.sample("kiln_http_responses_total", "code=\"" + std::to_string(s) + "\"", n);
+  }
+  w.family("kiln_grpc_requests_total", "counter", "gRPC calls answered, by method and status code.");
+  {
+    std::lock_guard lock(grpc_mutex_);
+    for (const auto& [key, n] : grpc_)
+      w.sample("kiln_grpc_requests_total",
+               "method=\"" + escape_label_value(key.first) + "\",code=\"" + escape_label_value(key.second) + "\"", n);
   }
   return w.str();
 }

@@ -241,6 +241,7 @@ class ServiceCore {
   Readiness readiness();
   std::string metrics_text();
   void http_answered(int status) { metrics_.http_answered(status); }
+  void grpc_answered(std::string_view method, std::string_view code) { metrics_.grpc_answered(method, code); }
 
   // The status page's data, as `tenant` may see it (its own failures and the machine's).
   ServiceStatus status(const std::string& tenant);

@@ -112,6 +112,26 @@ std::string package_version_body(const kiln::v1::PackageRequest& r) {
   return body_text(body);
 }
 
+// bytes and name always (0 and "": the parser's "at least 1" and its name rules); offset and
+// owner_pid when given (0: not given).
+std::string shared_memory_body(const kiln::v1::SharedMemoryRequest& r) {
+  json body = {{"name", r.name()}, {"bytes", r.bytes()}};
+  if (r.offset() != 0) body["offset"] = r.offset();
+  if (r.owner_pid() != 0) body["owner_pid"] = r.owner_pid();  // above pid_max: refused by the parser
+  return body_text(body);
+}
+
+// A region id of 0 (no region has it) and an empty direction are left out: the parser says "missing".
+std::string shared_memory_copy_body(const kiln::v1::SharedMemoryCopyRequest& r) {
+  json body = json::object();
+  if (!r.direction().empty()) body["direction"] = r.direction();
+  if (r.region() != 0) body["region"] = r.region();
+  if (r.region_offset() != 0) body["region_offset"] = r.region_offset();
+  if (r.offset() != 0) body["offset"] = r.offset();
+  if (r.has_bytes()) body["bytes"] = r.bytes();
+  return body_text(body);
+}
+
 core::PageRequest page_of(const kiln::v1::PageRequest& r) noexcept {
   core::PageRequest page;
   page.after = r.after();
@@ -152,6 +172,15 @@ void to_proto(const core::BufferInfo& in, kiln::v1::Buffer& out) {
   out.set_device(in.device);
   out.set_bytes(in.bytes);
   out.set_tag(in.tag);
+}
+
+void to_proto(const core::SharedMemoryInfo& in, kiln::v1::SharedMemory& out) {
+  out.set_id(in.id);
+  out.set_name(in.name);
+  out.set_offset(in.offset);
+  out.set_bytes(in.bytes);
+  out.set_owner_pid(in.owner_pid > 0 ? static_cast<std::uint32_t>(in.owner_pid) : 0u);
+  out.set_pinned(in.pinned);
 }
 
 void to_proto(const JobSnapshot& s, kiln::v1::Job& out) {

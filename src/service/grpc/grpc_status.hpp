@@ -18,6 +18,10 @@ namespace kiln::service::grpc_front {
 
 grpc::StatusCode status_code_of(core::ErrorKind kind) noexcept;
 
+// The code's name as gRPC spells it ("OK", "NOT_FOUND", ...; "UNKNOWN" for a number it has none
+// for): kiln_grpc_requests_total's code label.
+std::string_view status_code_name(grpc::StatusCode code) noexcept;
+
 // The status for `error`, its metadata added to `context`'s trailers.
 grpc::Status refuse(grpc::ServerContext& context, const core::ServiceError& error);
 

@@ -1,7 +1,8 @@
-// Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, HTTP answers), and the
+// Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, HTTP and gRPC answers), and the
 // Prometheus text rendering of those plus the gauges read at scrape time (queue depth, GPUs, memory,
 // compile cache). Counters are atomics: recording costs no lock; a job's end also goes into
-// recent() (the status page's last minute), under one short lock.
+// recent() (the status page's last minute), and a gRPC answer into its (method, code) count, each
+// under one short lock.
 //
 // Thread safety: every member may be called from any thread at once.
 #pragma once
@@ -11,8 +12,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "kiln/jit/kernel_cache.hpp"
@@ -69,6 +73,9 @@ class Metrics {
   // Also recorded in recent() (the status page's last minute).
   void job_finished(JobOutcome outcome, double seconds) noexcept;
   void http_answered(int status) noexcept;
+  // A gRPC call's end: its method (kilnd.proto's name: "GetKernel") and status code ("OK",
+  // "NOT_FOUND"). The front end names a fixed set of each, so the series stay few.
+  void grpc_answered(std::string_view method, std::string_view code) noexcept;
 
   // The last minute's launches and the last failures (GET /v1/status).
   RecentActivity& recent() noexcept { return recent_; }
@@ -85,6 +92,8 @@ class Metrics {
   std::atomic<std::uint64_t> latency_sum_us_{0};
   // HTTP status classes 1xx..5xx and the statuses worth telling apart.
   std::array<std::atomic<std::uint64_t>, 600> http_{};
+  mutable std::mutex grpc_mutex_;
+  std::map<std::pair<std::string, std::string>, std::uint64_t> grpc_;  // (method, code) -> calls
   RecentActivity recent_;
 };
 
