@@ -45,11 +45,11 @@ void Metrics::http_answered(int status) noexcept {
   if (status >= 100 && status < 600) http_[static_cast<std::size_t>(status)].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Metrics::grpc_answered(std::string_view method, std::string_view code) noexcept {
+void Metrics::call_answered(FrontEnd front_end, std::string_view method, std::string_view code) noexcept {
   try {
-    std::pair<std::string, std::string> key(method, code);  // made before the lock
-    std::lock_guard lock(grpc_mutex_);
-    ++grpc_[std::move(key)];
+    std::tuple<FrontEnd, std::string, std::string> key(front_end, method, code);  // made before the lock
+    std::lock_guard lock(calls_mutex_);
+    ++calls_[std::move(key)];
   } catch (...) {  // out of memory: one call uncounted
   }
 }
@@ -195,13 +195,17 @@ std::string Metrics::render(const MetricsInputs& in) const {
     const auto n = http_[s].load(std::memory_order_relaxed);
     if (n) w.sample("kiln_http_responses_total", "code=\"" + std::to_string(s) + "\"", n);
   }
-  w.family("kiln_grpc_requests_total", "counter", "gRPC calls answered, by method and status code.");
-  {
-    std::lock_guard lock(grpc_mutex_);
-    for (const auto& [key, n] : grpc_)
-      w.sample("kiln_grpc_requests_total",
-               "method=\"" + escape_label_value(key.first) + "\",code=\"" + escape_label_value(key.second) + "\"", n);
-  }
+  const auto calls = [&](FrontEnd front_end, const char* name, const char* help, const char* method) {
+    w.family(name, "counter", help);
+    std::lock_guard lock(calls_mutex_);
+    for (const auto& [key, n] : calls_)
+      if (std::get<0>(key) == front_end)
+        w.sample(name, std::string(method) + "=\"" + escape_label_value(std::get<1>(key)) + "\",code=\"" +
+                           escape_label_value(std::get<2>(key)) + "\"",
+                 n);
+  };
+  calls(FrontEnd::grpc, "kiln_grpc_requests_total", "gRPC calls answered, by method and status code.", "method");
+  calls(FrontEnd::ipc, "kiln_ipc_requests_total", "IPC socket requests answered, by op and error code (ok: none).", "op");
   return w.str();
 }
 

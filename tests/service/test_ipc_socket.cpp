@@ -206,6 +206,12 @@ TEST_F(IpcSocketTest, BadRequestsAreRefusedAndTheConnectionServesOn) {
   // After all that, the connection still works.
   EXPECT_EQ(c.ask({{"op", "export_buffer"}, {"token", kAlice}, {"buffer", id}}).code(), "");
   EXPECT_EQ(gpu_.buffers(), 1u);  // nothing was imported by the refused requests
+  // Each answer is counted by op and code (an op kilnd does not know counts as "unknown").
+  const std::string metrics = core_->metrics_text();
+  EXPECT_NE(metrics.find("kiln_ipc_requests_total{op=\"export_buffer\",code=\"ok\"} 1"), std::string::npos) << metrics;
+  EXPECT_NE(metrics.find("kiln_ipc_requests_total{op=\"export_buffer\",code=\"not_found\"} 1"), std::string::npos);
+  EXPECT_NE(metrics.find("kiln_ipc_requests_total{op=\"import_buffer\",code=\"bad_request\"} 7"), std::string::npos);
+  EXPECT_NE(metrics.find("kiln_ipc_requests_total{op=\"unknown\",code=\"bad_request\"} 3"), std::string::npos);
 }
 
 TEST_F(IpcSocketTest, RefusedUnlessAllowClientIpc) {

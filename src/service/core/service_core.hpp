@@ -242,6 +242,7 @@ class ServiceCore {
   std::string metrics_text();
   void http_answered(int status) { metrics_.http_answered(status); }
   void grpc_answered(std::string_view method, std::string_view code) { metrics_.grpc_answered(method, code); }
+  void ipc_answered(std::string_view op, std::string_view code) { metrics_.call_answered(Metrics::FrontEnd::ipc, op, code); }
 
   // The status page's data, as `tenant` may see it (its own failures and the machine's).
   ServiceStatus status(const std::string& tenant);

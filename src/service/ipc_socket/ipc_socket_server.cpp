@@ -103,7 +103,25 @@ struct IpcSocketServer::Impl {
     Reply(std::string text, ipc::UniqueFd descriptor = {}) : body(std::move(text)), fd(std::move(descriptor)) {}  // NOLINT
     std::string body;
     ipc::UniqueFd fd;
+    // For the metrics: the op asked (one of the known ones, else "unknown") and the error code.
+    std::string_view op = "unknown";
+    std::string code = "ok";
   };
+
+  // handle() with the metrics' labels filled in from the request and the reply.
+  Reply answer(ipc::Frame& frame, const Peer& peer) {
+    Reply reply = handle(frame, peer);
+    try {
+      const json body = json::parse(reply.body);
+      if (body.contains("error")) reply.code = body["error"].value("code", "unknown");
+      const json request = json::parse(frame.payload, nullptr, false);
+      const std::string op = request.is_object() ? request.value("op", "") : "";
+      for (std::string_view known : {"hello", "export_buffer", "import_buffer"})
+        if (op == known) reply.op = known;
+    } catch (const std::exception&) {
+    }
+    return reply;
+  }
 
   Reply handle(ipc::Frame& frame, const Peer& peer) {
     json request;
@@ -177,7 +195,8 @@ struct IpcSocketServer::Impl {
         // The next request must arrive whole within kIdleTimeout of the last reply.
         ipc::Received r = channel.receive_for(kIdleTimeout);
         if (!r) return;  // closed, or idle too long
-        Reply reply = handle(r.frame, peer);
+        Reply reply = answer(r.frame, peer);
+        core.ipc_answered(reply.op, reply.code);
         const int fds[] = {reply.fd.get()};
         channel.send(kReplyFrame, reply.body, reply.fd ? std::span<const int>(fds) : std::span<const int>(),
                      ipc::Channel::deadline_after(kFrameTimeout));

@@ -16,6 +16,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -73,9 +74,14 @@ class Metrics {
   // Also recorded in recent() (the status page's last minute).
   void job_finished(JobOutcome outcome, double seconds) noexcept;
   void http_answered(int status) noexcept;
-  // A gRPC call's end: its method (kilnd.proto's name: "GetKernel") and status code ("OK",
-  // "NOT_FOUND"). The front end names a fixed set of each, so the series stay few.
-  void grpc_answered(std::string_view method, std::string_view code) noexcept;
+  // A call's end on a front end other than HTTP: its method (gRPC: kilnd.proto's name, "GetKernel";
+  // the IPC socket: the op, "export_buffer") and code (gRPC's status, "NOT_FOUND"; the IPC socket's
+  // error code, "ok" for none). Each front end names a fixed set of each, so the series stay few.
+  enum class FrontEnd : std::uint8_t { grpc, ipc };
+  void call_answered(FrontEnd front_end, std::string_view method, std::string_view code) noexcept;
+  void grpc_answered(std::string_view method, std::string_view code) noexcept {
+    call_answered(FrontEnd::grpc, method, code);
+  }
 
   // The last minute's launches and the last failures (GET /v1/status).
   RecentActivity& recent() noexcept { return recent_; }
@@ -92,8 +98,8 @@ class Metrics {
   std::atomic<std::uint64_t> latency_sum_us_{0};
   // HTTP status classes 1xx..5xx and the statuses worth telling apart.
   std::array<std::atomic<std::uint64_t>, 600> http_{};
-  mutable std::mutex grpc_mutex_;
-  std::map<std::pair<std::string, std::string>, std::uint64_t> grpc_;  // (method, code) -> calls
+  mutable std::mutex calls_mutex_;
+  std::map<std::tuple<FrontEnd, std::string, std::string>, std::uint64_t> calls_;  // (front end, method, code) -> calls
   RecentActivity recent_;
 };
 
