@@ -189,7 +189,7 @@ struct IpcSocketServer::Impl {
     return {bad_request("unknown op '" + detail::printable(op, 64) + "' (hello, export_buffer, import_buffer)", "op")};
   }
 
-  void serve(ipc::Channel channel, Peer peer) {
+  void serve(ipc::Channel& channel, const Peer& peer) {
     for (;;) {
       try {
         // The next request must arrive whole within kIdleTimeout of the last reply.
@@ -235,24 +235,28 @@ struct IpcSocketServer::Impl {
       ipc::UniqueFd socket(::accept4(listener.get(), nullptr, nullptr, SOCK_CLOEXEC));
       if (!socket) continue;
       const Peer peer = peer_of(socket.get());
-      std::lock_guard lock(connections_mutex);
-      if (stopping) return;
-      if (connections.size() >= kMaxConnections) {
-        refuse_busy(std::move(socket));
-        continue;
+      {
+        std::lock_guard lock(connections_mutex);
+        if (stopping) return;
+        if (connections.size() < kMaxConnections) {
+          ipc::ChannelOptions options;
+          options.peer = "IPC client (pid " + std::to_string(peer.pid) + ")";
+          options.max_frame_bytes = kMaxFrameBytes;
+          options.first_type = options.last_type = kRequestFrame;
+          Connection& c = connections.emplace_back();
+          c.fd = socket.get();
+          c.thread = std::jthread([this, &c, peer, channel = ipc::Channel(std::move(socket), options)]() mutable {
+            serve(channel, peer);
+            // Forgotten before the socket closes (with this callable, at the thread's end), so
+            // stop() never shuts down a descriptor number that another file has been given.
+            std::lock_guard done_lock(connections_mutex);
+            c.done = true;
+            c.fd = -1;
+          });
+          continue;
+        }
       }
-      ipc::ChannelOptions options;
-      options.peer = "IPC client (pid " + std::to_string(peer.pid) + ")";
-      options.max_frame_bytes = kMaxFrameBytes;
-      options.first_type = options.last_type = kRequestFrame;
-      Connection& c = connections.emplace_back();
-      c.fd = socket.get();
-      c.thread = std::jthread([this, &c, peer, channel = ipc::Channel(std::move(socket), options)]() mutable {
-        serve(std::move(channel), peer);
-        std::lock_guard done_lock(connections_mutex);
-        c.done = true;
-        c.fd = -1;
-      });
+      refuse_busy(std::move(socket));  // outside the lock: it may wait up to 100 ms for the client
     }
   }
 
