@@ -86,11 +86,12 @@ class KilndGpu : public ::testing::Test {
     EXPECT_TRUE(r && r->status == 200) << (r ? r->body : "no response");
     return id;
   }
-  std::vector<float> download(httplib::Client& c, std::uint64_t id) {
+  template <class T = float>
+  std::vector<T> download(httplib::Client& c, std::uint64_t id) {
     auto r = c.Get("/v1/buffers/" + std::to_string(id) + "/data", auth(kiln::testing::kAliceToken));
     EXPECT_TRUE(r && r->status == 200);
-    std::vector<float> v(r ? r->body.size() / 4 : 0);
-    if (r) std::memcpy(v.data(), r->body.data(), v.size() * 4);
+    std::vector<T> v(r ? r->body.size() / sizeof(T) : 0);
+    if (r) std::memcpy(v.data(), r->body.data(), v.size() * sizeof(T));
     return v;
   }
   std::uint64_t kernel(httplib::Client& c) { return post(c, "/v1/kernels", {{"name", "k.cu"}, {"source", kSource}}, 201)["id"]; }
@@ -353,13 +354,6 @@ class KilndIpcGpu : public KilndGpu {
   std::uint64_t uint_buffer(httplib::Client& c, unsigned n) {
     return post(c, "/v1/buffers", {{"device", 0}, {"bytes", n * sizeof(unsigned)}}, 201)["id"];
   }
-  std::vector<unsigned> download_uints(httplib::Client& c, std::uint64_t id) {
-    auto r = c.Get("/v1/buffers/" + std::to_string(id) + "/data", auth(kiln::testing::kAliceToken));
-    EXPECT_TRUE(r && r->status == 200);
-    std::vector<unsigned> v(r ? r->body.size() / 4 : 0);
-    if (r) std::memcpy(v.data(), r->body.data(), v.size() * 4);
-    return v;
-  }
   json add_one(httplib::Client& c, std::uint64_t kernel, std::uint64_t buffer, unsigned n) {
     return post(c, "/v1/launches",
                 {{"kernel", kernel}, {"function", "add_one_u32"}, {"grid", (n + 255) / 256}, {"block", 256}, {"wait", true},
@@ -406,7 +400,7 @@ TEST_F(KilndIpcGpu, AClientKernelWritesAKilndBufferAndAKilndLaunchReadsIt) {
   ASSERT_EQ(expect_line(child, "^(written)$"), "written");
   // kilnd's launch reads what the client's kernel wrote into the mapping: 3i + 1 becomes 3i + 2.
   EXPECT_EQ(add_one(*c, k, y, n)["status"], "completed");
-  const std::vector<unsigned> seen = download_uints(*c, y);
+  const std::vector<unsigned> seen = download<unsigned>(*c, y);
   ASSERT_EQ(seen.size(), n);
   for (unsigned i = 0; i < n; ++i) ASSERT_EQ(seen[i], 3 * i + 2) << i;
   // And the client sees kilnd's write through the same mapping.
@@ -428,7 +422,7 @@ TEST_F(KilndIpcGpu, AClientsOwnMemoryIsAKilndLaunchArgument) {
   ASSERT_TRUE(info && info->status == 200);
   EXPECT_EQ(c->Get("/v1/buffers/" + id, auth(kiln::testing::kBobToken))->status, 404);  // alice's only
   EXPECT_EQ(add_one(*c, k, buffer, n)["status"], "completed");
-  const std::vector<unsigned> seen = download_uints(*c, buffer);
+  const std::vector<unsigned> seen = download<unsigned>(*c, buffer);
   ASSERT_GE(seen.size(), n);
   for (unsigned i = 0; i < n; ++i) ASSERT_EQ(seen[i], i + 1) << i;
   std::ofstream(go) << "go";
@@ -449,7 +443,7 @@ TEST_F(KilndIpcGpu, AClientThatDiesHoldingAMappingTakesNothingWithIt) {
   }
   // kilnd's buffer holds what the client wrote and serves on; so does everything else.
   EXPECT_EQ(add_one(*c, k, y, n)["status"], "completed");
-  const std::vector<unsigned> seen = download_uints(*c, y);
+  const std::vector<unsigned> seen = download<unsigned>(*c, y);
   for (unsigned i = 0; i < n; ++i) ASSERT_EQ(seen[i], 3 * i + 2) << i;
   for (float v : download(*c, other)) ASSERT_EQ(v, 5.f);
   EXPECT_EQ(c->Delete("/v1/buffers/" + std::to_string(y), auth(kiln::testing::kAliceToken))->status, 204);
