@@ -24,6 +24,7 @@
 #include <filesystem>
 #include <functional>
 #include <memory>
+#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
@@ -92,6 +93,15 @@ double for_seconds(int clients, int seconds, long& failed, MakeClient make_clien
   for (auto& t : threads) t.join();
   failed = bad.load();
   return static_cast<double>(done.load()) / (us_since(started) / 1e6);
+}
+
+// The first refusal a throughput run met, to print beside its count.
+std::mutex first_failure_mutex;
+std::string first_failure;
+void note_failure(const grpc::Status& s, const v1::Job& job) {
+  std::lock_guard lock(first_failure_mutex);
+  if (!first_failure.empty()) return;
+  first_failure = s.ok() ? "job " + job.status() : "code " + std::to_string(s.error_code()) + ": " + s.error_message();
 }
 
 double gbps(std::size_t bytes, double us) { return static_cast<double>(bytes) / (us * 1e3); }
@@ -246,7 +256,10 @@ int main(int argc, char** argv) {
     return [&] {
       auto ctx = context();
       v1::Job job;
-      return stub->Launch(ctx.get(), grpc_launch, &job).ok() && job.status() == "completed";
+      const grpc::Status s = stub->Launch(ctx.get(), grpc_launch, &job);
+      if (s.ok() && job.status() == "completed") return true;
+      note_failure(s, job);
+      return false;
     };
   });
   std::vector<std::shared_ptr<grpc::Channel>> own(64);
@@ -255,7 +268,10 @@ int main(int argc, char** argv) {
     return [s = std::shared_ptr<v1::Kilnd::Stub>(v1::Kilnd::NewStub(own[static_cast<std::size_t>(i)])), &grpc_launch] {
       auto ctx = context();
       v1::Job job;
-      return s->Launch(ctx.get(), grpc_launch, &job).ok() && job.status() == "completed";
+      const grpc::Status status = s->Launch(ctx.get(), grpc_launch, &job);
+      if (status.ok() && job.status() == "completed") return true;
+      note_failure(status, job);
+      return false;
     };
   });
   own.clear();
@@ -383,6 +399,7 @@ int main(int argc, char** argv) {
   std::printf("| gRPC Launch, 64 client threads, one channel | %.0f | %ld |\n", unary64, unary_failed);
   std::printf("| gRPC Launch, 64 client threads, a channel (connection) each | %.0f | %ld |\n", unary64_own, unary_own_failed);
   std::printf("| HTTP POST /v1/launches, 64 kept-alive clients | %.0f | %ld |\n", http64, http_failed);
+  if (!first_failure.empty()) std::printf("the first gRPC refusal: %s\n", first_failure.c_str());
   std::printf("\n| 256 MiB upload then download, host buffer, median of %d (min-max) | upload GB/s | download GB/s |\n"
               "| --- | --- | --- |\n",
               transfer_repeats);
