@@ -11,7 +11,8 @@
 //   - 256 MiB upload then download into a host buffer: HTTP bodies (64 MiB ranges, and one 256 MiB
 //     body: this bench raises max_body_bytes to 256 MiB) and gRPC Upload/Download in 1 MiB and
 //     2 MiB (the largest) chunks, GB/s each way.
-// Arguments: sequential requests per row (10000), seconds per throughput run (2), transfer repeats (2).
+// Arguments: sequential requests per row (10000), seconds per throughput run (2; 0: none), transfer
+// repeats (2; 0: none).
 // About 45 s on a 2-core machine.
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -161,7 +162,7 @@ double gbps(std::size_t bytes, double us) { return static_cast<double>(bytes) / 
 int main(int argc, char** argv) {
   const int reps = argc > 1 ? std::atoi(argv[1]) : 10000;
   const int seconds = argc > 2 ? std::atoi(argv[2]) : 2;
-  const int transfer_repeats = argc > 3 ? std::max(1, std::atoi(argv[3])) : 2;
+  const int transfer_repeats = argc > 3 ? std::atoi(argv[3]) : 2;
 
   kiln::bench::InstantBackend backend;
   service::ServiceConfig config;
@@ -300,36 +301,39 @@ int main(int argc, char** argv) {
     return rate;
   };
   long stream1_failed = 0, stream64_failed = 0, unary_failed = 0, unary_own_failed = 0, http_failed = 0;
-  const double stream1 = stream_rate(1, stream1_failed);
-  const double stream64 = stream_rate(64, stream64_failed);
-  const double unary64 = for_seconds(64, seconds, unary_failed, [&](int) {
-    return [&] {
-      auto ctx = context();
-      v1::Job job;
-      const grpc::Status s = stub->Launch(ctx.get(), grpc_launch, &job);
-      if (s.ok() && job.status() == "completed") return true;
-      note_failure(s, job);
-      return false;
-    };
-  });
-  std::vector<std::shared_ptr<grpc::Channel>> own(64);
-  const double unary64_own = for_seconds(64, seconds, unary_own_failed, [&](int i) {
-    own[static_cast<std::size_t>(i)] = channel(grpc_server.port(), true);
-    return [s = std::shared_ptr<v1::Kilnd::Stub>(v1::Kilnd::NewStub(own[static_cast<std::size_t>(i)])), &grpc_launch] {
-      auto ctx = context();
-      v1::Job job;
-      const grpc::Status status = s->Launch(ctx.get(), grpc_launch, &job);
-      if (status.ok() && job.status() == "completed") return true;
-      note_failure(status, job);
-      return false;
-    };
-  });
-  own.clear();
-  const double http64 = for_seconds(64, seconds, http_failed, [&](int) {
-    return [cl = std::make_shared<kiln::bench::OneWriteClient>(server.port()), &launch_body] {
-      return cl->post("/v1/launches", kBearer, launch_body) == 200;
-    };
-  });
+  double stream1 = 0, stream64 = 0, unary64 = 0, unary64_own = 0, http64 = 0;
+  if (seconds > 0) {
+    stream1 = stream_rate(1, stream1_failed);
+    stream64 = stream_rate(64, stream64_failed);
+    unary64 = for_seconds(64, seconds, unary_failed, [&](int) {
+      return [&] {
+        auto ctx = context();
+        v1::Job job;
+        const grpc::Status s = stub->Launch(ctx.get(), grpc_launch, &job);
+        if (s.ok() && job.status() == "completed") return true;
+        note_failure(s, job);
+        return false;
+      };
+    });
+    std::vector<std::shared_ptr<grpc::Channel>> own(64);
+    unary64_own = for_seconds(64, seconds, unary_own_failed, [&](int i) {
+      own[static_cast<std::size_t>(i)] = channel(grpc_server.port(), true);
+      return [s = std::shared_ptr<v1::Kilnd::Stub>(v1::Kilnd::NewStub(own[static_cast<std::size_t>(i)])), &grpc_launch] {
+        auto ctx = context();
+        v1::Job job;
+        const grpc::Status status = s->Launch(ctx.get(), grpc_launch, &job);
+        if (status.ok() && job.status() == "completed") return true;
+        note_failure(status, job);
+        return false;
+      };
+    });
+    own.clear();
+    http64 = for_seconds(64, seconds, http_failed, [&](int) {
+      return [cl = std::make_shared<kiln::bench::OneWriteClient>(server.port()), &launch_body] {
+        return cl->post("/v1/launches", kBearer, launch_body) == 200;
+      };
+    });
+  }
 
   // 256 MiB up then down, into one host buffer: GB/s of each repeat.
   std::string data(kTransfer, '\0');
@@ -469,7 +473,7 @@ int main(int argc, char** argv) {
   row("gRPC Health", health);
   row("HTTP POST /v1/launches, wait", http_launch);
   row("gRPC Launch, wait", grpc_launch_us);
-  row("gRPC LaunchStream, 1 in flight (write to its answer)", stream_one);
+  if (!stream_one.empty()) row("gRPC LaunchStream, 1 in flight (write to its answer)", stream_one);
   const double core50 = quantile(in_process, .5), core99 = quantile(in_process, .99);
   std::printf("gRPC/HTTP: launch p50 %.2fx, p99 %.2fx; health p50 %.2fx, p99 %.2fx\n",
               quantile(grpc_launch_us, .5) / quantile(http_launch, .5), quantile(grpc_launch_us, .99) / quantile(http_launch, .99),
@@ -478,24 +482,28 @@ int main(int argc, char** argv) {
               quantile(grpc_launch_us, .5) - core50, quantile(grpc_launch_us, .99) - core99,
               quantile(http_launch, .5) - core50, quantile(http_launch, .99) - core99);
   kiln::bench::print_server_timing(timings);
-  std::printf("\n| launches/s, instant backend, %d s each | launches/s | failed |\n| --- | --- | --- |\n", seconds);
-  std::printf("| gRPC LaunchStream, 1 in flight | %.0f | %ld |\n", stream1, stream1_failed);
-  std::printf("| gRPC LaunchStream, 64 in flight | %.0f | %ld |\n", stream64, stream64_failed);
-  std::printf("| gRPC Launch, 64 client threads, one channel | %.0f | %ld |\n", unary64, unary_failed);
-  std::printf("| gRPC Launch, 64 client threads, a channel (connection) each | %.0f | %ld |\n", unary64_own, unary_own_failed);
-  std::printf("| HTTP POST /v1/launches, 64 kept-alive clients | %.0f | %ld |\n", http64, http_failed);
-  if (!first_failure.empty()) std::printf("the first gRPC refusal: %s\n", first_failure.c_str());
-  std::printf("\n| 256 MiB upload then download, host buffer, mean of %d (min-max) | upload GB/s | download GB/s |\n"
-              "| --- | --- | --- |\n",
-              transfer_repeats);
-  for (const Way& w : ways) {
-    auto [umin, umax] = std::minmax_element(w.up.begin(), w.up.end());
-    auto [dmin, dmax] = std::minmax_element(w.down.begin(), w.down.end());
-    auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); };
-    std::printf("| %s | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) |\n", w.name, mean(w.up), *umin, *umax, mean(w.down), *dmin,
-                *dmax);
+  if (seconds > 0) {
+    std::printf("\n| launches/s, instant backend, %d s each | launches/s | failed |\n| --- | --- | --- |\n", seconds);
+    std::printf("| gRPC LaunchStream, 1 in flight | %.0f | %ld |\n", stream1, stream1_failed);
+    std::printf("| gRPC LaunchStream, 64 in flight | %.0f | %ld |\n", stream64, stream64_failed);
+    std::printf("| gRPC Launch, 64 client threads, one channel | %.0f | %ld |\n", unary64, unary_failed);
+    std::printf("| gRPC Launch, 64 client threads, a channel (connection) each | %.0f | %ld |\n", unary64_own, unary_own_failed);
+    std::printf("| HTTP POST /v1/launches, 64 kept-alive clients | %.0f | %ld |\n", http64, http_failed);
+    if (!first_failure.empty()) std::printf("the first gRPC refusal: %s\n", first_failure.c_str());
   }
-  std::printf("transfers %s\n", all_ok ? "all answered OK and the bytes came back intact" : "FAILED (see above)");
+  if (transfer_repeats > 0) {
+    std::printf("\n| 256 MiB upload then download, host buffer, mean of %d (min-max) | upload GB/s | download GB/s |\n"
+                "| --- | --- | --- |\n",
+                transfer_repeats);
+    for (const Way& w : ways) {
+      auto [umin, umax] = std::minmax_element(w.up.begin(), w.up.end());
+      auto [dmin, dmax] = std::minmax_element(w.down.begin(), w.down.end());
+      auto mean = [](const std::vector<double>& v) { return std::accumulate(v.begin(), v.end(), 0.0) / static_cast<double>(v.size()); };
+      std::printf("| %s | %.2f (%.2f-%.2f) | %.2f (%.2f-%.2f) |\n", w.name, mean(w.up), *umin, *umax, mean(w.down), *dmin,
+                  *dmax);
+    }
+    std::printf("transfers %s\n", all_ok ? "all answered OK and the bytes came back intact" : "FAILED (see above)");
+  }
 
   grpc_server.stop(std::chrono::seconds(1));
   server.stop();
