@@ -3,7 +3,8 @@
 // instant backend (launches complete at once, buffers are host memory; no GPU), the same kernel,
 // buffer and tenant. Measured:
 //   - round trips, one client thread, kept alive: the loopback floor, ServiceCore::launch called
-//     in process (no front end), GET /healthz and gRPC Health, POST /v1/launches (wait) and gRPC
+//     in process (no front end), GET /healthz and gRPC Health, GET /v1/buffers/{id} and gRPC GetBuffer
+//     (authenticated, next to nothing in the core), POST /v1/launches (wait) and gRPC
 //     Launch (wait); the samples of each are taken in interleaved rounds, so a load that comes and
 //     goes on the machine falls on every row alike;
 //   - launches/s: gRPC LaunchStream with 1 and 64 launches in flight on one stream, 64 unary
@@ -200,11 +201,16 @@ int main(int argc, char** argv) {
     return 1;
   }
 
+  // An authenticated request that does next to nothing in the core: the launch's buffer, read.
+  v1::Id buffer_id;
+  buffer_id.set_id(parsed_body["arguments"][0]["buffer"].get<std::uint64_t>());
+  std::string buffer_path = "/v1/buffers/";
+  buffer_path += std::to_string(buffer_id.id());
   auto shared = channel(grpc_server.port(), false);
   auto stub = v1::Kilnd::NewStub(shared);
 
   // Round trips, interleaved: each row's samples come from every round.
-  std::vector<double> floor, in_process, healthz, health, http_launch, grpc_launch_us;
+  std::vector<double> floor, in_process, healthz, health, http_buffer, grpc_buffer, http_launch, grpc_launch_us;
   std::vector<kiln::bench::ServerTiming> timings;
   constexpr int kRounds = 4;
   {
@@ -233,6 +239,18 @@ int main(int argc, char** argv) {
         v1::HealthReply reply;
         if (!stub->Health(ctx.get(), {}, &reply).ok()) return 1;
         health.push_back(us_since(t));
+      }
+      for (int i = 0; i < n; ++i) {
+        auto t = clk::now();
+        if (lean.get(buffer_path, kBearer) != 200) return 1;
+        http_buffer.push_back(us_since(t));
+      }
+      for (int i = 0; i < n; ++i) {
+        auto t = clk::now();
+        auto ctx = context();
+        v1::Buffer reply;
+        if (!stub->GetBuffer(ctx.get(), buffer_id, &reply).ok()) return 1;
+        grpc_buffer.push_back(us_since(t));
       }
       for (int i = 0; i < n; ++i) {
         auto t = clk::now();
@@ -471,6 +489,8 @@ int main(int argc, char** argv) {
   row("ServiceCore::launch in process (wait), no front end", in_process);
   row("HTTP GET /healthz", healthz);
   row("gRPC Health", health);
+  row("HTTP GET /v1/buffers/{id} (authenticated, no launch)", http_buffer);
+  row("gRPC GetBuffer (authenticated, no launch)", grpc_buffer);
   row("HTTP POST /v1/launches, wait", http_launch);
   row("gRPC Launch, wait", grpc_launch_us);
   if (!stream_one.empty()) row("gRPC LaunchStream, 1 in flight (write to its answer)", stream_one);
