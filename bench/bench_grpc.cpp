@@ -11,7 +11,9 @@
 //     clients (one shared channel, and 64 channels of their own), HTTP's 64 kept-alive clients;
 //   - 256 MiB upload then download into a host buffer: HTTP bodies (64 MiB ranges, and one 256 MiB
 //     body: this bench raises max_body_bytes to 256 MiB) and gRPC Upload/Download in 1 MiB and
-//     2 MiB (the largest) chunks, GB/s each way.
+//     2 MiB (the largest) chunks, GB/s each way;
+//   - last, gRPC's floor: servers answering Health with a constant (sync and callback API, no
+//     kilnd), with kilnd's gRPC Health again beside them.
 // Arguments: sequential requests per row (10000), seconds per throughput run (2; 0: none), transfer
 // repeats (2; 0: none).
 // About 45 s on a 2-core machine.
@@ -156,6 +158,33 @@ int raw_exchange(int port, const std::string& head, const char* body, std::size_
   return status;
 }
 
+// gRPC's own floor: servers that answer Health with a constant and do nothing else (no kilnd), on
+// gRPC's synchronous API (as kilnd's) and on its callback API.
+class BareSyncService final : public v1::Kilnd::Service {
+ public:
+  grpc::Status Health(grpc::ServerContext*, const v1::HealthRequest*, v1::HealthReply* reply) override {
+    reply->set_live(true);
+    return grpc::Status::OK;
+  }
+};
+class BareCallbackService final : public v1::Kilnd::WithCallbackMethod_Health<v1::Kilnd::Service> {
+ public:
+  using v1::Kilnd::WithCallbackMethod_Health<v1::Kilnd::Service>::Health;
+  grpc::ServerUnaryReactor* Health(grpc::CallbackServerContext* context, const v1::HealthRequest*,
+                                   v1::HealthReply* reply) override {
+    reply->set_live(true);
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status::OK);
+    return reactor;
+  }
+};
+std::unique_ptr<grpc::Server> bare_server(grpc::Service& service, int& port) {
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&service);
+  return builder.BuildAndStart();
+}
+
 double gbps(std::size_t bytes, double us) { return static_cast<double>(bytes) / (us * 1e3); }
 
 }  // namespace
@@ -208,9 +237,11 @@ int main(int argc, char** argv) {
   buffer_path += std::to_string(buffer_id.id());
   auto shared = channel(grpc_server.port(), false);
   auto stub = v1::Kilnd::NewStub(shared);
+  BareSyncService bare_sync;
+  BareCallbackService bare_callback;
 
   // Round trips, interleaved: each row's samples come from every round.
-  std::vector<double> floor, in_process, healthz, health, http_buffer, grpc_buffer, http_launch, grpc_launch_us;
+  std::vector<double> floor, in_process, grpc_floor_sync, grpc_floor_callback, healthz, health, http_buffer, grpc_buffer, http_launch, grpc_launch_us;
   std::vector<kiln::bench::ServerTiming> timings;
   constexpr int kRounds = 4;
   {
@@ -482,6 +513,38 @@ int main(int argc, char** argv) {
       w.down.push_back(gbps(kTransfer, down));
     }
 
+  // gRPC's floor, last of all and in rounds of its own: once a second gRPC server has run in this
+  // process, every other row is slower (gRPC's threads stay), so none is measured after it.
+  std::vector<double> health_last;
+  for (int round = 0; round < kRounds; ++round) {
+    const int n = reps / kRounds;
+    for (auto [service, into] : {std::pair<grpc::Service*, std::vector<double>*>{&bare_sync, &grpc_floor_sync},
+                                 std::pair<grpc::Service*, std::vector<double>*>{&bare_callback, &grpc_floor_callback}}) {
+      int port = 0;
+      auto bare = bare_server(*service, port);
+      if (!bare) {
+        std::printf("setup failed: a bare gRPC server\n");
+        return 1;
+      }
+      auto bare_stub = v1::Kilnd::NewStub(channel(port, true));
+      for (int i = 0; i < n; ++i) {
+        auto t = clk::now();
+        auto ctx = context(false);
+        v1::HealthReply reply;
+        if (!bare_stub->Health(ctx.get(), {}, &reply).ok()) return 1;
+        into->push_back(us_since(t));
+      }
+      bare->Shutdown();
+    }
+    for (int i = 0; i < n; ++i) {
+      auto t = clk::now();
+      auto ctx = context(false);
+      v1::HealthReply reply;
+      if (!stub->Health(ctx.get(), {}, &reply).ok()) return 1;
+      health_last.push_back(us_since(t));
+    }
+  }
+
   std::printf("| %d round trips a row, one client thread, kept alive, %d interleaved rounds | p50 | p99 |\n"
               "| --- | --- | --- |\n",
               reps, kRounds);
@@ -495,6 +558,9 @@ int main(int argc, char** argv) {
   row("gRPC Launch, wait", grpc_launch_us);
   if (!stream_one.empty()) row("gRPC LaunchStream, 1 in flight (write to its answer)", stream_one);
   const double core50 = quantile(in_process, .5), core99 = quantile(in_process, .99);
+  row("gRPC's floor, measured last: a bare sync server's Health (no kilnd)", grpc_floor_sync);
+  row("gRPC's floor, measured last: a bare callback-API server's Health (no kilnd)", grpc_floor_callback);
+  row("gRPC Health (kilnd's), measured again beside the floors", health_last);
   std::printf("gRPC/HTTP: launch p50 %.2fx, p99 %.2fx; health p50 %.2fx, p99 %.2fx\n",
               quantile(grpc_launch_us, .5) / quantile(http_launch, .5), quantile(grpc_launch_us, .99) / quantile(http_launch, .99),
               quantile(health, .5) / quantile(healthz, .5), quantile(health, .99) / quantile(healthz, .99));
