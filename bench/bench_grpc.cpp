@@ -241,7 +241,8 @@ int main(int argc, char** argv) {
   BareCallbackService bare_callback;
 
   // Round trips, interleaved: each row's samples come from every round.
-  std::vector<double> floor, in_process, grpc_floor_sync, grpc_floor_callback, healthz, health, http_buffer, grpc_buffer, http_launch, grpc_launch_us;
+  std::vector<double> floor, in_process, healthz, health, http_buffer, grpc_buffer, http_launch, grpc_launch_us;
+  std::vector<double> grpc_floor_sync, grpc_floor_callback;  // measured last
   std::vector<kiln::bench::ServerTiming> timings;
   constexpr int kRounds = 4;
   {
@@ -500,11 +501,14 @@ int main(int argc, char** argv) {
     std::vector<double> up, down;
   };
   std::vector<Way> ways;
-  ways.push_back({"HTTP, PUT/GET bodies of 64 MiB (?offset=), cpp-httplib client", [&](double& u, double& d) { http_transfer(64 * kMiB, u, d); }, {}, {}});
-  ways.push_back({"HTTP, PUT/GET bodies of 64 MiB (?offset=), plain-socket client", [&](double& u, double& d) { raw_transfer(64 * kMiB, u, d); }, {}, {}});
-  ways.push_back({"HTTP, one 256 MiB body each way (max_body_bytes raised)", [&](double& u, double& d) { http_transfer(kTransfer, u, d); }, {}, {}});
-  ways.push_back({"gRPC Upload/Download, 1 MiB chunks", [&](double& u, double& d) { grpc_transfer(kMiB, u, d); }, {}, {}});
-  ways.push_back({"gRPC Upload/Download, 2 MiB chunks (the largest)", [&](double& u, double& d) { grpc_transfer(2 * kMiB, u, d); }, {}, {}});
+  auto way = [&](const char* name, std::function<void(double&, double&)> run) { ways.push_back({name, std::move(run), {}, {}}); };
+  way("HTTP, PUT/GET bodies of 64 MiB (?offset=), cpp-httplib client",
+      [&](double& u, double& d) { http_transfer(64 * kMiB, u, d); });
+  way("HTTP, PUT/GET bodies of 64 MiB (?offset=), plain-socket client",
+      [&](double& u, double& d) { raw_transfer(64 * kMiB, u, d); });
+  way("HTTP, one 256 MiB body each way (max_body_bytes raised)", [&](double& u, double& d) { http_transfer(kTransfer, u, d); });
+  way("gRPC Upload/Download, 1 MiB chunks", [&](double& u, double& d) { grpc_transfer(kMiB, u, d); });
+  way("gRPC Upload/Download, 2 MiB chunks (the largest)", [&](double& u, double& d) { grpc_transfer(2 * kMiB, u, d); });
   for (int r = 0; r < transfer_repeats; ++r)
     for (Way& w : ways) {
       double up = 0, down = 0;
