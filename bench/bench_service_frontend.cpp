@@ -8,16 +8,14 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <cstring>
 #include <filesystem>
-#include <map>
-#include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "instant_backend.hpp"
 #include "service_bench.hpp"
 #include "timing.hpp"
 #include "kiln/service/log.hpp"
@@ -32,48 +30,6 @@ using nlohmann::json;
 
 namespace {
 
-// One pretend sm_90 GPU with host buffers; a launch completes as soon as it arrives.
-class InstantBackend final : public service::GpuBackend {
- public:
-  std::vector<service::DeviceStatus> devices() override {
-    service::DeviceStatus d;
-    d.name = "instant backend (no GPU)";
-    d.arch = 90;
-    d.memory_total = std::size_t{1} << 30;
-    d.memory_free = d.memory_total;
-    d.worker_up = true;
-    return {d};
-  }
-  service::BufferId create_buffer(int, std::size_t bytes, std::string_view) override {
-    std::lock_guard lock(mutex_);
-    buffers_[++last_].resize(bytes);
-    return last_;
-  }
-  std::size_t buffer_size(service::BufferId id) override {
-    std::lock_guard lock(mutex_);
-    return buffers_.at(id).size();
-  }
-  void write_buffer(service::BufferId id, std::size_t offset, std::span<const std::byte> data) override {
-    std::lock_guard lock(mutex_);
-    std::memcpy(buffers_.at(id).data() + offset, data.data(), data.size());
-  }
-  std::vector<std::byte> read_buffer(service::BufferId id, std::size_t offset, std::size_t bytes) override {
-    std::lock_guard lock(mutex_);
-    const auto& b = buffers_.at(id);
-    return {b.begin() + static_cast<std::ptrdiff_t>(offset), b.begin() + static_cast<std::ptrdiff_t>(offset + bytes)};
-  }
-  void free_buffer(service::BufferId id) override {
-    std::lock_guard lock(mutex_);
-    buffers_.erase(id);
-  }
-  service::LaunchResult launch(const service::LaunchSpec&) override { return {}; }
-
- private:
-  std::mutex mutex_;
-  std::map<service::BufferId, std::vector<std::byte>> buffers_;
-  service::BufferId last_ = 0;
-};
-
 void row(const char* what, const std::vector<double>& v) {
   std::printf("| %s | %.1f us | %.1f us |\n", what, quantile(v, .5), quantile(v, .99));
 }
@@ -84,7 +40,7 @@ int main(int argc, char** argv) {
   // Arguments: the number of sequential requests, and the seconds of the 64-client run (0: none).
   const int reps = argc > 1 ? std::atoi(argv[1]) : 20000;
   const int concurrent_seconds = argc > 2 ? std::atoi(argv[2]) : 2;
-  InstantBackend backend;
+  kiln::bench::InstantBackend backend;
   service::ServiceConfig config;
   config.port = 0;
   config.cache_dir = std::filesystem::temp_directory_path() / "kiln-bench-service-cache";

@@ -38,6 +38,9 @@ class OneWriteClient {
                     "\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n" + body);
   }
   int get(const std::string& path) { return exchange("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"); }
+  int get(const std::string& path, const std::string& authorization) {
+    return exchange("GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: " + authorization + "\r\n\r\n");
+  }
   // The status line and headers of the last answer.
   const std::string& last_head() const noexcept { return head_; }
 
