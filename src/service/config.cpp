@@ -217,6 +217,7 @@ void apply_config_json(ServiceConfig& c, std::string_view json_text, std::string
     if (key == "listen_address") r.text(key, value, c.listen_address);
     else if (key == "port") r.integer(key, value, c.port, 0, 65535);
     else if (key == "grpc_port") r.integer(key, value, c.grpc_port, 0, 65535);
+    else if (key == "grpc_threads") r.integer(key, value, c.grpc_threads, 1, 4096);
     else if (key == "tokens_file") (r.text(key, value, path), c.tokens_file = path);
     else if (key == "allow_insecure_tokens") r.flag(key, value, c.allow_insecure_tokens);
     else if (key == "http_threads") r.integer(key, value, c.http_threads, 1, 1024);

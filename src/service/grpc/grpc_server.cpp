@@ -611,7 +611,7 @@ GrpcOptions grpc_options(const ServiceConfig& config) {
   o.address = config.listen_address;
   o.port = config.grpc_port;
   o.max_message_bytes = config.max_json_bytes;
-  o.threads = config.http_threads;
+  o.threads = config.grpc_threads;
   return o;
 }
 

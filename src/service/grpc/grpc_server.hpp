@@ -35,10 +35,10 @@ struct GrpcOptions {
   int port = 0;                              // 0: an ephemeral port (GrpcServer::port() says which)
   std::size_t max_message_bytes = 4u << 20;  // either way (RESOURCE_EXHAUSTED above)
   int max_concurrent_streams = 100;          // calls at once on one connection
-  int threads = 16;                          // calls served at once (the sync server's pool)
+  int threads = 128;                         // calls served at once (the sync server's pool)
 };
 
-// kilnd's settings: listen_address and grpc_port, max_json_bytes for messages, http_threads threads.
+// kilnd's settings: listen_address and grpc_port, max_json_bytes for messages, grpc_threads threads.
 GrpcOptions grpc_options(const ServiceConfig& config);
 
 class GrpcServer {

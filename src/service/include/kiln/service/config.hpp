@@ -73,6 +73,10 @@ struct ServiceConfig {
   // kilnd's gRPC front end (proto/kiln/v1/kilnd.proto) on listen_address: 0 (the default) leaves it
   // off. Only in builds with gRPC (KILN_WITH_GRPC); elsewhere kilnd refuses a non-zero port.
   int grpc_port = 0;
+  // gRPC calls served at once (the synchronous server's threads): gRPC refuses a call that finds
+  // none free (RESOURCE_EXHAUSTED) instead of queueing it as HTTP does, so this is well above
+  // http_threads; an idle thread costs its stack.
+  int grpc_threads = 128;
   std::filesystem::path tokens_file;         // "tenant token" lines; empty: one generated token
   bool allow_insecure_tokens = false;        // start (with a warning) when group or others may access it
   // HTTP (docs/SERVICE.md): connections cost no thread; a request that may block (a compile, a
