@@ -22,6 +22,7 @@
 #include "support/compile_bomb.hpp"
 #include "support/error_message.hpp"
 #include "support/process.hpp"
+#include "support/nvrtc_compile.hpp"
 
 namespace {
 
@@ -76,6 +77,7 @@ void expect_same_result(const CompileResult& in_process, const CompileResult& in
 }
 
 TEST(CompileWorker, ResultsAreIdenticalToInProcessCompiles) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   CompileWorker worker;
   EXPECT_GT(worker.pid(), 0);
   EXPECT_NE(worker.pid(), ::getpid());
@@ -224,6 +226,7 @@ TEST(CompileWorker, WorkerBinaryRunByHandPrintsUsage) {
 // ASLR on, a new process ignores the file (warning 20282); two no-ASLR workers share it. The file
 // outlives the worker that made it (NVRTC would delete it at a normal exit).
 TEST(CompileWorker, NoAslrWorkerLoadsAPchWrittenByAnotherProcess) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetPCHHeapSize", "automatic precompiled headers (-pch)");
   const fs::path pch = fs::temp_directory_path() / ("kiln-worker-pch-" + std::to_string(::getpid()));
   fs::remove_all(pch);
   fs::create_directories(pch);
@@ -324,6 +327,7 @@ TEST_F(WorkerCache, KernelCacheThroughAWorkerMatchesInProcess) {
 }
 
 TEST_F(WorkerCache, PolicyTimeLimitKillsTheCompileAndNamesTheRule) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "the toolkit's CCCL headers (CUB, libcu++, cuda_fp16.h of CUDA 13 refuse an older NVRTC)");
   KernelCacheOptions o = options(true);
   o.policy = SourcePolicy{};
   // The bomb needs tens of seconds anywhere, saxpy well under a second even on a loaded machine
@@ -408,6 +412,7 @@ std::uint64_t small_compile_peak() {
 }
 
 TEST(CompileLimits, AWorkerOverItsMemoryLimitRefusesTheCompileAndLivesOn) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "the toolkit's CCCL headers (CUB, libcu++, cuda_fp16.h of CUDA 13 refuse an older NVRTC)");
   if (!CompileWorker::memory_limits_apply()) GTEST_SKIP() << "AddressSanitizer build: no address-space limit";
   const std::uint64_t peak = small_compile_peak();
   ASSERT_GT(peak, 0u);
@@ -425,6 +430,7 @@ TEST(CompileLimits, AWorkerOverItsMemoryLimitRefusesTheCompileAndLivesOn) {
 }
 
 TEST(CompileLimits, KernelCacheRefusesByTheMaxCompileMemoryRule) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "the toolkit's CCCL headers (CUB, libcu++, cuda_fp16.h of CUDA 13 refuse an older NVRTC)");
   if (!CompileWorker::memory_limits_apply()) GTEST_SKIP() << "AddressSanitizer build: no address-space limit";
   const std::uint64_t peak = small_compile_peak();
   KernelCacheOptions o;

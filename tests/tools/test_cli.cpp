@@ -5,6 +5,7 @@
 
 #include "kiln/driver/cuda_api.hpp"
 #include "support/process.hpp"
+#include "support/nvrtc_compile.hpp"
 
 namespace {
 
@@ -77,6 +78,7 @@ TEST(CliDoctor, BogusNvrtcPathIsNamed) {
 }
 
 TEST(CliDoctor, ReportsNvJitLinkAndItsAbsenceIsOnlyANote) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "an nvJitLink of NVRTC's own toolkit (nvJitLink came with CUDA 12.0)");
   auto found = run_process({cli_path(), "doctor", "--json"});
   auto j = nlohmann::json::parse(found.out);
   ASSERT_TRUE(j.contains("nvjitlink")) << found.out;
