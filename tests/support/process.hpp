@@ -20,6 +20,17 @@ struct ProcessOptions {
 
 ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options = {});
 
+// The emulator the tests run under ("qemu-aarch64 -L /usr/aarch64-linux-gnu" for the aarch64 cross
+// build; run_process starts this build's programs through it), or "" when they run natively.
+std::string emulator_command();
+
+// Skips the running test under an emulator, saying why: for tests whose programs kiln itself starts
+// (compile workers, GPU workers), which QEMU's user mode cannot follow into without binfmt_misc.
+#define KILN_SKIP_UNDER_EMULATOR(what)                                                            \
+  if (const std::string kiln_emulator_ = ::kiln::testing::emulator_command(); !kiln_emulator_.empty()) \
+  GTEST_SKIP() << "runs under " << kiln_emulator_.substr(0, kiln_emulator_.find(' ')) << ", and " << (what)    \
+               << " starts this build's programs itself: QEMU's user mode does not follow exec into them"
+
 // The kiln CLI built with the tests.
 std::string cli_path();
 
