@@ -110,6 +110,7 @@ TEST(CompileWorker, ResultsAreIdenticalToInProcessCompiles) {
 }
 
 TEST(CompileWorker, ErrorsThrownInTheWorkerArriveWhole) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   Program nul = program("nul.cu", std::string("__global__ void k() {}\n") + '\0' + "garbage");
   const Error local = error_of([&] { compile(nul, kSm90); });
@@ -128,6 +129,7 @@ TEST(CompileWorker, ErrorsThrownInTheWorkerArriveWhole) {
 }
 
 TEST(CompileWorker, CompilePastItsTimeLimitIsKilledAndTheNextOneWorks) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   const pid_t first = worker.pid();
   const auto start = std::chrono::steady_clock::now();
@@ -149,6 +151,7 @@ TEST(CompileWorker, CompilePastItsTimeLimitIsKilledAndTheNextOneWorks) {
 }
 
 TEST(CompileWorker, WorkerThatDiedWhileIdleIsReplacedSilently) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   const pid_t first = worker.pid();
   ASSERT_EQ(::kill(first, SIGKILL), 0);
@@ -159,6 +162,7 @@ TEST(CompileWorker, WorkerThatDiedWhileIdleIsReplacedSilently) {
 }
 
 TEST(CompileWorker, WorkerThatCrashesDuringACompileIsReportedAndRestarted) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   const pid_t first = worker.pid();
   auto running = std::async(std::launch::async, [&] { return worker.compile(cub_program(2), kSm90); });
@@ -178,6 +182,7 @@ TEST(CompileWorker, WorkerThatCrashesDuringACompileIsReportedAndRestarted) {
 }
 
 TEST(CompileWorker, MissingOrWrongExecutablesAreNamed) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorkerOptions missing;
   missing.executable = "/nonexistent/kiln-compile-worker";
   Error e = error_of([&] { CompileWorker w(missing); });
@@ -267,6 +272,7 @@ TEST(CompileWorker, NoAslrWorkerLoadsAPchWrittenByAnotherProcess) {
 }
 
 TEST(CompileWorkerPool, CompilesInParallelOnUpToNProcesses) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorkerPool pool({}, 2);
   std::vector<std::future<CompileResult>> results;
   for (int i = 0; i < 6; ++i)
@@ -311,6 +317,7 @@ class WorkerCache : public ::testing::Test {
 };
 
 TEST_F(WorkerCache, KernelCacheThroughAWorkerMatchesInProcess) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   KernelCache local(options(false)), remote(options(true));
   Program p = program("fill.cu", test_kernels::kTemplated);
   p.name_expressions = {"fill<5>"};
@@ -350,6 +357,7 @@ TEST_F(WorkerCache, PolicyTimeLimitKillsTheCompileAndNamesTheRule) {
 }
 
 TEST_F(WorkerCache, PolicyRefusalIsTypedWithACompileWorker) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   KernelCacheOptions o = options(true);
   o.policy = SourcePolicy{};
   KernelCache cache(o);

@@ -107,6 +107,7 @@ TEST(Link, LtoIrWithPtx) {
 }
 
 TEST(Link, RelocatableCubins) {
+  KILN_SKIP_UNDER_EMULATOR("the toolkit on this machine (/usr/local/cuda) is x86_64's: an aarch64 process cannot load its NVRTC or nvJitLink, and there is no arm64 nvJitLink (CUDA 11.8 has none)");
   Program lib = library_program(), caller = caller_program();
   lib.options.relocatable_device_code = caller.options.relocatable_device_code = true;
   const LinkResult r = link(job_of({LinkInput::from_artifact(compile_or_fail(caller, cubin_target()), "caller.cubin"),
@@ -170,6 +171,7 @@ TEST(LinkErrors, UndefinedSymbolUnderLtoNamesTheReferencingInput) {
 // LeakSanitizer); kiln destroys the handle. test_jit_cpu runs without the leak check under the
 // sanitizers (tests/jit/CMakeLists.txt), so this is noted, not hidden.
 TEST(LinkErrors, UndefinedSymbolWithoutLtoNamesTheInput) {
+  KILN_SKIP_UNDER_EMULATOR("the toolkit on this machine (/usr/local/cuda) is x86_64's: an aarch64 process cannot load its NVRTC or nvJitLink, and there is no arm64 nvJitLink (CUDA 11.8 has none)");
   Program lonely = program_of("lonely.cu", kUndefinedCallerSource);
   lonely.options.relocatable_device_code = true;
   const LinkInput ptx = LinkInput::from_artifact(compile_or_fail(lonely, Target::for_arch(kArch, ImageKind::ptx)), "lonely.ptx");

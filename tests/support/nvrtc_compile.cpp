@@ -1,5 +1,7 @@
 #include "support/nvrtc_compile.hpp"
 
+#include <cstdlib>
+
 #include "kiln/driver/check.hpp"
 #include "kiln/driver/error.hpp"
 #include "kiln/driver/nvrtc_api.hpp"
@@ -22,6 +24,11 @@ int device0_arch() {
   driver::check(cu.cuDeviceGetAttribute(&major, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR, 0), "cuDeviceGetAttribute");
   driver::check(cu.cuDeviceGetAttribute(&minor, CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR, 0), "cuDeviceGetAttribute");
   return major * 10 + minor;
+}
+
+int expected_nvrtc_major() {
+  if (const char* v = std::getenv("KILN_TEST_NVRTC_MAJOR"); v && *v) return std::atoi(v);
+  return CUDA_VERSION / 1000;
 }
 
 std::string nvrtc_older_than(int cuda_version, const std::string& what) {

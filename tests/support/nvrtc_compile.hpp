@@ -15,6 +15,11 @@ std::string compile_for_test(const std::string& source, int arch, bool ptx = fal
 // The compute capability of device 0 as NVRTC's architecture number (90 for sm_90).
 int device0_arch();
 
+// The major version of the NVRTC the tests should find: KILN_TEST_NVRTC_MAJOR where a run picks
+// another toolkit's NVRTC on purpose (scripts/portability: 11.8 headers with NVRTC 13.0), else that
+// of the headers kiln was built with.
+int expected_nvrtc_major();
+
 // Why the process's NVRTC cannot run a test that needs `what` of CUDA `cuda_version` (12000 for
 // 12.0), or "" when it can: "NVRTC 11.8 (<path>) is older than 12.0, which <what> needs". An NVRTC
 // that does not load is not a reason (the test then fails as it would have).

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "kiln/driver/error.hpp"
 #include "kiln/ipc/spawn.hpp"
@@ -47,11 +49,12 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   // A cross-built test runs under an emulator (KILN_TEST_EMULATOR, e.g. "qemu-aarch64 -L <root>":
   // cmake/toolchains/aarch64-linux-gnu.cmake) that does not follow execve: a program of this build
   // is started through it, host programs as they are.
-  if (const std::string emulator = emulator_command(); !emulator.empty() && spawn.program.starts_with(KILN_BINARY_DIR)) {
+  const std::string emulator = emulator_command();
+  if (!emulator.empty() && spawn.program.string().starts_with(KILN_BINARY_DIR)) {
     std::vector<std::string> words;
     std::istringstream in(emulator);
     for (std::string w; in >> w;) words.push_back(w);
-    spawn.arguments.insert(spawn.arguments.begin(), spawn.program);
+    spawn.arguments.insert(spawn.arguments.begin(), spawn.program.string());
     spawn.arguments.insert(spawn.arguments.begin(), words.begin() + 1, words.end());
     spawn.program = words.front();
   }
