@@ -3,6 +3,7 @@
 #include <cupti_activity.h>
 
 #include <atomic>
+#include <cstddef>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -64,6 +65,18 @@ std::string describe(CUptiResult r) {
   return s ? s : "CUPTI error " + std::to_string(static_cast<int>(r));
 }
 
+// The unified memory counter record. CUDA 11.8's headers know it as version 2: its fields read
+// here (kind, counterKind, value) are where version 3 has them, which the headers of CUDA 12 and
+// later (where both are declared) check below.
+#if CUDA_VERSION >= 12000
+using UnifiedMemoryRecord = CUpti_ActivityUnifiedMemoryCounter3;
+static_assert(offsetof(CUpti_ActivityUnifiedMemoryCounter3, counterKind) ==
+              offsetof(CUpti_ActivityUnifiedMemoryCounter2, counterKind));
+static_assert(offsetof(CUpti_ActivityUnifiedMemoryCounter3, value) == offsetof(CUpti_ActivityUnifiedMemoryCounter2, value));
+#else
+using UnifiedMemoryRecord = CUpti_ActivityUnifiedMemoryCounter2;
+#endif
+
 // CUPTI hands records over in buffers on its own threads; totals are kept here.
 std::mutex g_mutex;
 ManagedMemoryCounters g_totals;
@@ -80,7 +93,7 @@ void CUPTIAPI buffer_completed(CUcontext, uint32_t, uint8_t* buffer, size_t, siz
   std::lock_guard lock(g_mutex);
   while (cupti().next_record(buffer, valid, &record) == CUPTI_SUCCESS) {
     if (record->kind != CUPTI_ACTIVITY_KIND_UNIFIED_MEMORY_COUNTER) continue;
-    const auto* um = reinterpret_cast<const CUpti_ActivityUnifiedMemoryCounter3*>(record);
+    const auto* um = reinterpret_cast<const UnifiedMemoryRecord*>(record);
     ++g_totals.records;
     switch (um->counterKind) {
       case CUPTI_ACTIVITY_UNIFIED_MEMORY_COUNTER_KIND_BYTES_TRANSFER_HTOD: g_totals.bytes_host_to_device += um->value; break;

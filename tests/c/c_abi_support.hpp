@@ -4,6 +4,9 @@
 
 #include <gtest/gtest.h>
 
+#include <nlohmann/json.hpp>
+
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 
@@ -19,6 +22,23 @@ struct Error : kiln_error {
   Error& operator=(const Error&) = delete;
   std::string text() const { return message != nullptr ? message : ""; }
 };
+
+// Empty when the NVRTC kiln loads is CUDA `major`.`minor` or newer; otherwise why a test of `what`
+// cannot run (through the C ABI's environment report, as the C tests see nothing else).
+inline std::string nvrtc_older_than(int major, int minor, const std::string& what) {
+  char* text = nullptr;
+  Error e;
+  if (kiln_environment_json(&text, &e) != KILN_OK) return {};
+  const auto report = nlohmann::json::parse(text, nullptr, false);
+  kiln_free(text);
+  if (report.is_discarded() || !report["nvrtc"]["version"].is_string()) return {};
+  const std::string version = report["nvrtc"]["version"];
+  int have_major = 0, have_minor = 0;
+  if (std::sscanf(version.c_str(), "%d.%d", &have_major, &have_minor) != 2) return {};
+  if (have_major * 100 + have_minor >= major * 100 + minor) return {};
+  return "NVRTC " + version + " is older than " + std::to_string(major) + "." + std::to_string(minor) + ", which " +
+         what + " needs";
+}
 
 // Empty when a GPU can be used; otherwise why not (through the C ABI itself).
 inline std::string why_no_gpu() {

@@ -6,13 +6,13 @@ library=$1
 header=$2
 declared=$(grep -oE '^KILN_API [^(]*\bkiln_[a-z0-9_]+\(' "$header" | grep -oE 'kiln_[a-z0-9_]+\($' | tr -d '(' | sort -u)
 # Defined dynamic symbols, without the version node itself (type A) and version suffixes.
-exported=$(nm -D --defined-only "$library" | awk '$2 != "A" {print $3}' | sed 's/@.*//' | sort -u)
+exported=$("${NM:-nm}" -D --defined-only "$library" | awk '$2 != "A" {print $3}' | sed 's/@.*//' | sort -u)
 if [ "$declared" != "$exported" ]; then
   echo "exported symbols differ from kiln.h's declarations (< declared only, > exported only):"
   diff <(echo "$declared") <(echo "$exported") || true
   exit 1
 fi
-versions=$(nm -D --defined-only "$library" | awk '$2 != "A" {print $3}' | grep -vc '@@KILN_1$' || true)
+versions=$("${NM:-nm}" -D --defined-only "$library" | awk '$2 != "A" {print $3}' | grep -vc '@@KILN_1$' || true)
 if [ "$versions" != "0" ]; then
   echo "$versions exported symbols lack the KILN_1 version"
   exit 1

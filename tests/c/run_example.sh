@@ -4,7 +4,7 @@
 set -uo pipefail
 cache=$(mktemp -d /tmp/kiln-c-example.XXXXXX)
 trap 'rm -rf "$cache"' EXIT
-KILN_CACHE_DIR=$cache "$1"
+KILN_CACHE_DIR=$cache "$@"  # the example, after the emulator of a cross build if any
 rc=$?
 if [ "$rc" -eq 3 ] && [ "${KILN_REQUIRE_GPU:-0}" != "1" ]; then
   echo "(no GPU here: the example compiled its kernel and stopped, as it should)"

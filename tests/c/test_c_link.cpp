@@ -76,6 +76,8 @@ kiln_image_info info_of(const kiln_image* image) {
 constexpr kiln_target kCubin90{KILN_IMAGE_CUBIN, 90};
 
 TEST(CAbiLink, AKernelLinksWithASourceLibraryIntoACubinThroughTheCache) {
+  if (auto why = kiln_c_test::nvrtc_older_than(12, 0, "LTO-IR (nvrtcGetLTOIR)"); !why.empty())
+    GTEST_SKIP() << why;
   Cache cache;
   kiln_device_library* lib = source_library(kLibrary);
   kiln_program p = program("caller.cu", kCaller);
@@ -114,6 +116,8 @@ TEST(CAbiLink, AKernelLinksWithASourceLibraryIntoACubinThroughTheCache) {
 }
 
 TEST(CAbiLink, APrebuiltLibraryLinksIntoItsArchitectureOnly) {
+  if (auto why = kiln_c_test::nvrtc_older_than(12, 0, "LTO-IR (nvrtcGetLTOIR)"); !why.empty())
+    GTEST_SKIP() << why;
   Cache cache;
   // LTO-IR as `kiln compile --lto` writes it.
   const kiln_program lib_program = program("scale_add.cu", kLibrary);
@@ -149,6 +153,8 @@ TEST(CAbiLink, APrebuiltLibraryLinksIntoItsArchitectureOnly) {
 }
 
 TEST(CAbiLink, AnUndefinedSymbolIsALinkErrorWithDiagnostics) {
+  if (auto why = kiln_c_test::nvrtc_older_than(12, 0, "LTO-IR (nvrtcGetLTOIR)"); !why.empty())
+    GTEST_SKIP() << why;
   Cache cache;
   kiln_device_library* lib = source_library(kLibrary);
   const kiln_program p = program("lonely.cu", kLonely);

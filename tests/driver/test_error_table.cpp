@@ -4,6 +4,7 @@
 //
 // The headers are parsed as text (they are not included), so the table's literals are checked
 // independently of the compiler seeing the same enums.
+#include <cuda.h>
 #include <gtest/gtest.h>
 
 #include <cctype>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "kiln/driver/error.hpp"
+#include "kiln/driver/nvjitlink_api.hpp"  // KILN_HAVE_NVJITLINK_H
 
 #ifndef KILN_CUDA_INCLUDE_DIR
 #error "Define KILN_CUDA_INCLUDE_DIR as a string literal naming the CUDA toolkit's include folder"
@@ -36,8 +38,9 @@ struct Enumerator {
   std::string comment;  // the comment block right before the enumerator, whitespace collapsed
 };
 
+// `file` in the toolkit's include folder, or an absolute path.
 std::string read_header(const std::string& file) {
-  const std::string path = std::string(KILN_CUDA_INCLUDE_DIR) + "/" + file;
+  const std::string path = file.starts_with('/') ? file : std::string(KILN_CUDA_INCLUDE_DIR) + "/" + file;
   std::ifstream in(path, std::ios::binary);
   if (!in) {
     ADD_FAILURE() << "cannot open " << path << " (KILN_CUDA_INCLUDE_DIR is wrong?)";
@@ -213,9 +216,24 @@ long long value_of(const std::vector<Enumerator>& enumerators, std::string_view 
   return -1;
 }
 
+// Fewer than this many values means the parser is broken: CUDA 11.8's cuda.h has 90 CUresults and
+// 12 nvrtcResults, CUDA 12 and 13 more.
+constexpr std::size_t kMinCUresults = CUDA_VERSION >= 12000 ? 91 : 90;
+constexpr std::size_t kMinNvrtcResults = CUDA_VERSION >= 12000 ? 15 : 12;
+
+// The nvJitLink.h kiln was built with; headers without one (CUDA 11.8's) build with kiln's own
+// declarations, which then stand in for it.
+std::string nvjitlink_header() {
+#if KILN_HAVE_NVJITLINK_H
+  return "nvJitLink.h";
+#else
+  return std::string(KILN_SOURCE_DIR) + "/include/kiln/driver/nvjitlink_compat.hpp";
+#endif
+}
+
 TEST(ErrorTable, HasEveryCUresultOfCudaHeader) {
   const std::vector<Enumerator> results = parse_header_enum("cuda.h", "CUresult");
-  ASSERT_GT(results.size(), 90u) << "the cuda.h parser found too few CUresult values";
+  ASSERT_GE(results.size(), kMinCUresults) << "the cuda.h parser found too few CUresult values";
   // Anchors that would expose a parser that reads names or values wrongly.
   EXPECT_EQ(value_of(results, "CUDA_SUCCESS"), 0);
   EXPECT_EQ(value_of(results, "CUDA_ERROR_ILLEGAL_ADDRESS"), 700);
@@ -225,18 +243,40 @@ TEST(ErrorTable, HasEveryCUresultOfCudaHeader) {
 
 TEST(ErrorTable, HasEveryNvrtcResultOfNvrtcHeader) {
   const std::vector<Enumerator> results = parse_header_enum("nvrtc.h", "nvrtcResult");
-  ASSERT_GE(results.size(), 15u) << "the nvrtc.h parser found too few nvrtcResult values";
+  ASSERT_GE(results.size(), kMinNvrtcResults) << "the nvrtc.h parser found too few nvrtcResult values";
   EXPECT_EQ(value_of(results, "NVRTC_SUCCESS"), 0);
   EXPECT_EQ(value_of(results, "NVRTC_ERROR_COMPILATION"), 6);
   expect_all_in_table(results, Domain::nvrtc, "nvrtc.h");
 }
 
 TEST(ErrorTable, HasEveryNvJitLinkResultOfNvJitLinkHeader) {
-  const std::vector<Enumerator> results = parse_header_enum("nvJitLink.h", "nvJitLinkResult");
+  const std::vector<Enumerator> results = parse_header_enum(nvjitlink_header(), "nvJitLinkResult");
   ASSERT_GE(results.size(), 15u) << "the nvJitLink.h parser found too few nvJitLinkResult values";
   EXPECT_EQ(value_of(results, "NVJITLINK_SUCCESS"), 0);
   EXPECT_EQ(value_of(results, "NVJITLINK_ERROR_PTX_COMPILE"), 4);
-  expect_all_in_table(results, Domain::nvjitlink, "nvJitLink.h");
+  expect_all_in_table(results, Domain::nvjitlink, nvjitlink_header());
+}
+
+// What a kiln built against headers without nvJitLink.h uses (nvjitlink_compat.hpp) is the header's
+// API: the same names with the same values.
+TEST(NvJitLinkCompat, DeclaresTheValuesOfNvJitLinkHeader) {
+#if !KILN_HAVE_NVJITLINK_H
+  GTEST_SKIP() << "built against CUDA " << CUDA_VERSION / 1000 << "." << CUDA_VERSION % 1000 / 10
+               << " headers, which have no nvJitLink.h to compare kiln's declarations with (nvJitLink came "
+                  "with CUDA 12.0); a build against 12.0 or later checks them";
+#endif
+  const std::string compat = std::string(KILN_SOURCE_DIR) + "/include/kiln/driver/nvjitlink_compat.hpp";
+  for (std::string_view type : {"nvJitLinkResult", "nvJitLinkInputType"}) {
+    SCOPED_TRACE(std::string(type));
+    const std::vector<Enumerator> header = parse_header_enum("nvJitLink.h", type);
+    const std::vector<Enumerator> own = parse_header_enum(compat, type);
+    ASSERT_GE(header.size(), 9u);
+    ASSERT_EQ(own.size(), header.size()) << "nvjitlink_compat.hpp and nvJitLink.h differ in length";
+    for (std::size_t i = 0; i < header.size(); ++i) {
+      EXPECT_EQ(own[i].name, header[i].name);
+      EXPECT_EQ(own[i].value, header[i].value) << header[i].name;
+    }
+  }
 }
 
 TEST(ErrorTable, EntriesAreCompleteAndUnique) {
@@ -286,7 +326,7 @@ TEST(ErrorTable, StickyExamples) {
 // must be terminated and relaunched." Those, and only those, are sticky.
 TEST(ErrorTable, StickyMatchesCudaHeaderDocumentation) {
   const std::vector<Enumerator> results = parse_header_enum("cuda.h", "CUresult");
-  ASSERT_GT(results.size(), 90u);
+  ASSERT_GE(results.size(), kMinCUresults);
   std::set<std::string_view> documented_sticky;
   for (const Enumerator& e : results) {
     if (e.comment.find(kRelaunchPhrase) != std::string::npos) documented_sticky.insert(e.name);
@@ -304,6 +344,8 @@ TEST(ErrorTable, StickyMatchesCudaHeaderDocumentation) {
                        : " is sticky but cuda.h does not say the process must be "
                          "terminated and relaunched");
   }
+  // The table describes CUDA 13.0's CUresults; older headers (11.8's) lack the newest of them.
+  if (CUDA_VERSION < 13000) return;
   for (const ErrorInfo& info : kiln::error_table()) {
     if (info.domain != Domain::driver || !info.sticky) continue;
     EXPECT_NE(value_of(results, info.name), -1)

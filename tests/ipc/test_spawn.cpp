@@ -19,6 +19,7 @@
 #include "ipc_test_support.hpp"
 #include "kiln/ipc/pipe.hpp"
 #include "kiln/ipc/spawn.hpp"
+#include "support/process.hpp"
 
 namespace {
 
@@ -122,6 +123,7 @@ TEST(Spawn, ArgumentsArriveVerbatimAndArgv0CanBeChosen) {
 }
 
 TEST(Spawn, SearchPathFindsProgramsLikeExecvp) {
+  KILN_SKIP_UNDER_EMULATOR("QEMU's user mode runs the child itself: exec failures and the child's resource limits are QEMU's, not the kernel's");
   Pipe out = Pipe::create();
   SpawnOptions o;
   o.program = "sh";
@@ -161,6 +163,7 @@ TEST(Spawn, ChildStartsWithNoSignalBlocked) {
 }
 
 TEST(Spawn, ExecFailureIsAnErrorNamingThePathAndErrno) {
+  KILN_SKIP_UNDER_EMULATOR("QEMU's user mode runs the child itself: exec failures and the child's resource limits are QEMU's, not the kernel's");
   SpawnOptions o;
   o.program = "/nonexistent/kiln-ipc-program";
   kiln::Error e = error_of([&] { spawn(o); });
@@ -210,6 +213,7 @@ TEST(Spawn, ParentDeathSignalComesWhenTheSpawningThreadEnds) {
 }
 
 TEST(Spawn, AddressSpaceLimitApplies) {
+  KILN_SKIP_UNDER_EMULATOR("QEMU's user mode runs the child itself: exec failures and the child's resource limits are QEMU's, not the kernel's");
   // The children here are /bin/sh and dd, not kiln programs: no AddressSanitizer in them (whose
   // shadow memory would need terabytes of address space), so the limit is testable in every build.
   SpawnOptions o;

@@ -11,6 +11,7 @@
 #include "kiln/jit/compiler.hpp"
 #include "kiln/jit/linker.hpp"
 #include "support/process.hpp"
+#include "support/nvrtc_compile.hpp"
 
 namespace {
 
@@ -48,6 +49,7 @@ class CliCompile : public ::testing::Test {
 };
 
 TEST_F(CliCompile, LtoWritesLtoIrThatLinks) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   fs::path file = write("lib.cu", "extern \"C\" __device__ float twice(float x) { return 2.f * x; }\n");
   fs::path out = dir_ / "lib.ltoir";
   ProcessResult r = kiln({"compile", "--lto", file.string(), "--arch", "sm_90", "-o", out.string()});
@@ -104,6 +106,7 @@ TEST_F(CliCompile, PtxAndDefines) {
 }
 
 TEST_F(CliCompile, ErrorsPrintLikeACompilerAndExitOne) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "column numbers in NVRTC's diagnostics (NVRTC 11.8 reports the line only)");
   fs::path file = write("bad.cu", "__global__ void f(float* x) {\n  x[0] = z;\n}\n");
   ProcessResult r = kiln({"compile", file.string(), "--arch", "sm_90"});
   EXPECT_EQ(r.exit_code, 1);
@@ -253,6 +256,7 @@ namespace {
 // --worker compiles in a kiln-compile-worker process: same key and image as an in-process compile;
 // errors still print like a compiler's; --worker-no-aslr keeps its PCH files in their own folder.
 TEST_F(CliCompile, WorkerFlagsCompileInAChildProcess) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetPCHHeapSize", "automatic precompiled headers (-pch)");
   fs::path file = write("saxpy.cu", kiln::jit::test_kernels::kSaxpy);
   ProcessResult local = kiln({"compile", file.string(), "--arch", "sm_90", "--no-disk-cache", "-o", (dir_ / "a").string()});
   ProcessResult remote = kiln({"compile", file.string(), "--arch", "sm_90", "--no-disk-cache", "--worker", "-o",

@@ -22,6 +22,7 @@
 #include "support/compile_bomb.hpp"
 #include "support/error_message.hpp"
 #include "support/process.hpp"
+#include "support/nvrtc_compile.hpp"
 
 namespace {
 
@@ -76,6 +77,7 @@ void expect_same_result(const CompileResult& in_process, const CompileResult& in
 }
 
 TEST(CompileWorker, ResultsAreIdenticalToInProcessCompiles) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   CompileWorker worker;
   EXPECT_GT(worker.pid(), 0);
   EXPECT_NE(worker.pid(), ::getpid());
@@ -108,6 +110,7 @@ TEST(CompileWorker, ResultsAreIdenticalToInProcessCompiles) {
 }
 
 TEST(CompileWorker, ErrorsThrownInTheWorkerArriveWhole) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   Program nul = program("nul.cu", std::string("__global__ void k() {}\n") + '\0' + "garbage");
   const Error local = error_of([&] { compile(nul, kSm90); });
@@ -126,6 +129,7 @@ TEST(CompileWorker, ErrorsThrownInTheWorkerArriveWhole) {
 }
 
 TEST(CompileWorker, CompilePastItsTimeLimitIsKilledAndTheNextOneWorks) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   const pid_t first = worker.pid();
   const auto start = std::chrono::steady_clock::now();
@@ -147,6 +151,7 @@ TEST(CompileWorker, CompilePastItsTimeLimitIsKilledAndTheNextOneWorks) {
 }
 
 TEST(CompileWorker, WorkerThatDiedWhileIdleIsReplacedSilently) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   const pid_t first = worker.pid();
   ASSERT_EQ(::kill(first, SIGKILL), 0);
@@ -157,6 +162,7 @@ TEST(CompileWorker, WorkerThatDiedWhileIdleIsReplacedSilently) {
 }
 
 TEST(CompileWorker, WorkerThatCrashesDuringACompileIsReportedAndRestarted) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorker worker;
   const pid_t first = worker.pid();
   auto running = std::async(std::launch::async, [&] { return worker.compile(cub_program(2), kSm90); });
@@ -176,6 +182,7 @@ TEST(CompileWorker, WorkerThatCrashesDuringACompileIsReportedAndRestarted) {
 }
 
 TEST(CompileWorker, MissingOrWrongExecutablesAreNamed) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorkerOptions missing;
   missing.executable = "/nonexistent/kiln-compile-worker";
   Error e = error_of([&] { CompileWorker w(missing); });
@@ -224,6 +231,7 @@ TEST(CompileWorker, WorkerBinaryRunByHandPrintsUsage) {
 // ASLR on, a new process ignores the file (warning 20282); two no-ASLR workers share it. The file
 // outlives the worker that made it (NVRTC would delete it at a normal exit).
 TEST(CompileWorker, NoAslrWorkerLoadsAPchWrittenByAnotherProcess) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetPCHHeapSize", "automatic precompiled headers (-pch)");
   const fs::path pch = fs::temp_directory_path() / ("kiln-worker-pch-" + std::to_string(::getpid()));
   fs::remove_all(pch);
   fs::create_directories(pch);
@@ -264,6 +272,7 @@ TEST(CompileWorker, NoAslrWorkerLoadsAPchWrittenByAnotherProcess) {
 }
 
 TEST(CompileWorkerPool, CompilesInParallelOnUpToNProcesses) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   CompileWorkerPool pool({}, 2);
   std::vector<std::future<CompileResult>> results;
   for (int i = 0; i < 6; ++i)
@@ -308,6 +317,7 @@ class WorkerCache : public ::testing::Test {
 };
 
 TEST_F(WorkerCache, KernelCacheThroughAWorkerMatchesInProcess) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   KernelCache local(options(false)), remote(options(true));
   Program p = program("fill.cu", test_kernels::kTemplated);
   p.name_expressions = {"fill<5>"};
@@ -324,6 +334,7 @@ TEST_F(WorkerCache, KernelCacheThroughAWorkerMatchesInProcess) {
 }
 
 TEST_F(WorkerCache, PolicyTimeLimitKillsTheCompileAndNamesTheRule) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "the toolkit's CCCL headers (CUB, libcu++, cuda_fp16.h of CUDA 13 refuse an older NVRTC)");
   KernelCacheOptions o = options(true);
   o.policy = SourcePolicy{};
   // The bomb needs tens of seconds anywhere, saxpy well under a second even on a loaded machine
@@ -346,6 +357,7 @@ TEST_F(WorkerCache, PolicyTimeLimitKillsTheCompileAndNamesTheRule) {
 }
 
 TEST_F(WorkerCache, PolicyRefusalIsTypedWithACompileWorker) {
+  KILN_SKIP_UNDER_EMULATOR("kiln starts its own compile worker (kiln-compile-worker), which QEMU's user mode cannot follow into without binfmt_misc");
   KernelCacheOptions o = options(true);
   o.policy = SourcePolicy{};
   KernelCache cache(o);
@@ -408,6 +420,7 @@ std::uint64_t small_compile_peak() {
 }
 
 TEST(CompileLimits, AWorkerOverItsMemoryLimitRefusesTheCompileAndLivesOn) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "the toolkit's CCCL headers (CUB, libcu++, cuda_fp16.h of CUDA 13 refuse an older NVRTC)");
   if (!CompileWorker::memory_limits_apply()) GTEST_SKIP() << "AddressSanitizer build: no address-space limit";
   const std::uint64_t peak = small_compile_peak();
   ASSERT_GT(peak, 0u);
@@ -425,6 +438,7 @@ TEST(CompileLimits, AWorkerOverItsMemoryLimitRefusesTheCompileAndLivesOn) {
 }
 
 TEST(CompileLimits, KernelCacheRefusesByTheMaxCompileMemoryRule) {
+  KILN_SKIP_UNLESS_NVRTC(12000, "the toolkit's CCCL headers (CUB, libcu++, cuda_fp16.h of CUDA 13 refuse an older NVRTC)");
   if (!CompileWorker::memory_limits_apply()) GTEST_SKIP() << "AddressSanitizer build: no address-space limit";
   const std::uint64_t peak = small_compile_peak();
   KernelCacheOptions o;

@@ -15,6 +15,7 @@
 #include "cache_entries.hpp"
 #include "support/files.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "support/process.hpp"
 
 extern char** environ;
 
@@ -274,6 +275,7 @@ std::vector<std::pair<int, std::string>> origins(const fs::path& out) {
 }
 
 TEST_F(DiskCacheTest, DiskHitInANewProcess) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   fs::create_directories(dir_);
   for (const char* expected : {"compiled", "disk"}) {
     Child c = spawn_child({KILN_JIT_CACHE_CHILD, dir_.string(), "100", "1"}, dir_ / "out.txt");
@@ -287,6 +289,7 @@ TEST_F(DiskCacheTest, DiskHitInANewProcess) {
 }
 
 TEST_F(DiskCacheTest, FourProcessesFillingOneFolderLeaveAConsistentCache) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   fs::create_directories(dir_);
   constexpr int kProcesses = 4, kVariants = 6;
   std::vector<Child> children;

@@ -21,6 +21,7 @@
 #include "cache_entries.hpp"
 #include "support/files.hpp"
 #include "kiln/jit/kernel_cache.hpp"
+#include "support/process.hpp"
 
 extern char** environ;
 
@@ -421,6 +422,7 @@ ChildReport report(const std::string& out) {
 }
 
 TEST_F(DiskCacheHardening, EightProcessesCompileEachKernelOnce) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   constexpr int kProcesses = 8, kKernels = 5;
   fs::create_directories(cache_);
   std::vector<pid_t> pids;
@@ -448,6 +450,7 @@ TEST_F(DiskCacheHardening, EightProcessesCompileEachKernelOnce) {
 }
 
 TEST_F(DiskCacheHardening, AKilledLockHolderFreesTheKeyAtOnce) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   fs::create_directories(cache_);
   const fs::path out = dir_ / "holder";
   const pid_t holder = spawn({KILN_JIT_CACHE_CHILD, "--hold-lock", cache_.string(), "3"}, out);
@@ -467,6 +470,7 @@ TEST_F(DiskCacheHardening, AKilledLockHolderFreesTheKeyAtOnce) {
 }
 
 TEST_F(DiskCacheHardening, ALiveLockHolderIsWaitedForOnlyUpToTheBound) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   fs::create_directories(cache_);
   const fs::path out = dir_ / "holder";
   spawn({KILN_JIT_CACHE_CHILD, "--hold-lock", cache_.string(), "4"}, out);
@@ -496,6 +500,7 @@ TEST_F(DiskCacheHardening, NoLockFolderStillCompiles) {
 // --- the size cap ----------------------------------------------------------------------------
 
 TEST_F(DiskCacheHardening, FourWritersKeepTheFolderUnderTheCap) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   constexpr int kWriters = 4, kEntries = 60;
   constexpr std::size_t kImage = 4000;
   const std::uint64_t entry_bytes = kImage + 200;  // image, 88-byte header, other fields (upper bound)

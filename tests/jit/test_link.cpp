@@ -18,6 +18,7 @@
 #include "kiln/jit/device_library.hpp"
 #include "kiln/jit/kernel_cache.hpp"
 #include "kiln/jit/linker.hpp"
+#include "support/nvrtc_compile.hpp"
 
 namespace {
 
@@ -53,6 +54,7 @@ LinkInput caller_ltoir() { return LinkInput::from_artifact(compile_or_fail(calle
 // ---------------------------------------------------------------- LTO-IR
 
 TEST(LtoIr, NvrtcWritesLtoIrForTheArchitecture) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const Artifact lib = compile_or_fail(library_program(), lto_target());
   EXPECT_EQ(lib.kind(), ImageKind::ltoir);
   EXPECT_EQ(lib.arch(), kArch);
@@ -73,6 +75,7 @@ TEST(LtoIr, TargetParsesAndNamesLto) {
 }
 
 TEST(LtoIr, SurvivesTheDiskEntryFormat) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const Artifact lib = compile_or_fail(library_program(), lto_target());
   const Artifact back = deserialize_artifact(serialize(lib), Origin::disk);
   EXPECT_EQ(back.kind(), ImageKind::ltoir);
@@ -82,6 +85,7 @@ TEST(LtoIr, SurvivesTheDiskEntryFormat) {
 // ---------------------------------------------------------------- links of mixed inputs
 
 TEST(Link, LtoIrWithLtoIrMakesACubin) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkResult r = link(job_of({caller_ltoir(), library_ltoir()}, "saxpy-link"), cubin_target());
   ASSERT_TRUE(r.ok()) << r.error().what();
   EXPECT_EQ(r.artifact->kind(), ImageKind::cubin);
@@ -93,6 +97,7 @@ TEST(Link, LtoIrWithLtoIrMakesACubin) {
 }
 
 TEST(Link, LtoIrWithPtx) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   Program lib = library_program();
   lib.options.relocatable_device_code = true;
   const Artifact ptx = compile_or_fail(lib, Target::for_arch(kArch, ImageKind::ptx));
@@ -102,6 +107,7 @@ TEST(Link, LtoIrWithPtx) {
 }
 
 TEST(Link, RelocatableCubins) {
+  KILN_SKIP_UNDER_EMULATOR("the toolkit on this machine (/usr/local/cuda) is x86_64's: an aarch64 process cannot load its NVRTC or nvJitLink, and there is no arm64 nvJitLink (CUDA 11.8 has none)");
   Program lib = library_program(), caller = caller_program();
   lib.options.relocatable_device_code = caller.options.relocatable_device_code = true;
   const LinkResult r = link(job_of({LinkInput::from_artifact(compile_or_fail(caller, cubin_target()), "caller.cubin"),
@@ -113,6 +119,7 @@ TEST(Link, RelocatableCubins) {
 }
 
 TEST(Link, LtoToPtx) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkResult r = link(job_of({caller_ltoir(), library_ltoir()}), Target::for_arch(kArch, ImageKind::ptx));
   ASSERT_TRUE(r.ok()) << r.error().what();
   EXPECT_EQ(r.artifact->kind(), ImageKind::ptx);
@@ -122,6 +129,7 @@ TEST(Link, LtoToPtx) {
 }
 
 TEST(Link, InputFromFileGuessesItsKind) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const fs::path file = fs::temp_directory_path() / ("kiln-link-" + std::to_string(::getpid()) + ".ltoir");
   const Artifact lib = compile_or_fail(library_program(), lto_target());
   kiln::testing::write_all(file, std::string(lib.image()));
@@ -139,6 +147,7 @@ TEST(Link, InputFromFileGuessesItsKind) {
 // ---------------------------------------------------------------- link errors
 
 TEST(LinkErrors, UndefinedSymbolUnderLtoNamesTheReferencingInput) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkInput lonely =
       LinkInput::from_artifact(compile_or_fail(program_of("lonely.cu", kUndefinedCallerSource), lto_target()), "lonely.ltoir");
   const LinkResult r = link(job_of({library_ltoir(), lonely}, "undefined"), cubin_target());
@@ -162,6 +171,7 @@ TEST(LinkErrors, UndefinedSymbolUnderLtoNamesTheReferencingInput) {
 // LeakSanitizer); kiln destroys the handle. test_jit_cpu runs without the leak check under the
 // sanitizers (tests/jit/CMakeLists.txt), so this is noted, not hidden.
 TEST(LinkErrors, UndefinedSymbolWithoutLtoNamesTheInput) {
+  KILN_SKIP_UNDER_EMULATOR("the toolkit on this machine (/usr/local/cuda) is x86_64's: an aarch64 process cannot load its NVRTC or nvJitLink, and there is no arm64 nvJitLink (CUDA 11.8 has none)");
   Program lonely = program_of("lonely.cu", kUndefinedCallerSource);
   lonely.options.relocatable_device_code = true;
   const LinkInput ptx = LinkInput::from_artifact(compile_or_fail(lonely, Target::for_arch(kArch, ImageKind::ptx)), "lonely.ptx");
@@ -174,6 +184,7 @@ TEST(LinkErrors, UndefinedSymbolWithoutLtoNamesTheInput) {
 }
 
 TEST(LinkErrors, DuplicateSymbolNamesBothInputs) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkInput second = LinkInput::from_artifact(
       compile_or_fail(program_of("second.cu", kSecondDefinitionSource), lto_target()), "second.ltoir");
   const LinkResult r = link(job_of({library_ltoir(), second, caller_ltoir()}, "duplicate"), cubin_target());
@@ -189,6 +200,7 @@ TEST(LinkErrors, DuplicateSymbolNamesBothInputs) {
 }
 
 TEST(LinkErrors, InputThatIsNotItsKindIsNamed) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkResult r =
       link(job_of({LinkInput::from_bytes(LinkInputKind::ltoir, "junk.ltoir", "not LTO-IR at all"), caller_ltoir()}),
            cubin_target());
@@ -201,6 +213,7 @@ TEST(LinkErrors, InputThatIsNotItsKindIsNamed) {
 }
 
 TEST(LinkErrors, RefusedBeforeNvJitLink) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkInput lib = library_ltoir();
   auto expect_refused = [](const LinkJob& job, const Target& target, Errc code) {
     try {
@@ -222,6 +235,7 @@ TEST(LinkErrors, RefusedBeforeNvJitLink) {
 }
 
 TEST(LinkErrors, UnknownOptionIsNvJitLinksError) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   LinkJob job = job_of({library_ltoir()});
   job.options.extra = {"-no-such-option"};
   try {
@@ -237,6 +251,7 @@ TEST(LinkErrors, UnknownOptionIsNvJitLinksError) {
 // ---------------------------------------------------------------- the link key
 
 TEST(LinkKey, ChangesWithEveryInputAndOption) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkInput lib = library_ltoir(), caller = caller_ltoir();
   const LinkKeyContext ctx{13000, {}};
   const LinkJob base = job_of({caller, lib});
@@ -274,6 +289,7 @@ TEST(LinkKey, ChangesWithEveryInputAndOption) {
 }
 
 TEST(LinkKey, ArtifactInputsAreKnownByTheirCacheKey) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const Artifact lib = compile_or_fail(library_program(), lto_target());
   EXPECT_EQ(LinkInput::from_artifact(lib).identity(), lib.key());
   EXPECT_EQ(LinkInput::from_artifact(lib).bytes().data(), lib.image().data()) << "copied, not shared";
@@ -316,6 +332,7 @@ class LinkCacheTest : public ::testing::Test {
 };
 
 TEST_F(LinkCacheTest, MemoryThenDiskThenRelinkAfterCorruption) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const LinkJob job = job_of({caller_ltoir(), library_ltoir()}, "cached");
   Artifact first;
   {
@@ -354,6 +371,7 @@ TEST_F(LinkCacheTest, MemoryThenDiskThenRelinkAfterCorruption) {
 }
 
 TEST_F(LinkCacheTest, FailedLinkIsNotCachedAndThrowsWithDiagnostics) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   KernelCache cache(options());
   const LinkInput lonely =
       LinkInput::from_artifact(compile_or_fail(program_of("lonely.cu", kUndefinedCallerSource), lto_target()), "lonely.ltoir");
@@ -374,6 +392,7 @@ TEST_F(LinkCacheTest, FailedLinkIsNotCachedAndThrowsWithDiagnostics) {
 }
 
 TEST_F(LinkCacheTest, ConcurrentCallersShareOneLink) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   KernelCacheOptions o = options();
   o.use_disk = false;
   KernelCache cache(o);
@@ -395,6 +414,7 @@ TEST_F(LinkCacheTest, ConcurrentCallersShareOneLink) {
 // ---------------------------------------------------------------- device libraries
 
 TEST_F(LinkCacheTest, DeviceLibraryCompilesOnceForManyKernels) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   KernelCache cache(options());
   const DeviceLibrary lib = DeviceLibrary::from_program(library_program(), {{"scale_add.cuh", kLibraryHeader}});
   Program a = program_of("a.cu", kCallerSource);  // gets scale_add.cuh from the library
@@ -411,6 +431,7 @@ TEST_F(LinkCacheTest, DeviceLibraryCompilesOnceForManyKernels) {
 }
 
 TEST_F(LinkCacheTest, PrebuiltLibraryLinksForItsArchitectureOnly) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   KernelCache cache(options());
   const Artifact built = compile_or_fail(library_program(), lto_target());
   const DeviceLibrary lib =
@@ -429,6 +450,7 @@ TEST_F(LinkCacheTest, PrebuiltLibraryLinksForItsArchitectureOnly) {
 }
 
 TEST_F(LinkCacheTest, LinkedArtifactKeepsTheKernelsLoweredNames) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   KernelCache cache(options());
   const DeviceLibrary lib = DeviceLibrary::from_program(library_program(), {{"scale_add.cuh", kLibraryHeader}});
   Program k = program_of("templated.cu", std::string("#include \"scale_add.cuh\"\n") +
@@ -444,6 +466,7 @@ TEST_F(LinkCacheTest, LinkedArtifactKeepsTheKernelsLoweredNames) {
 std::string child() { return KILN_JIT_CACHE_CHILD; }
 
 TEST_F(LinkCacheTest, NewProcessFindsTheLinkOnDisk) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   const auto first = kiln::testing::run_process({child(), "--link", dir_.string()});
   ASSERT_EQ(first.exit_code, 0) << first.err;
   const std::size_t at_first = first.out.find("link: compiled ");
@@ -459,6 +482,7 @@ TEST_F(LinkCacheTest, NewProcessFindsTheLinkOnDisk) {
 }
 
 TEST_F(LinkCacheTest, WithoutNvJitLinkCompilesWorkAndLinksSaySo) {
+  KILN_SKIP_UNLESS_NVRTC_HAS("nvrtcGetLTOIR", "LTO-IR");
   kiln::testing::ProcessOptions env;
   env.set_env = {{"KILN_NVJITLINK_PATH", "/nonexistent/kiln/libnvJitLink.so.13"}};
   const auto r = kiln::testing::run_process({child(), "--link", dir_.string()}, env);

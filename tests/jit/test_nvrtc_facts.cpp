@@ -174,6 +174,7 @@ TEST_F(NvrtcFactsTest, IdentityFollowsTheFile) {
 // In a process that has loaded nothing yet, the file found without loading is the file that loads:
 // through the dynamic loader's own search (RUNPATH, LD_LIBRARY_PATH, its cache) and through kiln's.
 TEST_F(NvrtcFactsTest, LocatedFileIsTheOneThatLoadsInAFreshProcess) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   // A second NVRTC file in a folder named by LD_LIBRARY_PATH, which the loader searches before its
   // cache. (A copy: a hard link would change the real file's ctime, its identity, for everyone.)
   const fs::path other = dir_ / "ld-library-path" / "libnvrtc.so.13";
@@ -230,6 +231,7 @@ TEST_F(NvrtcFactsTest, TargetChoiceFromFacts) {
 
 // (a) The entry and the record were written by this process; a new one hits without NVRTC.
 TEST_F(NvrtcFactsTest, DiskHitInANewProcessDoesNotLoadNvrtc) {
+  KILN_SKIP_UNDER_EMULATOR("the test starts another process of this build through kiln (not run_process), which QEMU's user mode cannot follow into without binfmt_misc");
   const Artifact a = compile_here(1);
   ASSERT_TRUE(read_nvrtc_facts(dir_, loaded_identity())) << "compiling here records the facts";
   const Child c = run_child(1);

@@ -8,6 +8,8 @@
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
+#include <string>
+#include <vector>
 
 #include "kiln/driver/error.hpp"
 #include "kiln/ipc/spawn.hpp"
@@ -32,6 +34,11 @@ std::pair<std::string, ipc::UniqueFd> temp_file() {
 
 }  // namespace
 
+std::string emulator_command() {
+  const char* e = std::getenv("KILN_TEST_EMULATOR");
+  return e ? e : "";
+}
+
 ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOptions& options) {
   auto [out_path, out] = temp_file();
   auto [err_path, err] = temp_file();
@@ -39,6 +46,18 @@ ProcessResult run_process(const std::vector<std::string>& argv, const ProcessOpt
   spawn.program = argv.at(0);
   spawn.search_path = true;  // as execvp: "nvidia-smi" is looked up in $PATH
   spawn.arguments.assign(argv.begin() + 1, argv.end());
+  // A cross-built test runs under an emulator (KILN_TEST_EMULATOR, e.g. "qemu-aarch64 -L <root>":
+  // cmake/toolchains/aarch64-linux-gnu.cmake) that does not follow execve: a program of this build
+  // is started through it, host programs as they are.
+  const std::string emulator = emulator_command();
+  if (!emulator.empty() && spawn.program.string().starts_with(KILN_BINARY_DIR)) {
+    std::vector<std::string> words;
+    std::istringstream in(emulator);
+    for (std::string w; in >> w;) words.push_back(w);
+    spawn.arguments.insert(spawn.arguments.begin(), spawn.program.string());
+    spawn.arguments.insert(spawn.arguments.begin(), words.begin() + 1, words.end());
+    spawn.program = words.front();
+  }
   spawn.fds = {{1, out.get()}, {2, err.get()}};
   for (const auto& name : options.unset_env) spawn.environment[name] = std::nullopt;
   for (const auto& [name, value] : options.set_env) spawn.environment[name] = value;

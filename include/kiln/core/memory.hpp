@@ -19,6 +19,7 @@
 
 #include "kiln/core/context.hpp"
 #include "kiln/core/stream.hpp"
+#include "kiln/driver/cuda_compat.hpp"
 
 namespace kiln::core {
 
@@ -142,7 +143,7 @@ class HostRegistration {
 
 // Where managed memory should live or be prefetched to.
 struct Location {
-  static Location host() { return {CU_MEM_LOCATION_TYPE_HOST, 0}; }
+  static Location host() { return {driver::compat::mem_location_type_host, 0}; }
   static Location device(CUdevice d) { return {CU_MEM_LOCATION_TYPE_DEVICE, static_cast<int>(d)}; }
   CUmemLocationType type;
   int id;

@@ -8,6 +8,8 @@
 
 #include <cuda.h>
 
+#include "kiln/driver/cuda_compat.hpp"  // CUlibrary, CUkernel with headers older than CUDA 12
+
 #include <cstddef>
 #include <span>
 #include <string>

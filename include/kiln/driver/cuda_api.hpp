@@ -8,6 +8,8 @@
 #include <cuda.h>
 #include <cudaTypedefs.h>
 
+#include "kiln/driver/cuda_compat.hpp"  // what headers older than CUDA 13.0 lack
+
 #include <string>
 #include <vector>
 

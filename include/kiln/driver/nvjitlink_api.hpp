@@ -13,7 +13,14 @@
 // Thread safety: loaded once, then immutable.
 #pragma once
 
+#if __has_include(<nvJitLink.h>)
 #include <nvJitLink.h>
+#define KILN_HAVE_NVJITLINK_H 1
+#else
+// Headers older than CUDA 12.0 (11.8's) have none: kiln's own declarations of the same C API.
+#include "kiln/driver/nvjitlink_compat.hpp"
+#define KILN_HAVE_NVJITLINK_H 0
+#endif
 
 #include <optional>
 #include <string>

@@ -15,6 +15,8 @@
 
 #include <nvrtc.h>
 
+#include "kiln/driver/nvrtc_compat.hpp"  // what headers older than CUDA 12 lack
+
 #include <optional>
 #include <string>
 #include <vector>
