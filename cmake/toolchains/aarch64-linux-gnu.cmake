@@ -15,7 +15,7 @@ if(NOT KILN_AARCH64_SYSROOT)
   set(KILN_AARCH64_SYSROOT "$ENV{KILN_AARCH64_SYSROOT}")
 endif()
 if(NOT KILN_AARCH64_SYSROOT)
-  get_filename_component(KILN_AARCH64_SYSROOT "${CMAKE_CURRENT_LIST_DIR}/../../.carry/aarch64/sysroot" ABSOLUTE)
+  get_filename_component(KILN_AARCH64_SYSROOT "${CMAKE_CURRENT_LIST_DIR}/../../.portability/aarch64/sysroot" ABSOLUTE)
 endif()
 set(KILN_AARCH64_SYSROOT "${KILN_AARCH64_SYSROOT}" CACHE PATH "arm64 packages unpacked with dpkg -x")
 # try_compile projects see the variable too.
