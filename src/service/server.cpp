@@ -196,7 +196,6 @@ void log_service_error(const Log& log, const core::ServiceError& e) {
 // body of src/service/detail/error_body.*, and the kind's members (a rule, a field, details).
 void send_service_error(Response& res, const core::ServiceError& e) {
   using core::ErrorKind;
-  json extra = e.details.is_object() ? e.details : json::object();
   int status = 500;
   const std::string_view code = core::api_error_code(e.kind);
   switch (e.kind) {
@@ -227,9 +226,7 @@ void send_service_error(Response& res, const core::ServiceError& e) {
     case ErrorKind::package_refused: status = 422; break;
     case ErrorKind::internal: status = 500; break;
   }
-  if (!e.rule.empty()) extra["rule"] = e.rule;
-  if (!e.field.empty()) extra["field"] = e.field;
-  if (!e.hint.empty()) extra["hint"] = e.hint;
+  const json extra = core::error_members(e);
   send_error(res, status, code, e.message, extra.empty() ? json(nullptr) : extra);
 }
 

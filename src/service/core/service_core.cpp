@@ -130,6 +130,14 @@ std::string_view to_string(ErrorKind kind) noexcept {
 }
 
 // The API's names are the kinds' own, but for four that predate the kinds.
+nlohmann::json error_members(const ServiceError& e) {
+  nlohmann::json extra = e.details.is_object() ? e.details : nlohmann::json::object();
+  if (!e.rule.empty()) extra["rule"] = e.rule;
+  if (!e.field.empty()) extra["field"] = e.field;
+  if (!e.hint.empty()) extra["hint"] = e.hint;
+  return extra;
+}
+
 std::string_view api_error_code(ErrorKind kind) noexcept {
   switch (kind) {
     case ErrorKind::invalid_argument: return "bad_request";

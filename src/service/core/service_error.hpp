@@ -55,6 +55,10 @@ struct ServiceError {
   nlohmann::json details;     // kind-specific members (an object, or null)
 };
 
+// What an error body carries beside the code and message: `details`' members, then rule, field and
+// hint where set (HTTP's body and the IPC socket's; gRPC puts them in trailers).
+nlohmann::json error_members(const ServiceError& e);
+
 // A value or a ServiceError (std::expected is C++23).
 template <class T>
 class Result {

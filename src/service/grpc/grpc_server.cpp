@@ -67,9 +67,10 @@ struct GrpcServer::Impl final : v1::Kilnd::Service {
   int bound_port = 0;
   std::mutex stop_mutex;
   bool stopped = false;
+  // How long stop() gives Shutdown to send the replies of calls whose handlers have returned.
+  static constexpr std::chrono::milliseconds kReplyFlush{1000};
   // Calls in a handler, so stop() waits for those only: gRPC's Shutdown(deadline) also waits out
   // idle connections (5 s with a client still connected).
-  static constexpr std::chrono::milliseconds kReplyFlush{1000};
   std::atomic<bool> stopping{false};
   std::mutex calls_mutex;
   std::condition_variable calls_done;

@@ -33,17 +33,30 @@ json buffer_json(const core::BufferInfo& b) {
           {"tag", b.tag},        {"imported", b.imported}, {"owner_pid", b.owner_pid}};
 }
 
-// The same body HTTP answers for a core error (its code, message, field, rule, hint, details).
-std::string error_reply(const core::ServiceError& e) {
-  json extra = e.details.is_object() ? e.details : json::object();
-  if (!e.rule.empty()) extra["rule"] = e.rule;
-  if (!e.field.empty()) extra["field"] = e.field;
-  if (!e.hint.empty()) extra["hint"] = e.hint;
-  return detail::error_body(core::api_error_code(e.kind), e.message, extra.empty() ? json(nullptr) : extra);
+// One request's reply: its JSON text, the descriptor to send with it (an export's), and for the
+// metrics its error code ("ok" for none).
+struct Reply {
+  Reply(std::string text, ipc::UniqueFd descriptor = {}) : body(std::move(text)), fd(std::move(descriptor)) {}  // NOLINT
+  std::string body;
+  ipc::UniqueFd fd;
+  std::string_view code = "ok";  // a literal or core::api_error_code's: static
+};
+
+// HTTP's error body for `code`.
+Reply refusal(std::string_view code, std::string_view message, const json& extra = nullptr) {
+  Reply r(detail::error_body(code, message, extra));
+  r.code = code;
+  return r;
 }
 
-std::string bad_request(std::string_view message, std::string_view field = {}) {
-  return detail::error_body("bad_request", message, field.empty() ? json(nullptr) : json{{"field", field}});
+// The same body HTTP answers for a core error (its code, message, field, rule, hint, details).
+Reply error_reply(const core::ServiceError& e) {
+  const json extra = core::error_members(e);
+  return refusal(core::api_error_code(e.kind), e.message, extra.empty() ? json(nullptr) : extra);
+}
+
+Reply bad_request(std::string_view message, std::string_view field = {}) {
+  return refusal("bad_request", message, field.empty() ? json(nullptr) : json{{"field", field}});
 }
 
 struct Peer {
@@ -98,52 +111,33 @@ struct IpcSocketServer::Impl {
   Impl(core::ServiceCore& c, const TokenStore& t, std::string p, Log l)
       : core(c), tokens(t), path(std::move(p)), log(std::move(l)) {}
 
-  // One request's reply: its JSON text and the descriptor to send with it (an export's).
-  struct Reply {
-    Reply(std::string text, ipc::UniqueFd descriptor = {}) : body(std::move(text)), fd(std::move(descriptor)) {}  // NOLINT
-    std::string body;
-    ipc::UniqueFd fd;
-    // For the metrics: the op asked (one of the known ones, else "unknown") and the error code.
-    std::string_view op = "unknown";
-    std::string code = "ok";
-  };
+  static constexpr std::string_view kOps[] = {"hello", "export_buffer", "import_buffer"};
 
-  // handle() with the metrics' labels filled in from the request and the reply.
-  Reply answer(ipc::Frame& frame, const Peer& peer) {
-    Reply reply = handle(frame, peer);
-    try {
-      const json body = json::parse(reply.body);
-      if (body.contains("error")) reply.code = body["error"].value("code", "unknown");
-      const json request = json::parse(frame.payload, nullptr, false);
-      const std::string op = request.is_object() ? request.value("op", "") : "";
-      for (std::string_view known : {"hello", "export_buffer", "import_buffer"})
-        if (op == known) reply.op = known;
-    } catch (const std::exception&) {
-    }
-    return reply;
-  }
-
-  Reply handle(ipc::Frame& frame, const Peer& peer) {
+  // `op` becomes the request's op when it is one of kOps (the metrics' label; "unknown" otherwise).
+  Reply handle(ipc::Frame& frame, const Peer& peer, std::string_view& op_label) {
     json request;
     try {
       request = json::parse(frame.payload);
     } catch (const json::exception& e) {
-      return {bad_request(std::string("the request is not JSON: ") + e.what())};
+      return bad_request(std::string("the request is not JSON: ") + e.what());
     }
     if (!request.is_object() || !request.contains("op") || !request["op"].is_string())
-      return {bad_request("a request is a JSON object with \"op\" (a string)", "op")};
+      return bad_request("a request is a JSON object with \"op\" (a string)", "op");
     const std::string op = request["op"].get<std::string>();
+    for (std::string_view known : kOps)
+      if (op == known) op_label = known;
     if (op == "hello") {
-      if (!frame.fds.empty()) return {bad_request("hello takes no file descriptor", "fd")};
-      return {detail::json_text({{"protocol", kProtocolVersion}, {"ops", {"hello", "export_buffer", "import_buffer"}}})};
+      if (!frame.fds.empty()) return bad_request("hello takes no file descriptor", "fd");
+      json ops = json::array();
+      for (std::string_view known : kOps) ops.push_back(known);
+      return {detail::json_text({{"protocol", kProtocolVersion}, {"ops", ops}})};
     }
     if (!request.contains("token") || !request["token"].is_string())
-      return {detail::error_body("unauthorized", "\"token\": a bearer token (a string) is needed for " + op,
-                                 {{"field", "token"}})};
+      return refusal("unauthorized", "\"token\": a bearer token (a string) is needed for " + op, {{"field", "token"}});
     const std::optional<std::string> tenant = tokens.tenant_for(request["token"].get<std::string>());
     if (!tenant) {
       log.warn("auth_refused", "unknown bearer token", {{"protocol", "ipc"}, {"pid", static_cast<std::int64_t>(peer.pid)}});
-      return {detail::error_body("unauthorized", "unknown bearer token", {{"field", "token"}})};
+      return refusal("unauthorized", "unknown bearer token", {{"field", "token"}});
     }
     const LogContext context({}, *tenant);
     auto number = [&](const char* name) -> std::optional<std::uint64_t> {
@@ -151,11 +145,11 @@ struct IpcSocketServer::Impl {
       return request[name].get<std::uint64_t>();
     };
     if (op == "export_buffer") {
-      if (!frame.fds.empty()) return {bad_request("export_buffer takes no file descriptor", "fd")};
+      if (!frame.fds.empty()) return bad_request("export_buffer takes no file descriptor", "fd");
       const auto id = number("buffer");
-      if (!id) return {bad_request("\"buffer\": the id of one of the tenant's buffers", "buffer")};
+      if (!id) return bad_request("\"buffer\": the id of one of the tenant's buffers", "buffer");
       core::Result<core::ExportedBuffer> exported = core.export_buffer(*tenant, *id);
-      if (!exported) return {error_reply(exported.error())};
+      if (!exported) return error_reply(exported.error());
       core::ExportedBuffer& e = exported.value();
       return {detail::json_text({{"buffer", buffer_json(e.buffer)},
                                  {"mapped_bytes", e.mapped_bytes},
@@ -164,15 +158,15 @@ struct IpcSocketServer::Impl {
     }
     if (op == "import_buffer") {
       if (frame.fds.size() != 1)
-        return {bad_request("import_buffer takes exactly one file descriptor (the allocation's, from "
+        return bad_request("import_buffer takes exactly one file descriptor (the allocation's, from "
                             "cuMemExportToShareableHandle), got " + std::to_string(frame.fds.size()),
-                            "fd")};
+                            "fd");
       const auto bytes = number("bytes");
-      if (!bytes) return {bad_request("\"bytes\": the allocation's size (a whole number)", "bytes")};
+      if (!bytes) return bad_request("\"bytes\": the allocation's size (a whole number)", "bytes");
       const auto device = number("device").value_or(0);
       if (request.contains("device") && !number("device"))
-        return {bad_request("\"device\": a GPU ordinal (a whole number)", "device")};
-      if (request.contains("tag") && !request["tag"].is_string()) return {bad_request("\"tag\": a string", "tag")};
+        return bad_request("\"device\": a GPU ordinal (a whole number)", "device");
+      if (request.contains("tag") && !request["tag"].is_string()) return bad_request("\"tag\": a string", "tag");
       core::BufferImport import;
       import.device = static_cast<int>(std::min<std::uint64_t>(device, 1u << 20));
       import.bytes = *bytes;
@@ -180,13 +174,13 @@ struct IpcSocketServer::Impl {
       import.fd = std::move(frame.fds.front());
       import.owner_pid = peer.pid;
       core::Result<core::BufferInfo> buffer = core.import_buffer(*tenant, std::move(import));
-      if (!buffer) return {error_reply(buffer.error())};
+      if (!buffer) return error_reply(buffer.error());
       log.info("client_buffer_imported", "buffer " + std::to_string(buffer->id) + ": device memory of process " +
                                              std::to_string(peer.pid),
                {{"buffer", static_cast<std::int64_t>(buffer->id)}, {"bytes", static_cast<std::int64_t>(buffer->bytes)}});
       return {detail::json_text({{"buffer", buffer_json(buffer.value())}})};
     }
-    return {bad_request("unknown op '" + detail::printable(op, 64) + "' (hello, export_buffer, import_buffer)", "op")};
+    return bad_request("unknown op '" + detail::printable(op, 64) + "' (hello, export_buffer, import_buffer)", "op");
   }
 
   void serve(ipc::Channel& channel, const Peer& peer) {
@@ -195,8 +189,9 @@ struct IpcSocketServer::Impl {
         // The next request must arrive whole within kIdleTimeout of the last reply.
         ipc::Received r = channel.receive_for(kIdleTimeout);
         if (!r) return;  // closed, or idle too long
-        Reply reply = answer(r.frame, peer);
-        core.ipc_answered(reply.op, reply.code);
+        std::string_view op = "unknown";
+        Reply reply = handle(r.frame, peer, op);
+        core.ipc_answered(op, reply.code);
         const int fds[] = {reply.fd.get()};
         channel.send(kReplyFrame, reply.body, reply.fd ? std::span<const int>(fds) : std::span<const int>(),
                      ipc::Channel::deadline_after(kFrameTimeout));
