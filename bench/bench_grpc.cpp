@@ -202,7 +202,7 @@ int main(int argc, char** argv) {
   config.max_body_bytes = kTransfer;  // one 256 MiB HTTP body (the default, 64 MiB, would refuse it)
   service::Server server(config, service::TokenStore::single("bench", kToken), backend);
   server.start();
-  // kilnd's gRPC options (grpc_options: http_threads threads, max_json_bytes messages: 4 MiB).
+  // kilnd's gRPC options (grpc_options: grpc_threads threads, max_json_bytes messages: 4 MiB).
   service::GrpcOptions options = service::grpc_options(config);
   options.port = 0;
   service::GrpcServer grpc_server(server.core(), server.tokens(), options);

@@ -1,8 +1,9 @@
-// Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, HTTP and gRPC answers), and the
+// Metrics: the counters kilnd keeps itself (launch outcomes, launch latency, the answers of HTTP, gRPC
+// and the IPC socket), and the
 // Prometheus text rendering of those plus the gauges read at scrape time (queue depth, GPUs, memory,
 // compile cache). Counters are atomics: recording costs no lock; a job's end also goes into
-// recent() (the status page's last minute), and a gRPC answer into its (method, code) count, each
-// under one short lock.
+// recent() (the status page's last minute), and a gRPC or IPC socket answer into its (front end,
+// method, code) count, each under one short lock.
 //
 // Thread safety: every member may be called from any thread at once.
 #pragma once
