@@ -66,6 +66,23 @@ TEST(ServiceConfig, GrpcPortIsOffUnlessSetAndMustDifferFromTheHttpPort) {
   EXPECT_NE(error_message_of([&] { validate(c); }).find("grpc_port"), std::string::npos);
 }
 
+TEST(ServiceConfig, GrpcThreadsAndTheIpcSocketKeysApplyAndBadValuesAreRefused) {
+  ServiceConfig c;
+  EXPECT_EQ(c.grpc_threads, 128);
+  EXPECT_FALSE(c.allow_client_ipc);
+  EXPECT_TRUE(c.ipc_socket.empty());
+  apply_config_json(c, R"({"grpc_threads": 32, "allow_client_ipc": true, "ipc_socket": "/run/kilnd.sock"})", "i.json");
+  EXPECT_EQ(c.grpc_threads, 32);
+  EXPECT_TRUE(c.allow_client_ipc);
+  EXPECT_EQ(c.ipc_socket, "/run/kilnd.sock");
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"grpc_threads": 0})", "i.json"); }).find("grpc_threads"),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"allow_client_ipc": "yes"})", "i.json"); }).find("allow_client_ipc"),
+            std::string::npos);
+  EXPECT_NE(error_message_of([&] { apply_config_json(c, R"({"ipc_socket": 3})", "i.json"); }).find("ipc_socket"),
+            std::string::npos);
+}
+
 TEST(ServiceConfig, RepositoryKeysApplyAndBadOnesAreRefused) {
   ServiceConfig c;
   apply_config_json(c, R"({"repository": {"path": "/srv/kernels", "mode": "poll", "poll_interval_ms": 500, "latest": 2,
